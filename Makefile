@@ -1,0 +1,57 @@
+# Warren: make run starts a broker, make test runs every test.
+GO        ?= go
+BIN       := bin
+DATA_DIR  ?= ./data
+FUZZTIME  ?= 10s
+BENCHTIME ?= 1s
+
+.PHONY: all build run test test-short lint generate check-generated fuzz bench conformance clean
+
+all: build
+
+build:
+	$(GO) build -o $(BIN)/warren ./cmd/warren
+	$(GO) build -o $(BIN)/warrenctl ./cmd/warrenctl
+
+# Starts a broker on :5672 (AMQP) and :15672 (HTTP) with the default guest
+# user, which may connect from loopback only, like RabbitMQ.
+run: build
+	./$(BIN)/warren --data-dir $(DATA_DIR)
+
+# Every test, with the race detector, integration tests included.
+test: lint check-generated
+	$(GO) test -race -count=1 -timeout 20m ./...
+
+test-short:
+	$(GO) test -count=1 ./...
+
+lint:
+	@out=$$(gofmt -l $$(git ls-files '*.go' 2>/dev/null || find . -name '*.go')); \
+	  if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
+	$(GO) vet ./...
+
+generate:
+	$(GO) generate ./...
+
+# Regenerates into a temp file and fails when the committed code differs.
+check-generated:
+	@tmp=$$(mktemp -d); cd amqp && $(GO) run ./internal/gen -o $$tmp/spec_gen.go && \
+	  diff -q $$tmp/spec_gen.go spec_gen.go >/dev/null || { echo "amqp/spec_gen.go is stale: run make generate"; rm -rf $$tmp; exit 1; }; \
+	  rm -rf $$tmp
+
+# A short pass of every fuzz target.
+fuzz:
+	@for t in $$($(GO) test -list 'Fuzz.*' ./amqp | grep ^Fuzz); do \
+	  echo "fuzz $$t"; $(GO) test -run '^$$' -fuzz "^$$t$$" -fuzztime $(FUZZTIME) ./amqp || exit 1; done
+	@for t in $$($(GO) test -list 'Fuzz.*' ./exchange | grep ^Fuzz); do \
+	  echo "fuzz $$t"; $(GO) test -run '^$$' -fuzz "^$$t$$" -fuzztime $(FUZZTIME) ./exchange || exit 1; done
+
+bench:
+	$(GO) test -run '^$$' -bench . -benchmem -benchtime $(BENCHTIME) ./amqp/... ./exchange/... ./queue/...
+
+# amqp091-go's own integration suite against a fresh Warren on 127.0.0.1:5672.
+conformance: build
+	./scripts/conformance.sh
+
+clean:
+	rm -rf $(BIN)

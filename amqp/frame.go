@@ -1,0 +1,119 @@
+package amqp
+
+import (
+	"bufio"
+	"encoding/binary"
+	"fmt"
+	"io"
+)
+
+// Frame types (spec 4.2.3).
+const (
+	FrameTypeMethod    = FrameMethod
+	FrameTypeHeader    = FrameHeader
+	FrameTypeBody      = FrameBody
+	FrameTypeHeartbeat = FrameHeartbeat
+)
+
+// FrameOverhead is the bytes a frame adds around its payload: type, channel,
+// size and the frame-end octet.
+const FrameOverhead = 8
+
+// ProtocolHeader is what a 0-9-1 client sends first and what the server answers
+// to any other header before closing (spec 4.2.2).
+var ProtocolHeader = []byte{'A', 'M', 'Q', 'P', 0, 0, 9, 1}
+
+// Frame is one decoded frame. Payload aliases the reader's buffer and is valid
+// only until the next ReadFrame.
+type Frame struct {
+	Type    uint8
+	Channel uint16
+	Payload []byte
+}
+
+// FrameReader reads frames from a buffered stream, reusing one payload buffer.
+type FrameReader struct {
+	r   *bufio.Reader
+	buf []byte
+	// Max is the largest total frame size accepted (the negotiated frame_max);
+	// a larger declared size is a FrameError before anything is allocated.
+	Max uint32
+}
+
+// NewFrameReader returns a reader that accepts frames up to max bytes.
+func NewFrameReader(r *bufio.Reader, max uint32) *FrameReader {
+	return &FrameReader{r: r, Max: max}
+}
+
+// ReadFrame reads the next frame. Errors: io errors as returned by the
+// stream, or an *Error with code FrameError for a bad size or frame-end.
+func (fr *FrameReader) ReadFrame() (Frame, error) {
+	var hdr [7]byte
+	if _, err := io.ReadFull(fr.r, hdr[:]); err != nil {
+		return Frame{}, err
+	}
+	f := Frame{Type: hdr[0], Channel: binary.BigEndian.Uint16(hdr[1:3])}
+	size := binary.BigEndian.Uint32(hdr[3:7])
+	if uint64(size)+FrameOverhead > uint64(fr.Max) {
+		return f, &Error{Code: FrameError, Text: fmt.Sprintf("FRAME_ERROR - frame size %d exceeds frame_max %d", uint64(size)+FrameOverhead, fr.Max)}
+	}
+	if cap(fr.buf) < int(size)+1 {
+		fr.buf = make([]byte, int(size)+1)
+	}
+	b := fr.buf[:int(size)+1]
+	if _, err := io.ReadFull(fr.r, b); err != nil {
+		if err == io.EOF {
+			err = io.ErrUnexpectedEOF
+		}
+		return f, err
+	}
+	if b[size] != FrameEnd {
+		return f, &Error{Code: FrameError, Text: fmt.Sprintf("FRAME_ERROR - bad frame end octet %d", b[size])}
+	}
+	f.Payload = b[:size]
+	return f, nil
+}
+
+// AppendFrameHeader appends a frame's 7-byte header.
+func AppendFrameHeader(b []byte, typ uint8, channel uint16, size int) []byte {
+	b = append(b, typ)
+	b = binary.BigEndian.AppendUint16(b, channel)
+	return binary.BigEndian.AppendUint32(b, uint32(size))
+}
+
+// AppendMethodFrame appends a whole method frame for m on channel.
+func AppendMethodFrame(b []byte, channel uint16, m Method) []byte {
+	start := len(b)
+	b = AppendFrameHeader(b, FrameMethod, channel, 0)
+	w := writer{b: b}
+	c, id := m.IDs()
+	w.short(c)
+	w.short(id)
+	m.encode(&w)
+	b = w.b
+	binary.BigEndian.PutUint32(b[start+3:], uint32(len(b)-start-7))
+	return append(b, FrameEnd)
+}
+
+// AppendHeartbeat appends a heartbeat frame.
+func AppendHeartbeat(b []byte) []byte {
+	return append(b, FrameHeartbeat, 0, 0, 0, 0, 0, 0, FrameEnd)
+}
+
+// AppendContent appends a content header frame whose payload is header (as
+// received from the publisher, byte for byte) and the body split into body
+// frames no larger than frameMax.
+func AppendContent(b []byte, channel uint16, header, body []byte, frameMax uint32) []byte {
+	b = AppendFrameHeader(b, FrameHeader, channel, len(header))
+	b = append(b, header...)
+	b = append(b, FrameEnd)
+	chunk := int(frameMax) - FrameOverhead
+	for len(body) > 0 {
+		n := min(len(body), chunk)
+		b = AppendFrameHeader(b, FrameBody, channel, n)
+		b = append(b, body[:n]...)
+		b = append(b, FrameEnd)
+		body = body[n:]
+	}
+	return b
+}

@@ -1,0 +1,269 @@
+package server
+
+import (
+	"strconv"
+
+	"github.com/warren-mq/warren/amqp"
+	"github.com/warren-mq/warren/queue"
+)
+
+// basicPublish starts a publish: the content header comes next.
+func (ch *channel) basicPublish() error {
+	if ch.pub.m.Immediate {
+		return amqp.Errorf(amqp.NotImplemented, "immediate=true").For(&ch.pub.m)
+	}
+	ch.state = chanAwaitHdr
+	return nil
+}
+
+func (ch *channel) handleHeader(p []byte) error {
+	h, err := amqp.DecodeContentHeader(p)
+	if err != nil {
+		return amqp.Errorf(amqp.FrameError, "malformed content header")
+	}
+	if h.ClassID != amqp.ClassBasic {
+		return amqp.Errorf(amqp.FrameError, "content header for class %d, expected %d", h.ClassID, amqp.ClassBasic)
+	}
+	if h.BodySize > ch.conn.srv.cfg.MaxMessageSize {
+		ch.state = chanOpen
+		return amqp.Errorf(amqp.PreconditionFailed, "message size %d is larger than configured max size %d", h.BodySize, ch.conn.srv.cfg.MaxMessageSize).For(&ch.pub.m)
+	}
+	// One allocation holds the raw header and the body.
+	buf := make([]byte, len(p), len(p)+int(h.BodySize))
+	copy(buf, p)
+	ch.pub.header = buf
+	ch.pub.buf = buf[len(p):]
+	ch.pub.size = h.BodySize
+	ch.pub.props = h.Properties
+	if h.BodySize == 0 {
+		return ch.completePublish()
+	}
+	ch.state = chanAwaitBody
+	return nil
+}
+
+func (ch *channel) handleBody(p []byte) error {
+	if uint64(len(ch.pub.buf))+uint64(len(p)) > ch.pub.size {
+		return amqp.Errorf(amqp.FrameError, "body larger than the %d bytes the content header declared", ch.pub.size)
+	}
+	ch.pub.buf = append(ch.pub.buf, p...)
+	if uint64(len(ch.pub.buf)) == ch.pub.size {
+		return ch.completePublish()
+	}
+	return nil
+}
+
+// completePublish routes a fully received message.
+func (ch *channel) completePublish() error {
+	ch.state = chanOpen
+	pm := &ch.pub.m
+	msg := &queue.Message{
+		Exchange:   pm.Exchange,
+		RoutingKey: pm.RoutingKey,
+		Header:     ch.pub.header,
+		Body:       ch.pub.buf,
+		Props:      ch.pub.props,
+	}
+	ch.pub.header, ch.pub.buf = nil, nil
+	var seq uint64
+	if ch.confirm {
+		ch.publishSeq++
+		seq = ch.publishSeq
+	}
+	if err := ch.checkPublish(pm, msg); err != nil {
+		return err
+	}
+	if ch.tx {
+		ch.txPubs = append(ch.txPubs, txPublish{m: *pm, msg: msg})
+		return nil
+	}
+	return ch.route(pm, msg, seq)
+}
+
+// checkPublish validates what RabbitMQ checks before routing.
+func (ch *channel) checkPublish(pm *amqp.BasicPublish, msg *queue.Message) error {
+	p := &msg.Props
+	if p.Flags&amqp.FlagUserID != 0 && p.UserID != ch.conn.user.Name {
+		return amqp.Errorf(amqp.PreconditionFailed, "user_id property set to '%s' but authenticated user was '%s'", p.UserID, ch.conn.user.Name).For(pm)
+	}
+	if p.Flags&amqp.FlagExpiration != 0 {
+		if _, err := ParseExpiration(p.Expiration); err != nil {
+			return amqp.Errorf(amqp.PreconditionFailed, "invalid expiration '%s': %v", p.Expiration, err).For(pm)
+		}
+	}
+	return nil
+}
+
+// ParseExpiration parses the expiration property: a non-negative integer
+// number of milliseconds as a decimal string.
+func ParseExpiration(s string) (int64, error) {
+	n, err := strconv.ParseInt(s, 10, 64)
+	if err != nil || n < 0 || s == "" || s[0] == '+' {
+		if err == nil {
+			err = strconv.ErrSyntax
+		}
+		return 0, err
+	}
+	return n, nil
+}
+
+// route delivers msg to the queues its exchange routes it to, sends
+// basic.return for an unroutable mandatory message, and confirms seq.
+func (ch *channel) route(pm *amqp.BasicPublish, msg *queue.Message, seq uint64) error {
+	v := ch.vhost()
+	keys := [1]string{pm.RoutingKey}
+	routeKeys := keys[:]
+	hdrs := msg.Props.Headers
+	if len(hdrs) > 0 {
+		routeKeys = ccKeys(routeKeys, hdrs)
+		if _, ok := hdrs["BCC"]; ok {
+			stripBCC(msg)
+		}
+	}
+	v.mu.RLock()
+	x, ok := v.exchanges[pm.Exchange]
+	if !ok {
+		v.mu.RUnlock()
+		return errNoExchange(pm.Exchange, v.Name).For(pm)
+	}
+	if x.Internal {
+		v.mu.RUnlock()
+		return amqp.Errorf(amqp.AccessRefused, "cannot publish to internal exchange '%s' in vhost '%s'", pm.Exchange, v.Name).For(pm)
+	}
+	qs := v.route(ch.r, x, routeKeys, hdrs)
+	ttl := messageTTL(msg)
+	rejected := false
+	for _, q := range qs {
+		if q.Publish(msg, ttl) == queue.Rejected {
+			rejected = true
+		}
+	}
+	v.mu.RUnlock()
+	if rejected && seq != 0 {
+		// A full reject-publish queue nacks the whole publish; other queues
+		// keep their copies (RabbitMQ does the same).
+		ch.nackOne(seq)
+		return nil
+	}
+	if len(qs) == 0 && pm.Mandatory {
+		ch.conn.send(func(b []byte) []byte {
+			b = amqp.AppendMethodFrame(b, ch.id, &amqp.BasicReturn{ReplyCode: amqp.NoRoute, ReplyText: "NO_ROUTE", Exchange: pm.Exchange, RoutingKey: pm.RoutingKey})
+			return amqp.AppendContent(b, ch.id, msg.Header, msg.Body, ch.conn.frameMax)
+		})
+	}
+	if seq != 0 {
+		ch.confirmOne(seq)
+	}
+	return nil
+}
+
+// ccKeys adds the routing keys of the CC and BCC headers (arrays of strings).
+func ccKeys(keys []string, hdrs map[string]any) []string {
+	for _, h := range [...]string{"CC", "BCC"} {
+		arr, ok := hdrs[h].([]any)
+		if !ok {
+			continue
+		}
+		for _, v := range arr {
+			if s, ok := v.(string); ok {
+				keys = append(keys, s)
+			}
+		}
+	}
+	return keys
+}
+
+// stripBCC re-encodes the content header without the BCC header, which
+// RabbitMQ removes before delivery.
+func stripBCC(msg *queue.Message) {
+	p := msg.Props
+	h := make(amqp.Table, len(p.Headers))
+	for k, v := range p.Headers {
+		if k != "BCC" {
+			h[k] = v
+		}
+	}
+	p.Headers = h
+	msg.Props = p
+	msg.Header = amqp.AppendContentHeader(nil, uint64(len(msg.Body)), &p)
+}
+
+func (ch *channel) basicConsume(m *amqp.BasicConsume) error {
+	q, err := ch.lookupQueue(m.Queue)
+	if err != nil {
+		return err
+	}
+	tag := m.ConsumerTag
+	if tag == "" {
+		tag = genName("amq.ctag-")
+	}
+	ch.mu.Lock()
+	_, dup := ch.consumers[tag]
+	ch.mu.Unlock()
+	if dup {
+		return amqp.Errorf(amqp.NotAllowed, "attempt to reuse consumer tag '%s'", tag)
+	}
+	prio, _ := amqp.Int(m.Arguments["x-priority"])
+	ci := &consumerInfo{ch: ch, q: q, prefetch: ch.prefetch}
+	c := &queue.Consumer{Tag: tag, NoAck: m.NoAck, Exclusive: m.Exclusive, Priority: prio, Sink: ch, Owner: ci}
+	ci.c = c
+	if !m.NoWait {
+		ch.sendMethod(&amqp.BasicConsumeOk{ConsumerTag: tag})
+	}
+	ch.mu.Lock()
+	ch.consumers[tag] = ci
+	ch.mu.Unlock()
+	if !q.AddConsumer(c) {
+		ch.mu.Lock()
+		delete(ch.consumers, tag)
+		ch.mu.Unlock()
+		if q.Deleted() {
+			return errNoQueue(q.Name, ch.vhost().Name)
+		}
+		return amqp.Errorf(amqp.AccessRefused, "queue '%s' in vhost '%s' in exclusive use", q.Name, ch.vhost().Name)
+	}
+	return nil
+}
+
+func (ch *channel) basicCancel(m *amqp.BasicCancel) error {
+	ch.mu.Lock()
+	ci := ch.consumers[m.ConsumerTag]
+	delete(ch.consumers, m.ConsumerTag)
+	ch.mu.Unlock()
+	if ci != nil {
+		ci.q.RemoveConsumer(ci.c)
+	}
+	if !m.NoWait {
+		ch.sendMethod(&amqp.BasicCancelOk{ConsumerTag: m.ConsumerTag})
+	}
+	return nil
+}
+
+func (ch *channel) basicGet(m *amqp.BasicGet) error {
+	q, err := ch.lookupQueue(m.Queue)
+	if err != nil {
+		return err
+	}
+	// Tag assignment and the frames go out under the channel lock, like a
+	// delivery, so tags stay in wire order.
+	ch.mu.Lock()
+	e, remaining, ok := q.Get(m.NoAck)
+	if !ok {
+		ch.mu.Unlock()
+		ch.sendMethod(&amqp.BasicGetEmpty{})
+		return nil
+	}
+	ch.nextTag++
+	tag := ch.nextTag
+	if !m.NoAck {
+		ch.unacked = append(ch.unacked, unackedEntry{tag: tag, q: q, e: e})
+		ch.unackedN.Add(1)
+	}
+	msg := e.Msg
+	ch.conn.send(func(b []byte) []byte {
+		b = amqp.AppendMethodFrame(b, ch.id, &amqp.BasicGetOk{DeliveryTag: tag, Redelivered: e.Redelivered, Exchange: msg.Exchange, RoutingKey: msg.RoutingKey, MessageCount: uint32(remaining)})
+		return amqp.AppendContent(b, ch.id, msg.Header, msg.Body, ch.conn.frameMax)
+	})
+	ch.mu.Unlock()
+	return nil
+}

@@ -1,0 +1,567 @@
+package server
+
+import (
+	"sort"
+	"sync"
+	"sync/atomic"
+
+	"github.com/warren-mq/warren/amqp"
+	"github.com/warren-mq/warren/queue"
+)
+
+// chanState is a channel's position in its state machine.
+type chanState uint8
+
+const (
+	chanOpen       chanState = iota
+	chanAwaitHdr             // basic.publish seen, content header next
+	chanAwaitBody            // header seen, body frames next
+	chanClosing              // we sent channel.close, awaiting close-ok
+)
+
+func (s chanState) String() string {
+	return [...]string{"open", "await-header", "await-body", "closing"}[s]
+}
+
+// consumerInfo is the channel's side of one consumer (queue.Consumer.Owner).
+type consumerInfo struct {
+	ch       *channel
+	q        *Queue
+	c        *queue.Consumer
+	prefetch int32
+	unacked  atomic.Int32
+}
+
+// unackedEntry is one delivery awaiting ack. c is nil for basic.get.
+type unackedEntry struct {
+	tag   uint64
+	q     *Queue
+	e     queue.Entry
+	c     *consumerInfo
+	acked bool
+}
+
+type channel struct {
+	id   uint16
+	conn *conn
+
+	// Owned by the connection's reader goroutine.
+	state      chanState
+	pub        pendingPublish
+	lastQueue  string
+	confirm    bool
+	publishSeq uint64
+	// confirmed is the highest publish seq to ack at the next flush.
+	confirmed      uint64
+	confirmedFlush uint64
+	tx             bool
+	txPubs         []txPublish
+	txAcks         []txAck
+	r              *router
+	prefetch       int32 // for new consumers (basic.qos global=false)
+
+	// Guarded by mu.
+	mu          sync.Mutex
+	nextTag     uint64
+	unacked     []unackedEntry // ordered by tag
+	unackedHead int
+	consumers   map[string]*consumerInfo
+	closed      bool
+
+	globalPrefetch atomic.Int32
+	unackedN       atomic.Int32
+}
+
+type pendingPublish struct {
+	m      amqp.BasicPublish
+	header []byte
+	buf    []byte // header + body, allocated once per message
+	size   uint64
+	props  amqp.Properties
+}
+
+type txPublish struct {
+	m   amqp.BasicPublish
+	msg *queue.Message
+}
+
+type txAck struct {
+	tag               uint64
+	multiple, requeue bool
+	nack              bool
+}
+
+func newChannel(c *conn, id uint16) *channel {
+	return &channel{id: id, conn: c, consumers: map[string]*consumerInfo{}, r: newRouter()}
+}
+
+func (ch *channel) vhost() *Vhost { return ch.conn.vhost }
+
+func (ch *channel) sendMethod(m amqp.Method) { ch.conn.sendMethod(ch.id, m) }
+
+// handleFrame runs the channel's state machine for one frame.
+func (ch *channel) handleFrame(f amqp.Frame) error {
+	if ch.state == chanClosing {
+		// Spec 2.3.7: after sending close, discard all but close and
+		// close-ok. A close that crossed ours is answered, and we still wait
+		// for the close-ok to our own close before freeing the channel id.
+		if f.Type == amqp.FrameMethod {
+			cls, mid, _ := amqp.MethodIDs(f.Payload)
+			if cls == amqp.ClassChannel && mid == 41 {
+				delete(ch.conn.channels, ch.id)
+			} else if cls == amqp.ClassChannel && mid == 40 {
+				ch.sendMethod(&amqp.ChannelCloseOk{})
+			}
+		}
+		return nil
+	}
+	var err error
+	switch f.Type {
+	case amqp.FrameMethod:
+		if ch.state != chanOpen {
+			return amqp.Errorf(amqp.UnexpectedFrame, "expected content frame, got method frame instead")
+		}
+		err = ch.handleMethod(f.Payload)
+	case amqp.FrameHeader:
+		if ch.state != chanAwaitHdr {
+			return amqp.Errorf(amqp.UnexpectedFrame, "expected method frame, got non method frame instead")
+		}
+		err = ch.handleHeader(f.Payload)
+	case amqp.FrameBody:
+		if ch.state != chanAwaitBody {
+			return amqp.Errorf(amqp.UnexpectedFrame, "expected method frame, got non method frame instead")
+		}
+		err = ch.handleBody(f.Payload)
+	}
+	if err == nil {
+		return nil
+	}
+	ae, ok := err.(*amqp.Error)
+	if !ok || ae.Hard() {
+		return err
+	}
+	ch.closeWith(ae)
+	return nil
+}
+
+// closeWith closes the channel with a soft error.
+func (ch *channel) closeWith(e *amqp.Error) {
+	ch.conn.log.Debug("closing channel")
+	ch.release()
+	ch.state = chanClosing
+	ch.sendMethod(&amqp.ChannelClose{ReplyCode: e.Code, ReplyText: e.Text, ClassID: e.ClassID, MethodID: e.MethodID})
+}
+
+// release cancels the channel's consumers and requeues its unacked messages.
+func (ch *channel) release() {
+	ch.flushConfirms()
+	ch.mu.Lock()
+	consumers := ch.consumers
+	ch.consumers = map[string]*consumerInfo{}
+	ch.closed = true
+	ch.mu.Unlock()
+	for _, ci := range consumers {
+		ci.q.RemoveConsumer(ci.c)
+	}
+	ch.mu.Lock()
+	pending := ch.unacked[ch.unackedHead:]
+	ch.unacked, ch.unackedHead = nil, 0
+	ch.unackedN.Store(0)
+	ch.mu.Unlock()
+	requeueEntries(pending)
+	ch.txPubs, ch.txAcks = nil, nil
+}
+
+// requeueEntries requeues live entries grouped by queue, preserving order.
+func requeueEntries(es []unackedEntry) {
+	byQ := map[*Queue][]queue.Entry{}
+	var order []*Queue
+	for i := range es {
+		if es[i].acked {
+			continue
+		}
+		q := es[i].q
+		if _, ok := byQ[q]; !ok {
+			order = append(order, q)
+		}
+		byQ[q] = append(byQ[q], es[i].e)
+	}
+	for _, q := range order {
+		q.Requeue(byQ[q])
+	}
+}
+
+func (ch *channel) handleMethod(p []byte) error {
+	cls, mid, _ := amqp.MethodIDs(p)
+	if cls == amqp.ClassBasic && mid == 40 {
+		// Hot path: decode publish into the channel's own struct.
+		if err := amqp.DecodeMethodInto(&ch.pub.m, p); err != nil {
+			return err
+		}
+		return ch.basicPublish()
+	}
+	m, err := amqp.DecodeMethod(p)
+	if err != nil {
+		return err
+	}
+	if err := ch.dispatch(m); err != nil {
+		if ae, ok := err.(*amqp.Error); ok && ae.ClassID == 0 {
+			return ae.For(m)
+		}
+		return err
+	}
+	return nil
+}
+
+func (ch *channel) dispatch(m amqp.Method) error {
+	switch m := m.(type) {
+	case *amqp.ChannelOpen:
+		return amqp.Errorf(amqp.ChannelError, "second 'channel.open' seen")
+	case *amqp.ChannelClose:
+		ch.release()
+		ch.sendMethod(&amqp.ChannelCloseOk{})
+		delete(ch.conn.channels, ch.id)
+		return nil
+	case *amqp.ChannelCloseOk:
+		return nil
+	case *amqp.ChannelFlow:
+		if !m.Active {
+			return amqp.Errorf(amqp.NotImplemented, "active=false")
+		}
+		ch.sendMethod(&amqp.ChannelFlowOk{Active: true})
+		return nil
+	case *amqp.ChannelFlowOk:
+		return nil
+	case *amqp.ExchangeDeclare:
+		return ch.exchangeDeclare(m)
+	case *amqp.ExchangeDelete:
+		return ch.exchangeDelete(m)
+	case *amqp.ExchangeBind:
+		return ch.exchangeBind(m)
+	case *amqp.ExchangeUnbind:
+		return ch.exchangeUnbind(m)
+	case *amqp.QueueDeclare:
+		return ch.queueDeclare(m)
+	case *amqp.QueueBind:
+		return ch.queueBind(m)
+	case *amqp.QueueUnbind:
+		return ch.queueUnbind(m)
+	case *amqp.QueuePurge:
+		return ch.queuePurge(m)
+	case *amqp.QueueDelete:
+		return ch.queueDelete(m)
+	case *amqp.BasicQos:
+		return ch.basicQos(m)
+	case *amqp.BasicConsume:
+		return ch.basicConsume(m)
+	case *amqp.BasicCancel:
+		return ch.basicCancel(m)
+	case *amqp.BasicGet:
+		return ch.basicGet(m)
+	case *amqp.BasicAck:
+		return ch.settle(txAck{tag: m.DeliveryTag, multiple: m.Multiple})
+	case *amqp.BasicNack:
+		return ch.settle(txAck{tag: m.DeliveryTag, multiple: m.Multiple, requeue: m.Requeue, nack: true})
+	case *amqp.BasicReject:
+		return ch.settle(txAck{tag: m.DeliveryTag, requeue: m.Requeue, nack: true})
+	case *amqp.BasicRecover:
+		return ch.basicRecover(m.Requeue)
+	case *amqp.BasicRecoverAsync:
+		return ch.basicRecover(m.Requeue)
+	case *amqp.ConfirmSelect:
+		if ch.tx {
+			return amqp.Errorf(amqp.PreconditionFailed, "cannot switch from tx to confirm mode")
+		}
+		ch.confirm = true
+		if !m.Nowait {
+			ch.sendMethod(&amqp.ConfirmSelectOk{})
+		}
+		return nil
+	case *amqp.TxSelect:
+		if ch.confirm {
+			return amqp.Errorf(amqp.PreconditionFailed, "cannot switch from confirm to tx mode")
+		}
+		ch.tx = true
+		ch.sendMethod(&amqp.TxSelectOk{})
+		return nil
+	case *amqp.TxCommit:
+		return ch.txCommit()
+	case *amqp.TxRollback:
+		if !ch.tx {
+			return amqp.Errorf(amqp.PreconditionFailed, "channel is not transactional")
+		}
+		ch.txPubs, ch.txAcks = nil, nil
+		ch.sendMethod(&amqp.TxRollbackOk{})
+		return nil
+	}
+	return amqp.Errorf(amqp.CommandInvalid, "unexpected method %s", m.Name())
+}
+
+// --- delivery (queue.Sink) ---
+
+// CanTake implements queue.Sink.
+func (ch *channel) CanTake(q *queue.Queue, c *queue.Consumer) bool {
+	ci := c.Owner.(*consumerInfo)
+	if !c.NoAck {
+		if ci.prefetch > 0 && ci.unacked.Load() >= ci.prefetch {
+			return false
+		}
+		if g := ch.globalPrefetch.Load(); g > 0 && ch.unackedN.Load() >= g {
+			return false
+		}
+	}
+	return !ch.conn.full(q)
+}
+
+// Deliver implements queue.Sink: assigns the delivery tag and queues the
+// frames, under the channel lock so tags reach the wire in order.
+func (ch *channel) Deliver(q *queue.Queue, c *queue.Consumer, e queue.Entry) {
+	ci := c.Owner.(*consumerInfo)
+	ch.mu.Lock()
+	ch.nextTag++
+	tag := ch.nextTag
+	if !c.NoAck {
+		ch.unacked = append(ch.unacked, unackedEntry{tag: tag, q: ci.q, e: e, c: ci})
+		ci.unacked.Add(1)
+		ch.unackedN.Add(1)
+	}
+	m := e.Msg
+	ch.conn.send(func(b []byte) []byte {
+		b = appendDeliver(b, ch.id, c.Tag, tag, e.Redelivered, m.Exchange, m.RoutingKey)
+		return amqp.AppendContent(b, ch.id, m.Header, m.Body, ch.conn.frameMax)
+	})
+	ch.mu.Unlock()
+}
+
+// Cancelled implements queue.Sink: the queue was deleted under the consumer.
+func (ch *channel) Cancelled(c *queue.Consumer) {
+	ch.mu.Lock()
+	_, ok := ch.consumers[c.Tag]
+	delete(ch.consumers, c.Tag)
+	closed := ch.closed
+	ch.mu.Unlock()
+	if ok && !closed && ch.conn.capCancel {
+		ch.sendMethod(&amqp.BasicCancel{ConsumerTag: c.Tag, NoWait: true})
+	}
+}
+
+// --- acks ---
+
+// settle applies an ack, nack or reject (deferred to commit in tx mode).
+func (ch *channel) settle(a txAck) error {
+	if ch.tx {
+		// Validate now so a bad tag fails at once, as RabbitMQ does.
+		ch.mu.Lock()
+		ok := a.tag == 0 && a.multiple || ch.findLocked(a.tag) >= 0
+		ch.mu.Unlock()
+		if !ok {
+			return amqp.Errorf(amqp.PreconditionFailed, "unknown delivery tag %d", a.tag)
+		}
+		ch.txAcks = append(ch.txAcks, a)
+		return nil
+	}
+	return ch.applySettle(a)
+}
+
+// findLocked returns the index of the live entry with tag, or -1.
+// Lock must be held.
+func (ch *channel) findLocked(tag uint64) int {
+	live := ch.unacked[ch.unackedHead:]
+	i := sort.Search(len(live), func(i int) bool { return live[i].tag >= tag })
+	if i < len(live) && live[i].tag == tag && !live[i].acked {
+		return ch.unackedHead + i
+	}
+	return -1
+}
+
+func (ch *channel) applySettle(a txAck) error {
+	var taken []unackedEntry
+	var single [1]unackedEntry
+	ch.mu.Lock()
+	if a.multiple {
+		end := len(ch.unacked)
+		if a.tag != 0 {
+			live := ch.unacked[ch.unackedHead:]
+			end = ch.unackedHead + sort.Search(len(live), func(i int) bool { return live[i].tag > a.tag })
+			// As RabbitMQ: the tag itself must be outstanding.
+			if ch.findLocked(a.tag) < 0 {
+				ch.mu.Unlock()
+				return amqp.Errorf(amqp.PreconditionFailed, "unknown delivery tag %d", a.tag)
+			}
+		}
+		taken = make([]unackedEntry, 0, end-ch.unackedHead)
+		for i := ch.unackedHead; i < end; i++ {
+			if !ch.unacked[i].acked {
+				taken = append(taken, ch.unacked[i])
+			}
+			ch.unacked[i] = unackedEntry{}
+		}
+		ch.unackedHead = end
+	} else {
+		i := ch.findLocked(a.tag)
+		if i < 0 {
+			ch.mu.Unlock()
+			return amqp.Errorf(amqp.PreconditionFailed, "unknown delivery tag %d", a.tag)
+		}
+		single[0] = ch.unacked[i]
+		taken = single[:]
+		if i == ch.unackedHead {
+			ch.unacked[i] = unackedEntry{}
+			ch.unackedHead++
+		} else {
+			ch.unacked[i].acked = true
+			ch.unacked[i].e = queue.Entry{}
+		}
+	}
+	// Skip tombstones at the head and compact.
+	for ch.unackedHead < len(ch.unacked) && ch.unacked[ch.unackedHead].acked {
+		ch.unacked[ch.unackedHead] = unackedEntry{}
+		ch.unackedHead++
+	}
+	if ch.unackedHead == len(ch.unacked) {
+		ch.unacked, ch.unackedHead = ch.unacked[:0], 0
+	} else if ch.unackedHead > 1024 && ch.unackedHead*2 > len(ch.unacked) {
+		n := copy(ch.unacked, ch.unacked[ch.unackedHead:])
+		clear(ch.unacked[n:])
+		ch.unacked, ch.unackedHead = ch.unacked[:n], 0
+	}
+	ch.unackedN.Add(-int32(len(taken)))
+	for i := range taken {
+		if taken[i].c != nil {
+			taken[i].c.unacked.Add(-1)
+		}
+	}
+	ch.mu.Unlock()
+
+	switch {
+	case a.nack && a.requeue:
+		requeueEntries(taken)
+	case a.nack:
+		ackEntries(taken)
+		deadLetterEntries(taken)
+	default:
+		ackEntries(taken)
+	}
+	ch.kickConsumers()
+	return nil
+}
+
+// ackEntries settles entries on their queues, one call per run of a queue.
+func ackEntries(es []unackedEntry) {
+	for i := 0; i < len(es); {
+		j := i + 1
+		for j < len(es) && es[j].q == es[i].q {
+			j++
+		}
+		es[i].q.Ack(j - i)
+		i = j
+	}
+}
+
+// deadLetterEntries dead-letters rejected entries, grouped by queue.
+func deadLetterEntries(es []unackedEntry) {
+	for i := 0; i < len(es); {
+		j := i + 1
+		for j < len(es) && es[j].q == es[i].q {
+			j++
+		}
+		batch := make([]queue.Entry, 0, j-i)
+		for _, u := range es[i:j] {
+			batch = append(batch, u.e)
+		}
+		es[i].q.DeadLetterRejected(batch)
+		i = j
+	}
+}
+
+// kickConsumers wakes the queues this channel consumes from: credit came back.
+func (ch *channel) kickConsumers() {
+	ch.mu.Lock()
+	for _, ci := range ch.consumers {
+		ci.q.Kick()
+	}
+	ch.mu.Unlock()
+}
+
+func (ch *channel) basicRecover(requeue bool) error {
+	if !requeue {
+		return amqp.Errorf(amqp.NotImplemented, "requeue=false")
+	}
+	ch.mu.Lock()
+	pending := ch.unacked[ch.unackedHead:]
+	ch.unacked, ch.unackedHead = nil, 0
+	ch.unackedN.Store(0)
+	for i := range pending {
+		if pending[i].c != nil && !pending[i].acked {
+			pending[i].c.unacked.Add(-1)
+		}
+	}
+	ch.mu.Unlock()
+	requeueEntries(pending)
+	ch.sendMethod(&amqp.BasicRecoverOk{})
+	ch.kickConsumers()
+	return nil
+}
+
+func (ch *channel) basicQos(m *amqp.BasicQos) error {
+	if m.PrefetchSize != 0 {
+		return amqp.Errorf(amqp.NotImplemented, "prefetch_size!=0 (%d)", m.PrefetchSize)
+	}
+	if m.Global {
+		ch.globalPrefetch.Store(int32(m.PrefetchCount))
+	} else {
+		ch.prefetch = int32(m.PrefetchCount)
+	}
+	ch.sendMethod(&amqp.BasicQosOk{})
+	ch.kickConsumers()
+	return nil
+}
+
+// --- confirms and transactions ---
+
+// confirmOne records that publish seq is confirmed; acks go out coalesced.
+func (ch *channel) confirmOne(seq uint64) {
+	ch.confirmed = seq
+}
+
+// flushConfirms sends one basic.ack multiple=true for everything confirmed
+// since the last flush.
+func (ch *channel) flushConfirms() {
+	if ch.confirmed == ch.confirmedFlush {
+		return
+	}
+	multiple := ch.confirmed-ch.confirmedFlush > 1
+	ch.confirmedFlush = ch.confirmed
+	ch.sendMethod(&amqp.BasicAck{DeliveryTag: ch.confirmed, Multiple: multiple})
+}
+
+// nackOne sends a nack for seq, after flushing earlier acks to keep order.
+func (ch *channel) nackOne(seq uint64) {
+	ch.confirmed = seq - 1
+	if ch.confirmedFlush > ch.confirmed {
+		ch.confirmed = ch.confirmedFlush
+	}
+	ch.flushConfirms()
+	ch.sendMethod(&amqp.BasicNack{DeliveryTag: seq})
+	ch.confirmed, ch.confirmedFlush = seq, seq
+}
+
+func (ch *channel) txCommit() error {
+	if !ch.tx {
+		return amqp.Errorf(amqp.PreconditionFailed, "channel is not transactional")
+	}
+	pubs, acks := ch.txPubs, ch.txAcks
+	ch.txPubs, ch.txAcks = nil, nil
+	for i := range pubs {
+		if err := ch.route(&pubs[i].m, pubs[i].msg, 0); err != nil {
+			return err
+		}
+	}
+	for _, a := range acks {
+		if err := ch.applySettle(a); err != nil {
+			return err
+		}
+	}
+	ch.sendMethod(&amqp.TxCommitOk{})
+	return nil
+}

@@ -1,0 +1,180 @@
+package server
+
+import (
+	"fmt"
+	"strings"
+
+	"github.com/warren-mq/warren/amqp"
+	"github.com/warren-mq/warren/exchange"
+)
+
+func errNoExchange(name, vhost string) *amqp.Error {
+	return amqp.Errorf(amqp.NotFound, "no exchange '%s' in vhost '%s'", name, vhost)
+}
+
+func errDefaultExchange() *amqp.Error {
+	return amqp.Errorf(amqp.AccessRefused, "operation not permitted on the default exchange")
+}
+
+func (ch *channel) exchangeDeclare(m *amqp.ExchangeDeclare) error {
+	v := ch.vhost()
+	if m.Exchange == "" {
+		return errDefaultExchange()
+	}
+	if m.Passive {
+		v.mu.RLock()
+		_, ok := v.exchanges[m.Exchange]
+		v.mu.RUnlock()
+		if !ok {
+			return errNoExchange(m.Exchange, v.Name)
+		}
+		if !m.NoWait {
+			ch.sendMethod(&amqp.ExchangeDeclareOk{})
+		}
+		return nil
+	}
+	matcher, ok := exchange.NewMatcher[dest](m.Type)
+	if !ok {
+		return amqp.Errorf(amqp.CommandInvalid, "unknown exchange type '%s'", m.Type)
+	}
+	ae, _ := m.Arguments["alternate-exchange"].(string)
+	v.mu.Lock()
+	defer v.mu.Unlock()
+	if x, ok := v.exchanges[m.Exchange]; ok {
+		if err := exchangeEquivalent(x, m, v.Name); err != nil {
+			if strings.HasPrefix(m.Exchange, "amq.") {
+				return amqp.Errorf(amqp.AccessRefused, "exchange name '%s' contains reserved prefix 'amq.*'", m.Exchange)
+			}
+			return err
+		}
+	} else {
+		if strings.HasPrefix(m.Exchange, "amq.") {
+			return amqp.Errorf(amqp.AccessRefused, "exchange name '%s' contains reserved prefix 'amq.*'", m.Exchange)
+		}
+		v.exchanges[m.Exchange] = &Exchange{
+			Name: m.Exchange, Kind: m.Type, Durable: m.Durable, AutoDelete: m.AutoDelete,
+			Internal: m.Internal, Args: m.Arguments, AE: ae, m: matcher,
+		}
+	}
+	if !m.NoWait {
+		ch.sendMethod(&amqp.ExchangeDeclareOk{})
+	}
+	return nil
+}
+
+func inequivalent(arg, kind, name, vhost string, received, current any) *amqp.Error {
+	return amqp.Errorf(amqp.PreconditionFailed, "inequivalent arg '%s' for %s '%s' in vhost '%s': received '%v' but current is '%v'",
+		arg, kind, name, vhost, received, current)
+}
+
+func exchangeEquivalent(x *Exchange, m *amqp.ExchangeDeclare, vhost string) *amqp.Error {
+	switch {
+	case x.Kind != m.Type:
+		return inequivalent("type", "exchange", x.Name, vhost, m.Type, x.Kind)
+	case x.Durable != m.Durable:
+		return inequivalent("durable", "exchange", x.Name, vhost, m.Durable, x.Durable)
+	case x.AutoDelete != m.AutoDelete:
+		return inequivalent("auto_delete", "exchange", x.Name, vhost, m.AutoDelete, x.AutoDelete)
+	case x.Internal != m.Internal:
+		return inequivalent("internal", "exchange", x.Name, vhost, m.Internal, x.Internal)
+	}
+	ae, _ := m.Arguments["alternate-exchange"].(string)
+	if ae != x.AE {
+		return inequivalent("alternate-exchange", "exchange", x.Name, vhost, ae, x.AE)
+	}
+	return nil
+}
+
+func (ch *channel) exchangeDelete(m *amqp.ExchangeDelete) error {
+	v := ch.vhost()
+	if m.Exchange == "" {
+		return errDefaultExchange()
+	}
+	if strings.HasPrefix(m.Exchange, "amq.") {
+		return amqp.Errorf(amqp.AccessRefused, "deletion of system exchange '%s' in vhost '%s' refused", m.Exchange, v.Name)
+	}
+	v.mu.Lock()
+	if x, ok := v.exchanges[m.Exchange]; ok {
+		if m.IfUnused && x.m.Len() > 0 {
+			v.mu.Unlock()
+			return amqp.Errorf(amqp.PreconditionFailed, "exchange '%s' in vhost '%s' in use", m.Exchange, v.Name)
+		}
+		v.deleteExchangeLocked(x)
+	}
+	v.mu.Unlock()
+	if !m.NoWait {
+		ch.sendMethod(&amqp.ExchangeDeleteOk{})
+	}
+	return nil
+}
+
+// lookupBindingEnds finds the source and destination exchanges of an
+// exchange-to-exchange binding. Lock must be held.
+func (v *Vhost) lookupExchanges(dst, src string) (*Exchange, *Exchange, error) {
+	if dst == "" || src == "" {
+		return nil, nil, errDefaultExchange()
+	}
+	d, ok := v.exchanges[dst]
+	if !ok {
+		return nil, nil, errNoExchange(dst, v.Name)
+	}
+	s, ok := v.exchanges[src]
+	if !ok {
+		return nil, nil, errNoExchange(src, v.Name)
+	}
+	return d, s, nil
+}
+
+func validateBindArgs(x *Exchange, args amqp.Table) error {
+	if x.Kind != exchange.Headers {
+		return nil
+	}
+	if v, ok := args["x-match"]; ok && !exchange.ValidXMatch(v) {
+		return amqp.Errorf(amqp.PreconditionFailed, "Invalid x-match field value %s; expected all, any, all-with-x, or any-with-x", fmtArg(v))
+	}
+	return nil
+}
+
+func fmtArg(v any) string {
+	if s, ok := v.(string); ok {
+		return fmt.Sprintf("<<\"%s\">>", s)
+	}
+	return fmt.Sprint(v)
+}
+
+func (ch *channel) exchangeBind(m *amqp.ExchangeBind) error {
+	v := ch.vhost()
+	v.mu.Lock()
+	d, s, err := v.lookupExchanges(m.Destination, m.Source)
+	if err == nil {
+		err = validateBindArgs(s, m.Arguments)
+	}
+	if err == nil {
+		v.bind(s, d, m.RoutingKey, m.Arguments)
+	}
+	v.mu.Unlock()
+	if err != nil {
+		return err
+	}
+	if !m.NoWait {
+		ch.sendMethod(&amqp.ExchangeBindOk{})
+	}
+	return nil
+}
+
+func (ch *channel) exchangeUnbind(m *amqp.ExchangeUnbind) error {
+	v := ch.vhost()
+	v.mu.Lock()
+	d, s, err := v.lookupExchanges(m.Destination, m.Source)
+	if err == nil {
+		v.unbind(s, d, m.RoutingKey, m.Arguments)
+	}
+	v.mu.Unlock()
+	if err != nil {
+		return err
+	}
+	if !m.NoWait {
+		ch.sendMethod(&amqp.ExchangeUnbindOk{})
+	}
+	return nil
+}

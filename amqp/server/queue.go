@@ -1,0 +1,334 @@
+package server
+
+import (
+	"crypto/rand"
+	"encoding/base64"
+	"fmt"
+	"strings"
+
+	"github.com/warren-mq/warren/amqp"
+	"github.com/warren-mq/warren/queue"
+)
+
+// genName returns a server-generated name: prefix + 22 url-safe characters,
+// like RabbitMQ's amq.gen-… and amq.ctag-….
+func genName(prefix string) string {
+	b := make([]byte, 16)
+	rand.Read(b)
+	return prefix + base64.RawURLEncoding.EncodeToString(b)
+}
+
+func errNoQueue(name, vhost string) *amqp.Error {
+	return amqp.Errorf(amqp.NotFound, "no queue '%s' in vhost '%s'", name, vhost)
+}
+
+func errLocked(name, vhost string) *amqp.Error {
+	return amqp.Errorf(amqp.ResourceLocked, "cannot obtain exclusive access to locked queue '%s' in vhost '%s'. It could be originally declared on another connection or the exclusive property value does not match that of the original declaration.", name, vhost)
+}
+
+// queueName resolves "" to the channel's last declared queue.
+func (ch *channel) queueName(name string) (string, error) {
+	if name != "" {
+		return name, nil
+	}
+	if ch.lastQueue == "" {
+		return "", amqp.Errorf(amqp.NotFound, "no previously declared queue")
+	}
+	return ch.lastQueue, nil
+}
+
+// lookupQueue finds a queue and checks exclusive ownership.
+func (ch *channel) lookupQueue(name string) (*Queue, error) {
+	name, err := ch.queueName(name)
+	if err != nil {
+		return nil, err
+	}
+	v := ch.vhost()
+	v.mu.RLock()
+	q := v.queues[name]
+	v.mu.RUnlock()
+	if q == nil {
+		return nil, errNoQueue(name, v.Name)
+	}
+	if q.owner != nil && q.owner != ch.conn {
+		return nil, errLocked(name, v.Name)
+	}
+	return q, nil
+}
+
+// queueArgs are the x-arguments RabbitMQ knows for classic queues; only these
+// are validated and compared on redeclare, others are ignored.
+var queueArgs = []string{
+	"x-message-ttl", "x-expires", "x-max-length", "x-max-length-bytes", "x-overflow",
+	"x-dead-letter-exchange", "x-dead-letter-routing-key", "x-max-priority",
+	"x-single-active-consumer", "x-queue-mode", "x-queue-type", "x-queue-master-locator",
+}
+
+func invalidArg(arg, name, vhost, why string) *amqp.Error {
+	return amqp.Errorf(amqp.PreconditionFailed, "invalid arg '%s' for queue '%s' in vhost '%s': %s", arg, name, vhost, why)
+}
+
+// validateQueueArgs checks the x-arguments as RabbitMQ does at declare.
+func validateQueueArgs(args amqp.Table, name, vhost string) error {
+	intArg := func(k string, minimum int64) error {
+		v, ok := args[k]
+		if !ok {
+			return nil
+		}
+		n, ok := amqp.Int(v)
+		if !ok {
+			return invalidArg(k, name, vhost, fmt.Sprintf("{unacceptable_type,%v}", v))
+		}
+		if n < minimum {
+			if minimum == 1 {
+				return invalidArg(k, name, vhost, fmt.Sprintf("{value_zero,%d}", n))
+			}
+			return invalidArg(k, name, vhost, fmt.Sprintf("{value_negative,%d}", n))
+		}
+		return nil
+	}
+	for _, c := range []struct {
+		k   string
+		min int64
+	}{{"x-message-ttl", 0}, {"x-expires", 1}, {"x-max-length", 0}, {"x-max-length-bytes", 0}, {"x-max-priority", 0}} {
+		if err := intArg(c.k, c.min); err != nil {
+			return err
+		}
+	}
+	if v, ok := args["x-max-priority"]; ok {
+		if n, _ := amqp.Int(v); n > 255 {
+			return invalidArg("x-max-priority", name, vhost, fmt.Sprintf("{value_too_large,%d,255}", n))
+		}
+	}
+	if v, ok := args["x-overflow"]; ok {
+		s, _ := v.(string)
+		switch s {
+		case "drop-head", "reject-publish", "reject-publish-dlx":
+		default:
+			return invalidArg("x-overflow", name, vhost, fmt.Sprintf("{unacceptable_value,%v}", v))
+		}
+	}
+	if _, ok := args["x-dead-letter-routing-key"]; ok {
+		if _, ok := args["x-dead-letter-exchange"]; !ok {
+			return invalidArg("x-dead-letter-routing-key", name, vhost, "Key 'x-dead-letter-exchange' is mandatory if 'x-dead-letter-routing-key' is set")
+		}
+	}
+	if v, ok := args["x-queue-type"]; ok {
+		if s, _ := v.(string); s != "classic" {
+			return invalidArg("x-queue-type", name, vhost, fmt.Sprintf("{unsupported_queue_type,%v}", v))
+		}
+	}
+	return nil
+}
+
+func argEqual(a, b any) bool {
+	if x, ok := amqp.Int(a); ok {
+		y, ok := amqp.Int(b)
+		return ok && x == y
+	}
+	return fmt.Sprintf("%#v", a) == fmt.Sprintf("%#v", b)
+}
+
+func queueEquivalent(q *Queue, m *amqp.QueueDeclare, vhost string) *amqp.Error {
+	if q.Durable != m.Durable {
+		return inequivalent("durable", "queue", q.Name, vhost, m.Durable, q.Durable)
+	}
+	if q.AutoDelete != m.AutoDelete {
+		return inequivalent("auto_delete", "queue", q.Name, vhost, m.AutoDelete, q.AutoDelete)
+	}
+	for _, k := range queueArgs {
+		a, aok := m.Arguments[k]
+		b, bok := q.Args[k]
+		if aok != bok || aok && !argEqual(a, b) {
+			return amqp.Errorf(amqp.PreconditionFailed, "inequivalent arg '%s' for queue '%s' in vhost '%s': received %s but current is %s",
+				k, q.Name, vhost, describeArg(a, aok), describeArg(b, bok))
+		}
+	}
+	return nil
+}
+
+func describeArg(v any, ok bool) string {
+	if !ok {
+		return "none"
+	}
+	return fmt.Sprintf("the value '%v' of type '%s'", v, fieldTypeName(v))
+}
+
+func fieldTypeName(v any) string {
+	switch v.(type) {
+	case string:
+		return "longstr"
+	case int8, uint8, int16, uint16, int32:
+		return "signedint"
+	case int64, uint32:
+		return "long"
+	case bool:
+		return "bool"
+	}
+	return fmt.Sprintf("%T", v)
+}
+
+func (ch *channel) queueDeclare(m *amqp.QueueDeclare) error {
+	v := ch.vhost()
+	name := m.Queue
+	if m.Passive {
+		if name == "" {
+			name = ch.lastQueue
+		}
+		q, err := ch.lookupQueue(name)
+		if err != nil {
+			if name == "" {
+				return errNoQueue(name, v.Name)
+			}
+			return err
+		}
+		ready, _, consumers := q.Counts()
+		ch.lastQueue = q.Name
+		if !m.NoWait {
+			ch.sendMethod(&amqp.QueueDeclareOk{Queue: q.Name, MessageCount: uint32(ready), ConsumerCount: uint32(consumers)})
+		}
+		return nil
+	}
+	if name == "" {
+		name = genName("amq.gen-")
+	} else if strings.HasPrefix(name, "amq.") {
+		return amqp.Errorf(amqp.AccessRefused, "queue name '%s' contains reserved prefix 'amq.*'", name)
+	}
+	if err := validateQueueArgs(m.Arguments, name, v.Name); err != nil {
+		return err
+	}
+	v.mu.Lock()
+	q := v.queues[name]
+	if q != nil {
+		if q.owner != nil && q.owner != ch.conn {
+			v.mu.Unlock()
+			return errLocked(name, v.Name)
+		}
+		if err := queueEquivalent(q, m, v.Name); err != nil {
+			v.mu.Unlock()
+			return err
+		}
+	} else {
+		q = &Queue{Queue: queue.New(queue.Config{
+			Name: name, Vhost: v.Name, Durable: m.Durable, Exclusive: m.Exclusive,
+			AutoDelete: m.AutoDelete, Args: m.Arguments,
+		})}
+		if m.Exclusive {
+			q.owner = ch.conn
+			ch.conn.addExclusive(q)
+		}
+		q.OnDeadLetter = func(_ *queue.Queue, dls []queue.DeadLetter) { v.deadLetter(q, dls) }
+		q.OnUnused = func(*queue.Queue) {
+			if q.owner != nil {
+				q.owner.removeExclusive(q)
+			}
+			v.deleteQueue(q)
+		}
+		v.queues[name] = q
+	}
+	v.mu.Unlock()
+	ready, _, consumers := q.Counts()
+	ch.lastQueue = name
+	if !m.NoWait {
+		ch.sendMethod(&amqp.QueueDeclareOk{Queue: name, MessageCount: uint32(ready), ConsumerCount: uint32(consumers)})
+	}
+	return nil
+}
+
+func (ch *channel) queueBind(m *amqp.QueueBind) error {
+	q, err := ch.lookupQueue(m.Queue)
+	if err != nil {
+		return err
+	}
+	v := ch.vhost()
+	key := m.RoutingKey
+	if m.Queue == "" && key == "" {
+		key = q.Name // spec: empty queue and key bind by the last queue's name
+	}
+	if m.Exchange == "" {
+		return errDefaultExchange()
+	}
+	v.mu.Lock()
+	x, ok := v.exchanges[m.Exchange]
+	if !ok {
+		v.mu.Unlock()
+		return errNoExchange(m.Exchange, v.Name)
+	}
+	if err := validateBindArgs(x, m.Arguments); err != nil {
+		v.mu.Unlock()
+		return err
+	}
+	if v.queues[q.Name] != q {
+		v.mu.Unlock()
+		return errNoQueue(q.Name, v.Name)
+	}
+	v.bind(x, q, key, m.Arguments)
+	v.mu.Unlock()
+	if !m.NoWait {
+		ch.sendMethod(&amqp.QueueBindOk{})
+	}
+	return nil
+}
+
+func (ch *channel) queueUnbind(m *amqp.QueueUnbind) error {
+	q, err := ch.lookupQueue(m.Queue)
+	if err != nil {
+		return err
+	}
+	if m.Exchange == "" {
+		return errDefaultExchange()
+	}
+	v := ch.vhost()
+	v.mu.Lock()
+	x, ok := v.exchanges[m.Exchange]
+	if !ok {
+		v.mu.Unlock()
+		return errNoExchange(m.Exchange, v.Name)
+	}
+	v.unbind(x, q, m.RoutingKey, m.Arguments)
+	v.mu.Unlock()
+	ch.sendMethod(&amqp.QueueUnbindOk{})
+	return nil
+}
+
+func (ch *channel) queuePurge(m *amqp.QueuePurge) error {
+	q, err := ch.lookupQueue(m.Queue)
+	if err != nil {
+		return err
+	}
+	n := q.Purge()
+	if !m.NoWait {
+		ch.sendMethod(&amqp.QueuePurgeOk{MessageCount: uint32(n)})
+	}
+	return nil
+}
+
+func (ch *channel) queueDelete(m *amqp.QueueDelete) error {
+	q, err := ch.lookupQueue(m.Queue)
+	if err != nil {
+		if ae, ok := err.(*amqp.Error); ok && ae.Code == amqp.NotFound && m.Queue != "" {
+			// Deleting a missing queue succeeds quietly (RabbitMQ 3.x).
+			if !m.NoWait {
+				ch.sendMethod(&amqp.QueueDeleteOk{})
+			}
+			return nil
+		}
+		return err
+	}
+	v := ch.vhost()
+	ready, _, consumers := q.Counts()
+	if m.IfUnused && consumers > 0 {
+		return amqp.Errorf(amqp.PreconditionFailed, "queue '%s' in vhost '%s' in use", q.Name, v.Name)
+	}
+	if m.IfEmpty && ready > 0 {
+		return amqp.Errorf(amqp.PreconditionFailed, "queue '%s' in vhost '%s' is not empty", q.Name, v.Name)
+	}
+	if q.owner != nil {
+		q.owner.removeExclusive(q)
+	}
+	n := v.deleteQueue(q)
+	if !m.NoWait {
+		ch.sendMethod(&amqp.QueueDeleteOk{MessageCount: uint32(n)})
+	}
+	return nil
+}

@@ -1,0 +1,210 @@
+package server
+
+import (
+	"context"
+	"errors"
+	"net"
+	"sync"
+	"time"
+
+	"go.uber.org/zap"
+
+	"github.com/warren-mq/warren/amqp"
+)
+
+// Config holds the broker's settings. The zero value is usable: every zero
+// field takes RabbitMQ's default.
+type Config struct {
+	Logger *zap.Logger
+	// FrameMax is the largest frame the server proposes (default 131072).
+	FrameMax uint32
+	// ChannelMax is the highest channel number the server proposes (default 2047).
+	ChannelMax uint16
+	// Heartbeat is the heartbeat interval in seconds the server proposes (default 60).
+	Heartbeat uint16
+	// HandshakeTimeout bounds the time from accept to connection.open (default 10s).
+	HandshakeTimeout time.Duration
+	// MaxMessageSize bounds a message body (default 128 MiB).
+	MaxMessageSize uint64
+	// LoopbackUsers may connect only from loopback addresses (default ["guest"]).
+	LoopbackUsers []string
+	// DefaultUser and DefaultPass create the first user, an administrator with
+	// full permissions on "/" (default guest/guest).
+	DefaultUser, DefaultPass string
+}
+
+func (c *Config) setDefaults() {
+	if c.Logger == nil {
+		c.Logger = zap.NewNop()
+	}
+	if c.FrameMax == 0 {
+		c.FrameMax = 131072
+	}
+	if c.ChannelMax == 0 {
+		c.ChannelMax = 2047
+	}
+	if c.Heartbeat == 0 {
+		c.Heartbeat = 60
+	}
+	if c.HandshakeTimeout == 0 {
+		c.HandshakeTimeout = 10 * time.Second
+	}
+	if c.MaxMessageSize == 0 {
+		c.MaxMessageSize = 128 << 20
+	}
+	if c.LoopbackUsers == nil {
+		c.LoopbackUsers = []string{"guest"}
+	}
+	if c.DefaultUser == "" {
+		c.DefaultUser, c.DefaultPass = "guest", "guest"
+	}
+}
+
+// Server is an AMQP 0-9-1 broker.
+type Server struct {
+	cfg Config
+	log *zap.Logger
+
+	mu        sync.Mutex
+	listeners []net.Listener
+	conns     map[*conn]struct{}
+	vhosts    map[string]*Vhost
+	users     map[string]*User
+	closing   bool
+
+	wg sync.WaitGroup
+}
+
+// New returns a server with the default vhost "/" and the default user.
+func New(cfg Config) *Server {
+	cfg.setDefaults()
+	s := &Server{
+		cfg:    cfg,
+		log:    cfg.Logger,
+		conns:  map[*conn]struct{}{},
+		vhosts: map[string]*Vhost{},
+		users:  map[string]*User{},
+	}
+	s.vhosts["/"] = newVhost("/", s.log)
+	u := NewUser(cfg.DefaultUser, cfg.DefaultPass, "administrator")
+	u.Permissions["/"] = Permission{Configure: ".*", Write: ".*", Read: ".*"}
+	s.users[u.Name] = u
+	return s
+}
+
+// ErrServerClosed is returned by Serve after Shutdown.
+var ErrServerClosed = errors.New("warren: server closed")
+
+// Serve accepts connections on l until Shutdown. It always returns an error.
+func (s *Server) Serve(l net.Listener) error {
+	s.mu.Lock()
+	if s.closing {
+		s.mu.Unlock()
+		return ErrServerClosed
+	}
+	s.listeners = append(s.listeners, l)
+	s.mu.Unlock()
+	var delay time.Duration
+	for {
+		nc, err := l.Accept()
+		if err != nil {
+			s.mu.Lock()
+			closing := s.closing
+			s.mu.Unlock()
+			if closing {
+				return ErrServerClosed
+			}
+			var ne net.Error
+			if errors.As(err, &ne) && ne.Timeout() || errors.Is(err, syscallEMFILE) {
+				delay = min(max(2*delay, 5*time.Millisecond), time.Second)
+				s.log.Warn("accept failed; retrying", zap.Error(err), zap.Duration("delay", delay))
+				time.Sleep(delay)
+				continue
+			}
+			return err
+		}
+		delay = 0
+		c := newConn(s, nc)
+		s.mu.Lock()
+		if s.closing {
+			s.mu.Unlock()
+			nc.Close()
+			return ErrServerClosed
+		}
+		s.conns[c] = struct{}{}
+		s.wg.Add(1)
+		s.mu.Unlock()
+		go func() {
+			defer s.wg.Done()
+			c.serve()
+		}()
+	}
+}
+
+// Addr returns the address of the first listener, or nil.
+func (s *Server) Addr() net.Addr {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if len(s.listeners) == 0 {
+		return nil
+	}
+	return s.listeners[0].Addr()
+}
+
+// Shutdown stops accepting, sends connection.close 320 to every client and
+// waits for the connections to end or ctx to expire (then closes them hard).
+func (s *Server) Shutdown(ctx context.Context) error {
+	s.mu.Lock()
+	s.closing = true
+	for _, l := range s.listeners {
+		l.Close()
+	}
+	conns := make([]*conn, 0, len(s.conns))
+	for c := range s.conns {
+		conns = append(conns, c)
+	}
+	s.mu.Unlock()
+	for _, c := range conns {
+		c.forceClose(amqp.Errorf(amqp.ConnectionForced, "broker forced connection closure with reason 'shutdown'"))
+	}
+	done := make(chan struct{})
+	go func() { s.wg.Wait(); close(done) }()
+	select {
+	case <-done:
+	case <-ctx.Done():
+		for _, c := range conns {
+			c.nc.Close()
+		}
+		<-done
+	}
+	s.mu.Lock()
+	vhosts := make([]*Vhost, 0, len(s.vhosts))
+	for _, v := range s.vhosts {
+		vhosts = append(vhosts, v)
+	}
+	s.mu.Unlock()
+	for _, v := range vhosts {
+		v.close()
+	}
+	return ctx.Err()
+}
+
+func (s *Server) removeConn(c *conn) {
+	s.mu.Lock()
+	delete(s.conns, c)
+	s.mu.Unlock()
+}
+
+// Vhost returns the named vhost or nil.
+func (s *Server) Vhost(name string) *Vhost {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.vhosts[name]
+}
+
+// ConnectionCount returns the number of open client connections.
+func (s *Server) ConnectionCount() int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return len(s.conns)
+}

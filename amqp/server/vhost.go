@@ -1,0 +1,264 @@
+package server
+
+import (
+	"slices"
+	"sync"
+
+	"go.uber.org/zap"
+
+	"github.com/warren-mq/warren/amqp"
+	"github.com/warren-mq/warren/exchange"
+	"github.com/warren-mq/warren/queue"
+)
+
+// dest is a binding destination: a *Queue or an *Exchange.
+type dest interface{ destName() string }
+
+// Exchange is a declared exchange.
+type Exchange struct {
+	Name       string
+	Kind       string
+	Durable    bool
+	AutoDelete bool
+	Internal   bool
+	Args       amqp.Table
+	// AE is the alternate exchange's name from the alternate-exchange argument.
+	AE string
+
+	m exchange.Matcher[dest]
+	// in lists bindings that have this exchange as their destination.
+	in []binding
+}
+
+func (x *Exchange) destName() string { return x.Name }
+
+// Queue is a declared queue with the bindings that point at it.
+type Queue struct {
+	*queue.Queue
+	owner *conn // exclusive owner, nil for shared queues
+	in    []binding
+}
+
+func (q *Queue) destName() string { return q.Name }
+
+type binding struct {
+	src  *Exchange
+	key  string
+	args amqp.Table
+}
+
+// Vhost is a virtual host: a namespace of exchanges, queues and bindings.
+// mu guards the maps and every exchange's matcher.
+type Vhost struct {
+	Name string
+	log  *zap.Logger
+
+	mu        sync.RWMutex
+	exchanges map[string]*Exchange
+	queues    map[string]*Queue
+}
+
+func newVhost(name string, log *zap.Logger) *Vhost {
+	v := &Vhost{Name: name, log: log, exchanges: map[string]*Exchange{}, queues: map[string]*Queue{}}
+	for _, x := range []struct{ name, kind string }{
+		{"", exchange.Direct},
+		{"amq.direct", exchange.Direct},
+		{"amq.fanout", exchange.Fanout},
+		{"amq.topic", exchange.Topic},
+		{"amq.headers", exchange.Headers},
+		{"amq.match", exchange.Headers},
+	} {
+		m, _ := exchange.NewMatcher[dest](x.kind)
+		v.exchanges[x.name] = &Exchange{Name: x.name, Kind: x.kind, Durable: true, m: m}
+	}
+	return v
+}
+
+func (v *Vhost) close() {
+	v.mu.Lock()
+	qs := make([]*Queue, 0, len(v.queues))
+	for _, q := range v.queues {
+		qs = append(qs, q)
+	}
+	v.mu.Unlock()
+	for _, q := range qs {
+		q.Queue.Delete()
+	}
+}
+
+// Counts returns the number of exchanges and queues.
+func (v *Vhost) Counts() (exchanges, queues int) {
+	v.mu.RLock()
+	defer v.mu.RUnlock()
+	return len(v.exchanges), len(v.queues)
+}
+
+// router holds the scratch state of one routing decision, reused per channel
+// so that routing allocates nothing.
+type router struct {
+	queues  []*Queue
+	visited []*Exchange
+	seen    map[*Queue]struct{} // used only when fanning out wide
+	emit    func(dest)
+	key     string
+	headers amqp.Table
+}
+
+func newRouter() *router {
+	r := &router{}
+	r.emit = r.add
+	return r
+}
+
+func (r *router) add(d dest) {
+	switch d := d.(type) {
+	case *Queue:
+		if len(r.queues) < 16 {
+			if slices.Contains(r.queues, d) {
+				return
+			}
+		} else {
+			if r.seen == nil {
+				r.seen = map[*Queue]struct{}{}
+			}
+			if len(r.seen) == 0 {
+				for _, q := range r.queues {
+					r.seen[q] = struct{}{}
+				}
+			}
+			if _, ok := r.seen[d]; ok {
+				return
+			}
+			r.seen[d] = struct{}{}
+		}
+		r.queues = append(r.queues, d)
+	case *Exchange:
+		r.routeFrom(d)
+	}
+}
+
+// routeFrom routes through x and, recursively, the exchanges it is bound to
+// and its alternate exchange. Each exchange is visited once, so cycles and
+// diamonds deliver one copy per queue.
+func (r *router) routeFrom(x *Exchange) {
+	if slices.Contains(r.visited, x) {
+		return
+	}
+	r.visited = append(r.visited, x)
+	before := len(r.queues)
+	x.m.Match(r.key, r.headers, r.emit)
+	_ = before
+}
+
+// route returns the queues a message goes to. Lock must be held (read).
+func (v *Vhost) route(r *router, x *Exchange, keys []string, headers amqp.Table) []*Queue {
+	r.queues = r.queues[:0]
+	r.visited = r.visited[:0]
+	clear(r.seen)
+	r.headers = headers
+	for _, k := range keys {
+		r.key = k
+		if x.Name == "" {
+			if q := v.queues[k]; q != nil {
+				r.add(q)
+			}
+			continue
+		}
+		r.visited = r.visited[:0]
+		r.routeAE(v, x)
+	}
+	return r.queues
+}
+
+// routeAE routes via x, then via its alternate exchange chain when x routed
+// the message nowhere.
+func (r *router) routeAE(v *Vhost, x *Exchange) {
+	for hops := 0; x != nil && hops < 16; hops++ {
+		before := len(r.queues)
+		r.routeFrom(x)
+		if len(r.queues) > before || x.AE == "" {
+			return
+		}
+		x = v.exchanges[x.AE]
+	}
+}
+
+// bind adds a binding. Lock must be held.
+func (v *Vhost) bind(src *Exchange, d dest, key string, args amqp.Table) {
+	if !src.m.Add(exchange.Binding[dest]{Dest: d, Key: key, Args: args}) {
+		return
+	}
+	b := binding{src: src, key: key, args: args}
+	switch d := d.(type) {
+	case *Queue:
+		d.in = append(d.in, b)
+	case *Exchange:
+		d.in = append(d.in, b)
+	}
+}
+
+// unbind removes a binding and reports whether it existed. An auto-delete
+// source exchange that loses its last binding is deleted. Lock must be held.
+func (v *Vhost) unbind(src *Exchange, d dest, key string, args amqp.Table) bool {
+	if !src.m.Remove(exchange.Binding[dest]{Dest: d, Key: key, Args: args}) {
+		return false
+	}
+	canon := exchange.CanonicalArgs(args)
+	drop := func(in []binding) []binding {
+		return slices.DeleteFunc(in, func(b binding) bool {
+			return b.src == src && b.key == key && exchange.CanonicalArgs(b.args) == canon
+		})
+	}
+	switch d := d.(type) {
+	case *Queue:
+		d.in = drop(d.in)
+	case *Exchange:
+		d.in = drop(d.in)
+	}
+	v.autoDeleteLocked(src)
+	return true
+}
+
+// autoDeleteLocked deletes x if it is auto-delete and has no bindings left
+// as a source. Lock must be held.
+func (v *Vhost) autoDeleteLocked(x *Exchange) {
+	if x.AutoDelete && x.m.Len() == 0 && v.exchanges[x.Name] == x {
+		v.deleteExchangeLocked(x)
+	}
+}
+
+// deleteExchangeLocked removes x and every binding from or to it.
+// Lock must be held.
+func (v *Vhost) deleteExchangeLocked(x *Exchange) {
+	delete(v.exchanges, x.Name)
+	for _, b := range x.m.Bindings() {
+		v.unbind(x, b.Dest, b.Key, b.Args)
+	}
+	for _, b := range slices.Clone(x.in) {
+		v.unbind(b.src, x, b.key, b.args)
+	}
+}
+
+// removeQueueLocked removes q from the registry and drops its bindings; the
+// caller then calls q.Queue.Delete without the lock. Lock must be held.
+func (v *Vhost) removeQueueLocked(q *Queue) bool {
+	if v.queues[q.Name] != q {
+		return false
+	}
+	delete(v.queues, q.Name)
+	for _, b := range slices.Clone(q.in) {
+		v.unbind(b.src, q, b.key, b.args)
+	}
+	return true
+}
+
+// deleteQueue removes q and deletes it, returning the dropped message count.
+func (v *Vhost) deleteQueue(q *Queue) int {
+	v.mu.Lock()
+	ok := v.removeQueueLocked(q)
+	v.mu.Unlock()
+	if !ok {
+		return 0
+	}
+	return q.Queue.Delete()
+}

@@ -1,0 +1,97 @@
+// Command warren is the Warren AMQP 0-9-1 broker.
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"net/http"
+	"os"
+	"os/signal"
+	"syscall"
+	"time"
+
+	"github.com/urfave/cli/v2"
+	"go.uber.org/zap"
+	"go.uber.org/zap/zapcore"
+
+	"github.com/warren-mq/warren/amqp/server"
+	"github.com/warren-mq/warren/mgmt"
+)
+
+func main() {
+	app := &cli.App{
+		Name:  "warren",
+		Usage: "an AMQP 0-9-1 message broker that RabbitMQ clients use unchanged",
+		Flags: []cli.Flag{
+			&cli.StringFlag{Name: "amqp-listen", Value: ":5672", EnvVars: []string{"WARREN_AMQP_LISTEN"}, Usage: "AMQP listen address"},
+			&cli.StringFlag{Name: "http-listen", Value: ":15672", EnvVars: []string{"WARREN_HTTP_LISTEN"}, Usage: "HTTP (management) listen address; empty disables"},
+			&cli.StringFlag{Name: "data-dir", Value: "./data", EnvVars: []string{"WARREN_DATA_DIR"}, Usage: "data directory"},
+			&cli.StringFlag{Name: "log-level", Value: "info", EnvVars: []string{"WARREN_LOG_LEVEL"}, Usage: "debug, info, warn or error"},
+		},
+		Action: run,
+	}
+	if err := app.Run(os.Args); err != nil {
+		fmt.Fprintln(os.Stderr, "warren:", err)
+		os.Exit(1)
+	}
+}
+
+func run(c *cli.Context) error {
+	level, err := zapcore.ParseLevel(c.String("log-level"))
+	if err != nil {
+		return fmt.Errorf("--log-level: %w", err)
+	}
+	zc := zap.NewProductionConfig()
+	zc.Level = zap.NewAtomicLevelAt(level)
+	zc.Encoding = "console"
+	zc.EncoderConfig.EncodeTime = zapcore.ISO8601TimeEncoder
+	log, err := zc.Build()
+	if err != nil {
+		return err
+	}
+	defer log.Sync()
+
+	if err := os.MkdirAll(c.String("data-dir"), 0o755); err != nil {
+		return fmt.Errorf("--data-dir: %w", err)
+	}
+	srv := server.New(server.Config{Logger: log})
+	l, err := net.Listen("tcp", c.String("amqp-listen"))
+	if err != nil {
+		return fmt.Errorf("--amqp-listen: %w", err)
+	}
+	errc := make(chan error, 2)
+	go func() { errc <- srv.Serve(l) }()
+	log.Info("AMQP listening", zap.Stringer("addr", l.Addr()))
+
+	var hs *http.Server
+	if addr := c.String("http-listen"); addr != "" {
+		hl, err := net.Listen("tcp", addr)
+		if err != nil {
+			return fmt.Errorf("--http-listen: %w", err)
+		}
+		hs = &http.Server{Handler: mgmt.NewHandler(srv), ReadHeaderTimeout: 10 * time.Second}
+		go func() { errc <- hs.Serve(hl) }()
+		log.Info("HTTP listening", zap.Stringer("addr", hl.Addr()))
+	}
+
+	sig := make(chan os.Signal, 1)
+	signal.Notify(sig, syscall.SIGINT, syscall.SIGTERM)
+	select {
+	case s := <-sig:
+		log.Info("shutting down", zap.Stringer("signal", s))
+	case err := <-errc:
+		if !errors.Is(err, server.ErrServerClosed) && !errors.Is(err, http.ErrServerClosed) {
+			return err
+		}
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if hs != nil {
+		hs.Shutdown(ctx)
+	}
+	srv.Shutdown(ctx)
+	log.Info("stopped")
+	return nil
+}

@@ -1,0 +1,29 @@
+package queue
+
+import "github.com/warren-mq/warren/amqp"
+
+// Message is one published message, shared by every queue it was routed to.
+// It is immutable once routed.
+type Message struct {
+	Exchange   string
+	RoutingKey string
+	// Header is the content header frame's payload exactly as published; it
+	// is relayed byte for byte.
+	Header []byte
+	Body   []byte
+	// Props is the decoded form of Header, for routing and queue features.
+	Props amqp.Properties
+}
+
+// Persistent reports delivery mode 2.
+func (m *Message) Persistent() bool { return m.Props.DeliveryMode == 2 }
+
+// Entry is a message's place in one queue.
+type Entry struct {
+	Msg *Message
+	// Seq orders the queue: a requeued entry goes back to its Seq position.
+	Seq         uint64
+	Redelivered bool
+	// ExpiresAt is when the message expires (unix ns), 0 for never.
+	ExpiresAt int64
+}

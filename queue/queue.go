@@ -1,0 +1,438 @@
+package queue
+
+import (
+	"sync"
+	"time"
+
+	"github.com/warren-mq/warren/amqp"
+)
+
+// Sink is the consuming side of a consumer: the server's channel.
+type Sink interface {
+	// CanTake reports whether c has credit for one more message now (its
+	// prefetch, its channel's, and room in the connection's outbound buffer).
+	// When it has no room, the sink kicks q once room comes back.
+	CanTake(q *Queue, c *Consumer) bool
+	// Deliver hands e to c. Called with q's lock held.
+	Deliver(q *Queue, c *Consumer, e Entry)
+	// Cancelled tells the consumer that the queue cancelled it (queue
+	// deleted). Called without q's lock.
+	Cancelled(c *Consumer)
+}
+
+// Consumer is one basic.consume subscription.
+type Consumer struct {
+	Tag       string
+	NoAck     bool
+	Exclusive bool
+	Priority  int64
+	Sink      Sink
+	// Owner is opaque to the queue: what the sink needs to find itself.
+	Owner any
+}
+
+// Config describes a queue at declaration.
+type Config struct {
+	Name       string
+	Vhost      string
+	Durable    bool
+	Exclusive  bool
+	AutoDelete bool
+	Args       amqp.Table
+	// Owner is the exclusive owner (the connection), compared by identity.
+	Owner any
+}
+
+// Queue is one queue.
+type Queue struct {
+	Config
+
+	// OnUnused is called (without the lock) when an auto-delete queue loses
+	// its last consumer.
+	OnUnused func(*Queue)
+	// OnDeadLetter is called (without the lock) with messages that expired,
+	// overflowed or were rejected, when the queue has a dead-letter exchange.
+	// The queue package does no routing itself.
+	OnDeadLetter func(q *Queue, dls []DeadLetter)
+
+	lim limits
+
+	mu sync.Mutex
+	// Guarded by mu.
+	ready       deque
+	nextSeq     uint64
+	consumers   []*Consumer
+	rr          int
+	mixedPrio   bool
+	unacked     int
+	hadConsumer bool
+	deleted     bool
+	readyBytes  int64
+	timerAt     int64 // when the expiry timer fires (unix ns), 0 when unarmed
+
+	kick  chan struct{}
+	timer *time.Timer
+	stop chan struct{}
+	done chan struct{}
+}
+
+// New creates a queue and starts its delivery goroutine; Delete stops it.
+func New(cfg Config) *Queue {
+	q := &Queue{
+		Config: cfg,
+		lim:    parseLimits(cfg.Args),
+		kick:   make(chan struct{}, 1),
+		stop:   make(chan struct{}),
+		done:   make(chan struct{}),
+	}
+	q.timer = time.NewTimer(time.Hour)
+	q.timer.Stop()
+	go q.loop()
+	return q
+}
+
+// Kick wakes the delivery goroutine.
+func (q *Queue) Kick() {
+	select {
+	case q.kick <- struct{}{}:
+	default:
+	}
+}
+
+func (q *Queue) loop() {
+	defer close(q.done)
+	for {
+		select {
+		case <-q.stop:
+			return
+		case <-q.kick:
+		case <-q.timer.C:
+			q.mu.Lock()
+			q.timerAt = 0
+			q.mu.Unlock()
+		}
+		var dead []DeadLetter
+		q.mu.Lock()
+		dead = q.deliverLocked(dead)
+		q.armTimerLocked()
+		q.mu.Unlock()
+		q.deadLetter(dead)
+	}
+}
+
+// armTimerLocked arms the expiry timer for the head message. Lock must be held.
+func (q *Queue) armTimerLocked() {
+	if q.ready.len() == 0 || q.deleted {
+		return
+	}
+	at := q.ready.peek().ExpiresAt
+	if at == 0 || (q.timerAt != 0 && q.timerAt <= at) {
+		return
+	}
+	q.timerAt = at
+	q.timer.Reset(time.Duration(at - time.Now().UnixNano()))
+}
+
+// deadLetter hands messages to OnDeadLetter. Lock must not be held.
+func (q *Queue) deadLetter(dead []DeadLetter) {
+	if len(dead) > 0 && q.OnDeadLetter != nil && q.lim.hasDLX {
+		q.OnDeadLetter(q, dead)
+	}
+}
+
+// DeadLetterRejected dead-letters messages rejected or nacked without requeue.
+func (q *Queue) DeadLetterRejected(es []Entry) {
+	if !q.lim.hasDLX || q.OnDeadLetter == nil {
+		return
+	}
+	dead := make([]DeadLetter, len(es))
+	for i, e := range es {
+		dead[i] = DeadLetter{Msg: e.Msg, Reason: ReasonRejected}
+	}
+	q.OnDeadLetter(q, dead)
+}
+
+// popLocked removes the head. Lock must be held.
+func (q *Queue) popLocked() Entry {
+	e := q.ready.pop()
+	q.readyBytes -= int64(len(e.Msg.Body))
+	return e
+}
+
+// expireLocked drops expired messages at the head, appending them to dead.
+// Lock must be held.
+func (q *Queue) expireLocked(dead []DeadLetter) []DeadLetter {
+	if q.ready.len() == 0 {
+		return dead
+	}
+	now := int64(0)
+	for q.ready.len() > 0 {
+		at := q.ready.peek().ExpiresAt
+		if at == 0 {
+			break
+		}
+		if now == 0 {
+			now = time.Now().UnixNano()
+		}
+		if at > now {
+			break
+		}
+		e := q.popLocked()
+		dead = append(dead, DeadLetter{Msg: e.Msg, Reason: ReasonExpired})
+	}
+	return dead
+}
+
+// deliverLocked hands ready messages to consumers with credit, dropping
+// expired ones at the head into dead. Lock must be held.
+func (q *Queue) deliverLocked(dead []DeadLetter) []DeadLetter {
+	dead = q.expireLocked(dead)
+	for q.ready.len() > 0 && len(q.consumers) > 0 {
+		c := q.pickLocked()
+		if c == nil {
+			break
+		}
+		e := q.popLocked()
+		if !c.NoAck {
+			q.unacked++
+		}
+		c.Sink.Deliver(q, c, e)
+		dead = q.expireLocked(dead)
+	}
+	return dead
+}
+
+// pickLocked chooses the next consumer: the highest priority among those
+// with credit, strict round-robin among equals. Lock must be held.
+func (q *Queue) pickLocked() *Consumer {
+	n := len(q.consumers)
+	best := -1
+	for i := 0; i < n; i++ {
+		idx := (q.rr + i) % n
+		c := q.consumers[idx]
+		if best >= 0 && q.consumers[best].Priority >= c.Priority {
+			continue
+		}
+		if c.Sink.CanTake(q, c) {
+			best = idx
+			if !q.mixedPrio {
+				break
+			}
+		}
+	}
+	if best < 0 {
+		return nil
+	}
+	q.rr = best + 1
+	return q.consumers[best]
+}
+
+// PublishResult says what became of a published message in one queue.
+type PublishResult uint8
+
+const (
+	Enqueued PublishResult = iota
+	// Rejected: the queue is full and overflows with reject-publish(-dlx).
+	Rejected
+	// Gone: the queue was deleted.
+	Gone
+)
+
+// Publish appends m. ttl is the message's own expiration in ms, or -1.
+func (q *Queue) Publish(m *Message, ttl int64) PublishResult {
+	var dead []DeadLetter
+	q.mu.Lock()
+	if q.deleted {
+		q.mu.Unlock()
+		return Gone
+	}
+	if q.lim.ttl >= 0 && (ttl < 0 || q.lim.ttl < ttl) {
+		ttl = q.lim.ttl
+	}
+	size := int64(len(m.Body))
+	if q.lim.overflow != DropHead && (int64(q.ready.len()) >= q.lim.maxLen || q.readyBytes+size > q.lim.maxLenBytes) {
+		q.mu.Unlock()
+		if q.lim.overflow == RejectPublishDLX {
+			q.deadLetter([]DeadLetter{{Msg: m, Reason: ReasonMaxLen}})
+		}
+		return Rejected
+	}
+	q.nextSeq++
+	e := Entry{Msg: m, Seq: q.nextSeq}
+	if ttl == 0 {
+		// Expiration 0: deliver only to a consumer ready now.
+		dead = q.expireLocked(dead)
+		if c := q.pickReadyLocked(); c != nil {
+			if !c.NoAck {
+				q.unacked++
+			}
+			c.Sink.Deliver(q, c, e)
+		} else {
+			dead = append(dead, DeadLetter{Msg: m, Reason: ReasonExpired})
+		}
+		q.mu.Unlock()
+		q.deadLetter(dead)
+		return Enqueued
+	}
+	if ttl > 0 {
+		e.ExpiresAt = time.Now().UnixNano() + ttl*int64(time.Millisecond)
+	}
+	q.ready.push(e)
+	q.readyBytes += size
+	for int64(q.ready.len()) > q.lim.maxLen || q.readyBytes > q.lim.maxLenBytes {
+		old := q.popLocked()
+		dead = append(dead, DeadLetter{Msg: old.Msg, Reason: ReasonMaxLen})
+	}
+	kick := len(q.consumers) > 0 || (q.ready.len() == 1 && e.ExpiresAt != 0)
+	q.mu.Unlock()
+	q.deadLetter(dead)
+	if kick {
+		q.Kick()
+	}
+	return Enqueued
+}
+
+// pickReadyLocked picks a consumer only when no message is waiting ahead.
+// Lock must be held.
+func (q *Queue) pickReadyLocked() *Consumer {
+	if q.ready.len() > 0 || len(q.consumers) == 0 {
+		return nil
+	}
+	return q.pickLocked()
+}
+
+// Get pops one message for basic.get; ok is false when the queue is empty.
+// The returned count is the number of messages still ready.
+func (q *Queue) Get(noAck bool) (e Entry, remaining int, ok bool) {
+	q.mu.Lock()
+	dead := q.expireLocked(nil)
+	if q.ready.len() > 0 && !q.deleted {
+		e, ok = q.popLocked(), true
+		if !noAck {
+			q.unacked++
+		}
+		remaining = q.ready.len()
+	}
+	q.mu.Unlock()
+	q.deadLetter(dead)
+	return e, remaining, ok
+}
+
+// Ack settles n delivered entries.
+func (q *Queue) Ack(n int) {
+	q.mu.Lock()
+	q.unacked -= n
+	q.mu.Unlock()
+}
+
+// Requeue puts delivered entries back at their original positions with
+// redelivered set.
+func (q *Queue) Requeue(es []Entry) {
+	q.mu.Lock()
+	if q.deleted {
+		q.mu.Unlock()
+		return
+	}
+	for _, e := range es {
+		e.Redelivered = true
+		q.ready.insert(e)
+		q.readyBytes += int64(len(e.Msg.Body))
+	}
+	q.unacked -= len(es)
+	kick := true
+	q.mu.Unlock()
+	if kick {
+		q.Kick()
+	}
+}
+
+// AddConsumer registers c. It returns false if the queue already has an
+// exclusive consumer, or c is exclusive and the queue has consumers.
+func (q *Queue) AddConsumer(c *Consumer) (ok bool) {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	if q.deleted {
+		return false
+	}
+	if len(q.consumers) > 0 && (c.Exclusive || q.consumers[0].Exclusive) {
+		return false
+	}
+	// Keep registration order; priorities are resolved in pickLocked.
+	q.consumers = append(q.consumers, c)
+	q.mixedPrio = false
+	for _, o := range q.consumers {
+		if o.Priority != q.consumers[0].Priority {
+			q.mixedPrio = true
+		}
+	}
+	q.hadConsumer = true
+	q.Kick()
+	return true
+}
+
+// RemoveConsumer unregisters c. It reports whether it was registered.
+func (q *Queue) RemoveConsumer(c *Consumer) bool {
+	q.mu.Lock()
+	found := false
+	for i, o := range q.consumers {
+		if o == c {
+			q.consumers = append(q.consumers[:i], q.consumers[i+1:]...)
+			if q.rr > i {
+				q.rr--
+			}
+			found = true
+			break
+		}
+	}
+	unused := found && len(q.consumers) == 0 && q.AutoDelete && !q.deleted
+	q.mu.Unlock()
+	if unused && q.OnUnused != nil {
+		q.OnUnused(q)
+	}
+	return found
+}
+
+// Counts returns ready messages, unacked messages and consumers.
+func (q *Queue) Counts() (ready, unacked, consumers int) {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	return q.ready.len(), q.unacked, len(q.consumers)
+}
+
+// Purge drops every ready message and returns how many there were.
+func (q *Queue) Purge() int {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	q.readyBytes = 0
+	return q.ready.clear()
+}
+
+// Delete marks the queue deleted, stops its goroutine, tells its consumers,
+// and returns the number of ready messages it dropped.
+func (q *Queue) Delete() int {
+	q.mu.Lock()
+	if q.deleted {
+		q.mu.Unlock()
+		return 0
+	}
+	q.deleted = true
+	q.readyBytes = 0
+	n := q.ready.clear()
+	consumers := q.consumers
+	q.consumers = nil
+	q.mu.Unlock()
+	close(q.stop)
+	<-q.done
+	q.timer.Stop()
+	for _, c := range consumers {
+		c.Sink.Cancelled(c)
+	}
+	return n
+}
+
+// Deleted reports whether Delete was called.
+func (q *Queue) Deleted() bool {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	return q.deleted
+}
