@@ -72,8 +72,8 @@ type Queue struct {
 
 	kick  chan struct{}
 	timer *time.Timer
-	stop chan struct{}
-	done chan struct{}
+	stop  chan struct{}
+	done  chan struct{}
 }
 
 // New creates a queue and starts its delivery goroutine; Delete stops it.

@@ -13,10 +13,10 @@ import (
 type chanState uint8
 
 const (
-	chanOpen       chanState = iota
-	chanAwaitHdr             // basic.publish seen, content header next
-	chanAwaitBody            // header seen, body frames next
-	chanClosing              // we sent channel.close, awaiting close-ok
+	chanOpen      chanState = iota
+	chanAwaitHdr            // basic.publish seen, content header next
+	chanAwaitBody           // header seen, body frames next
+	chanClosing             // we sent channel.close, awaiting close-ok
 )
 
 func (s chanState) String() string {
