@@ -207,12 +207,11 @@ func (ch *channel) basicConsume(m *amqp.BasicConsume) error {
 	ci := &consumerInfo{ch: ch, q: q, prefetch: ch.prefetch}
 	c := &queue.Consumer{Tag: tag, NoAck: m.NoAck, Exclusive: m.Exclusive, Priority: prio, Sink: ch, Owner: ci}
 	ci.c = c
-	if !m.NoWait {
-		ch.sendMethod(&amqp.BasicConsumeOk{ConsumerTag: tag})
-	}
 	ch.mu.Lock()
 	ch.consumers[tag] = ci
 	ch.mu.Unlock()
+	// The consumer is registered inactive, so no delivery can overtake
+	// consume-ok; it becomes eligible once consume-ok is queued.
 	if !q.AddConsumer(c) {
 		ch.mu.Lock()
 		delete(ch.consumers, tag)
@@ -222,6 +221,11 @@ func (ch *channel) basicConsume(m *amqp.BasicConsume) error {
 		}
 		return amqp.Errorf(amqp.AccessRefused, "queue '%s' in vhost '%s' in exclusive use", q.Name, ch.vhost().Name)
 	}
+	if !m.NoWait {
+		ch.sendMethod(&amqp.BasicConsumeOk{ConsumerTag: tag})
+	}
+	ci.active.Store(true)
+	q.Kick()
 	return nil
 }
 

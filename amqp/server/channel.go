@@ -30,6 +30,8 @@ type consumerInfo struct {
 	c        *queue.Consumer
 	prefetch int32
 	unacked  atomic.Int32
+	// active is set once consume-ok is queued.
+	active atomic.Bool
 }
 
 // unackedEntry is one delivery awaiting ack. c is nil for basic.get.
@@ -302,6 +304,9 @@ func (ch *channel) dispatch(m amqp.Method) error {
 // CanTake implements queue.Sink.
 func (ch *channel) CanTake(q *queue.Queue, c *queue.Consumer) bool {
 	ci := c.Owner.(*consumerInfo)
+	if !ci.active.Load() {
+		return false
+	}
 	if !c.NoAck {
 		if ci.prefetch > 0 && ci.unacked.Load() >= ci.prefetch {
 			return false

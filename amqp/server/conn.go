@@ -63,6 +63,8 @@ type conn struct {
 	frameMax    uint32
 	channelMax  uint16
 	heartbeat   time.Duration
+	// hbWriter is heartbeat for the writer goroutine, set once at tune-ok.
+	hbWriter atomic.Int64
 	clientProps amqp.Table
 	capCancel   bool // consumer_cancel_notify
 	capAuthFail bool // authentication_failure_close
@@ -163,10 +165,12 @@ func (c *conn) writeLoop() {
 	var spare []byte
 	var hb *time.Ticker
 	var hbC <-chan time.Time
+	var interval time.Duration
 	lastWrite := time.Now()
 	for {
-		if hb == nil && c.heartbeat > 0 {
-			hb = time.NewTicker(c.heartbeat / 2)
+		if hb == nil && c.hbWriter.Load() > 0 {
+			interval = time.Duration(c.hbWriter.Load())
+			hb = time.NewTicker(interval / 2)
 			defer hb.Stop()
 			hbC = hb.C
 		}
@@ -187,7 +191,7 @@ func (c *conn) writeLoop() {
 			c.closed = true
 		}
 		c.outMu.Unlock()
-		if len(buf) == 0 && !stopping && hb != nil && time.Since(lastWrite) >= c.heartbeat/2 {
+		if len(buf) == 0 && !stopping && hb != nil && time.Since(lastWrite) >= interval/2 {
 			buf = amqp.AppendHeartbeat(buf)
 		}
 		if len(buf) > 0 {
@@ -574,6 +578,7 @@ func (c *conn) handshake() error {
 	c.fr.Max = c.frameMax
 	c.channelMax = to.ChannelMax
 	c.heartbeat = time.Duration(to.Heartbeat) * time.Second
+	c.hbWriter.Store(int64(c.heartbeat))
 	c.kickWriter() // start heartbeats
 
 	m, err = c.readHandshakeMethod()
