@@ -110,7 +110,10 @@ func TestPurgeAndDeleteConditions(t *testing.T) {
 	for i := 0; i < 3; i++ {
 		publish(t, ch, "", "q", body("x"))
 	}
-	eventually(t, func() bool { q, _ := ch.QueueDeclarePassive("q", false, false, false, false, nil); return q.Messages == 3 }, "3 ready")
+	eventually(t, func() bool {
+		q, _ := ch.QueueDeclarePassive("q", false, false, false, false, nil)
+		return q.Messages == 3
+	}, "3 ready")
 	_, err = ch.QueueDelete("q", false, true, false)
 	amqpErr(t, err, amqp.PreconditionFailed)
 	ch, _ = conn.Channel()

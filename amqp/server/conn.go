@@ -58,13 +58,13 @@ type conn struct {
 	remote net.Addr
 
 	// Set during the handshake, then read-only.
-	user        *User
-	vhost       *Vhost
-	frameMax    uint32
-	channelMax  uint16
-	heartbeat   time.Duration
+	user       *User
+	vhost      *Vhost
+	frameMax   uint32
+	channelMax uint16
+	heartbeat  time.Duration
 	// hbWriter is heartbeat for the writer goroutine, set once at tune-ok.
-	hbWriter atomic.Int64
+	hbWriter    atomic.Int64
 	clientProps amqp.Table
 	capCancel   bool // consumer_cancel_notify
 	capAuthFail bool // authentication_failure_close
@@ -236,7 +236,10 @@ func (c *conn) serve() {
 		c.teardown()
 		close(c.stopWrite)
 		<-c.writeDone
-		c.linger()
+		if c.state == stateClosed {
+			c.linger()
+		}
+		c.nc.Close()
 	}()
 	if err := c.handshake(); err != nil {
 		c.log.Debug("handshake failed", zap.Error(err))
@@ -258,7 +261,6 @@ func (c *conn) linger() {
 		tc.SetReadDeadline(time.Now().Add(2 * time.Second))
 		io.Copy(io.Discard, io.LimitReader(tc, 64<<20))
 	}
-	c.nc.Close()
 }
 
 // forceClose asks the connection to close with e (from another goroutine).
@@ -356,6 +358,7 @@ func (c *conn) awaitCloseOk() error {
 			if mid == 50 {
 				c.sendMethod(0, &amqp.ConnectionCloseOk{})
 			}
+			c.state = stateClosed
 			return nil
 		}
 	}
@@ -410,8 +413,10 @@ func (c *conn) handleConnectionMethod(p []byte) error {
 	case *amqp.ConnectionClose:
 		c.releaseChannels()
 		c.sendMethod(0, &amqp.ConnectionCloseOk{})
+		c.state = stateClosed
 		return errClosed
 	case *amqp.ConnectionCloseOk:
+		c.state = stateClosed
 		return errClosed
 	case *amqp.ConnectionUpdateSecret:
 		c.sendMethod(0, &amqp.ConnectionUpdateSecretOk{})
