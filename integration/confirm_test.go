@@ -138,8 +138,16 @@ func TestMessageTTLExpiresAndDeadLetters(t *testing.T) {
 	require.Equal(t, "10", e["original-expiration"])
 
 	conn := b.dial(t)
-	bad, _ := conn.Channel()
-	publish(t, bad, "", "ttl", amqp.Publishing{Expiration: "abc", Body: []byte("x")})
-	_, err = bad.QueueDeclarePassive("ttl", false, false, false, false, nil)
-	amqpErr(t, err, amqp.PreconditionFailed)
+	for _, exp := range []string{"abc", "-1", "1.5"} {
+		bad, _ := conn.Channel()
+		closed := bad.NotifyClose(make(chan *amqp.Error, 1))
+		publish(t, bad, "", "ttl", amqp.Publishing{Expiration: exp, Body: []byte("x")})
+		select {
+		case e := <-closed:
+			require.Equal(t, amqp.PreconditionFailed, e.Code, exp)
+			require.Contains(t, e.Reason, "invalid expiration")
+		case <-timeout():
+			t.Fatalf("expiration %q accepted", exp)
+		}
+	}
 }

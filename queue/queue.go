@@ -69,6 +69,13 @@ type Queue struct {
 	deleted     bool
 	readyBytes  int64
 	timerAt     int64 // when the expiry timer fires (unix ns), 0 when unarmed
+	// starved is set when the last delivery pass stopped because no
+	// consumer had credit: publishers are then not throttled (the lag is the
+	// consumers' doing, not the delivery loop's).
+	starved bool
+	// drained is closed when the ready list falls below flowLow; publishers
+	// throttled by Throttle wait on it.
+	drained chan struct{}
 
 	kick  chan struct{}
 	timer *time.Timer
@@ -183,13 +190,52 @@ func (q *Queue) expireLocked(dead []DeadLetter) []DeadLetter {
 	return dead
 }
 
+// Flow control, like RabbitMQ's credit flow: when a queue that is actively
+// delivering falls behind by flowHigh messages, publishers routing to it
+// wait (briefly) until it is back under flowLow, so a fast publisher cannot
+// outrun its consumers without bound.
+const (
+	flowHigh = 20000
+	flowLow  = 10000
+	// FlowMaxWait bounds one throttle wait, so publishing never stalls.
+	FlowMaxWait = 50 * time.Millisecond
+)
+
+// Throttle returns a channel to wait on when the queue is too far behind
+// its consumers, or nil.
+func (q *Queue) Throttle() <-chan struct{} {
+	if q.ready.lenHint.Load() < flowHigh {
+		return nil
+	}
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	if q.ready.len() < flowHigh || q.starved || len(q.consumers) == 0 || q.deleted {
+		return nil
+	}
+	if q.drained == nil {
+		q.drained = make(chan struct{})
+	}
+	return q.drained
+}
+
+// releaseFlowLocked wakes throttled publishers once the backlog is low.
+// Lock must be held.
+func (q *Queue) releaseFlowLocked() {
+	if q.drained != nil && (q.ready.len() < flowLow || q.starved || len(q.consumers) == 0 || q.deleted) {
+		close(q.drained)
+		q.drained = nil
+	}
+}
+
 // deliverLocked hands ready messages to consumers with credit, dropping
 // expired ones at the head into dead. Lock must be held.
 func (q *Queue) deliverLocked(dead []DeadLetter) []DeadLetter {
 	dead = q.expireLocked(dead)
+	q.starved = false
 	for q.ready.len() > 0 && len(q.consumers) > 0 {
 		c := q.pickLocked()
 		if c == nil {
+			q.starved = true
 			break
 		}
 		e := q.popLocked()
@@ -198,7 +244,11 @@ func (q *Queue) deliverLocked(dead []DeadLetter) []DeadLetter {
 		}
 		c.Sink.Deliver(q, c, e)
 		dead = q.expireLocked(dead)
+		if q.drained != nil {
+			q.releaseFlowLocked()
+		}
 	}
+	q.releaseFlowLocked()
 	return dead
 }
 
@@ -384,6 +434,7 @@ func (q *Queue) RemoveConsumer(c *Consumer) bool {
 			break
 		}
 	}
+	q.releaseFlowLocked()
 	unused := found && len(q.consumers) == 0 && q.AutoDelete && !q.deleted
 	q.mu.Unlock()
 	if unused && q.OnUnused != nil {
@@ -404,7 +455,9 @@ func (q *Queue) Purge() int {
 	q.mu.Lock()
 	defer q.mu.Unlock()
 	q.readyBytes = 0
-	return q.ready.clear()
+	n := q.ready.clear()
+	q.releaseFlowLocked()
+	return n
 }
 
 // Delete marks the queue deleted, stops its goroutine, tells its consumers,
@@ -418,6 +471,7 @@ func (q *Queue) Delete() int {
 	q.deleted = true
 	q.readyBytes = 0
 	n := q.ready.clear()
+	q.releaseFlowLocked()
 	consumers := q.consumers
 	q.consumers = nil
 	q.mu.Unlock()

@@ -174,3 +174,48 @@ func BenchmarkPublishGet(b *testing.B) {
 		q.Get(true)
 	}
 }
+
+// slowSink takes every message but slowly, like a consumer that keeps up
+// with less than the publish rate.
+type slowSink struct{ recSink }
+
+func (s *slowSink) Deliver(q *Queue, c *Consumer, e Entry) {
+	for t := time.Now(); time.Since(t) < 2*time.Microsecond; {
+	}
+}
+
+type closedSink struct{ recSink }
+
+func (s *closedSink) CanTake(*Queue, *Consumer) bool { return false }
+
+func TestThrottleWhileConsumersLag(t *testing.T) {
+	q := newQ(t, nil)
+	for i := 0; i < flowHigh+5000; i++ {
+		q.Publish(msg("m"), -1)
+	}
+	require.Nil(t, q.Throttle(), "no consumers: nothing to wait for")
+
+	q.AddConsumer(&Consumer{Tag: "slow", NoAck: true, Sink: &slowSink{}})
+	w := q.Throttle()
+	require.NotNil(t, w, "behind an active consumer: publishers wait")
+	select {
+	case <-w:
+	case <-time.After(10 * time.Second):
+		t.Fatal("throttle never released")
+	}
+	ready, _, _ := q.Counts()
+	require.Less(t, ready, flowLow+1)
+
+	// A consumer without credit does not throttle publishers.
+	q2 := newQ(t, nil)
+	q2.AddConsumer(&Consumer{Tag: "stuck", Sink: &closedSink{}})
+	for i := 0; i < flowHigh+1; i++ {
+		q2.Publish(msg("m"), -1)
+	}
+	eventually := time.Now().Add(5 * time.Second)
+	for q2.Throttle() != nil && time.Now().Before(eventually) {
+		q2.Kick()
+		time.Sleep(time.Millisecond)
+	}
+	require.Nil(t, q2.Throttle())
+}

@@ -2,6 +2,7 @@ package server
 
 import (
 	"strconv"
+	"time"
 
 	"github.com/warren-mq/warren/amqp"
 	"github.com/warren-mq/warren/queue"
@@ -139,6 +140,17 @@ func (ch *channel) route(pm *amqp.BasicPublish, msg *queue.Message, seq uint64) 
 		}
 	}
 	v.mu.RUnlock()
+	// Flow control: wait (bounded) for queues far behind their consumers.
+	for _, q := range qs {
+		if w := q.Throttle(); w != nil {
+			t := time.NewTimer(queue.FlowMaxWait)
+			select {
+			case <-w:
+			case <-t.C:
+			}
+			t.Stop()
+		}
+	}
 	if rejected && seq != 0 {
 		// A full reject-publish queue nacks the whole publish; other queues
 		// keep their copies (RabbitMQ does the same).

@@ -110,7 +110,7 @@ func (ch *channel) handleFrame(f amqp.Frame) error {
 		if f.Type == amqp.FrameMethod {
 			cls, mid, _ := amqp.MethodIDs(f.Payload)
 			if cls == amqp.ClassChannel && mid == 41 {
-				delete(ch.conn.channels, ch.id)
+				ch.conn.dropChannel(ch.id)
 			} else if cls == amqp.ClassChannel && mid == 40 {
 				ch.sendMethod(&amqp.ChannelCloseOk{})
 			}
@@ -222,7 +222,7 @@ func (ch *channel) dispatch(m amqp.Method) error {
 	case *amqp.ChannelClose:
 		ch.release()
 		ch.sendMethod(&amqp.ChannelCloseOk{})
-		delete(ch.conn.channels, ch.id)
+		ch.conn.dropChannel(ch.id)
 		return nil
 	case *amqp.ChannelCloseOk:
 		return nil

@@ -86,7 +86,9 @@ type conn struct {
 	outLen  atomic.Int64
 	outKick chan struct{}
 
-	closeOnce sync.Once
+	info      atomic.Pointer[ConnectionInfo]
+	nchannels atomic.Int32
+
 	stopWrite chan struct{} // closed by the reader when it exits
 	writeDone chan struct{}
 	forced    chan *amqp.Error // server-initiated close (shutdown, management)
@@ -292,6 +294,9 @@ func (c *conn) readLoop() error {
 			if now := time.Now(); now.Sub(deadlineSet) > c.heartbeat/4 {
 				c.nc.SetReadDeadline(now.Add(c.heartbeat * 2))
 				deadlineSet = now
+				if len(c.forced) > 0 {
+					continue // forceClose's wake-up deadline was just overwritten
+				}
 			}
 		} else if deadlineSet.IsZero() {
 			c.nc.SetReadDeadline(time.Time{})
@@ -398,6 +403,7 @@ func (c *conn) handleFrame(f amqp.Frame) error {
 		}
 		ch = newChannel(c, f.Channel)
 		c.channels[f.Channel] = ch
+		c.nchannels.Store(int32(len(c.channels)))
 		c.sendMethod(f.Channel, &amqp.ChannelOpenOk{})
 		return nil
 	}
@@ -435,6 +441,7 @@ func (c *conn) releaseChannels() {
 		ch.release()
 		delete(c.channels, id)
 	}
+	c.nchannels.Store(0)
 }
 
 // teardown releases channels and deletes exclusive queues.
@@ -447,6 +454,11 @@ func (c *conn) teardown() {
 	for _, q := range exc {
 		c.vhost.deleteQueue(q)
 	}
+}
+
+func (c *conn) dropChannel(id uint16) {
+	delete(c.channels, id)
+	c.nchannels.Store(int32(len(c.channels)))
 }
 
 func (c *conn) addExclusive(q *Queue) {
@@ -608,6 +620,7 @@ func (c *conn) handshake() error {
 	c.vhost = v
 	c.nc.SetReadDeadline(time.Time{})
 	c.sendMethod(0, &amqp.ConnectionOpenOk{})
+	c.publishInfo()
 	c.log = c.log.With(zap.String("user", u.Name), zap.String("vhost", v.Name))
 	return nil
 }

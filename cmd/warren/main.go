@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"net"
 	"net/http"
+	"net/http/pprof"
 	"os"
 	"os/signal"
 	"syscall"
@@ -29,6 +30,7 @@ func main() {
 			&cli.StringFlag{Name: "http-listen", Value: ":15672", EnvVars: []string{"WARREN_HTTP_LISTEN"}, Usage: "HTTP (management) listen address; empty disables"},
 			&cli.StringFlag{Name: "data-dir", Value: "./data", EnvVars: []string{"WARREN_DATA_DIR"}, Usage: "data directory"},
 			&cli.StringFlag{Name: "log-level", Value: "info", EnvVars: []string{"WARREN_LOG_LEVEL"}, Usage: "debug, info, warn or error"},
+			&cli.BoolFlag{Name: "pprof", EnvVars: []string{"WARREN_PPROF"}, Usage: "serve Go's /debug/pprof/ on the HTTP listener (for profiling)"},
 		},
 		Action: run,
 	}
@@ -71,7 +73,15 @@ func run(c *cli.Context) error {
 		if err != nil {
 			return fmt.Errorf("--http-listen: %w", err)
 		}
-		hs = &http.Server{Handler: mgmt.NewHandler(srv), ReadHeaderTimeout: 10 * time.Second}
+		var h http.Handler = mgmt.NewHandler(srv)
+		if c.Bool("pprof") {
+			mux := http.NewServeMux()
+			mux.Handle("/", h)
+			mux.HandleFunc("/debug/pprof/", pprof.Index)
+			mux.HandleFunc("/debug/pprof/profile", pprof.Profile)
+			h = mux
+		}
+		hs = &http.Server{Handler: h, ReadHeaderTimeout: 10 * time.Second}
 		go func() { errc <- hs.Serve(hl) }()
 		log.Info("HTTP listening", zap.Stringer("addr", hl.Addr()))
 	}
