@@ -51,7 +51,7 @@ bench:
 
 # amqp091-go's own integration suite against a fresh Warren on 127.0.0.1:5672.
 conformance: build
-	./scripts/conformance.sh
+	./integration/conformance.sh
 
 clean:
 	rm -rf $(BIN)
