@@ -5,66 +5,117 @@ import (
 	"sync/atomic"
 )
 
-// deque is the ready list: entries in Seq order, popped at the head, pushed at
-// the tail, and reinserted by Seq on requeue.
+// chunkSize entries per chunk: 8 KiB of Entry, so a deep queue grows by
+// linking chunks instead of copying one huge slice.
+const chunkSize = 256
+
+type chunk struct {
+	e          [chunkSize]Entry
+	head, tail int
+	next       *chunk
+}
+
+// deque is the ready list. Entries that were never delivered sit in a
+// chunked FIFO in Seq order; requeued entries sit in a small slice sorted by
+// Seq. Every requeued entry was popped from the FIFO earlier, so its Seq is
+// below every Seq still in the FIFO: popping the requeued slice first and
+// then the FIFO yields Seq order, which is how a requeued message returns to
+// its original position.
 type deque struct {
-	buf  []Entry
-	head int
+	requeued   []Entry
+	head, tail *chunk
+	n          int // entries in the FIFO
+	spare      *chunk
 	// lenHint mirrors len() for lock-free reads (flow control's fast path).
 	lenHint atomic.Int64
 }
 
-func (d *deque) len() int { return len(d.buf) - d.head }
+func (d *deque) len() int { return len(d.requeued) + d.n }
+
+func (d *deque) sync() { d.lenHint.Store(int64(d.len())) }
 
 func (d *deque) push(e Entry) {
-	d.buf = append(d.buf, e)
-	d.lenHint.Store(int64(d.len()))
+	if d.tail == nil || d.tail.tail == chunkSize {
+		c := d.spare
+		if c != nil {
+			d.spare = nil
+		} else {
+			c = new(chunk)
+		}
+		if d.tail == nil {
+			d.head, d.tail = c, c
+		} else {
+			d.tail.next = c
+			d.tail = c
+		}
+	}
+	d.tail.e[d.tail.tail] = e
+	d.tail.tail++
+	d.n++
+	d.sync()
 }
 
-func (d *deque) peek() *Entry { return &d.buf[d.head] }
+// peek returns the head entry; the deque must not be empty.
+func (d *deque) peek() *Entry {
+	if len(d.requeued) > 0 {
+		return &d.requeued[0]
+	}
+	return &d.head.e[d.head.head]
+}
 
+// pop removes and returns the head entry; the deque must not be empty.
 func (d *deque) pop() Entry {
-	e := d.buf[d.head]
-	d.buf[d.head] = Entry{}
-	d.head++
-	d.lenHint.Store(int64(d.len()))
-	if d.head == len(d.buf) {
-		d.buf, d.head = d.buf[:0], 0
-	} else if d.head >= 1024 && d.head*2 >= len(d.buf) {
-		n := copy(d.buf, d.buf[d.head:])
-		clear(d.buf[n:])
-		d.buf, d.head = d.buf[:n], 0
+	defer d.sync()
+	if len(d.requeued) > 0 {
+		e := d.requeued[0]
+		d.requeued[0] = Entry{}
+		d.requeued = d.requeued[1:]
+		if len(d.requeued) == 0 {
+			d.requeued = nil
+		}
+		return e
+	}
+	c := d.head
+	e := c.e[c.head]
+	c.e[c.head] = Entry{}
+	c.head++
+	d.n--
+	if c.head == c.tail {
+		if c == d.tail {
+			c.head, c.tail = 0, 0 // keep the last chunk for reuse
+		} else {
+			d.head = c.next
+			c.next, c.head, c.tail = nil, 0, 0
+			d.spare = c
+		}
 	}
 	return e
 }
 
-// insert puts e back at its Seq position.
+// insert puts a requeued entry back at its Seq position.
 func (d *deque) insert(e Entry) {
-	live := d.buf[d.head:]
-	i := sort.Search(len(live), func(i int) bool { return live[i].Seq > e.Seq })
-	if i == 0 && d.head > 0 {
-		d.head--
-		d.buf[d.head] = e
-		d.lenHint.Store(int64(d.len()))
-		return
-	}
-	d.buf = append(d.buf, Entry{})
-	live = d.buf[d.head:]
-	copy(live[i+1:], live[i:])
-	live[i] = e
-	d.lenHint.Store(int64(d.len()))
+	i := sort.Search(len(d.requeued), func(i int) bool { return d.requeued[i].Seq > e.Seq })
+	d.requeued = append(d.requeued, Entry{})
+	copy(d.requeued[i+1:], d.requeued[i:])
+	d.requeued[i] = e
+	d.sync()
 }
 
 func (d *deque) clear() int {
 	n := d.len()
-	clear(d.buf)
-	d.buf, d.head = d.buf[:0], 0
-	d.lenHint.Store(0)
+	d.requeued = nil
+	d.head, d.tail, d.spare, d.n = nil, nil, nil, 0
+	d.sync()
 	return n
 }
 
 func (d *deque) each(fn func(*Entry)) {
-	for i := d.head; i < len(d.buf); i++ {
-		fn(&d.buf[i])
+	for i := range d.requeued {
+		fn(&d.requeued[i])
+	}
+	for c := d.head; c != nil; c = c.next {
+		for i := c.head; i < c.tail; i++ {
+			fn(&c.e[i])
+		}
 	}
 }

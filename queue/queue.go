@@ -69,10 +69,11 @@ type Queue struct {
 	deleted     bool
 	readyBytes  int64
 	timerAt     int64 // when the expiry timer fires (unix ns), 0 when unarmed
-	// starved is set when the last delivery pass stopped because no
-	// consumer had credit: publishers are then not throttled (the lag is the
-	// consumers' doing, not the delivery loop's).
-	starved bool
+	// lastProgress is when a delivery pass last delivered something (unix
+	// ns). While consumers keep draining, a growing backlog means publishers
+	// outrun them; a queue whose consumers take nothing for progressWindow
+	// (stuck, or without credit and not acking) does not throttle.
+	lastProgress int64
 	// drained is closed when the ready list falls below flowLow; publishers
 	// throttled by Throttle wait on it.
 	drained chan struct{}
@@ -209,7 +210,7 @@ func (q *Queue) Throttle() <-chan struct{} {
 	}
 	q.mu.Lock()
 	defer q.mu.Unlock()
-	if q.ready.len() < flowHigh || q.starved || len(q.consumers) == 0 || q.deleted {
+	if q.ready.len() < flowHigh || !q.progressingLocked() || len(q.consumers) == 0 || q.deleted {
 		return nil
 	}
 	if q.drained == nil {
@@ -218,10 +219,18 @@ func (q *Queue) Throttle() <-chan struct{} {
 	return q.drained
 }
 
+const progressWindow = int64(100 * time.Millisecond)
+
+// progressingLocked reports whether consumers took messages recently.
+// Lock must be held.
+func (q *Queue) progressingLocked() bool {
+	return time.Now().UnixNano()-q.lastProgress < progressWindow
+}
+
 // releaseFlowLocked wakes throttled publishers once the backlog is low.
 // Lock must be held.
 func (q *Queue) releaseFlowLocked() {
-	if q.drained != nil && (q.ready.len() < flowLow || q.starved || len(q.consumers) == 0 || q.deleted) {
+	if q.drained != nil && (q.ready.len() < flowLow || len(q.consumers) == 0 || q.deleted) {
 		close(q.drained)
 		q.drained = nil
 	}
@@ -231,13 +240,13 @@ func (q *Queue) releaseFlowLocked() {
 // expired ones at the head into dead. Lock must be held.
 func (q *Queue) deliverLocked(dead []DeadLetter) []DeadLetter {
 	dead = q.expireLocked(dead)
-	q.starved = false
+	delivered := 0
 	for q.ready.len() > 0 && len(q.consumers) > 0 {
 		c := q.pickLocked()
 		if c == nil {
-			q.starved = true
 			break
 		}
+		delivered++
 		e := q.popLocked()
 		if !c.NoAck {
 			q.unacked++
@@ -247,6 +256,9 @@ func (q *Queue) deliverLocked(dead []DeadLetter) []DeadLetter {
 		if q.drained != nil {
 			q.releaseFlowLocked()
 		}
+	}
+	if delivered > 0 {
+		q.lastProgress = time.Now().UnixNano()
 	}
 	q.releaseFlowLocked()
 	return dead
@@ -416,6 +428,7 @@ func (q *Queue) AddConsumer(c *Consumer) (ok bool) {
 		}
 	}
 	q.hadConsumer = true
+	q.lastProgress = time.Now().UnixNano() // presumed to drain until shown otherwise
 	q.Kick()
 	return true
 }

@@ -288,19 +288,22 @@ func (c *conn) readLoop() error {
 		default:
 		}
 		if c.br.Buffered() == 0 {
+			// About to block on the socket: send coalesced confirms and
+			// refresh the heartbeat deadline (only here, to keep time.Now
+			// off the per-frame path).
 			c.flushConfirms()
-		}
-		if c.heartbeat > 0 {
-			if now := time.Now(); now.Sub(deadlineSet) > c.heartbeat/4 {
-				c.nc.SetReadDeadline(now.Add(c.heartbeat * 2))
-				deadlineSet = now
-				if len(c.forced) > 0 {
-					continue // forceClose's wake-up deadline was just overwritten
+			if c.heartbeat > 0 {
+				if now := time.Now(); now.Sub(deadlineSet) > c.heartbeat/4 {
+					c.nc.SetReadDeadline(now.Add(c.heartbeat * 2))
+					deadlineSet = now
+					if len(c.forced) > 0 {
+						continue // forceClose's wake-up deadline was just overwritten
+					}
 				}
+			} else if deadlineSet.IsZero() {
+				c.nc.SetReadDeadline(time.Time{})
+				deadlineSet = time.Now()
 			}
-		} else if deadlineSet.IsZero() {
-			c.nc.SetReadDeadline(time.Time{})
-			deadlineSet = time.Now()
 		}
 		f, err := c.fr.ReadFrame()
 		if err != nil {
