@@ -8,6 +8,7 @@ import (
 	amqp "github.com/rabbitmq/amqp091-go"
 	"github.com/stretchr/testify/require"
 
+	wire "github.com/warren-mq/warren/amqp"
 	"github.com/warren-mq/warren/amqp/server"
 )
 
@@ -136,24 +137,29 @@ func TestExchangeToExchangeOneCopyPerQueue(t *testing.T) {
 }
 
 func TestMandatoryReturnComesBeforeConfirm(t *testing.T) {
+	// The order on the wire, which no client library exposes: a raw client.
 	b := startBroker(t, server.Config{})
-	_, ch := b.channel(t)
-	require.NoError(t, ch.Confirm(false))
-	returns := ch.NotifyReturn(make(chan amqp.Return, 1))
-	confirms := ch.NotifyPublish(make(chan amqp.Confirmation, 1))
-	require.NoError(t, ch.PublishWithContext(context.Background(), "amq.direct", "nobody", true, false, body("lost")))
-	select {
-	case r := <-returns:
-		require.Equal(t, uint16(312), r.ReplyCode)
-		require.Equal(t, "NO_ROUTE", r.ReplyText)
-		require.Equal(t, "lost", string(r.Body))
-	case <-confirms:
-		t.Fatal("confirm arrived before the return")
-	case <-time.After(5 * time.Second):
-		t.Fatal("no return")
+	r := dialRaw(t, b)
+	r.openDefault()
+	r.send(1, &wire.ChannelOpen{})
+	r.next()
+	r.send(1, &wire.ConfirmSelect{})
+	r.next()
+	r.send(1, &wire.BasicPublish{Exchange: "amq.direct", RoutingKey: "nobody", Mandatory: true})
+	r.write(wire.AppendContent(nil, 1, wire.AppendContentHeader(nil, 4, &wire.Properties{}), []byte("lost"), 4096))
+	ret, ok := r.next().(*wire.BasicReturn)
+	require.True(t, ok, "basic.return first")
+	require.Equal(t, uint16(312), ret.ReplyCode)
+	require.Equal(t, "NO_ROUTE", ret.ReplyText)
+	// Its content header and body, then the confirm.
+	for i := 0; i < 2; i++ {
+		f, err := r.fr.ReadFrame()
+		require.NoError(t, err)
+		require.NotEqual(t, uint8(wire.FrameMethod), f.Type)
 	}
-	c := <-confirms
-	require.True(t, c.Ack, "unroutable messages are acked")
+	ack, ok := r.next().(*wire.BasicAck)
+	require.True(t, ok, "then basic.ack: unroutable messages are acked")
+	require.Equal(t, uint64(1), ack.DeliveryTag)
 }
 
 func TestAlternateExchange(t *testing.T) {

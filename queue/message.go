@@ -13,6 +13,12 @@ type Message struct {
 	Body   []byte
 	// Props is the decoded form of Header, for routing and queue features.
 	Props amqp.Properties
+
+	// StoreID and StoreRefs belong to the Journal: the message's id on disk
+	// (0 until first journaled) and how many queue entries on disk refer to
+	// it. The journal guards them with its own lock.
+	StoreID   uint64
+	StoreRefs int32
 }
 
 // Persistent reports delivery mode 2.
@@ -26,4 +32,7 @@ type Entry struct {
 	Redelivered bool
 	// ExpiresAt is when the message expires (unix ns), 0 for never.
 	ExpiresAt int64
+	// Journaled is set when the entry is on disk (a persistent message in a
+	// durable queue) and must be removed from the journal when it leaves.
+	Journaled bool
 }

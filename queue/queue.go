@@ -41,6 +41,11 @@ type Config struct {
 	Args       amqp.Table
 	// Owner is the exclusive owner (the connection), compared by identity.
 	Owner any
+	// ID identifies a durable queue in the journal; assigned by the server.
+	ID uint64
+	// Journal persists persistent messages of a durable queue; nil keeps
+	// the queue in memory only.
+	Journal Journal
 }
 
 // Queue is one queue.
@@ -77,6 +82,10 @@ type Queue struct {
 	// drained is closed when the ready list falls below flowLow; publishers
 	// throttled by Throttle wait on it.
 	drained chan struct{}
+
+	// maxDelivered is the highest journaled seq handed to a consumer;
+	// reported to the journal once per delivery pass.
+	maxDelivered, reportedDelivered uint64
 
 	kick  chan struct{}
 	timer *time.Timer
@@ -160,6 +169,37 @@ func (q *Queue) DeadLetterRejected(es []Entry) {
 	q.OnDeadLetter(q, dead)
 }
 
+// forgetLocked tells the journal that e left the queue. Lock must be held.
+func (q *Queue) forgetLocked(e *Entry) {
+	if e.Journaled {
+		q.Journal.Remove(q.ID, e.Seq, e.Msg)
+		e.Journaled = false
+	}
+}
+
+// handedLocked records a delivery of e: an auto-ack delivery leaves the
+// journal now, an acked one counts towards the delivered watermark.
+// Lock must be held.
+func (q *Queue) handedLocked(e *Entry, noAck bool) {
+	if !e.Journaled {
+		return
+	}
+	if noAck {
+		q.forgetLocked(e)
+	} else if e.Seq > q.maxDelivered {
+		q.maxDelivered = e.Seq
+	}
+}
+
+// reportDeliveredLocked passes the delivered watermark to the journal.
+// Lock must be held.
+func (q *Queue) reportDeliveredLocked() {
+	if q.maxDelivered > q.reportedDelivered {
+		q.reportedDelivered = q.maxDelivered
+		q.Journal.Delivered(q.ID, q.maxDelivered)
+	}
+}
+
 // popLocked removes the head. Lock must be held.
 func (q *Queue) popLocked() Entry {
 	e := q.ready.pop()
@@ -186,6 +226,7 @@ func (q *Queue) expireLocked(dead []DeadLetter) []DeadLetter {
 			break
 		}
 		e := q.popLocked()
+		q.forgetLocked(&e)
 		dead = append(dead, DeadLetter{Msg: e.Msg, Reason: ReasonExpired})
 	}
 	return dead
@@ -251,6 +292,7 @@ func (q *Queue) deliverLocked(dead []DeadLetter) []DeadLetter {
 		if !c.NoAck {
 			q.unacked++
 		}
+		q.handedLocked(&e, c.NoAck)
 		c.Sink.Deliver(q, c, e)
 		dead = q.expireLocked(dead)
 		if q.drained != nil {
@@ -259,6 +301,7 @@ func (q *Queue) deliverLocked(dead []DeadLetter) []DeadLetter {
 	}
 	if delivered > 0 {
 		q.lastProgress = time.Now().UnixNano()
+		q.reportDeliveredLocked()
 	}
 	q.releaseFlowLocked()
 	return dead
@@ -321,12 +364,19 @@ func (q *Queue) Publish(m *Message, ttl int64) PublishResult {
 	}
 	q.nextSeq++
 	e := Entry{Msg: m, Seq: q.nextSeq}
+	journal := q.Journal != nil && q.Durable && m.Persistent()
 	if ttl == 0 {
 		// Expiration 0: deliver only to a consumer ready now.
 		dead = q.expireLocked(dead)
 		if c := q.pickReadyLocked(); c != nil {
 			if !c.NoAck {
 				q.unacked++
+				if journal {
+					q.Journal.Append(q.ID, e.Seq, m)
+					e.Journaled = true
+					q.handedLocked(&e, false)
+					q.reportDeliveredLocked()
+				}
 			}
 			c.Sink.Deliver(q, c, e)
 		} else {
@@ -339,10 +389,15 @@ func (q *Queue) Publish(m *Message, ttl int64) PublishResult {
 	if ttl > 0 {
 		e.ExpiresAt = time.Now().UnixNano() + ttl*int64(time.Millisecond)
 	}
+	if journal {
+		q.Journal.Append(q.ID, e.Seq, m)
+		e.Journaled = true
+	}
 	q.ready.push(e)
 	q.readyBytes += size
 	for int64(q.ready.len()) > q.lim.maxLen || q.readyBytes > q.lim.maxLenBytes {
 		old := q.popLocked()
+		q.forgetLocked(&old)
 		dead = append(dead, DeadLetter{Msg: old.Msg, Reason: ReasonMaxLen})
 	}
 	kick := len(q.consumers) > 0 || (q.ready.len() == 1 && e.ExpiresAt != 0)
@@ -373,6 +428,10 @@ func (q *Queue) Get(noAck bool) (e Entry, remaining int, ok bool) {
 		if !noAck {
 			q.unacked++
 		}
+		q.handedLocked(&e, noAck)
+		if !noAck && e.Journaled {
+			q.reportDeliveredLocked()
+		}
 		remaining = q.ready.len()
 	}
 	q.mu.Unlock()
@@ -380,10 +439,13 @@ func (q *Queue) Get(noAck bool) (e Entry, remaining int, ok bool) {
 	return e, remaining, ok
 }
 
-// Ack settles n delivered entries.
-func (q *Queue) Ack(n int) {
+// Ack settles delivered entries: they leave the queue for good.
+func (q *Queue) Ack(es []Entry) {
 	q.mu.Lock()
-	q.unacked -= n
+	q.unacked -= len(es)
+	for i := range es {
+		q.forgetLocked(&es[i])
+	}
 	q.mu.Unlock()
 }
 
@@ -392,6 +454,9 @@ func (q *Queue) Ack(n int) {
 func (q *Queue) Requeue(es []Entry) {
 	q.mu.Lock()
 	if q.deleted {
+		for i := range es {
+			q.forgetLocked(&es[i])
+		}
 		q.mu.Unlock()
 		return
 	}
@@ -456,6 +521,23 @@ func (q *Queue) RemoveConsumer(c *Consumer) bool {
 	return found
 }
 
+// Restore loads entries recovered from the journal, in Seq order, before
+// the queue is used.
+func (q *Queue) Restore(es []Entry) {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	for _, e := range es {
+		q.ready.push(e)
+		q.readyBytes += int64(len(e.Msg.Body))
+		if e.Seq > q.nextSeq {
+			q.nextSeq = e.Seq
+		}
+		if e.Redelivered && e.Seq > q.maxDelivered {
+			q.maxDelivered, q.reportedDelivered = e.Seq, e.Seq
+		}
+	}
+}
+
 // Counts returns ready messages, unacked messages and consumers.
 func (q *Queue) Counts() (ready, unacked, consumers int) {
 	q.mu.Lock()
@@ -467,6 +549,7 @@ func (q *Queue) Counts() (ready, unacked, consumers int) {
 func (q *Queue) Purge() int {
 	q.mu.Lock()
 	defer q.mu.Unlock()
+	q.ready.each(q.forgetLocked)
 	q.readyBytes = 0
 	n := q.ready.clear()
 	q.releaseFlowLocked()
@@ -482,6 +565,7 @@ func (q *Queue) Delete() int {
 		return 0
 	}
 	q.deleted = true
+	q.ready.each(q.forgetLocked)
 	q.readyBytes = 0
 	n := q.ready.clear()
 	q.releaseFlowLocked()

@@ -133,10 +133,14 @@ func (ch *channel) route(pm *amqp.BasicPublish, msg *queue.Message, seq uint64) 
 	}
 	qs := v.route(ch.r, x, routeKeys, hdrs)
 	ttl := messageTTL(msg)
-	rejected := false
+	rejected, persisted := false, false
+	durable := msg.Persistent() && ch.conn.srv.store != nil
 	for _, q := range qs {
-		if q.Publish(msg, ttl) == queue.Rejected {
+		switch q.Publish(msg, ttl) {
+		case queue.Rejected:
 			rejected = true
+		case queue.Enqueued:
+			persisted = persisted || durable && q.Durable
 		}
 	}
 	v.mu.RUnlock()
@@ -154,7 +158,7 @@ func (ch *channel) route(pm *amqp.BasicPublish, msg *queue.Message, seq uint64) 
 	if rejected && seq != 0 {
 		// A full reject-publish queue nacks the whole publish; other queues
 		// keep their copies (RabbitMQ does the same).
-		ch.nackOne(seq)
+		ch.confirms.add(seq, confirmNack)
 		return nil
 	}
 	if len(qs) == 0 && pm.Mandatory {
@@ -164,7 +168,12 @@ func (ch *channel) route(pm *amqp.BasicPublish, msg *queue.Message, seq uint64) 
 		})
 	}
 	if seq != 0 {
-		ch.confirmOne(seq)
+		if persisted {
+			// Acked once the store has synced the batch holding it.
+			ch.confirms.add(seq, confirmWaiting)
+		} else {
+			ch.confirms.add(seq, confirmAck)
+		}
 	}
 	return nil
 }

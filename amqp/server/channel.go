@@ -53,10 +53,8 @@ type channel struct {
 	lastQueue  string
 	confirm    bool
 	publishSeq uint64
-	// confirmed is the highest publish seq to ack at the next flush.
-	confirmed      uint64
-	confirmedFlush uint64
-	tx             bool
+	confirms   confirmer
+	tx         bool
 	txPubs         []txPublish
 	txAcks         []txAck
 	r              *router
@@ -94,7 +92,9 @@ type txAck struct {
 }
 
 func newChannel(c *conn, id uint16) *channel {
-	return &channel{id: id, conn: c, consumers: map[string]*consumerInfo{}, r: newRouter()}
+	ch := &channel{id: id, conn: c, consumers: map[string]*consumerInfo{}, r: newRouter()}
+	ch.confirms.ch = ch
+	return ch
 }
 
 func (ch *channel) vhost() *Vhost { return ch.conn.vhost }
@@ -157,6 +157,7 @@ func (ch *channel) closeWith(e *amqp.Error) {
 // release cancels the channel's consumers and requeues its unacked messages.
 func (ch *channel) release() {
 	ch.flushConfirms()
+	ch.confirms.close()
 	ch.mu.Lock()
 	consumers := ch.consumers
 	ch.consumers = map[string]*consumerInfo{}
@@ -453,12 +454,20 @@ func (ch *channel) applySettle(a txAck) error {
 
 // ackEntries settles entries on their queues, one call per run of a queue.
 func ackEntries(es []unackedEntry) {
+	var one [1]queue.Entry
 	for i := 0; i < len(es); {
 		j := i + 1
 		for j < len(es) && es[j].q == es[i].q {
 			j++
 		}
-		es[i].q.Ack(j - i)
+		batch := one[:0]
+		if j-i > 1 {
+			batch = make([]queue.Entry, 0, j-i)
+		}
+		for _, u := range es[i:j] {
+			batch = append(batch, u.e)
+		}
+		es[i].q.Ack(batch)
 		i = j
 	}
 }
@@ -524,31 +533,11 @@ func (ch *channel) basicQos(m *amqp.BasicQos) error {
 
 // --- confirms and transactions ---
 
-// confirmOne records that publish seq is confirmed; acks go out coalesced.
-func (ch *channel) confirmOne(seq uint64) {
-	ch.confirmed = seq
-}
-
-// flushConfirms sends one basic.ack multiple=true for everything confirmed
-// since the last flush.
+// flushConfirms sends the confirms that are ready, coalesced.
 func (ch *channel) flushConfirms() {
-	if ch.confirmed == ch.confirmedFlush {
-		return
+	if ch.confirm {
+		ch.confirms.flush()
 	}
-	multiple := ch.confirmed-ch.confirmedFlush > 1
-	ch.confirmedFlush = ch.confirmed
-	ch.sendMethod(&amqp.BasicAck{DeliveryTag: ch.confirmed, Multiple: multiple})
-}
-
-// nackOne sends a nack for seq, after flushing earlier acks to keep order.
-func (ch *channel) nackOne(seq uint64) {
-	ch.confirmed = seq - 1
-	if ch.confirmedFlush > ch.confirmed {
-		ch.confirmed = ch.confirmedFlush
-	}
-	ch.flushConfirms()
-	ch.sendMethod(&amqp.BasicNack{DeliveryTag: seq})
-	ch.confirmed, ch.confirmedFlush = seq, seq
 }
 
 func (ch *channel) txCommit() error {

@@ -51,10 +51,17 @@ func (ch *channel) exchangeDeclare(m *amqp.ExchangeDeclare) error {
 		if strings.HasPrefix(m.Exchange, "amq.") {
 			return amqp.Errorf(amqp.AccessRefused, "exchange name '%s' contains reserved prefix 'amq.*'", m.Exchange)
 		}
-		v.exchanges[m.Exchange] = &Exchange{
+		x := &Exchange{
 			Name: m.Exchange, Kind: m.Type, Durable: m.Durable, AutoDelete: m.AutoDelete,
 			Internal: m.Internal, Args: m.Arguments, AE: ae, m: matcher,
 		}
+		v.exchanges[m.Exchange] = x
+		v.persistExchange(x)
+	}
+	if m.Durable {
+		v.mu.Unlock()
+		v.syncDefs()
+		v.mu.Lock()
 	}
 	if !m.NoWait {
 		ch.sendMethod(&amqp.ExchangeDeclareOk{})
@@ -102,6 +109,7 @@ func (ch *channel) exchangeDelete(m *amqp.ExchangeDelete) error {
 		v.deleteExchangeLocked(x)
 	}
 	v.mu.Unlock()
+	v.syncDefs()
 	if !m.NoWait {
 		ch.sendMethod(&amqp.ExchangeDeleteOk{})
 	}
@@ -156,6 +164,7 @@ func (ch *channel) exchangeBind(m *amqp.ExchangeBind) error {
 	if err != nil {
 		return err
 	}
+	v.syncDefs()
 	if !m.NoWait {
 		ch.sendMethod(&amqp.ExchangeBindOk{})
 	}
@@ -173,6 +182,7 @@ func (ch *channel) exchangeUnbind(m *amqp.ExchangeUnbind) error {
 	if err != nil {
 		return err
 	}
+	v.syncDefs()
 	if !m.NoWait {
 		ch.sendMethod(&amqp.ExchangeUnbindOk{})
 	}

@@ -209,24 +209,20 @@ func (ch *channel) queueDeclare(m *amqp.QueueDeclare) error {
 			return err
 		}
 	} else {
-		q = &Queue{Queue: queue.New(queue.Config{
+		var owner *conn
+		if m.Exclusive {
+			owner = ch.conn
+		}
+		q = v.newQueue(queue.Config{
 			Name: name, Vhost: v.Name, Durable: m.Durable, Exclusive: m.Exclusive,
 			AutoDelete: m.AutoDelete, Args: m.Arguments,
-		})}
-		if m.Exclusive {
-			q.owner = ch.conn
-			ch.conn.addExclusive(q)
-		}
-		q.OnDeadLetter = func(_ *queue.Queue, dls []queue.DeadLetter) { v.deadLetter(q, dls) }
-		q.OnUnused = func(*queue.Queue) {
-			if q.owner != nil {
-				q.owner.removeExclusive(q)
-			}
-			v.deleteQueue(q)
-		}
-		v.queues[name] = q
+		}, owner)
+		v.persistQueue(q)
 	}
 	v.mu.Unlock()
+	if q.Durable {
+		v.syncDefs()
+	}
 	ready, _, consumers := q.Counts()
 	ch.lastQueue = name
 	if !m.NoWait {
@@ -264,6 +260,9 @@ func (ch *channel) queueBind(m *amqp.QueueBind) error {
 	}
 	v.bind(x, q, key, m.Arguments)
 	v.mu.Unlock()
+	if q.Durable && x.Durable {
+		v.syncDefs()
+	}
 	if !m.NoWait {
 		ch.sendMethod(&amqp.QueueBindOk{})
 	}
@@ -287,6 +286,9 @@ func (ch *channel) queueUnbind(m *amqp.QueueUnbind) error {
 	}
 	v.unbind(x, q, m.RoutingKey, m.Arguments)
 	v.mu.Unlock()
+	if q.Durable && x.Durable {
+		v.syncDefs()
+	}
 	ch.sendMethod(&amqp.QueueUnbindOk{})
 	return nil
 }
@@ -327,6 +329,9 @@ func (ch *channel) queueDelete(m *amqp.QueueDelete) error {
 		q.owner.removeExclusive(q)
 	}
 	n := v.deleteQueue(q)
+	if q.Durable {
+		v.syncDefs()
+	}
 	if !m.NoWait {
 		ch.sendMethod(&amqp.QueueDeleteOk{MessageCount: uint32(n)})
 	}

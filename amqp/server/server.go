@@ -5,11 +5,13 @@ import (
 	"errors"
 	"net"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"go.uber.org/zap"
 
 	"github.com/warren-mq/warren/amqp"
+	"github.com/warren-mq/warren/store"
 )
 
 // Config holds the broker's settings. The zero value is usable: every zero
@@ -31,6 +33,9 @@ type Config struct {
 	// DefaultUser and DefaultPass create the first user, an administrator with
 	// full permissions on "/" (default guest/guest).
 	DefaultUser, DefaultPass string
+	// Store persists durable definitions and persistent messages; nil keeps
+	// everything in memory. The server does not close it.
+	Store *store.Store
 }
 
 func (c *Config) setDefaults() {
@@ -72,6 +77,9 @@ type Server struct {
 	users     map[string]*User
 	closing   bool
 
+	store       *store.Store
+	lastQueueID atomic.Uint64
+
 	wg sync.WaitGroup
 }
 
@@ -84,8 +92,12 @@ func New(cfg Config) *Server {
 		conns:  map[*conn]struct{}{},
 		vhosts: map[string]*Vhost{},
 		users:  map[string]*User{},
+		store:  cfg.Store,
 	}
-	s.vhosts["/"] = newVhost("/", s.log)
+	v := newVhost("/", s.log)
+	v.store = s.store
+	v.nextQueueID = func() uint64 { return s.lastQueueID.Add(1) }
+	s.vhosts["/"] = v
 	u := NewUser(cfg.DefaultUser, cfg.DefaultPass, "administrator")
 	u.Permissions["/"] = Permission{Configure: ".*", Write: ".*", Read: ".*"}
 	s.users[u.Name] = u
@@ -185,6 +197,9 @@ func (s *Server) Shutdown(ctx context.Context) error {
 	s.mu.Unlock()
 	for _, v := range vhosts {
 		v.close()
+	}
+	if s.store != nil {
+		s.store.Flush()
 	}
 	return ctx.Err()
 }

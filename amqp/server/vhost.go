@@ -9,6 +9,7 @@ import (
 	"github.com/warren-mq/warren/amqp"
 	"github.com/warren-mq/warren/exchange"
 	"github.com/warren-mq/warren/queue"
+	"github.com/warren-mq/warren/store"
 )
 
 // dest is a binding destination: a *Queue or an *Exchange.
@@ -56,6 +57,12 @@ type Vhost struct {
 	mu        sync.RWMutex
 	exchanges map[string]*Exchange
 	queues    map[string]*Queue
+	// restoring is set while Restore rebuilds the vhost from the store, so
+	// nothing is written back. Guarded by mu.
+	restoring bool
+
+	store       *store.Store
+	nextQueueID func() uint64
 }
 
 func newVhost(name string, log *zap.Logger) *Vhost {
@@ -188,6 +195,7 @@ func (v *Vhost) bind(src *Exchange, d dest, key string, args amqp.Table) {
 	if !src.m.Add(exchange.Binding[dest]{Dest: d, Key: key, Args: args}) {
 		return
 	}
+	v.persistBinding(src, d, key, args)
 	b := binding{src: src, key: key, args: args}
 	switch d := d.(type) {
 	case *Queue:
@@ -203,6 +211,7 @@ func (v *Vhost) unbind(src *Exchange, d dest, key string, args amqp.Table) bool 
 	if !src.m.Remove(exchange.Binding[dest]{Dest: d, Key: key, Args: args}) {
 		return false
 	}
+	v.forgetBinding(src, d, key, args)
 	canon := exchange.CanonicalArgs(args)
 	drop := func(in []binding) []binding {
 		return slices.DeleteFunc(in, func(b binding) bool {
@@ -231,6 +240,7 @@ func (v *Vhost) autoDeleteLocked(x *Exchange) {
 // Lock must be held.
 func (v *Vhost) deleteExchangeLocked(x *Exchange) {
 	delete(v.exchanges, x.Name)
+	v.forgetExchange(x)
 	for _, b := range x.m.Bindings() {
 		v.unbind(x, b.Dest, b.Key, b.Args)
 	}
@@ -246,6 +256,7 @@ func (v *Vhost) removeQueueLocked(q *Queue) bool {
 		return false
 	}
 	delete(v.queues, q.Name)
+	v.forgetQueue(q)
 	for _, b := range slices.Clone(q.in) {
 		v.unbind(b.src, q, b.key, b.args)
 	}

@@ -10,6 +10,7 @@ import (
 	"net/http/pprof"
 	"os"
 	"os/signal"
+	"path/filepath"
 	"syscall"
 	"time"
 
@@ -19,6 +20,7 @@ import (
 
 	"github.com/warren-mq/warren/amqp/server"
 	"github.com/warren-mq/warren/mgmt"
+	"github.com/warren-mq/warren/store"
 )
 
 func main() {
@@ -55,10 +57,18 @@ func run(c *cli.Context) error {
 	}
 	defer log.Sync()
 
-	if err := os.MkdirAll(c.String("data-dir"), 0o755); err != nil {
-		return fmt.Errorf("--data-dir: %w", err)
+	dataDir := c.String("data-dir")
+	st, err := store.Open(filepath.Join(dataDir, "store"), log.Named("store"))
+	if err != nil {
+		return err
 	}
-	srv := server.New(server.Config{Logger: log})
+	defer st.Close()
+	srv := server.New(server.Config{Logger: log, Store: st})
+	start := time.Now()
+	if err := srv.Restore(); err != nil {
+		return fmt.Errorf("restoring from %s: %w", dataDir, err)
+	}
+	log.Info("restored", zap.Duration("took", time.Since(start)))
 	l, err := net.Listen("tcp", c.String("amqp-listen"))
 	if err != nil {
 		return fmt.Errorf("--amqp-listen: %w", err)

@@ -18,7 +18,7 @@ wport=5682
 (cd "$shared/tools/amqpbench" && go build -o /tmp/amqpbench .)
 (cd "$root" && go build -o bin/warren ./cmd/warren)
 bash "$shared/tools/rabbitmq-oracle.sh" start 5673 >/dev/null
-rpid=$(bash "$shared/tools/rabbitmq-oracle.sh" pid 5673)
+rpid=$(bash "$shared/tools/rabbitmq-oracle.sh" pid 5673 2>/dev/null || rabbitmqctl -n oracle5673@localhost status 2>/dev/null | awk '/OS PID/ {print $3}')
 
 data=$(mktemp -d)
 "$root/bin/warren" --amqp-listen 127.0.0.1:$wport --http-listen "" --data-dir "$data" --log-level warn &

@@ -1,0 +1,125 @@
+package server
+
+import (
+	"sync"
+
+	"github.com/warren-mq/warren/amqp"
+)
+
+// Confirm states of one publish.
+const (
+	confirmWaiting uint8 = iota // persisted, waiting for the sync
+	confirmAck
+	confirmNack
+)
+
+// confirmer sends a channel's publisher confirms in publish order. A publish
+// is acked at once when nothing of it went to disk, after its batch is
+// synced when it did, and nacked when a queue rejected it. Runs of acks go
+// out as one basic.ack with multiple=true.
+//
+// The reader goroutine adds publishes and flushes before it blocks; the
+// store's committer resolves persisted ones. mu orders both.
+type confirmer struct {
+	ch *channel
+
+	mu     sync.Mutex
+	base   uint64  // seq of states[head]
+	states []uint8 // states of unsent confirms from base on
+	head   int
+	closed bool
+
+	// Owned by the reader: the highest seq that waits for a sync, and the
+	// highest seq an AfterSync callback already covers.
+	waitingUpTo, registered uint64
+}
+
+// add records publish seq's state. seq must be the next publish.
+func (c *confirmer) add(seq uint64, state uint8) {
+	c.mu.Lock()
+	if c.head == len(c.states) {
+		c.states, c.head, c.base = c.states[:0], 0, seq
+	}
+	c.states = append(c.states, state)
+	c.mu.Unlock()
+	if state == confirmWaiting {
+		c.waitingUpTo = seq
+	}
+}
+
+// resolveUpTo marks every waiting publish up to seq as acked and flushes.
+func (c *confirmer) resolveUpTo(seq uint64) {
+	c.mu.Lock()
+	for i := c.head; i < len(c.states) && c.base+uint64(i-c.head) <= seq; i++ {
+		if c.states[i] == confirmWaiting {
+			c.states[i] = confirmAck
+		}
+	}
+	c.flushLocked()
+	c.mu.Unlock()
+}
+
+// flush sends what is ready and, for publishes waiting on the disk,
+// registers one callback with the store for all of them.
+func (c *confirmer) flush() {
+	c.mu.Lock()
+	c.flushLocked()
+	c.mu.Unlock()
+	if c.waitingUpTo > c.registered {
+		upTo := c.waitingUpTo
+		c.registered = upTo
+		c.ch.conn.srv.store.AfterSync(func() { c.resolveUpTo(upTo) })
+	}
+}
+
+// flushLocked sends the resolved prefix. Lock must be held.
+func (c *confirmer) flushLocked() {
+	if c.closed {
+		return
+	}
+	var ackFrom, ackTo uint64 // a run of acks [ackFrom, ackTo]
+	send := func() {
+		if ackTo == 0 {
+			return
+		}
+		c.ch.sendMethod(&amqp.BasicAck{DeliveryTag: ackTo, Multiple: ackTo > ackFrom})
+		ackFrom, ackTo = 0, 0
+	}
+	for c.head < len(c.states) {
+		seq := c.base
+		switch c.states[c.head] {
+		case confirmWaiting:
+			send()
+			c.compact()
+			return
+		case confirmAck:
+			if ackTo == 0 {
+				ackFrom = seq
+			}
+			ackTo = seq
+		case confirmNack:
+			send()
+			c.ch.sendMethod(&amqp.BasicNack{DeliveryTag: seq})
+		}
+		c.head++
+		c.base++
+	}
+	send()
+	c.compact()
+}
+
+func (c *confirmer) compact() {
+	if c.head == len(c.states) {
+		c.states, c.head = c.states[:0], 0
+	} else if c.head > 4096 && c.head*2 > len(c.states) {
+		n := copy(c.states, c.states[c.head:])
+		c.states, c.head = c.states[:n], 0
+	}
+}
+
+// close stops all further sends (the channel is gone; its id may be reused).
+func (c *confirmer) close() {
+	c.mu.Lock()
+	c.closed = true
+	c.mu.Unlock()
+}

@@ -1,0 +1,262 @@
+package server
+
+import (
+	"encoding/json"
+	"fmt"
+	"sort"
+
+	"github.com/warren-mq/warren/amqp"
+	"github.com/warren-mq/warren/exchange"
+	"github.com/warren-mq/warren/queue"
+	"github.com/warren-mq/warren/store"
+)
+
+// Definition records as stored. Arguments keep their AMQP field types by
+// being stored in wire form.
+type exchangeRecord struct {
+	Vhost      string `json:"vhost"`
+	Name       string `json:"name"`
+	Type       string `json:"type"`
+	AutoDelete bool   `json:"auto_delete"`
+	Internal   bool   `json:"internal"`
+	Args       []byte `json:"arguments"`
+}
+
+type queueRecord struct {
+	Vhost      string `json:"vhost"`
+	Name       string `json:"name"`
+	ID         uint64 `json:"id"`
+	AutoDelete bool   `json:"auto_delete"`
+	Args       []byte `json:"arguments"`
+}
+
+type bindingRecord struct {
+	Vhost        string `json:"vhost"`
+	Source       string `json:"source"`
+	Destination  string `json:"destination"`
+	ToExchange   bool   `json:"to_exchange"`
+	RoutingKey   string `json:"routing_key"`
+	Args         []byte `json:"arguments"`
+}
+
+func nameKey(vhost, name string) string { return vhost + "\x00" + name }
+
+func bindingKey(vhost, src string, d dest, key string, args amqp.Table) string {
+	kind := "q"
+	if _, ok := d.(*Exchange); ok {
+		kind = "e"
+	}
+	return vhost + "\x00" + src + "\x00" + kind + "\x00" + d.destName() + "\x00" + key + "\x00" + exchange.CanonicalArgs(args)
+}
+
+func isDurable(d dest) bool {
+	switch d := d.(type) {
+	case *Queue:
+		return d.Durable
+	case *Exchange:
+		return d.Durable
+	}
+	return false
+}
+
+// The persist and forget methods add definition changes to the store's
+// pending batch; handlers call syncDefs before answering. Lock must be held.
+
+func (v *Vhost) persistExchange(x *Exchange) {
+	if v.store == nil || !x.Durable || x.Name == "" || v.restoring {
+		return
+	}
+	v.store.PutDef(store.KindExchange, nameKey(v.Name, x.Name), exchangeRecord{
+		Vhost: v.Name, Name: x.Name, Type: x.Kind, AutoDelete: x.AutoDelete, Internal: x.Internal,
+		Args: amqp.AppendTable(nil, x.Args),
+	})
+}
+
+func (v *Vhost) forgetExchange(x *Exchange) {
+	if v.store != nil && x.Durable {
+		v.store.DeleteDef(store.KindExchange, nameKey(v.Name, x.Name))
+	}
+}
+
+func (v *Vhost) persistQueue(q *Queue) {
+	if v.store == nil || !q.Durable || q.Exclusive || v.restoring {
+		return
+	}
+	v.store.PutDef(store.KindQueue, nameKey(v.Name, q.Name), queueRecord{
+		Vhost: v.Name, Name: q.Name, ID: q.ID, AutoDelete: q.AutoDelete, Args: amqp.AppendTable(nil, q.Args),
+	})
+}
+
+func (v *Vhost) forgetQueue(q *Queue) {
+	if v.store != nil && q.Durable && !q.Exclusive {
+		v.store.DeleteDef(store.KindQueue, nameKey(v.Name, q.Name))
+		v.store.DeleteQueue(q.ID)
+	}
+}
+
+func (v *Vhost) persistBinding(src *Exchange, d dest, key string, args amqp.Table) {
+	if v.store == nil || !src.Durable || !isDurable(d) || src.Name == "" || v.restoring {
+		return
+	}
+	_, toX := d.(*Exchange)
+	v.store.PutDef(store.KindBinding, bindingKey(v.Name, src.Name, d, key, args), bindingRecord{
+		Vhost: v.Name, Source: src.Name, Destination: d.destName(), ToExchange: toX, RoutingKey: key,
+		Args: amqp.AppendTable(nil, args),
+	})
+}
+
+func (v *Vhost) forgetBinding(src *Exchange, d dest, key string, args amqp.Table) {
+	if v.store != nil && src.Durable && isDurable(d) {
+		v.store.DeleteDef(store.KindBinding, bindingKey(v.Name, src.Name, d, key, args))
+	}
+}
+
+// syncDefs waits until definition changes made so far are on disk.
+func (v *Vhost) syncDefs() {
+	if v.store != nil {
+		v.store.Flush()
+	}
+}
+
+// newQueue builds a queue wired to this vhost: journal, dead-lettering and
+// auto-delete. Lock must be held (it is added to the registry).
+func (v *Vhost) newQueue(cfg queue.Config, owner *conn) *Queue {
+	if cfg.Durable && !cfg.Exclusive && v.store != nil {
+		cfg.ID = v.nextQueueID()
+		cfg.Journal = v.store
+	}
+	q := &Queue{Queue: queue.New(cfg), owner: owner}
+	if owner != nil {
+		owner.addExclusive(q)
+	}
+	q.OnDeadLetter = func(_ *queue.Queue, dls []queue.DeadLetter) { v.deadLetter(q, dls) }
+	q.OnUnused = func(*queue.Queue) {
+		if q.owner != nil {
+			q.owner.removeExclusive(q)
+		}
+		v.deleteQueue(q)
+	}
+	v.queues[cfg.Name] = q
+	return q
+}
+
+// Restore loads durable definitions and messages from the store. Call it
+// once, before Serve.
+func (s *Server) Restore() error {
+	st := s.store
+	if st == nil {
+		return nil
+	}
+	v := s.vhosts["/"]
+	v.mu.Lock()
+	defer v.mu.Unlock()
+	v.restoring = true
+	defer func() { v.restoring = false }()
+
+	if err := st.Defs(store.KindExchange, func(name string, raw []byte) error {
+		var r exchangeRecord
+		if err := json.Unmarshal(raw, &r); err != nil {
+			return err
+		}
+		args, err := decodeArgs(r.Args)
+		if err != nil {
+			return err
+		}
+		m, ok := exchange.NewMatcher[dest](r.Type)
+		if !ok {
+			return fmt.Errorf("exchange %q has unknown type %q", r.Name, r.Type)
+		}
+		ae, _ := args["alternate-exchange"].(string)
+		v.exchanges[r.Name] = &Exchange{Name: r.Name, Kind: r.Type, Durable: true, AutoDelete: r.AutoDelete, Internal: r.Internal, Args: args, AE: ae, m: m}
+		return nil
+	}); err != nil {
+		return err
+	}
+
+	msgs := map[uint64]*queue.Message{}
+	live := map[uint64]bool{}
+	var records []queueRecord
+	if err := st.Defs(store.KindQueue, func(name string, raw []byte) error {
+		var r queueRecord
+		if err := json.Unmarshal(raw, &r); err != nil {
+			return err
+		}
+		records = append(records, r)
+		return nil
+	}); err != nil {
+		return err
+	}
+	sort.Slice(records, func(i, j int) bool { return records[i].ID < records[j].ID })
+	for _, r := range records {
+		args, err := decodeArgs(r.Args)
+		if err != nil {
+			return err
+		}
+		if r.ID > s.lastQueueID.Load() {
+			s.lastQueueID.Store(r.ID)
+		}
+		q := &Queue{Queue: queue.New(queue.Config{Name: r.Name, Vhost: v.Name, Durable: true, AutoDelete: r.AutoDelete, Args: args, ID: r.ID, Journal: st})}
+		q.OnDeadLetter = func(_ *queue.Queue, dls []queue.DeadLetter) { v.deadLetter(q, dls) }
+		q.OnUnused = func(*queue.Queue) { v.deleteQueue(q) }
+		es, err := st.LoadQueue(r.ID, msgs)
+		if err != nil {
+			return err
+		}
+		q.Restore(es)
+		v.queues[r.Name] = q
+		live[r.ID] = true
+	}
+	for _, m := range msgs {
+		if h, err := amqp.DecodeContentHeader(m.Header); err == nil {
+			m.Props = h.Properties
+		}
+	}
+
+	if err := st.Defs(store.KindBinding, func(name string, raw []byte) error {
+		var r bindingRecord
+		if err := json.Unmarshal(raw, &r); err != nil {
+			return err
+		}
+		args, err := decodeArgs(r.Args)
+		if err != nil {
+			return err
+		}
+		src := v.exchanges[r.Source]
+		var d dest
+		if r.ToExchange {
+			if x := v.exchanges[r.Destination]; x != nil {
+				d = x
+			}
+		} else if q := v.queues[r.Destination]; q != nil {
+			d = q
+		}
+		if src == nil || d == nil {
+			s.log.Sugar().Warnf("dropping binding %s -> %s: an end is missing", r.Source, r.Destination)
+			st.DeleteDef(store.KindBinding, name)
+			return nil
+		}
+		v.bind(src, d, r.RoutingKey, args)
+		return nil
+	}); err != nil {
+		return err
+	}
+	if err := st.Sweep(live, msgs); err != nil {
+		return err
+	}
+	s.log.Sugar().Infof("restored %d durable queues with %d messages", len(records), len(msgs))
+	return nil
+}
+
+func decodeArgs(b []byte) (amqp.Table, error) {
+	if len(b) == 0 {
+		return nil, nil
+	}
+	t, err := amqp.DecodeTable(b)
+	if err != nil {
+		return nil, fmt.Errorf("stored arguments: %w", err)
+	}
+	if len(t) == 0 {
+		return nil, nil
+	}
+	return t, nil
+}

@@ -1,0 +1,397 @@
+package store
+
+import (
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"os"
+	"sync"
+	"time"
+
+	"github.com/dgraph-io/badger/v4"
+	"github.com/dgraph-io/badger/v4/options"
+	"go.uber.org/zap"
+
+	"github.com/warren-mq/warren/queue"
+)
+
+const (
+	prefixEntry     = 'q'
+	prefixMessage   = 'm'
+	prefixDelivered = 'w'
+	prefixDef       = 'd'
+)
+
+// Batch bounds: the committer writes whatever accumulated while it synced
+// the previous batch; Append waits while more than maxPendingBytes wait.
+const (
+	maxPendingBytes = 64 << 20
+	gcInterval      = time.Minute
+)
+
+// ErrClosed is returned by calls after Close.
+var ErrClosed = errors.New("store: closed")
+
+// Store is Warren's Badger-backed persistence.
+type Store struct {
+	db  *badger.DB
+	log *zap.Logger
+	dir string
+
+	mu sync.Mutex
+	// Guarded by mu: the pending batch.
+	ops        []op
+	puts       map[string]int // key → index in ops of a pending put
+	delivered  map[uint64]uint64
+	callbacks  []func()
+	pendBytes  int
+	nextMsgID  uint64
+	closed     bool
+	roomFreed  *sync.Cond
+	commitKick chan struct{}
+
+	stop chan struct{}
+	done chan struct{}
+	err  error // sticky write error, guarded by mu
+}
+
+type op struct {
+	key []byte
+	val []byte // nil for a delete
+	del bool
+	// cancelled ops are skipped at write time.
+	cancelled bool
+}
+
+// Open opens (or creates) the store in dir. A directory that Badger cannot
+// open is an error naming the path, never a silently empty broker.
+func Open(dir string, log *zap.Logger) (*Store, error) {
+	if log == nil {
+		log = zap.NewNop()
+	}
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return nil, fmt.Errorf("store: data directory %s: %w", dir, err)
+	}
+	opts := badger.DefaultOptions(dir).
+		WithLogger(badgerLogger{log.Named("badger").Sugar()}).
+		// We sync once per batch ourselves (db.Sync after each WriteBatch).
+		WithSyncWrites(false).
+		// Memory stays bounded: Badger's defaults (5 × 64 MB memtables,
+		// 256 MB block cache) alone would exceed the broker's budget.
+		WithMemTableSize(16 << 20).
+		WithNumMemtables(3).
+		WithNumLevelZeroTables(3).
+		WithNumLevelZeroTablesStall(8).
+		WithBlockCacheSize(16 << 20).
+		WithIndexCacheSize(16 << 20).
+		// Small messages (the common case) live in the LSM tree, where
+		// compaction reclaims their space after deletion; large bodies go
+		// to the value log, which value-log GC reclaims.
+		WithValueThreshold(4 << 10).
+		WithValueLogFileSize(128 << 20).
+		// Queue traffic is write-once, delete-soon: no compression CPU.
+		WithCompression(options.None).
+		// Single writer (the committer); no transactions to conflict.
+		WithDetectConflicts(false).
+		WithNumCompactors(2).
+		WithMetricsEnabled(false)
+	db, err := badger.Open(opts)
+	if err != nil {
+		return nil, fmt.Errorf("store: cannot open data directory %s: %w", dir, err)
+	}
+	s := &Store{
+		db:         db,
+		log:        log,
+		dir:        dir,
+		puts:       map[string]int{},
+		delivered:  map[uint64]uint64{},
+		commitKick: make(chan struct{}, 1),
+		stop:       make(chan struct{}),
+		done:       make(chan struct{}),
+	}
+	s.roomFreed = sync.NewCond(&s.mu)
+	if s.nextMsgID, err = s.lastID(prefixMessage); err != nil {
+		db.Close()
+		return nil, fmt.Errorf("store: reading %s: %w", dir, err)
+	}
+	go s.committer()
+	return s, nil
+}
+
+// lastID returns the highest 8-byte id under a one-byte prefix.
+func (s *Store) lastID(prefix byte) (uint64, error) {
+	var id uint64
+	err := s.db.View(func(txn *badger.Txn) error {
+		it := txn.NewIterator(badger.IteratorOptions{Reverse: true, Prefix: []byte{prefix}})
+		defer it.Close()
+		it.Seek([]byte{prefix, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff})
+		if it.Valid() {
+			k := it.Item().Key()
+			if len(k) >= 9 {
+				id = binary.BigEndian.Uint64(k[1:9])
+			}
+		}
+		return nil
+	})
+	return id, err
+}
+
+// Close flushes the pending batch, stops the committer and closes Badger.
+func (s *Store) Close() error {
+	s.mu.Lock()
+	if s.closed {
+		s.mu.Unlock()
+		return nil
+	}
+	s.closed = true
+	s.mu.Unlock()
+	close(s.stop)
+	<-s.done
+	return s.db.Close()
+}
+
+func entryKey(qid, seq uint64) []byte {
+	k := make([]byte, 17)
+	k[0] = prefixEntry
+	binary.BigEndian.PutUint64(k[1:], qid)
+	binary.BigEndian.PutUint64(k[9:], seq)
+	return k
+}
+
+func idKey(prefix byte, id uint64) []byte {
+	k := make([]byte, 9)
+	k[0] = prefix
+	binary.BigEndian.PutUint64(k[1:], id)
+	return k
+}
+
+func encodeMessage(m *queue.Message) []byte {
+	b := make([]byte, 0, 2+len(m.Exchange)+len(m.RoutingKey)+4+len(m.Header)+len(m.Body))
+	b = append(b, byte(len(m.Exchange)))
+	b = append(b, m.Exchange...)
+	b = append(b, byte(len(m.RoutingKey)))
+	b = append(b, m.RoutingKey...)
+	b = binary.BigEndian.AppendUint32(b, uint32(len(m.Header)))
+	b = append(b, m.Header...)
+	return append(b, m.Body...)
+}
+
+var errCorrupt = errors.New("corrupt message record")
+
+func decodeMessage(b []byte) (*queue.Message, error) {
+	m := &queue.Message{}
+	if len(b) < 1 || len(b) < 1+int(b[0]) {
+		return nil, errCorrupt
+	}
+	m.Exchange, b = string(b[1:1+b[0]]), b[1+b[0]:]
+	if len(b) < 1 || len(b) < 1+int(b[0]) {
+		return nil, errCorrupt
+	}
+	m.RoutingKey, b = string(b[1:1+b[0]]), b[1+b[0]:]
+	if len(b) < 4 {
+		return nil, errCorrupt
+	}
+	n := binary.BigEndian.Uint32(b)
+	if uint64(n) > uint64(len(b)-4) {
+		return nil, errCorrupt
+	}
+	// One allocation for header and body, as on the publish path.
+	buf := append([]byte(nil), b[4:]...)
+	m.Header, m.Body = buf[:n:n], buf[n:]
+	return m, nil
+}
+
+// --- queue.Journal ---
+
+// Append implements queue.Journal.
+func (s *Store) Append(qid, seq uint64, m *queue.Message) {
+	s.mu.Lock()
+	for s.pendBytes > maxPendingBytes && !s.closed {
+		s.roomFreed.Wait()
+	}
+	if m.StoreID == 0 {
+		s.nextMsgID++
+		m.StoreID = s.nextMsgID
+		s.putLocked(idKey(prefixMessage, m.StoreID), encodeMessage(m))
+	}
+	m.StoreRefs++
+	var v [8]byte
+	binary.BigEndian.PutUint64(v[:], m.StoreID)
+	s.putLocked(entryKey(qid, seq), v[:])
+	s.mu.Unlock()
+	s.kick()
+}
+
+// Remove implements queue.Journal.
+func (s *Store) Remove(qid, seq uint64, m *queue.Message) {
+	s.mu.Lock()
+	s.deleteLocked(entryKey(qid, seq))
+	m.StoreRefs--
+	if m.StoreRefs == 0 && m.StoreID != 0 {
+		s.deleteLocked(idKey(prefixMessage, m.StoreID))
+	}
+	s.mu.Unlock()
+	s.kick()
+}
+
+// Delivered implements queue.Journal.
+func (s *Store) Delivered(qid, seq uint64) {
+	s.mu.Lock()
+	if seq > s.delivered[qid] {
+		s.delivered[qid] = seq
+	}
+	s.mu.Unlock()
+}
+
+// putLocked adds a write. Lock must be held.
+func (s *Store) putLocked(k, v []byte) {
+	s.puts[string(k)] = len(s.ops)
+	s.ops = append(s.ops, op{key: k, val: v})
+	s.pendBytes += len(k) + len(v)
+}
+
+// deleteLocked adds a removal, cancelling a pending write of the same key
+// instead when there is one. Lock must be held.
+func (s *Store) deleteLocked(k []byte) {
+	if i, ok := s.puts[string(k)]; ok {
+		s.ops[i].cancelled = true
+		delete(s.puts, string(k))
+		return
+	}
+	s.ops = append(s.ops, op{key: k, del: true})
+	s.pendBytes += len(k)
+}
+
+// AfterSync runs fn once everything journaled before the call is on disk.
+// fn runs on the committer goroutine and must not block.
+func (s *Store) AfterSync(fn func()) {
+	s.mu.Lock()
+	s.callbacks = append(s.callbacks, fn)
+	s.mu.Unlock()
+	s.kick()
+}
+
+func (s *Store) kick() {
+	select {
+	case s.commitKick <- struct{}{}:
+	default:
+	}
+}
+
+// committer writes batches until Close, then writes the last one.
+func (s *Store) committer() {
+	defer close(s.done)
+	gc := time.NewTicker(gcInterval)
+	defer gc.Stop()
+	for {
+		select {
+		case <-s.commitKick:
+			s.commit()
+		case <-gc.C:
+			s.collectGarbage()
+		case <-s.stop:
+			s.commit()
+			return
+		}
+	}
+}
+
+// commit writes and syncs the pending batch, then runs its callbacks.
+func (s *Store) commit() {
+	s.mu.Lock()
+	ops, cbs, delivered := s.ops, s.callbacks, s.delivered
+	s.ops, s.callbacks = nil, nil
+	s.puts = map[string]int{}
+	if len(delivered) > 0 {
+		s.delivered = map[uint64]uint64{}
+	}
+	s.pendBytes = 0
+	s.roomFreed.Broadcast()
+	s.mu.Unlock()
+	if len(ops) == 0 && len(cbs) == 0 && len(delivered) == 0 {
+		return
+	}
+	if err := s.write(ops, delivered); err != nil {
+		// A store that cannot write must not confirm: stop the broker from
+		// pretending. The callbacks are dropped, so publishers never get a
+		// confirm for these messages.
+		s.log.Error("store write failed; confirms withheld", zap.Error(err))
+		s.mu.Lock()
+		s.err = err
+		s.mu.Unlock()
+		return
+	}
+	for _, fn := range cbs {
+		fn()
+	}
+}
+
+func (s *Store) write(ops []op, delivered map[uint64]uint64) error {
+	wb := s.db.NewWriteBatch()
+	defer wb.Cancel()
+	n := 0
+	for i := range ops {
+		o := &ops[i]
+		if o.cancelled {
+			continue
+		}
+		var err error
+		if o.del {
+			err = wb.Delete(o.key)
+		} else {
+			err = wb.Set(o.key, o.val)
+		}
+		if err != nil {
+			return err
+		}
+		n++
+	}
+	for qid, seq := range delivered {
+		var v [8]byte
+		binary.BigEndian.PutUint64(v[:], seq)
+		if err := wb.Set(idKey(prefixDelivered, qid), v[:]); err != nil {
+			return err
+		}
+		n++
+	}
+	if n == 0 {
+		return nil
+	}
+	if err := wb.Flush(); err != nil {
+		return err
+	}
+	return s.db.Sync()
+}
+
+// Err returns the first write error, if any.
+func (s *Store) Err() error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.err
+}
+
+// Flush waits until everything journaled so far is on disk.
+func (s *Store) Flush() {
+	done := make(chan struct{})
+	s.AfterSync(func() { close(done) })
+	select {
+	case <-done:
+	case <-s.done:
+	}
+}
+
+// collectGarbage runs Badger's value-log GC until it finds nothing to do.
+func (s *Store) collectGarbage() {
+	for i := 0; i < 8; i++ {
+		if err := s.db.RunValueLogGC(0.5); err != nil {
+			return
+		}
+	}
+}
+
+type badgerLogger struct{ s *zap.SugaredLogger }
+
+func (l badgerLogger) Errorf(f string, a ...any)   { l.s.Errorf(f, a...) }
+func (l badgerLogger) Warningf(f string, a ...any) { l.s.Warnf(f, a...) }
+func (l badgerLogger) Infof(f string, a ...any)    { l.s.Debugf(f, a...) }
+func (l badgerLogger) Debugf(f string, a ...any)   { l.s.Debugf(f, a...) }
