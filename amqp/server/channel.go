@@ -55,10 +55,10 @@ type channel struct {
 	publishSeq uint64
 	confirms   confirmer
 	tx         bool
-	txPubs         []txPublish
-	txAcks         []txAck
-	r              *router
-	prefetch       int32 // for new consumers (basic.qos global=false)
+	txPubs     []txPublish
+	txAcks     []txAck
+	r          *router
+	prefetch   int32 // for new consumers (basic.qos global=false)
 
 	// Guarded by mu.
 	mu          sync.Mutex

@@ -31,12 +31,12 @@ type queueRecord struct {
 }
 
 type bindingRecord struct {
-	Vhost        string `json:"vhost"`
-	Source       string `json:"source"`
-	Destination  string `json:"destination"`
-	ToExchange   bool   `json:"to_exchange"`
-	RoutingKey   string `json:"routing_key"`
-	Args         []byte `json:"arguments"`
+	Vhost       string `json:"vhost"`
+	Source      string `json:"source"`
+	Destination string `json:"destination"`
+	ToExchange  bool   `json:"to_exchange"`
+	RoutingKey  string `json:"routing_key"`
+	Args        []byte `json:"arguments"`
 }
 
 func nameKey(vhost, name string) string { return vhost + "\x00" + name }
