@@ -5,7 +5,7 @@ DATA_DIR  ?= ./data
 FUZZTIME  ?= 10s
 BENCHTIME ?= 1s
 
-.PHONY: all build run test test-short lint generate check-generated fuzz bench conformance clean
+.PHONY: all build run test test-short lint generate check-generated fuzz bench conformance clean kill-test
 
 all: build
 
@@ -55,3 +55,8 @@ conformance: build
 
 clean:
 	rm -rf $(BIN)
+
+# The SIGKILL durability test, repeated: N kill/restart rounds (default 50).
+N ?= 50
+kill-test:
+	WARREN_KILL_ROUNDS=$(N) $(GO) test -count=1 -timeout 30m -run TestSIGKILLLosesNoConfirmedMessage -v ./integration

@@ -6,6 +6,7 @@ package integration
 import (
 	"context"
 	"net"
+	"os"
 	"testing"
 	"time"
 
@@ -115,3 +116,5 @@ func eventually(t testing.TB, cond func() bool, msg string) {
 	t.Helper()
 	require.Eventually(t, cond, 5*time.Second, 5*time.Millisecond, msg)
 }
+
+func writeFile(path string, b []byte) error { return os.WriteFile(path, b, 0o644) }

@@ -72,6 +72,7 @@ type Queue struct {
 	unacked     int
 	hadConsumer bool
 	deleted     bool
+	stopped     bool
 	readyBytes  int64
 	timerAt     int64 // when the expiry timer fires (unix ns), 0 when unarmed
 	// lastProgress is when a delivery pass last delivered something (unix
@@ -564,6 +565,7 @@ func (q *Queue) Delete() int {
 		q.mu.Unlock()
 		return 0
 	}
+	wasStopped := q.stopped
 	q.deleted = true
 	q.ready.each(q.forgetLocked)
 	q.readyBytes = 0
@@ -572,13 +574,30 @@ func (q *Queue) Delete() int {
 	consumers := q.consumers
 	q.consumers = nil
 	q.mu.Unlock()
-	close(q.stop)
-	<-q.done
-	q.timer.Stop()
+	if !wasStopped {
+		close(q.stop)
+		<-q.done
+		q.timer.Stop()
+	}
 	for _, c := range consumers {
 		c.Sink.Cancelled(c)
 	}
 	return n
+}
+
+// Stop ends the delivery goroutine without touching the queue's contents,
+// for broker shutdown: durable entries stay in the journal.
+func (q *Queue) Stop() {
+	q.mu.Lock()
+	if q.deleted || q.stopped {
+		q.mu.Unlock()
+		return
+	}
+	q.stopped = true
+	q.mu.Unlock()
+	close(q.stop)
+	<-q.done
+	q.timer.Stop()
 }
 
 // Deleted reports whether Delete was called.

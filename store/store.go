@@ -304,6 +304,8 @@ func (s *Store) commit() {
 	s.puts = map[string]int{}
 	if len(delivered) > 0 {
 		s.delivered = map[uint64]uint64{}
+	} else {
+		delivered = nil // still shared: never read it outside the lock
 	}
 	s.pendBytes = 0
 	s.roomFreed.Broadcast()

@@ -89,7 +89,7 @@ func (v *Vhost) close() {
 	}
 	v.mu.Unlock()
 	for _, q := range qs {
-		q.Queue.Delete()
+		q.Queue.Stop()
 	}
 }
 

@@ -1,0 +1,168 @@
+package integration
+
+import (
+	"context"
+	"fmt"
+	"net"
+	"testing"
+	"time"
+
+	amqp "github.com/rabbitmq/amqp091-go"
+	"github.com/stretchr/testify/require"
+	"go.uber.org/zap/zaptest"
+
+	"github.com/warren-mq/warren/amqp/server"
+	"github.com/warren-mq/warren/store"
+)
+
+// durableBroker runs a broker on a store in dir; stop shuts both down
+// cleanly, as SIGTERM does.
+type durableBroker struct {
+	*broker
+	st   *store.Store
+	stop func()
+}
+
+func startDurable(t *testing.T, dir string) *durableBroker {
+	t.Helper()
+	log := zaptest.NewLogger(t, zaptest.Level(zapWarn))
+	st, err := store.Open(dir, log)
+	require.NoError(t, err)
+	s := server.New(server.Config{Logger: log, Store: st})
+	require.NoError(t, s.Restore())
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	require.NoError(t, err)
+	done := make(chan struct{})
+	go func() { s.Serve(l); close(done) }()
+	stopped := false
+	stop := func() {
+		if stopped {
+			return
+		}
+		stopped = true
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		s.Shutdown(ctx)
+		<-done
+		require.NoError(t, st.Close())
+	}
+	t.Cleanup(stop)
+	addr := l.Addr().String()
+	return &durableBroker{broker: &broker{Server: s, addr: addr, url: "amqp://guest:guest@" + addr + "/"}, st: st, stop: stop}
+}
+
+func TestRestartKeepsDurableDefinitionsAndPersistentMessages(t *testing.T) {
+	dir := t.TempDir()
+	b := startDurable(t, dir)
+	conn, err := amqp.Dial(b.url)
+	require.NoError(t, err)
+	ch, _ := conn.Channel()
+	require.NoError(t, ch.ExchangeDeclare("dx", "topic", true, false, false, false, amqp.Table{"alternate-exchange": "ae"}))
+	require.NoError(t, ch.ExchangeDeclare("tx", "fanout", false, false, false, false, nil))
+	_, err = ch.QueueDeclare("dq", true, false, false, false, amqp.Table{"x-max-length": int32(100)})
+	require.NoError(t, err)
+	_, err = ch.QueueDeclare("tq", false, false, false, false, nil)
+	require.NoError(t, err)
+	require.NoError(t, ch.QueueBind("dq", "a.#", "dx", false, amqp.Table{"k": int8(1)}))
+	require.NoError(t, ch.Confirm(false))
+	confirms := ch.NotifyPublish(make(chan amqp.Confirmation, 10))
+	props := amqp.Publishing{
+		DeliveryMode: amqp.Persistent, ContentType: "text/plain", Priority: 3, MessageId: "id-1",
+		Headers: amqp.Table{"i": int32(7), "s": "x", "b": true, "nested": amqp.Table{"f": 1.5}},
+	}
+	for i := 1; i <= 4; i++ {
+		p := props
+		p.Body = []byte(fmt.Sprint("persistent-", i))
+		require.NoError(t, ch.PublishWithContext(context.Background(), "dx", "a.b", false, false, p))
+	}
+	require.NoError(t, ch.PublishWithContext(context.Background(), "dx", "a.b", false, false, amqp.Publishing{Body: []byte("transient")}))
+	require.NoError(t, ch.PublishWithContext(context.Background(), "", "tq", false, false, amqp.Publishing{DeliveryMode: 2, Body: []byte("in-transient-queue")}))
+	for i := 0; i < 6; i++ {
+		require.True(t, (<-confirms).Ack)
+	}
+	// Deliver (without ack) the first one: it must come back redelivered.
+	d, ok, err := ch.Get("dq", false)
+	require.NoError(t, err)
+	require.True(t, ok)
+	require.Equal(t, "persistent-1", string(d.Body))
+	// Ack the second: it must not come back.
+	d2, _, _ := ch.Get("dq", false)
+	require.NoError(t, d2.Ack(false))
+	conn.Close()
+	b.stop()
+
+	b = startDurable(t, dir)
+	_, ch = b.channel(t)
+	require.NoError(t, ch.ExchangeDeclarePassive("dx", "topic", true, false, false, false, nil))
+	require.NoError(t, ch.ExchangeDeclare("dx", "topic", true, false, false, false, amqp.Table{"alternate-exchange": "ae"}), "same arguments after restart")
+	_, err = ch.QueueDeclare("dq", true, false, false, false, amqp.Table{"x-max-length": int64(100)})
+	require.NoError(t, err, "x-max-length kept its value")
+	var got []amqp.Delivery
+	for {
+		d, ok, err := ch.Get("dq", true)
+		require.NoError(t, err)
+		if !ok {
+			break
+		}
+		got = append(got, d)
+	}
+	require.Len(t, got, 3, "persistent messages survive, the acked one and the transient one do not")
+	require.Equal(t, "persistent-1", string(got[0].Body))
+	require.True(t, got[0].Redelivered, "delivered before the restart")
+	require.Equal(t, "persistent-3", string(got[1].Body))
+	require.False(t, got[1].Redelivered, "never delivered")
+	require.Equal(t, "persistent-4", string(got[2].Body))
+	for _, g := range got {
+		require.Equal(t, "text/plain", g.ContentType)
+		require.Equal(t, uint8(3), g.Priority)
+		require.Equal(t, "id-1", g.MessageId)
+		require.Equal(t, int32(7), g.Headers["i"], "header field types as published")
+		require.Equal(t, amqp.Table{"f": 1.5}, g.Headers["nested"])
+		require.Equal(t, "dx", g.Exchange)
+		require.Equal(t, "a.b", g.RoutingKey)
+	}
+	// The binding survived: new publishes route.
+	publish(t, ch, "dx", "a.c", amqp.Publishing{DeliveryMode: 2, Body: []byte("after")})
+	eventually(t, func() bool { return getBody(t, ch, "dq") == "after" }, "binding restored")
+
+	conn2 := b.dial(t)
+	ch2, _ := conn2.Channel()
+	_, err = ch2.QueueDeclarePassive("tq", false, false, false, false, nil)
+	amqpErr(t, err, amqp.NotFound)
+	ch2, _ = conn2.Channel()
+	require.Error(t, ch2.ExchangeDeclarePassive("tx", "fanout", false, false, false, false, nil))
+}
+
+func TestRestartAfterDeletesForgets(t *testing.T) {
+	dir := t.TempDir()
+	b := startDurable(t, dir)
+	_, ch := b.channel(t)
+	_, err := ch.QueueDeclare("gone", true, false, false, false, nil)
+	require.NoError(t, err)
+	require.NoError(t, ch.ExchangeDeclare("gx", "direct", true, false, false, false, nil))
+	require.NoError(t, ch.QueueBind("gone", "k", "gx", false, nil))
+	publish(t, ch, "gx", "k", amqp.Publishing{DeliveryMode: 2, Body: []byte("x")})
+	_, err = ch.QueueDelete("gone", false, false, false)
+	require.NoError(t, err)
+	require.NoError(t, ch.ExchangeDelete("gx", false, false))
+	b.stop()
+
+	b = startDurable(t, dir)
+	conn := b.dial(t)
+	ch, _ = conn.Channel()
+	_, err = ch.QueueDeclarePassive("gone", true, false, false, false, nil)
+	amqpErr(t, err, amqp.NotFound)
+	ch, _ = conn.Channel()
+	amqpErr(t, ch.ExchangeDeclarePassive("gx", "direct", true, false, false, false, nil), amqp.NotFound)
+}
+
+func TestCorruptDataDirectoryIsAClearError(t *testing.T) {
+	dir := t.TempDir()
+	b := startDurable(t, dir)
+	b.stop()
+	// Overwrite Badger's manifest with garbage.
+	require.NoError(t, writeFile(dir+"/MANIFEST", []byte("this is not a manifest")))
+	_, err := store.Open(dir, nil)
+	require.Error(t, err)
+	require.Contains(t, err.Error(), dir)
+}
