@@ -13,6 +13,7 @@ func (ch *channel) basicPublish() error {
 	if ch.pub.m.Immediate {
 		return amqp.Errorf(amqp.NotImplemented, "immediate=true").For(&ch.pub.m)
 	}
+	ch.conn.waitAlarm()
 	ch.state = chanAwaitHdr
 	return nil
 }

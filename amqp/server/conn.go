@@ -68,6 +68,7 @@ type conn struct {
 	clientProps amqp.Table
 	capCancel   bool // consumer_cancel_notify
 	capAuthFail bool // authentication_failure_close
+	capBlocked  bool // connection.blocked
 	name        string
 
 	// Owned by the reader goroutine.
@@ -566,6 +567,7 @@ func (c *conn) handshake() error {
 	if caps, ok := so.ClientProperties["capabilities"].(amqp.Table); ok {
 		c.capCancel, _ = caps["consumer_cancel_notify"].(bool)
 		c.capAuthFail, _ = caps["authentication_failure_close"].(bool)
+		c.capBlocked, _ = caps["connection.blocked"].(bool)
 	}
 	user, pass, ok := parseSASL(so.Mechanism, so.Response)
 	if !ok {

@@ -33,6 +33,13 @@ type Config struct {
 	// DefaultUser and DefaultPass create the first user, an administrator with
 	// full permissions on "/" (default guest/guest).
 	DefaultUser, DefaultPass string
+	// MemoryLimit raises the memory alarm above this RSS in bytes (0: off).
+	MemoryLimit uint64
+	// DiskFreeLimit raises the disk alarm when free space under DataDir
+	// drops below it, in bytes (0: off).
+	DiskFreeLimit uint64
+	// DataDir is where the disk alarm measures free space.
+	DataDir string
 	// Store persists durable definitions and persistent messages; nil keeps
 	// everything in memory. The server does not close it.
 	Store *store.Store
@@ -79,6 +86,8 @@ type Server struct {
 
 	store       *store.Store
 	lastQueueID atomic.Uint64
+	alarm       alarms
+	stopWatch   chan struct{}
 
 	wg sync.WaitGroup
 }
@@ -93,6 +102,11 @@ func New(cfg Config) *Server {
 		vhosts: map[string]*Vhost{},
 		users:  map[string]*User{},
 		store:  cfg.Store,
+		alarm:  alarms{reasons: map[string]bool{}},
+	}
+	s.stopWatch = make(chan struct{})
+	if cfg.MemoryLimit > 0 || cfg.DiskFreeLimit > 0 {
+		go s.watchResources(s.stopWatch)
 	}
 	v := newVhost("/", s.log)
 	v.store = s.store
@@ -167,6 +181,9 @@ func (s *Server) Addr() net.Addr {
 // waits for the connections to end or ctx to expire (then closes them hard).
 func (s *Server) Shutdown(ctx context.Context) error {
 	s.mu.Lock()
+	if !s.closing {
+		close(s.stopWatch)
+	}
 	s.closing = true
 	for _, l := range s.listeners {
 		l.Close()

@@ -11,6 +11,8 @@ import (
 	"os"
 	"os/signal"
 	"path/filepath"
+	"strconv"
+	"strings"
 	"syscall"
 	"time"
 
@@ -32,6 +34,8 @@ func main() {
 			&cli.StringFlag{Name: "http-listen", Value: ":15672", EnvVars: []string{"WARREN_HTTP_LISTEN"}, Usage: "HTTP (management) listen address; empty disables"},
 			&cli.StringFlag{Name: "data-dir", Value: "./data", EnvVars: []string{"WARREN_DATA_DIR"}, Usage: "data directory"},
 			&cli.StringFlag{Name: "log-level", Value: "info", EnvVars: []string{"WARREN_LOG_LEVEL"}, Usage: "debug, info, warn or error"},
+			&cli.Float64Flag{Name: "vm-memory-high-watermark", Value: 0.4, EnvVars: []string{"WARREN_VM_MEMORY_HIGH_WATERMARK"}, Usage: "memory alarm above this fraction of RAM (0 disables)"},
+			&cli.StringFlag{Name: "disk-free-limit", Value: "50MB", EnvVars: []string{"WARREN_DISK_FREE_LIMIT"}, Usage: "disk alarm below this much free space in the data directory (e.g. 50MB, 1GB; 0 disables)"},
 			&cli.BoolFlag{Name: "pprof", EnvVars: []string{"WARREN_PPROF"}, Usage: "serve Go's /debug/pprof/ on the HTTP listener (for profiling)"},
 		},
 		Action: run,
@@ -63,7 +67,12 @@ func run(c *cli.Context) error {
 		return err
 	}
 	defer st.Close()
-	srv := server.New(server.Config{Logger: log, Store: st})
+	diskLimit, err := parseBytes(c.String("disk-free-limit"))
+	if err != nil {
+		return fmt.Errorf("--disk-free-limit: %w", err)
+	}
+	memLimit := uint64(c.Float64("vm-memory-high-watermark") * float64(server.TotalMemory()))
+	srv := server.New(server.Config{Logger: log, Store: st, MemoryLimit: memLimit, DiskFreeLimit: diskLimit, DataDir: dataDir})
 	start := time.Now()
 	if err := srv.Restore(); err != nil {
 		return fmt.Errorf("restoring from %s: %w", dataDir, err)
@@ -114,4 +123,24 @@ func run(c *cli.Context) error {
 	srv.Shutdown(ctx)
 	log.Info("stopped")
 	return nil
+}
+
+// parseBytes reads sizes like "50MB", "1GB", "512kB" or a plain byte count.
+func parseBytes(s string) (uint64, error) {
+	s = strings.TrimSpace(strings.ToUpper(s))
+	mult := uint64(1)
+	for _, u := range []struct {
+		suffix string
+		mult   uint64
+	}{{"GB", 1 << 30}, {"MB", 1 << 20}, {"KB", 1 << 10}, {"B", 1}} {
+		if strings.HasSuffix(s, u.suffix) {
+			s, mult = strings.TrimSpace(strings.TrimSuffix(s, u.suffix)), u.mult
+			break
+		}
+	}
+	n, err := strconv.ParseUint(s, 10, 64)
+	if err != nil {
+		return 0, fmt.Errorf("not a size: %q", s)
+	}
+	return n * mult, nil
 }

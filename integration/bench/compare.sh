@@ -23,7 +23,7 @@ rpid=$(bash "$shared/tools/rabbitmq-oracle.sh" pid 5673 2>/dev/null || rabbitmqc
 data=$(mktemp -d)
 "$root/bin/warren" --amqp-listen 127.0.0.1:$wport --http-listen "" --data-dir "$data" --log-level warn &
 wpid=$!
-trap 'kill $wpid 2>/dev/null; rm -rf "$data"' EXIT
+trap 'kill $wpid 2>/dev/null; wait $wpid 2>/dev/null; rm -rf "$data"' EXIT
 sleep 0.5
 
 : > "$out"
