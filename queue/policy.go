@@ -28,6 +28,10 @@ type limits struct {
 	overflow    string
 	dlx         string
 	hasDLX      bool
+	expires     int64 // ms; -1 none
+	maxPriority int   // 0: not a priority queue
+	// singleActive: x-single-active-consumer.
+	singleActive bool
 }
 
 func intArg(args amqp.Table, k string) int64 {
@@ -50,6 +54,11 @@ func parseLimits(args amqp.Table) limits {
 		l.overflow = s
 	}
 	l.dlx, l.hasDLX = args["x-dead-letter-exchange"].(string)
+	l.expires = intArg(args, "x-expires")
+	if p := intArg(args, "x-max-priority"); p > 0 {
+		l.maxPriority = int(min(p, 255))
+	}
+	l.singleActive, _ = args["x-single-active-consumer"].(bool)
 	if l.maxLen < 0 {
 		l.maxLen = math.MaxInt64
 	}

@@ -64,7 +64,7 @@ type Queue struct {
 
 	mu sync.Mutex
 	// Guarded by mu.
-	ready       deque
+	ready       readyList
 	nextSeq     uint64
 	consumers   []*Consumer
 	rr          int
@@ -88,6 +88,11 @@ type Queue struct {
 	// reported to the journal once per delivery pass.
 	maxDelivered, reportedDelivered uint64
 
+	// lastUsed is when the queue was last used (declared, read from or
+	// consumed from), for x-expires. expTimer fires when it may expire.
+	lastUsed int64
+	expTimer *time.Timer
+
 	kick  chan struct{}
 	timer *time.Timer
 	stop  chan struct{}
@@ -103,8 +108,15 @@ func New(cfg Config) *Queue {
 		stop:   make(chan struct{}),
 		done:   make(chan struct{}),
 	}
+	q.ready = newReadyList(q.lim.maxPriority)
 	q.timer = time.NewTimer(time.Hour)
 	q.timer.Stop()
+	q.expTimer = time.NewTimer(time.Hour)
+	q.expTimer.Stop()
+	q.lastUsed = time.Now().UnixNano()
+	if q.lim.expires > 0 {
+		q.expTimer.Reset(time.Duration(q.lim.expires) * time.Millisecond)
+	}
 	go q.loop()
 	return q
 }
@@ -128,6 +140,12 @@ func (q *Queue) loop() {
 			q.mu.Lock()
 			q.timerAt = 0
 			q.mu.Unlock()
+		case <-q.expTimer.C:
+			if q.expired() {
+				// Deleting waits for this goroutine: do it from another.
+				go q.OnUnused(q)
+				continue
+			}
 		}
 		var dead []DeadLetter
 		q.mu.Lock()
@@ -136,6 +154,40 @@ func (q *Queue) loop() {
 		q.mu.Unlock()
 		q.deadLetter(dead)
 	}
+}
+
+// Touch records a use of the queue (a declare, passive too), restarting
+// its x-expires countdown.
+func (q *Queue) Touch() {
+	q.mu.Lock()
+	q.touchLocked()
+	q.mu.Unlock()
+}
+
+// touchLocked restarts the x-expires countdown. Lock must be held.
+func (q *Queue) touchLocked() {
+	if q.lim.expires <= 0 {
+		return
+	}
+	q.lastUsed = time.Now().UnixNano()
+	if len(q.consumers) == 0 {
+		q.expTimer.Reset(time.Duration(q.lim.expires) * time.Millisecond)
+	}
+}
+
+// expired reports whether an x-expires queue has been unused long enough.
+func (q *Queue) expired() bool {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	if q.deleted || q.OnUnused == nil || len(q.consumers) > 0 {
+		return false
+	}
+	left := q.lastUsed + q.lim.expires*int64(time.Millisecond) - time.Now().UnixNano()
+	if left > 0 {
+		q.expTimer.Reset(time.Duration(left))
+		return false
+	}
+	return true
 }
 
 // armTimerLocked arms the expiry timer for the head message. Lock must be held.
@@ -247,7 +299,7 @@ const (
 // Throttle returns a channel to wait on when the queue is too far behind
 // its consumers, or nil.
 func (q *Queue) Throttle() <-chan struct{} {
-	if q.ready.lenHint.Load() < flowHigh {
+	if q.ready.approxLen() < flowHigh {
 		return nil
 	}
 	q.mu.Lock()
@@ -311,6 +363,14 @@ func (q *Queue) deliverLocked(dead []DeadLetter) []DeadLetter {
 // pickLocked chooses the next consumer: the highest priority among those
 // with credit, strict round-robin among equals. Lock must be held.
 func (q *Queue) pickLocked() *Consumer {
+	if q.lim.singleActive {
+		// Single active consumer: the longest-registered one gets everything;
+		// the next takes over when it goes.
+		if c := q.consumers[0]; c.Sink.CanTake(q, c) {
+			return c
+		}
+		return nil
+	}
 	n := len(q.consumers)
 	best := -1
 	for i := 0; i < n; i++ {
@@ -423,6 +483,7 @@ func (q *Queue) pickReadyLocked() *Consumer {
 // The returned count is the number of messages still ready.
 func (q *Queue) Get(noAck bool) (e Entry, remaining int, ok bool) {
 	q.mu.Lock()
+	q.touchLocked()
 	dead := q.expireLocked(nil)
 	if q.ready.len() > 0 && !q.deleted {
 		e, ok = q.popLocked(), true
@@ -494,6 +555,7 @@ func (q *Queue) AddConsumer(c *Consumer) (ok bool) {
 		}
 	}
 	q.hadConsumer = true
+	q.touchLocked()
 	q.lastProgress = time.Now().UnixNano() // presumed to drain until shown otherwise
 	q.Kick()
 	return true
@@ -514,6 +576,9 @@ func (q *Queue) RemoveConsumer(c *Consumer) bool {
 		}
 	}
 	q.releaseFlowLocked()
+	if found && len(q.consumers) == 0 {
+		q.touchLocked()
+	}
 	unused := found && len(q.consumers) == 0 && q.AutoDelete && !q.deleted
 	q.mu.Unlock()
 	if unused && q.OnUnused != nil {
@@ -578,6 +643,7 @@ func (q *Queue) Delete() int {
 		close(q.stop)
 		<-q.done
 		q.timer.Stop()
+		q.expTimer.Stop()
 	}
 	for _, c := range consumers {
 		c.Sink.Cancelled(c)
@@ -598,6 +664,7 @@ func (q *Queue) Stop() {
 	close(q.stop)
 	<-q.done
 	q.timer.Stop()
+	q.expTimer.Stop()
 }
 
 // Deleted reports whether Delete was called.

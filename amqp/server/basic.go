@@ -2,6 +2,7 @@ package server
 
 import (
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/warren-mq/warren/amqp"
@@ -88,6 +89,11 @@ func (ch *channel) checkPublish(pm *amqp.BasicPublish, msg *queue.Message) error
 	if p.Flags&amqp.FlagUserID != 0 && p.UserID != ch.conn.user.Name {
 		return amqp.Errorf(amqp.PreconditionFailed, "user_id property set to '%s' but authenticated user was '%s'", p.UserID, ch.conn.user.Name).For(pm)
 	}
+	if p.Flags&amqp.FlagReplyTo != 0 && p.ReplyTo == replyQueue {
+		if err := ch.rewriteReplyTo(pm, msg); err != nil {
+			return err
+		}
+	}
 	if p.Flags&amqp.FlagExpiration != 0 {
 		if _, err := ParseExpiration(p.Expiration); err != nil {
 			return amqp.Errorf(amqp.PreconditionFailed, "invalid expiration '%s': %v", p.Expiration, err).For(pm)
@@ -133,6 +139,15 @@ func (ch *channel) route(pm *amqp.BasicPublish, msg *queue.Message, seq uint64) 
 		return amqp.Errorf(amqp.AccessRefused, "cannot publish to internal exchange '%s' in vhost '%s'", pm.Exchange, v.Name).For(pm)
 	}
 	qs := v.route(ch.r, x, routeKeys, hdrs)
+	if len(qs) == 0 && pm.Exchange == "" && strings.HasPrefix(pm.RoutingKey, replyPrefix) {
+		if ch.conn.srv.deliverReply(pm.RoutingKey, msg) {
+			v.mu.RUnlock()
+			if seq != 0 {
+				ch.confirms.add(seq, confirmAck)
+			}
+			return nil
+		}
+	}
 	ttl := messageTTL(msg)
 	rejected, persisted := false, false
 	durable := msg.Persistent() && ch.conn.srv.store != nil
@@ -211,6 +226,9 @@ func stripBCC(msg *queue.Message) {
 }
 
 func (ch *channel) basicConsume(m *amqp.BasicConsume) error {
+	if m.Queue == replyQueue {
+		return ch.replyConsume(m)
+	}
 	q, err := ch.lookupQueue(m.Queue)
 	if err != nil {
 		return err
@@ -252,6 +270,13 @@ func (ch *channel) basicConsume(m *amqp.BasicConsume) error {
 }
 
 func (ch *channel) basicCancel(m *amqp.BasicCancel) error {
+	if ch.replyTag != "" && m.ConsumerTag == ch.replyTag {
+		ch.replyRelease()
+		if !m.NoWait {
+			ch.sendMethod(&amqp.BasicCancelOk{ConsumerTag: m.ConsumerTag})
+		}
+		return nil
+	}
 	ch.mu.Lock()
 	ci := ch.consumers[m.ConsumerTag]
 	delete(ch.consumers, m.ConsumerTag)

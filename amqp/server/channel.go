@@ -59,6 +59,9 @@ type channel struct {
 	txAcks     []txAck
 	r          *router
 	prefetch   int32 // for new consumers (basic.qos global=false)
+	// Direct reply-to consumer: its tag and the token in reply addresses.
+	// Written by the reader; repliers read them under mu.
+	replyTag, replyToken string
 
 	// Guarded by mu.
 	mu          sync.Mutex
@@ -163,6 +166,7 @@ func (ch *channel) release() {
 	ch.consumers = map[string]*consumerInfo{}
 	ch.closed = true
 	ch.mu.Unlock()
+	ch.replyRelease()
 	for _, ci := range consumers {
 		ci.q.RemoveConsumer(ci.c)
 	}

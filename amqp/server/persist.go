@@ -202,14 +202,16 @@ func (s *Server) Restore() error {
 		if err != nil {
 			return err
 		}
+		for _, e := range es {
+			if m := e.Msg; m.Props.Flags == 0 && len(m.Header) > 0 {
+				if h, err := amqp.DecodeContentHeader(m.Header); err == nil {
+					m.Props = h.Properties
+				}
+			}
+		}
 		q.Restore(es)
 		v.queues[r.Name] = q
 		live[r.ID] = true
-	}
-	for _, m := range msgs {
-		if h, err := amqp.DecodeContentHeader(m.Header); err == nil {
-			m.Props = h.Properties
-		}
 	}
 
 	if err := st.Defs(store.KindBinding, func(name string, raw []byte) error {

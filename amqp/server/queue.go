@@ -113,6 +113,11 @@ func validateQueueArgs(args amqp.Table, name, vhost string) error {
 			return invalidArg("x-dead-letter-routing-key", name, vhost, "Key 'x-dead-letter-exchange' is mandatory if 'x-dead-letter-routing-key' is set")
 		}
 	}
+	if v, ok := args["x-single-active-consumer"]; ok {
+		if _, isBool := v.(bool); !isBool {
+			return invalidArg("x-single-active-consumer", name, vhost, fmt.Sprintf("{unacceptable_type,%v}", v))
+		}
+	}
 	if v, ok := args["x-queue-type"]; ok {
 		if s, _ := v.(string); s != "classic" {
 			return invalidArg("x-queue-type", name, vhost, fmt.Sprintf("{unsupported_queue_type,%v}", v))
@@ -172,6 +177,13 @@ func (ch *channel) queueDeclare(m *amqp.QueueDeclare) error {
 	v := ch.vhost()
 	name := m.Queue
 	if m.Passive {
+		if name == replyQueue {
+			// The pseudo-queue exists, empty, with its one consumer.
+			if !m.NoWait {
+				ch.sendMethod(&amqp.QueueDeclareOk{Queue: name, ConsumerCount: 1})
+			}
+			return nil
+		}
 		if name == "" {
 			name = ch.lastQueue
 		}
@@ -182,6 +194,7 @@ func (ch *channel) queueDeclare(m *amqp.QueueDeclare) error {
 			}
 			return err
 		}
+		q.Touch() // a passive declare counts as use for x-expires
 		ready, _, consumers := q.Counts()
 		ch.lastQueue = q.Name
 		if !m.NoWait {
@@ -223,6 +236,7 @@ func (ch *channel) queueDeclare(m *amqp.QueueDeclare) error {
 	if q.Durable {
 		v.syncDefs()
 	}
+	q.Touch()
 	ready, _, consumers := q.Counts()
 	ch.lastQueue = name
 	if !m.NoWait {

@@ -87,6 +87,7 @@ type Server struct {
 	store       *store.Store
 	lastQueueID atomic.Uint64
 	alarm       alarms
+	replies     replyRegistry
 	stopWatch   chan struct{}
 
 	wg sync.WaitGroup

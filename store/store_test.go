@@ -1,0 +1,149 @@
+package store
+
+import (
+	"testing"
+
+	"github.com/dgraph-io/badger/v4"
+	"github.com/stretchr/testify/require"
+
+	"github.com/warren-mq/warren/amqp"
+	"github.com/warren-mq/warren/queue"
+)
+
+func openT(t *testing.T, dir string) *Store {
+	t.Helper()
+	s, err := Open(dir, nil)
+	require.NoError(t, err)
+	return s
+}
+
+func msg(body string) *queue.Message {
+	h := amqp.AppendContentHeader(nil, uint64(len(body)), &amqp.Properties{Flags: amqp.FlagDeliveryMode, DeliveryMode: 2})
+	return &queue.Message{Exchange: "x", RoutingKey: "k", Header: h, Body: []byte(body)}
+}
+
+func keys(t *testing.T, s *Store, prefix byte) int {
+	n := 0
+	require.NoError(t, s.db.View(func(txn *badger.Txn) error {
+		it := txn.NewIterator(badger.IteratorOptions{Prefix: []byte{prefix}})
+		defer it.Close()
+		for it.Rewind(); it.Valid(); it.Next() {
+			n++
+		}
+		return nil
+	}))
+	return n
+}
+
+func TestAppendLoadAndSharedMessage(t *testing.T) {
+	dir := t.TempDir()
+	s := openT(t, dir)
+	m := msg("hello")
+	s.Append(1, 10, m)
+	s.Append(2, 5, m) // fanned out: stored once
+	s.Append(1, 11, msg("second"))
+	s.Delivered(1, 10)
+	s.Flush()
+	require.Equal(t, 2, keys(t, s, prefixMessage))
+	require.Equal(t, 3, keys(t, s, prefixEntry))
+	require.NoError(t, s.Close())
+
+	s = openT(t, dir)
+	defer s.Close()
+	msgs := map[uint64]*queue.Message{}
+	q1, err := s.LoadQueue(1, msgs)
+	require.NoError(t, err)
+	q2, err := s.LoadQueue(2, msgs)
+	require.NoError(t, err)
+	require.Len(t, q1, 2)
+	require.Len(t, q2, 1)
+	require.Equal(t, uint64(10), q1[0].Seq)
+	require.True(t, q1[0].Redelivered, "at the delivered watermark")
+	require.False(t, q1[1].Redelivered)
+	require.False(t, q2[0].Redelivered)
+	require.Same(t, q1[0].Msg, q2[0].Msg, "one message object for both queues")
+	require.Equal(t, int32(2), q1[0].Msg.StoreRefs)
+	require.Equal(t, "hello", string(q1[0].Msg.Body))
+	require.Equal(t, "x", q1[0].Msg.Exchange)
+	require.Equal(t, "k", q1[0].Msg.RoutingKey)
+	require.Equal(t, m.Header, q1[0].Msg.Header, "header byte for byte")
+
+	// Removing one reference keeps the record; removing both drops it.
+	s.Remove(1, 10, q1[0].Msg)
+	s.Flush()
+	require.Equal(t, 2, keys(t, s, prefixMessage))
+	s.Remove(2, 5, q2[0].Msg)
+	s.Flush()
+	require.Equal(t, 1, keys(t, s, prefixMessage))
+}
+
+func TestAddAndRemoveInOneBatchNeverTouchDisk(t *testing.T) {
+	s := openT(t, t.TempDir())
+	defer s.Close()
+	// Under the lock the committer cannot take the batch: a write and a
+	// removal of the same key meet in it and cancel out.
+	k := entryKey(7, 1)
+	s.mu.Lock()
+	n0 := len(s.ops)
+	s.putLocked(k, []byte{1})
+	s.deleteLocked(k)
+	added := s.ops[n0:]
+	s.mu.Unlock()
+	require.Len(t, added, 1, "no delete op is queued")
+	require.True(t, added[0].cancelled, "the write is cancelled")
+
+	// Through the Journal API the outcome on disk is the same.
+	m := msg("short-lived")
+	s.Append(7, 2, m)
+	s.Remove(7, 2, m)
+	s.Flush()
+	require.Equal(t, 0, keys(t, s, prefixEntry))
+	require.Equal(t, 0, keys(t, s, prefixMessage))
+}
+
+func TestSweepRemovesOrphans(t *testing.T) {
+	dir := t.TempDir()
+	s := openT(t, dir)
+	s.Append(1, 1, msg("kept"))
+	s.Append(9, 1, msg("queue 9 is gone"))
+	s.Flush()
+	require.NoError(t, s.Close())
+
+	s = openT(t, dir)
+	defer s.Close()
+	msgs := map[uint64]*queue.Message{}
+	_, err := s.LoadQueue(1, msgs)
+	require.NoError(t, err)
+	require.NoError(t, s.Sweep(map[uint64]bool{1: true}, msgs))
+	require.Equal(t, 1, keys(t, s, prefixEntry))
+	require.Equal(t, 1, keys(t, s, prefixMessage))
+}
+
+func TestDefinitions(t *testing.T) {
+	dir := t.TempDir()
+	s := openT(t, dir)
+	require.NoError(t, s.PutDef(KindQueue, "/\x00a", map[string]int{"id": 1}))
+	require.NoError(t, s.PutDef(KindQueue, "/\x00b", map[string]int{"id": 2}))
+	s.DeleteDef(KindQueue, "/\x00a")
+	s.Flush()
+	require.NoError(t, s.Close())
+	s = openT(t, dir)
+	defer s.Close()
+	var names []string
+	require.NoError(t, s.Defs(KindQueue, func(name string, raw []byte) error {
+		names = append(names, name)
+		require.JSONEq(t, `{"id":2}`, string(raw))
+		return nil
+	}))
+	require.Equal(t, []string{"/\x00b"}, names)
+}
+
+func TestDecodeMessageRejectsCorruptRecords(t *testing.T) {
+	for _, b := range [][]byte{nil, {5, 'a'}, {0, 3, 'k'}, {0, 0, 0, 0, 0, 9}} {
+		_, err := decodeMessage(b)
+		require.ErrorIs(t, err, errCorrupt)
+	}
+	m, err := decodeMessage(encodeMessage(msg("round trip")))
+	require.NoError(t, err)
+	require.Equal(t, "round trip", string(m.Body))
+}
