@@ -19,6 +19,11 @@ type Message struct {
 	// it. The journal guards them with its own lock.
 	StoreID   uint64
 	StoreRefs int32
+	// StoreInline asks the journal to keep the message inside its one
+	// queue entry rather than in a shared record: the router sets it when
+	// exactly one durable queue takes the message (the common case), so a
+	// restart reads each queue with one sequential scan.
+	StoreInline bool
 }
 
 // Persistent reports delivery mode 2.

@@ -89,14 +89,25 @@ func (s *Store) LoadQueue(qid uint64, msgs map[uint64]*queue.Message) ([]queue.E
 			}
 			seq := binary.BigEndian.Uint64(k[9:])
 			var id uint64
+			var inline *queue.Message
 			if err := item.Value(func(v []byte) error {
-				if len(v) != 8 {
-					return errCorrupt
+				switch {
+				case len(v) == 8:
+					id = binary.BigEndian.Uint64(v)
+					return nil
+				case len(v) > 1 && v[0] == inlineMarker:
+					var err error
+					inline, err = decodeMessage(v[1:])
+					return err
 				}
-				id = binary.BigEndian.Uint64(v)
-				return nil
+				return errCorrupt
 			}); err != nil {
-				return err
+				return fmt.Errorf("entry %d of queue %d: %w", seq, qid, err)
+			}
+			if inline != nil {
+				inline.StoreInline, inline.StoreRefs = true, 1
+				es = append(es, queue.Entry{Msg: inline, Seq: seq, Redelivered: seq <= watermark, Journaled: true})
+				continue
 			}
 			m := msgs[id]
 			if m == nil {

@@ -15,6 +15,10 @@ import (
 	"github.com/warren-mq/warren/queue"
 )
 
+// inlineMarker starts an entry value that holds the message itself (an
+// 8-byte value is a message id instead).
+const inlineMarker = 1
+
 const (
 	prefixEntry     = 'q'
 	prefixMessage   = 'm'
@@ -209,12 +213,19 @@ func (s *Store) Append(qid, seq uint64, m *queue.Message) {
 	for s.pendBytes > maxPendingBytes && !s.closed {
 		s.roomFreed.Wait()
 	}
+	m.StoreRefs++
+	if m.StoreInline && m.StoreRefs == 1 {
+		s.putLocked(entryKey(qid, seq), append([]byte{inlineMarker}, encodeMessage(m)...))
+		s.mu.Unlock()
+		s.kick()
+		return
+	}
+	m.StoreInline = false // a second queue took it after all: share a record
 	if m.StoreID == 0 {
 		s.nextMsgID++
 		m.StoreID = s.nextMsgID
 		s.putLocked(idKey(prefixMessage, m.StoreID), encodeMessage(m))
 	}
-	m.StoreRefs++
 	var v [8]byte
 	binary.BigEndian.PutUint64(v[:], m.StoreID)
 	s.putLocked(entryKey(qid, seq), v[:])
@@ -227,7 +238,7 @@ func (s *Store) Remove(qid, seq uint64, m *queue.Message) {
 	s.mu.Lock()
 	s.deleteLocked(entryKey(qid, seq))
 	m.StoreRefs--
-	if m.StoreRefs == 0 && m.StoreID != 0 {
+	if m.StoreRefs == 0 && m.StoreID != 0 && !m.StoreInline {
 		s.deleteLocked(idKey(prefixMessage, m.StoreID))
 	}
 	s.mu.Unlock()

@@ -151,6 +151,15 @@ func (ch *channel) route(pm *amqp.BasicPublish, msg *queue.Message, seq uint64) 
 	ttl := messageTTL(msg)
 	rejected, persisted := false, false
 	durable := msg.Persistent() && ch.conn.srv.store != nil
+	if durable {
+		n := 0
+		for _, q := range qs {
+			if q.Durable {
+				n++
+			}
+		}
+		msg.StoreInline = n == 1
+	}
 	for _, q := range qs {
 		switch q.Publish(msg, ttl) {
 		case queue.Rejected:
