@@ -24,11 +24,16 @@ type durableBroker struct {
 }
 
 func startDurable(t *testing.T, dir string) *durableBroker {
+	return startDurableCfg(t, dir, server.Config{})
+}
+
+func startDurableCfg(t *testing.T, dir string, cfg server.Config) *durableBroker {
 	t.Helper()
 	log := zaptest.NewLogger(t, zaptest.Level(zapWarn))
 	st, err := store.Open(dir, log)
 	require.NoError(t, err)
-	s := server.New(server.Config{Logger: log, Store: st})
+	cfg.Logger, cfg.Store = log, st
+	s := server.New(cfg)
 	require.NoError(t, s.Restore())
 	l, err := net.Listen("tcp", "127.0.0.1:0")
 	require.NoError(t, err)

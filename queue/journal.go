@@ -1,16 +1,24 @@
 package queue
 
-// Journal persists the entries of durable queues. The store package
-// implements it on Badger; a queue without a journal keeps everything in
-// memory. Calls are made with the queue's lock held, so implementations
-// only append to their own pending batch (their lock is a leaf).
+// Journal persists the entries of durable queues and holds the paged-out
+// part of any queue. The store package implements it on Badger. Calls are
+// made with the queue's lock held, so implementations only append to their
+// own pending batch (their lock is a leaf) — except Load and DropFrom, which
+// read the disk.
 type Journal interface {
-	// Append journals a persistent message entering queue qid at seq.
-	Append(qid, seq uint64, m *Message)
-	// Remove journals that the entry left the queue (acked, dropped,
-	// expired, dead-lettered, purged or deleted).
+	// Append journals a persistent message entering durable queue qid at seq.
+	Append(qid, seq uint64, m *Message, expiresAt int64)
+	// Spill writes a transient entry that the queue pages out of memory;
+	// spilled entries are discarded at startup.
+	Spill(qid, seq uint64, m *Message, expiresAt int64)
+	// Remove journals that an appended or spilled entry left the queue.
 	Remove(qid, seq uint64, m *Message)
 	// Delivered records that entries up to seq have been delivered, so that
 	// after a restart they come back with redelivered set.
 	Delivered(qid, seq uint64)
+	// Load reads up to max entries of queue qid from seq from on, in seq
+	// order, including ones not yet committed.
+	Load(qid, from uint64, max int) ([]Entry, error)
+	// DropFrom removes every entry of queue qid from seq from on.
+	DropFrom(qid, from uint64)
 }

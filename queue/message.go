@@ -14,11 +14,9 @@ type Message struct {
 	// Props is the decoded form of Header, for routing and queue features.
 	Props amqp.Properties
 
-	// StoreID and StoreRefs belong to the Journal: the message's id on disk
-	// (0 until first journaled) and how many queue entries on disk refer to
-	// it. The journal guards them with its own lock.
-	StoreID   uint64
-	StoreRefs int32
+	// StoreID belongs to the Journal: the id of the message's shared record
+	// on disk, 0 when it has none. The journal guards it with its own lock.
+	StoreID uint64
 	// StoreInline asks the journal to keep the message inside its one
 	// queue entry rather than in a shared record: the router sets it when
 	// exactly one durable queue takes the message (the common case), so a
@@ -38,6 +36,9 @@ type Entry struct {
 	// ExpiresAt is when the message expires (unix ns), 0 for never.
 	ExpiresAt int64
 	// Journaled is set when the entry is on disk (a persistent message in a
-	// durable queue) and must be removed from the journal when it leaves.
+	// durable queue, or a spilled one) and must be removed from the journal
+	// when it leaves.
 	Journaled bool
+	// Spilled marks a transient entry paged out to disk (and read back).
+	Spilled bool
 }

@@ -2,6 +2,7 @@ package queue
 
 import (
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/warren-mq/warren/amqp"
@@ -43,9 +44,24 @@ type Config struct {
 	Owner any
 	// ID identifies a durable queue in the journal; assigned by the server.
 	ID uint64
-	// Journal persists persistent messages of a durable queue; nil keeps
-	// the queue in memory only.
+	// Journal persists persistent messages of a durable queue and holds
+	// the part of any queue beyond PageWindow; nil keeps the queue in
+	// memory only.
 	Journal Journal
+	// PageWindow is how many ready messages a queue keeps in memory before
+	// new ones go to the journal only (default 20000).
+	PageWindow int
+}
+
+// DefaultPageWindow is the in-memory window of a queue with a journal.
+const DefaultPageWindow = 20000
+
+// DiskPart is the paged-out tail of a queue: entries only on disk.
+type DiskPart struct {
+	N     int
+	Bytes int64
+	From  uint64 // seq of the first paged-out entry
+	Last  uint64 // seq of the last one
 }
 
 // Queue is one queue.
@@ -88,6 +104,15 @@ type Queue struct {
 	// reported to the journal once per delivery pass.
 	maxDelivered, reportedDelivered uint64
 
+	// disk is the paged-out tail: every entry with seq >= disk.From that is
+	// ready lives only in the journal; everything in memory has a lower seq.
+	disk DiskPart
+	// diskHint mirrors disk.N for lock-free reads.
+	diskHint atomic.Int64
+	// watermark is the delivered watermark read at startup: paged-in
+	// entries at or below it come back redelivered.
+	watermark uint64
+
 	// lastUsed is when the queue was last used (declared, read from or
 	// consumed from), for x-expires. expTimer fires when it may expire.
 	lastUsed int64
@@ -109,6 +134,9 @@ func New(cfg Config) *Queue {
 		done:   make(chan struct{}),
 	}
 	q.ready = newReadyList(q.lim.maxPriority)
+	if q.PageWindow == 0 {
+		q.PageWindow = DefaultPageWindow
+	}
 	q.timer = time.NewTimer(time.Hour)
 	q.timer.Stop()
 	q.expTimer = time.NewTimer(time.Hour)
@@ -253,6 +281,55 @@ func (q *Queue) reportDeliveredLocked() {
 	}
 }
 
+// readyCountLocked counts ready messages, in memory and paged out.
+// Lock must be held.
+func (q *Queue) readyCountLocked() int { return q.ready.len() + q.disk.N }
+
+// pagingLocked reports whether a new entry must go to the paged-out tail.
+// Lock must be held.
+func (q *Queue) pagingLocked() bool {
+	return q.Journal != nil && (q.disk.N > 0 || q.ready.len() >= q.PageWindow)
+}
+
+// pageInLocked reads the next part of the paged-out tail into memory when
+// the in-memory part runs low. Lock must be held (it reads the disk: a
+// bounded batch, once per half window of deliveries).
+func (q *Queue) pageInLocked() {
+	if q.disk.N == 0 || q.ready.len() >= q.PageWindow/2 {
+		return
+	}
+	es, err := q.Journal.Load(q.ID, q.disk.From, min(q.PageWindow/2, q.disk.N))
+	if err != nil || len(es) == 0 {
+		// The journal reported the failure; the tail stays on disk and is
+		// retried on the next pass.
+		return
+	}
+	for _, e := range es {
+		e.Redelivered = e.Seq <= q.watermark
+		q.ready.push(e)
+		q.disk.Bytes -= int64(len(e.Msg.Body))
+	}
+	q.disk.N -= len(es)
+	q.disk.From = es[len(es)-1].Seq + 1
+	if q.disk.N <= 0 {
+		q.disk = DiskPart{}
+	}
+	q.diskHint.Store(int64(q.disk.N))
+}
+
+// dropDiskLocked removes the paged-out tail (purge, delete).
+// Lock must be held.
+func (q *Queue) dropDiskLocked() int {
+	n := q.disk.N
+	if n > 0 {
+		q.Journal.DropFrom(q.ID, q.disk.From)
+		q.readyBytes -= q.disk.Bytes
+		q.disk = DiskPart{}
+		q.diskHint.Store(0)
+	}
+	return n
+}
+
 // popLocked removes the head. Lock must be held.
 func (q *Queue) popLocked() Entry {
 	e := q.ready.pop()
@@ -263,6 +340,7 @@ func (q *Queue) popLocked() Entry {
 // expireLocked drops expired messages at the head, appending them to dead.
 // Lock must be held.
 func (q *Queue) expireLocked(dead []DeadLetter) []DeadLetter {
+	q.pageInLocked()
 	if q.ready.len() == 0 {
 		return dead
 	}
@@ -281,6 +359,9 @@ func (q *Queue) expireLocked(dead []DeadLetter) []DeadLetter {
 		e := q.popLocked()
 		q.forgetLocked(&e)
 		dead = append(dead, DeadLetter{Msg: e.Msg, Reason: ReasonExpired})
+		if q.ready.len() == 0 {
+			q.pageInLocked()
+		}
 	}
 	return dead
 }
@@ -299,12 +380,12 @@ const (
 // Throttle returns a channel to wait on when the queue is too far behind
 // its consumers, or nil.
 func (q *Queue) Throttle() <-chan struct{} {
-	if q.ready.approxLen() < flowHigh {
+	if q.ready.approxLen()+q.diskHint.Load() < flowHigh {
 		return nil
 	}
 	q.mu.Lock()
 	defer q.mu.Unlock()
-	if q.ready.len() < flowHigh || !q.progressingLocked() || len(q.consumers) == 0 || q.deleted {
+	if q.readyCountLocked() < flowHigh || !q.progressingLocked() || len(q.consumers) == 0 || q.deleted {
 		return nil
 	}
 	if q.drained == nil {
@@ -324,7 +405,7 @@ func (q *Queue) progressingLocked() bool {
 // releaseFlowLocked wakes throttled publishers once the backlog is low.
 // Lock must be held.
 func (q *Queue) releaseFlowLocked() {
-	if q.drained != nil && (q.ready.len() < flowLow || len(q.consumers) == 0 || q.deleted) {
+	if q.drained != nil && (q.readyCountLocked() < flowLow || len(q.consumers) == 0 || q.deleted) {
 		close(q.drained)
 		q.drained = nil
 	}
@@ -347,6 +428,9 @@ func (q *Queue) deliverLocked(dead []DeadLetter) []DeadLetter {
 		}
 		q.handedLocked(&e, c.NoAck)
 		c.Sink.Deliver(q, c, e)
+		if q.ready.len() < q.PageWindow/2 {
+			q.pageInLocked()
+		}
 		dead = q.expireLocked(dead)
 		if q.drained != nil {
 			q.releaseFlowLocked()
@@ -416,7 +500,7 @@ func (q *Queue) Publish(m *Message, ttl int64) PublishResult {
 		ttl = q.lim.ttl
 	}
 	size := int64(len(m.Body))
-	if q.lim.overflow != DropHead && (int64(q.ready.len()) >= q.lim.maxLen || q.readyBytes+size > q.lim.maxLenBytes) {
+	if q.lim.overflow != DropHead && (int64(q.readyCountLocked()) >= q.lim.maxLen || q.readyBytes+size > q.lim.maxLenBytes) {
 		q.mu.Unlock()
 		if q.lim.overflow == RejectPublishDLX {
 			q.deadLetter([]DeadLetter{{Msg: m, Reason: ReasonMaxLen}})
@@ -426,6 +510,33 @@ func (q *Queue) Publish(m *Message, ttl int64) PublishResult {
 	q.nextSeq++
 	e := Entry{Msg: m, Seq: q.nextSeq}
 	journal := q.Journal != nil && q.Durable && m.Persistent()
+	if ttl != 0 && q.pagingLocked() {
+		// The queue is over its in-memory window: the entry goes to the
+		// paged-out tail, on disk only.
+		if ttl > 0 {
+			e.ExpiresAt = time.Now().UnixNano() + ttl*int64(time.Millisecond)
+		}
+		if journal {
+			q.Journal.Append(q.ID, e.Seq, m, e.ExpiresAt)
+		} else {
+			q.Journal.Spill(q.ID, e.Seq, m, e.ExpiresAt)
+		}
+		if q.disk.N == 0 {
+			q.disk.From = e.Seq
+		}
+		q.disk.N++
+		q.disk.Bytes += size
+		q.diskHint.Store(int64(q.disk.N))
+		q.readyBytes += size
+		dead = q.trimLocked(dead)
+		kick := len(q.consumers) > 0
+		q.mu.Unlock()
+		q.deadLetter(dead)
+		if kick {
+			q.Kick()
+		}
+		return Enqueued
+	}
 	if ttl == 0 {
 		// Expiration 0: deliver only to a consumer ready now.
 		dead = q.expireLocked(dead)
@@ -433,7 +544,7 @@ func (q *Queue) Publish(m *Message, ttl int64) PublishResult {
 			if !c.NoAck {
 				q.unacked++
 				if journal {
-					q.Journal.Append(q.ID, e.Seq, m)
+					q.Journal.Append(q.ID, e.Seq, m, 0)
 					e.Journaled = true
 					q.handedLocked(&e, false)
 					q.reportDeliveredLocked()
@@ -451,16 +562,12 @@ func (q *Queue) Publish(m *Message, ttl int64) PublishResult {
 		e.ExpiresAt = time.Now().UnixNano() + ttl*int64(time.Millisecond)
 	}
 	if journal {
-		q.Journal.Append(q.ID, e.Seq, m)
+		q.Journal.Append(q.ID, e.Seq, m, e.ExpiresAt)
 		e.Journaled = true
 	}
 	q.ready.push(e)
 	q.readyBytes += size
-	for int64(q.ready.len()) > q.lim.maxLen || q.readyBytes > q.lim.maxLenBytes {
-		old := q.popLocked()
-		q.forgetLocked(&old)
-		dead = append(dead, DeadLetter{Msg: old.Msg, Reason: ReasonMaxLen})
-	}
+	dead = q.trimLocked(dead)
 	kick := len(q.consumers) > 0 || (q.ready.len() == 1 && e.ExpiresAt != 0)
 	q.mu.Unlock()
 	q.deadLetter(dead)
@@ -470,10 +577,27 @@ func (q *Queue) Publish(m *Message, ttl int64) PublishResult {
 	return Enqueued
 }
 
+// trimLocked drops messages from the head while the queue is over
+// x-max-length or x-max-length-bytes (drop-head). Lock must be held.
+func (q *Queue) trimLocked(dead []DeadLetter) []DeadLetter {
+	for int64(q.readyCountLocked()) > q.lim.maxLen || q.readyBytes > q.lim.maxLenBytes {
+		if q.ready.len() == 0 {
+			q.pageInLocked()
+			if q.ready.len() == 0 {
+				break
+			}
+		}
+		old := q.popLocked()
+		q.forgetLocked(&old)
+		dead = append(dead, DeadLetter{Msg: old.Msg, Reason: ReasonMaxLen})
+	}
+	return dead
+}
+
 // pickReadyLocked picks a consumer only when no message is waiting ahead.
 // Lock must be held.
 func (q *Queue) pickReadyLocked() *Consumer {
-	if q.ready.len() > 0 || len(q.consumers) == 0 {
+	if q.readyCountLocked() > 0 || len(q.consumers) == 0 {
 		return nil
 	}
 	return q.pickLocked()
@@ -494,7 +618,7 @@ func (q *Queue) Get(noAck bool) (e Entry, remaining int, ok bool) {
 		if !noAck && e.Journaled {
 			q.reportDeliveredLocked()
 		}
-		remaining = q.ready.len()
+		remaining = q.readyCountLocked()
 	}
 	q.mu.Unlock()
 	q.deadLetter(dead)
@@ -587,11 +711,18 @@ func (q *Queue) RemoveConsumer(c *Consumer) bool {
 	return found
 }
 
-// Restore loads entries recovered from the journal, in Seq order, before
-// the queue is used.
-func (q *Queue) Restore(es []Entry) {
+// Restore loads entries recovered from the journal, in Seq order, and the
+// summary of the part left on disk, before the queue is used. watermark is
+// the delivered watermark: entries at or below it were handed out before.
+func (q *Queue) Restore(es []Entry, disk DiskPart, watermark uint64) {
 	q.mu.Lock()
 	defer q.mu.Unlock()
+	q.watermark = watermark
+	if disk.N > 0 {
+		q.disk = disk
+		q.diskHint.Store(int64(disk.N))
+		q.readyBytes += disk.Bytes
+	}
 	for _, e := range es {
 		q.ready.push(e)
 		q.readyBytes += int64(len(e.Msg.Body))
@@ -602,13 +733,16 @@ func (q *Queue) Restore(es []Entry) {
 			q.maxDelivered, q.reportedDelivered = e.Seq, e.Seq
 		}
 	}
+	if disk.N > 0 && q.nextSeq < disk.Last {
+		q.nextSeq = disk.Last
+	}
 }
 
 // Counts returns ready messages, unacked messages and consumers.
 func (q *Queue) Counts() (ready, unacked, consumers int) {
 	q.mu.Lock()
 	defer q.mu.Unlock()
-	return q.ready.len(), q.unacked, len(q.consumers)
+	return q.readyCountLocked(), q.unacked, len(q.consumers)
 }
 
 // Purge drops every ready message and returns how many there were.
@@ -616,8 +750,8 @@ func (q *Queue) Purge() int {
 	q.mu.Lock()
 	defer q.mu.Unlock()
 	q.ready.each(q.forgetLocked)
+	n := q.ready.clear() + q.dropDiskLocked()
 	q.readyBytes = 0
-	n := q.ready.clear()
 	q.releaseFlowLocked()
 	return n
 }
@@ -633,8 +767,8 @@ func (q *Queue) Delete() int {
 	wasStopped := q.stopped
 	q.deleted = true
 	q.ready.each(q.forgetLocked)
+	n := q.ready.clear() + q.dropDiskLocked()
 	q.readyBytes = 0
-	n := q.ready.clear()
 	q.releaseFlowLocked()
 	consumers := q.consumers
 	q.consumers = nil

@@ -15,9 +15,12 @@ import (
 	"github.com/warren-mq/warren/queue"
 )
 
-// inlineMarker starts an entry value that holds the message itself (an
-// 8-byte value is a message id instead).
-const inlineMarker = 1
+// An entry value is kind(1) expiresAt(8, unix ns, 0 for none) payload.
+const (
+	kindInline = 1 // payload: the message record (one queue holds it)
+	kindRef    = 2 // payload: msgID(8) of a shared record
+	kindSpill  = 3 // payload: the message record of a transient message paged out
+)
 
 const (
 	prefixEntry     = 'q'
@@ -50,6 +53,8 @@ type Store struct {
 	callbacks  []func()
 	pendBytes  int
 	nextMsgID  uint64
+	// shared counts the entries that refer to each shared message record.
+	shared map[uint64]int32
 	closed     bool
 	roomFreed  *sync.Cond
 	commitKick chan struct{}
@@ -109,6 +114,7 @@ func Open(dir string, log *zap.Logger) (*Store, error) {
 		dir:        dir,
 		puts:       map[string]int{},
 		delivered:  map[uint64]uint64{},
+		shared:     map[uint64]int32{},
 		commitKick: make(chan struct{}, 1),
 		stop:       make(chan struct{}),
 		done:       make(chan struct{}),
@@ -207,28 +213,48 @@ func decodeMessage(b []byte) (*queue.Message, error) {
 
 // --- queue.Journal ---
 
-// Append implements queue.Journal.
-func (s *Store) Append(qid, seq uint64, m *queue.Message) {
-	s.mu.Lock()
+func entryValue(kind byte, expiresAt int64, payload []byte) []byte {
+	v := make([]byte, 9, 9+len(payload))
+	v[0] = kind
+	binary.BigEndian.PutUint64(v[1:], uint64(expiresAt))
+	return append(v, payload...)
+}
+
+// waitRoomLocked blocks while the pending batch is full. Lock must be held.
+func (s *Store) waitRoomLocked() {
 	for s.pendBytes > maxPendingBytes && !s.closed {
 		s.roomFreed.Wait()
 	}
-	m.StoreRefs++
-	if m.StoreInline && m.StoreRefs == 1 {
-		s.putLocked(entryKey(qid, seq), append([]byte{inlineMarker}, encodeMessage(m)...))
+}
+
+// Append implements queue.Journal.
+func (s *Store) Append(qid, seq uint64, m *queue.Message, expiresAt int64) {
+	s.mu.Lock()
+	s.waitRoomLocked()
+	if m.StoreInline && m.StoreID == 0 {
+		s.putLocked(entryKey(qid, seq), entryValue(kindInline, expiresAt, encodeMessage(m)))
 		s.mu.Unlock()
 		s.kick()
 		return
 	}
-	m.StoreInline = false // a second queue took it after all: share a record
 	if m.StoreID == 0 {
 		s.nextMsgID++
 		m.StoreID = s.nextMsgID
 		s.putLocked(idKey(prefixMessage, m.StoreID), encodeMessage(m))
 	}
-	var v [8]byte
-	binary.BigEndian.PutUint64(v[:], m.StoreID)
-	s.putLocked(entryKey(qid, seq), v[:])
+	s.shared[m.StoreID]++
+	var id [8]byte
+	binary.BigEndian.PutUint64(id[:], m.StoreID)
+	s.putLocked(entryKey(qid, seq), entryValue(kindRef, expiresAt, id[:]))
+	s.mu.Unlock()
+	s.kick()
+}
+
+// Spill implements queue.Journal.
+func (s *Store) Spill(qid, seq uint64, m *queue.Message, expiresAt int64) {
+	s.mu.Lock()
+	s.waitRoomLocked()
+	s.putLocked(entryKey(qid, seq), entryValue(kindSpill, expiresAt, encodeMessage(m)))
 	s.mu.Unlock()
 	s.kick()
 }
@@ -237,12 +263,23 @@ func (s *Store) Append(qid, seq uint64, m *queue.Message) {
 func (s *Store) Remove(qid, seq uint64, m *queue.Message) {
 	s.mu.Lock()
 	s.deleteLocked(entryKey(qid, seq))
-	m.StoreRefs--
-	if m.StoreRefs == 0 && m.StoreID != 0 && !m.StoreInline {
-		s.deleteLocked(idKey(prefixMessage, m.StoreID))
+	if m.StoreID != 0 {
+		s.unrefLocked(m.StoreID)
 	}
 	s.mu.Unlock()
 	s.kick()
+}
+
+// unrefLocked drops one reference to a shared record and deletes it with
+// the last. Lock must be held.
+func (s *Store) unrefLocked(id uint64) {
+	n := s.shared[id] - 1
+	if n > 0 {
+		s.shared[id] = n
+		return
+	}
+	delete(s.shared, id)
+	s.deleteLocked(idKey(prefixMessage, id))
 }
 
 // Delivered implements queue.Journal.

@@ -121,9 +121,12 @@ func (v *Vhost) syncDefs() {
 // newQueue builds a queue wired to this vhost: journal, dead-lettering and
 // auto-delete. Lock must be held (it is added to the registry).
 func (v *Vhost) newQueue(cfg queue.Config, owner *conn) *Queue {
-	if cfg.Durable && !cfg.Exclusive && v.store != nil {
+	if v.store != nil {
+		// Every queue gets an id and the journal: durable ones to persist,
+		// all of them to page out beyond their in-memory window.
 		cfg.ID = v.nextQueueID()
 		cfg.Journal = v.store
+		cfg.PageWindow = v.pageWindow
 	}
 	q := &Queue{Queue: queue.New(cfg), owner: owner}
 	if owner != nil {
@@ -173,7 +176,7 @@ func (s *Server) Restore() error {
 		return err
 	}
 
-	msgs := map[uint64]*queue.Message{}
+	cache := map[uint64]*queue.Message{}
 	live := map[uint64]bool{}
 	var records []queueRecord
 	if err := st.Defs(store.KindQueue, func(name string, raw []byte) error {
@@ -195,10 +198,14 @@ func (s *Server) Restore() error {
 		if r.ID > s.lastQueueID.Load() {
 			s.lastQueueID.Store(r.ID)
 		}
-		q := &Queue{Queue: queue.New(queue.Config{Name: r.Name, Vhost: v.Name, Durable: true, AutoDelete: r.AutoDelete, Args: args, ID: r.ID, Journal: st})}
+		q := &Queue{Queue: queue.New(queue.Config{Name: r.Name, Vhost: v.Name, Durable: true, AutoDelete: r.AutoDelete, Args: args, ID: r.ID, Journal: st, PageWindow: v.pageWindow})}
 		q.OnDeadLetter = func(_ *queue.Queue, dls []queue.DeadLetter) { v.deadLetter(q, dls) }
 		q.OnUnused = func(*queue.Queue) { v.deleteQueue(q) }
-		es, err := st.LoadQueue(r.ID, msgs)
+		window := v.pageWindow
+		if window == 0 {
+			window = queue.DefaultPageWindow
+		}
+		es, disk, watermark, err := st.LoadQueue(r.ID, window, cache)
 		if err != nil {
 			return err
 		}
@@ -209,7 +216,7 @@ func (s *Server) Restore() error {
 				}
 			}
 		}
-		q.Restore(es)
+		q.Restore(es, disk, watermark)
 		v.queues[r.Name] = q
 		live[r.ID] = true
 	}
@@ -242,10 +249,17 @@ func (s *Server) Restore() error {
 	}); err != nil {
 		return err
 	}
-	if err := st.Sweep(live, msgs); err != nil {
+	if err := st.Sweep(live); err != nil {
 		return err
 	}
-	s.log.Sugar().Infof("restored %d durable queues with %d messages", len(records), len(msgs))
+	n := 0
+	for _, r := range records {
+		if q := v.queues[r.Name]; q != nil {
+			ready, _, _ := q.Counts()
+			n += ready
+		}
+	}
+	s.log.Sugar().Infof("restored %d durable queues with %d messages", len(records), n)
 	return nil
 }
 

@@ -40,6 +40,9 @@ type Config struct {
 	DiskFreeLimit uint64
 	// DataDir is where the disk alarm measures free space.
 	DataDir string
+	// PageWindow is how many ready messages a queue keeps in memory before
+	// paging the rest out to the store (default queue.DefaultPageWindow).
+	PageWindow int
 	// Store persists durable definitions and persistent messages; nil keeps
 	// everything in memory. The server does not close it.
 	Store *store.Store
@@ -112,6 +115,7 @@ func New(cfg Config) *Server {
 	v := newVhost("/", s.log)
 	v.store = s.store
 	v.nextQueueID = func() uint64 { return s.lastQueueID.Add(1) }
+	v.pageWindow = cfg.PageWindow
 	s.vhosts["/"] = v
 	u := NewUser(cfg.DefaultUser, cfg.DefaultPass, "administrator")
 	u.Permissions["/"] = Permission{Configure: ".*", Write: ".*", Read: ".*"}

@@ -63,6 +63,7 @@ type Vhost struct {
 
 	store       *store.Store
 	nextQueueID func() uint64
+	pageWindow  int
 }
 
 func newVhost(name string, log *zap.Logger) *Vhost {
