@@ -9,7 +9,6 @@ import (
 	"github.com/warren-mq/warren/queue"
 )
 
-
 // recordBodyLen returns the body length of a message record without
 // decoding it.
 func recordBodyLen(rec []byte) int64 {

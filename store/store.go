@@ -47,14 +47,14 @@ type Store struct {
 
 	mu sync.Mutex
 	// Guarded by mu: the pending batch.
-	ops        []op
-	puts       map[string]int // key → index in ops of a pending put
-	delivered  map[uint64]uint64
-	callbacks  []func()
-	pendBytes  int
-	nextMsgID  uint64
+	ops       []op
+	puts      map[string]int // key → index in ops of a pending put
+	delivered map[uint64]uint64
+	callbacks []func()
+	pendBytes int
+	nextMsgID uint64
 	// shared counts the entries that refer to each shared message record.
-	shared map[uint64]int32
+	shared     map[uint64]int32
 	closed     bool
 	roomFreed  *sync.Cond
 	commitKick chan struct{}

@@ -39,42 +39,75 @@ func TestAppendLoadAndSharedMessage(t *testing.T) {
 	dir := t.TempDir()
 	s := openT(t, dir)
 	m := msg("hello")
-	s.Append(1, 10, m)
-	s.Append(2, 5, m) // fanned out: stored once
-	s.Append(1, 11, msg("second"))
+	s.Append(1, 10, m, 0)
+	s.Append(2, 5, m, 0) // fanned out: stored once
+	single := msg("second")
+	single.StoreInline = true
+	s.Append(1, 11, single, 12345) // one queue: inline in the entry
 	s.Delivered(1, 10)
 	s.Flush()
-	require.Equal(t, 2, keys(t, s, prefixMessage))
+	require.Equal(t, 1, keys(t, s, prefixMessage))
 	require.Equal(t, 3, keys(t, s, prefixEntry))
 	require.NoError(t, s.Close())
 
 	s = openT(t, dir)
 	defer s.Close()
-	msgs := map[uint64]*queue.Message{}
-	q1, err := s.LoadQueue(1, msgs)
+	cache := map[uint64]*queue.Message{}
+	q1, disk, wm, err := s.LoadQueue(1, 100, cache)
 	require.NoError(t, err)
-	q2, err := s.LoadQueue(2, msgs)
+	require.Zero(t, disk.N)
+	require.Equal(t, uint64(10), wm)
+	q2, _, _, err := s.LoadQueue(2, 100, cache)
 	require.NoError(t, err)
 	require.Len(t, q1, 2)
 	require.Len(t, q2, 1)
 	require.Equal(t, uint64(10), q1[0].Seq)
 	require.True(t, q1[0].Redelivered, "at the delivered watermark")
 	require.False(t, q1[1].Redelivered)
+	require.Equal(t, int64(12345), q1[1].ExpiresAt, "expiry deadline kept")
+	require.True(t, q1[1].Msg.StoreInline)
 	require.False(t, q2[0].Redelivered)
 	require.Same(t, q1[0].Msg, q2[0].Msg, "one message object for both queues")
-	require.Equal(t, int32(2), q1[0].Msg.StoreRefs)
 	require.Equal(t, "hello", string(q1[0].Msg.Body))
 	require.Equal(t, "x", q1[0].Msg.Exchange)
 	require.Equal(t, "k", q1[0].Msg.RoutingKey)
 	require.Equal(t, m.Header, q1[0].Msg.Header, "header byte for byte")
 
-	// Removing one reference keeps the record; removing both drops it.
+	// Removing one reference keeps the shared record; removing both drops it.
 	s.Remove(1, 10, q1[0].Msg)
 	s.Flush()
-	require.Equal(t, 2, keys(t, s, prefixMessage))
+	require.Equal(t, 1, keys(t, s, prefixMessage))
 	s.Remove(2, 5, q2[0].Msg)
 	s.Flush()
-	require.Equal(t, 1, keys(t, s, prefixMessage))
+	require.Equal(t, 0, keys(t, s, prefixMessage))
+}
+
+func TestWindowLoadAndDropFrom(t *testing.T) {
+	s := openT(t, t.TempDir())
+	defer s.Close()
+	for i := uint64(1); i <= 50; i++ {
+		m := msg("m")
+		m.StoreInline = true
+		if i%2 == 0 {
+			s.Spill(3, i, m, 0)
+		} else {
+			s.Append(3, i, m, 0)
+		}
+	}
+	es, err := s.Load(3, 20, 10)
+	require.NoError(t, err, "pending entries are readable")
+	require.Len(t, es, 10)
+	require.Equal(t, uint64(20), es[0].Seq)
+	require.True(t, es[0].Spilled)
+	require.False(t, es[1].Spilled)
+	s.DropFrom(3, 25)
+	s.Flush()
+	require.Equal(t, 24, keys(t, s, prefixEntry))
+	win, disk, _, err := s.LoadQueue(3, 5, nil)
+	require.NoError(t, err)
+	require.Len(t, win, 5, "spilled entries are discarded at startup")
+	require.Equal(t, 7, disk.N, "the rest stays on disk")
+	require.Equal(t, uint64(23), disk.Last)
 }
 
 func TestAddAndRemoveInOneBatchNeverTouchDisk(t *testing.T) {
@@ -94,7 +127,7 @@ func TestAddAndRemoveInOneBatchNeverTouchDisk(t *testing.T) {
 
 	// Through the Journal API the outcome on disk is the same.
 	m := msg("short-lived")
-	s.Append(7, 2, m)
+	s.Append(7, 2, m, 0)
 	s.Remove(7, 2, m)
 	s.Flush()
 	require.Equal(t, 0, keys(t, s, prefixEntry))
@@ -104,17 +137,16 @@ func TestAddAndRemoveInOneBatchNeverTouchDisk(t *testing.T) {
 func TestSweepRemovesOrphans(t *testing.T) {
 	dir := t.TempDir()
 	s := openT(t, dir)
-	s.Append(1, 1, msg("kept"))
-	s.Append(9, 1, msg("queue 9 is gone"))
+	s.Append(1, 1, msg("kept"), 0)
+	s.Append(9, 1, msg("queue 9 is gone"), 0)
 	s.Flush()
 	require.NoError(t, s.Close())
 
 	s = openT(t, dir)
 	defer s.Close()
-	msgs := map[uint64]*queue.Message{}
-	_, err := s.LoadQueue(1, msgs)
+	_, _, _, err := s.LoadQueue(1, 100, map[uint64]*queue.Message{})
 	require.NoError(t, err)
-	require.NoError(t, s.Sweep(map[uint64]bool{1: true}, msgs))
+	require.NoError(t, s.Sweep(map[uint64]bool{1: true}))
 	require.Equal(t, 1, keys(t, s, prefixEntry))
 	require.Equal(t, 1, keys(t, s, prefixMessage))
 }
