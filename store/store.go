@@ -32,7 +32,7 @@ const (
 // Batch bounds: the committer writes whatever accumulated while it synced
 // the previous batch; Append waits while more than maxPendingBytes wait.
 const (
-	maxPendingBytes = 64 << 20
+	maxPendingBytes = 8 << 20
 	gcInterval      = time.Minute
 )
 
@@ -87,11 +87,12 @@ func Open(dir string, log *zap.Logger) (*Store, error) {
 		WithSyncWrites(false).
 		// Memory stays bounded: Badger's defaults (5 × 64 MB memtables,
 		// 256 MB block cache) alone would exceed the broker's budget.
-		WithMemTableSize(16 << 20).
+		WithMemTableSize(8 << 20).
 		WithNumMemtables(3).
 		WithNumLevelZeroTables(3).
 		WithNumLevelZeroTablesStall(8).
 		WithBlockCacheSize(16 << 20).
+		WithBaseTableSize(2 << 20).
 		WithIndexCacheSize(16 << 20).
 		// Small messages (the common case) live in the LSM tree, where
 		// compaction reclaims their space after deletion; large bodies go
