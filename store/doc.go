@@ -7,14 +7,31 @@
 // declaration, so no two queue names can collide and a queue's entries form
 // one contiguous key range.
 //
-//	'q' qid(8, BE) seq(8, BE)  → msgID(8, BE)         one entry of a durable queue
-//	'm' msgID(8, BE)           → message record        stored once, however many queues hold it
-//	'w' qid(8, BE)             → seq(8, BE)            delivered watermark: entries ≤ seq were handed out
-//	'd' kind(1) name           → definition (JSON)     vhosts, users, exchanges, queues, bindings
+//	'q' qid(8, BE) seq(8, BE)  → kind(1) expiresAt(8) payload   one entry of a queue
+//	'm' msgID(8, BE)           → message record                 shared by several queues, stored once
+//	'w' qid(8, BE)             → seq(8, BE)                     delivered watermark: entries ≤ seq were handed out
+//	'd' kind(1) name           → definition (JSON)              exchanges, queues, bindings (vhosts, users next)
+//
+// An entry's kind says what its payload is: 1, the message record itself
+// (a persistent message that went to one durable queue, the common case, so
+// a restart reads each queue with one sequential scan); 2, the 8-byte id of
+// a shared record (a message fanned out to several durable queues, stored
+// once; the store counts references in memory and deletes the record with
+// the last one); 3, the record of a transient message that a queue paged out
+// of memory (discarded at startup). expiresAt is the entry's TTL deadline in
+// Unix nanoseconds, 0 for none, so deadlines survive restarts and paging.
 //
 // A message record is exchange (1-byte length + bytes), routing key (1-byte
 // length + bytes), the content header payload as published (4-byte length +
 // bytes) and the body (the rest).
+//
+// # Paging
+//
+// A queue keeps at most a window of ready messages in memory
+// (queue.DefaultPageWindow); beyond it new entries go to the store only
+// (Append for persistent ones in durable queues, Spill for the rest) and are
+// read back in seq order (Load) as the in-memory part drains, so memory stays
+// bounded however deep a queue gets.
 //
 // # Group commit
 //
@@ -25,12 +42,19 @@
 // writes the rest with one Badger WriteBatch, calls db.Sync once, and only
 // then runs the batch's callbacks — publisher confirms among them. Batches
 // form naturally while the previous sync runs; Append blocks when the pending
-// batch exceeds maxPendingBytes, which pushes back on publishers.
+// batch exceeds maxPendingBytes (8 MB), which pushes back on publishers.
 //
 // # Recovery
 //
 // Open reads the definitions; LoadQueue reads one queue's entries in key
-// (= seq) order and the messages they refer to, marking entries at or below
-// the delivered watermark as redelivered. Message records that no entry
-// refers to are deleted at startup.
+// (= seq) order, its window into memory (entries at or below the delivered
+// watermark marked redelivered) and a count of the rest. Sweep then deletes
+// entries of queues that no longer exist, spilled transient entries and
+// records that no entry refers to.
+//
+// # Disk space
+//
+// Small messages live in the LSM tree (value threshold 4 KB), where
+// compaction drops deleted keys; larger bodies go to the value log, which a
+// GC pass reclaims every minute.
 package store

@@ -34,6 +34,9 @@ const (
 const (
 	maxPendingBytes = 8 << 20
 	gcInterval      = time.Minute
+	// trimInterval: how often the resident pages of Badger's mapped files
+	// are dropped from the broker's RSS (see trimMappedFiles).
+	trimInterval = 2 * time.Second
 )
 
 // ErrClosed is returned by calls after Close.
@@ -332,12 +335,16 @@ func (s *Store) committer() {
 	defer close(s.done)
 	gc := time.NewTicker(gcInterval)
 	defer gc.Stop()
+	trim := time.NewTicker(trimInterval)
+	defer trim.Stop()
 	for {
 		select {
 		case <-s.commitKick:
 			s.commit()
 		case <-gc.C:
 			s.collectGarbage()
+		case <-trim.C:
+			trimMappedFiles(s.dir)
 		case <-s.stop:
 			s.commit()
 			return
