@@ -36,7 +36,7 @@ const (
 	gcInterval      = time.Minute
 	// trimInterval: how often the resident pages of Badger's mapped files
 	// are dropped from the broker's RSS (see trimMappedFiles).
-	trimInterval = 2 * time.Second
+	trimInterval = time.Second
 )
 
 // ErrClosed is returned by calls after Close.
