@@ -171,3 +171,69 @@ func TestCorruptDataDirectoryIsAClearError(t *testing.T) {
 	require.Error(t, err)
 	require.Contains(t, err.Error(), dir)
 }
+
+func TestRestartKeepsVhostsUsersAndPermissions(t *testing.T) {
+	dir := t.TempDir()
+	b := startDurable(t, dir)
+	require.True(t, b.AddVhost("billing"))
+	require.False(t, b.AddVhost("billing"))
+	require.True(t, b.PutUser("alice", server.HashPassword("s3cret"), []string{"management"}))
+	require.NoError(t, b.SetPermission("alice", "billing", server.Permission{Configure: "^inv", Write: ".*", Read: ".*"}))
+	require.ErrorIs(t, b.SetPermission("alice", "nope", server.Permission{}), server.ErrNotFound)
+	require.Error(t, b.SetPermission("alice", "billing", server.Permission{Configure: "("}), "bad regexp")
+	aliceURL := "amqp://alice:s3cret@" + b.addr + "/billing"
+	c, err := amqp.Dial(aliceURL)
+	require.NoError(t, err)
+	ch, _ := c.Channel()
+	_, err = ch.QueueDeclare("invoices", true, false, false, false, nil)
+	require.NoError(t, err)
+	require.NoError(t, ch.PublishWithContext(context.Background(), "", "invoices", false, false, amqp.Publishing{DeliveryMode: 2, Body: []byte("inv-1")}))
+	_, err = ch.QueueDeclarePassive("invoices", true, false, false, false, nil)
+	require.NoError(t, err)
+	c.Close()
+	// Same queue name in "/" is another queue.
+	_, root := b.channel(t)
+	_, err = root.QueueDeclarePassive("invoices", true, false, false, false, nil)
+	amqpErr(t, err, amqp.NotFound)
+
+	// Deleting a user closes its connections with 320.
+	c, err = amqp.Dial(aliceURL)
+	require.NoError(t, err)
+	closed := c.NotifyClose(make(chan *amqp.Error, 1))
+	require.True(t, b.PutUser("bob", server.HashPassword("x"), nil))
+	require.NoError(t, b.DeleteUser("bob"))
+	require.NoError(t, b.DeleteUser("guest"))
+	b.stop()
+	select {
+	case e := <-closed:
+		require.Equal(t, 320, e.Code)
+	case <-timeout():
+		t.Fatal("no close on shutdown")
+	}
+
+	b = startDurable(t, dir)
+	require.Equal(t, []string{"/", "billing"}, b.VhostNames())
+	u, ok := b.UserInfo("alice")
+	require.True(t, ok)
+	require.Equal(t, []string{"management"}, u.Tags)
+	require.Equal(t, "^inv", u.Permissions["billing"].Configure)
+	_, ok = b.UserInfo("guest")
+	require.False(t, ok, "a deleted default user stays deleted")
+	_, ok = b.UserInfo("bob")
+	require.False(t, ok)
+	c, err = amqp.Dial("amqp://alice:s3cret@" + b.addr + "/billing")
+	require.NoError(t, err)
+	defer c.Close()
+	ch, _ = c.Channel()
+	d, ok, err := ch.Get("invoices", true)
+	require.NoError(t, err)
+	require.True(t, ok)
+	require.Equal(t, "inv-1", string(d.Body))
+	_, err = amqp.Dial(b.url)
+	require.Error(t, err, "guest is gone")
+
+	require.NoError(t, b.DeleteVhost("billing"))
+	b.stop()
+	b = startDurable(t, dir)
+	require.Equal(t, []string{"/"}, b.VhostNames())
+}

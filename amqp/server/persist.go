@@ -150,11 +150,31 @@ func (s *Server) Restore() error {
 	if st == nil {
 		return nil
 	}
-	v := s.vhosts["/"]
-	v.mu.Lock()
-	defer v.mu.Unlock()
-	v.restoring = true
-	defer func() { v.restoring = false }()
+	if err := s.restoreAccess(); err != nil {
+		return err
+	}
+	s.mu.Lock()
+	vhosts := make(map[string]*Vhost, len(s.vhosts))
+	for n, v := range s.vhosts {
+		vhosts[n] = v
+	}
+	s.mu.Unlock()
+	for _, v := range vhosts {
+		v.mu.Lock()
+		v.restoring = true
+	}
+	defer func() {
+		for _, v := range vhosts {
+			v.restoring = false
+			v.mu.Unlock()
+		}
+	}()
+	vhostOf := func(name string) (*Vhost, error) {
+		if v := vhosts[name]; v != nil {
+			return v, nil
+		}
+		return nil, fmt.Errorf("definition in unknown vhost %q", name)
+	}
 
 	if err := st.Defs(store.KindExchange, func(name string, raw []byte) error {
 		var r exchangeRecord
@@ -168,6 +188,10 @@ func (s *Server) Restore() error {
 		m, ok := exchange.NewMatcher[dest](r.Type)
 		if !ok {
 			return fmt.Errorf("exchange %q has unknown type %q", r.Name, r.Type)
+		}
+		v, err := vhostOf(r.Vhost)
+		if err != nil {
+			return err
 		}
 		ae, _ := args["alternate-exchange"].(string)
 		v.exchanges[r.Name] = &Exchange{Name: r.Name, Kind: r.Type, Durable: true, AutoDelete: r.AutoDelete, Internal: r.Internal, Args: args, AE: ae, m: m}
@@ -192,6 +216,10 @@ func (s *Server) Restore() error {
 	sort.Slice(records, func(i, j int) bool { return records[i].ID < records[j].ID })
 	for _, r := range records {
 		args, err := decodeArgs(r.Args)
+		if err != nil {
+			return err
+		}
+		v, err := vhostOf(r.Vhost)
 		if err != nil {
 			return err
 		}
@@ -230,6 +258,10 @@ func (s *Server) Restore() error {
 		if err != nil {
 			return err
 		}
+		v, err := vhostOf(r.Vhost)
+		if err != nil {
+			return err
+		}
 		src := v.exchanges[r.Source]
 		var d dest
 		if r.ToExchange {
@@ -254,7 +286,7 @@ func (s *Server) Restore() error {
 	}
 	n := 0
 	for _, r := range records {
-		if q := v.queues[r.Name]; q != nil {
+		if q := vhosts[r.Vhost].queues[r.Name]; q != nil {
 			ready, _, _ := q.Counts()
 			n += ready
 		}

@@ -112,11 +112,7 @@ func New(cfg Config) *Server {
 	if cfg.MemoryLimit > 0 || cfg.DiskFreeLimit > 0 {
 		go s.watchResources(s.stopWatch)
 	}
-	v := newVhost("/", s.log)
-	v.store = s.store
-	v.nextQueueID = func() uint64 { return s.lastQueueID.Add(1) }
-	v.pageWindow = cfg.PageWindow
-	s.vhosts["/"] = v
+	s.newVhostLocked("/")
 	u := NewUser(cfg.DefaultUser, cfg.DefaultPass, "administrator")
 	u.Permissions["/"] = Permission{Configure: ".*", Write: ".*", Read: ".*"}
 	s.users[u.Name] = u

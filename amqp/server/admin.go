@@ -1,0 +1,297 @@
+package server
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"regexp"
+	"slices"
+	"sort"
+
+	"github.com/warren-mq/warren/amqp"
+	"github.com/warren-mq/warren/store"
+)
+
+// Vhosts, users and permissions: the narrow API through which definitions
+// change (the management API calls it), persisted in the store like
+// exchanges and queues.
+
+type vhostRecord struct {
+	Name string `json:"name"`
+}
+
+type userRecord struct {
+	Name         string                `json:"name"`
+	PasswordHash string                `json:"password_hash"`
+	Tags         []string              `json:"tags"`
+	Permissions  map[string]Permission `json:"permissions"`
+}
+
+// ErrNotFound is returned for a missing user or vhost.
+var ErrNotFound = errors.New("not found")
+
+func (s *Server) newVhostLocked(name string) *Vhost {
+	v := newVhost(name, s.log)
+	v.store = s.store
+	v.nextQueueID = func() uint64 { return s.lastQueueID.Add(1) }
+	v.pageWindow = s.cfg.PageWindow
+	s.vhosts[name] = v
+	return v
+}
+
+// VhostNames lists the vhosts, sorted.
+func (s *Server) VhostNames() []string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	names := make([]string, 0, len(s.vhosts))
+	for n := range s.vhosts {
+		names = append(names, n)
+	}
+	sort.Strings(names)
+	return names
+}
+
+// AddVhost creates a vhost; created is false when it existed.
+func (s *Server) AddVhost(name string) (created bool) {
+	s.mu.Lock()
+	if _, ok := s.vhosts[name]; ok {
+		s.mu.Unlock()
+		return false
+	}
+	s.newVhostLocked(name)
+	s.mu.Unlock()
+	s.persist(store.KindVhost, name, vhostRecord{Name: name})
+	return true
+}
+
+// DeleteVhost deletes a vhost with everything in it, closing its
+// connections with 320.
+func (s *Server) DeleteVhost(name string) error {
+	s.mu.Lock()
+	v, ok := s.vhosts[name]
+	if ok {
+		delete(s.vhosts, name)
+	}
+	var conns []*conn
+	for c := range s.conns {
+		if info := c.info.Load(); info != nil && info.Vhost == name {
+			conns = append(conns, c)
+		}
+	}
+	s.mu.Unlock()
+	if !ok {
+		return ErrNotFound
+	}
+	for _, c := range conns {
+		c.forceClose(amqp.Errorf(amqp.ConnectionForced, "vhost '%s' is deleted", name))
+	}
+	v.mu.Lock()
+	qs := make([]*Queue, 0, len(v.queues))
+	for _, q := range v.queues {
+		qs = append(qs, q)
+	}
+	for _, x := range v.exchanges {
+		if x.Name != "" {
+			v.deleteExchangeLocked(x)
+		}
+	}
+	v.mu.Unlock()
+	for _, q := range qs {
+		v.deleteQueue(q)
+	}
+	if s.store != nil {
+		s.store.DeleteDef(store.KindVhost, name)
+		s.store.Flush()
+	}
+	return nil
+}
+
+// PutUser creates or replaces a user with a password hash in RabbitMQ's
+// format; created is false when the user existed (its permissions stay).
+func (s *Server) PutUser(name, passwordHash string, tags []string) (created bool) {
+	s.mu.Lock()
+	u, ok := s.users[name]
+	if !ok {
+		u = &User{Name: name, Permissions: map[string]Permission{}}
+		s.users[name] = u
+	}
+	u.PasswordHash, u.Tags = passwordHash, slices.Clone(tags)
+	rec := userRecordOf(u)
+	s.mu.Unlock()
+	s.persist(store.KindUser, name, rec)
+	return !ok
+}
+
+// DeleteUser deletes a user and closes its connections with 320, as
+// RabbitMQ does.
+func (s *Server) DeleteUser(name string) error {
+	s.mu.Lock()
+	_, ok := s.users[name]
+	delete(s.users, name)
+	var conns []*conn
+	for c := range s.conns {
+		if info := c.info.Load(); info != nil && info.User == name {
+			conns = append(conns, c)
+		}
+	}
+	s.mu.Unlock()
+	if !ok {
+		return ErrNotFound
+	}
+	for _, c := range conns {
+		c.forceClose(amqp.Errorf(amqp.ConnectionForced, "user '%s' is deleted", name))
+	}
+	if s.store != nil {
+		s.store.DeleteDef(store.KindUser, name)
+		s.store.Flush()
+	}
+	return nil
+}
+
+// SetPermission sets a user's configure/write/read regexps on a vhost.
+func (s *Server) SetPermission(user, vhost string, p Permission) error {
+	for _, re := range []string{p.Configure, p.Write, p.Read} {
+		if _, err := regexp.Compile(re); err != nil {
+			return fmt.Errorf("invalid regexp %q: %w", re, err)
+		}
+	}
+	s.mu.Lock()
+	u, ok := s.users[user]
+	_, vok := s.vhosts[vhost]
+	if !ok || !vok {
+		s.mu.Unlock()
+		return ErrNotFound
+	}
+	u.Permissions[vhost] = p
+	rec := userRecordOf(u)
+	s.mu.Unlock()
+	s.persist(store.KindUser, user, rec)
+	return nil
+}
+
+// ClearPermission removes a user's permissions on a vhost.
+func (s *Server) ClearPermission(user, vhost string) error {
+	s.mu.Lock()
+	u, ok := s.users[user]
+	if !ok {
+		s.mu.Unlock()
+		return ErrNotFound
+	}
+	if _, ok := u.Permissions[vhost]; !ok {
+		s.mu.Unlock()
+		return ErrNotFound
+	}
+	delete(u.Permissions, vhost)
+	rec := userRecordOf(u)
+	s.mu.Unlock()
+	s.persist(store.KindUser, user, rec)
+	return nil
+}
+
+// UserInfo returns a copy of a user, or false.
+func (s *Server) UserInfo(name string) (User, bool) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	u, ok := s.users[name]
+	if !ok {
+		return User{}, false
+	}
+	c := *u
+	c.Tags = slices.Clone(u.Tags)
+	c.Permissions = make(map[string]Permission, len(u.Permissions))
+	for k, v := range u.Permissions {
+		c.Permissions[k] = v
+	}
+	return c, true
+}
+
+// Mu must be held.
+func userRecordOf(u *User) userRecord {
+	perms := make(map[string]Permission, len(u.Permissions))
+	for k, v := range u.Permissions {
+		perms[k] = v
+	}
+	return userRecord{Name: u.Name, PasswordHash: u.PasswordHash, Tags: slices.Clone(u.Tags), Permissions: perms}
+}
+
+// persist writes a definition and waits until it is on disk.
+func (s *Server) persist(kind byte, name string, v any) {
+	if s.store == nil {
+		return
+	}
+	if err := s.store.PutDef(kind, name, v); err != nil {
+		s.log.Sugar().Errorf("persisting %c %q: %v", kind, name, err)
+		return
+	}
+	s.store.Flush()
+}
+
+// restoreAccess loads vhosts and users. On a first start (nothing stored)
+// it stores the defaults instead, so that deleting guest sticks.
+func (s *Server) restoreAccess() error {
+	st := s.store
+	var vhosts []vhostRecord
+	if err := st.Defs(store.KindVhost, func(_ string, raw []byte) error {
+		var r vhostRecord
+		if err := json.Unmarshal(raw, &r); err != nil {
+			return err
+		}
+		vhosts = append(vhosts, r)
+		return nil
+	}); err != nil {
+		return err
+	}
+	var users []userRecord
+	if err := st.Defs(store.KindUser, func(_ string, raw []byte) error {
+		var r userRecord
+		if err := json.Unmarshal(raw, &r); err != nil {
+			return err
+		}
+		users = append(users, r)
+		return nil
+	}); err != nil {
+		return err
+	}
+	s.mu.Lock()
+	if len(vhosts) > 0 {
+		keep := map[string]bool{}
+		for _, r := range vhosts {
+			keep[r.Name] = true
+			if _, ok := s.vhosts[r.Name]; !ok {
+				s.newVhostLocked(r.Name)
+			}
+		}
+		for n := range s.vhosts {
+			if !keep[n] {
+				delete(s.vhosts, n)
+			}
+		}
+	}
+	if len(users) > 0 {
+		s.users = map[string]*User{}
+		for _, r := range users {
+			if r.Permissions == nil {
+				r.Permissions = map[string]Permission{}
+			}
+			s.users[r.Name] = &User{Name: r.Name, PasswordHash: r.PasswordHash, Tags: r.Tags, Permissions: r.Permissions}
+		}
+	}
+	var defaults []func()
+	if len(vhosts) == 0 {
+		for n := range s.vhosts {
+			defaults = append(defaults, func() { st.PutDef(store.KindVhost, n, vhostRecord{Name: n}) })
+		}
+	}
+	if len(users) == 0 {
+		for _, u := range s.users {
+			rec := userRecordOf(u)
+			defaults = append(defaults, func() { st.PutDef(store.KindUser, rec.Name, rec) })
+		}
+	}
+	s.mu.Unlock()
+	for _, f := range defaults {
+		f()
+	}
+	st.Flush()
+	return nil
+}
