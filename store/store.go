@@ -94,7 +94,7 @@ func Open(dir string, log *zap.Logger) (*Store, error) {
 		WithNumMemtables(3).
 		WithNumLevelZeroTables(3).
 		WithNumLevelZeroTablesStall(8).
-		WithBlockCacheSize(16 << 20).
+		WithBlockCacheSize(8 << 20).
 		WithBaseTableSize(2 << 20).
 		WithIndexCacheSize(16 << 20).
 		// Small messages (the common case) live in the LSM tree, where

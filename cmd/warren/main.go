@@ -37,7 +37,7 @@ func main() {
 			&cli.StringFlag{Name: "log-level", Value: "info", EnvVars: []string{"WARREN_LOG_LEVEL"}, Usage: "debug, info, warn or error"},
 			&cli.Float64Flag{Name: "vm-memory-high-watermark", Value: 0.4, EnvVars: []string{"WARREN_VM_MEMORY_HIGH_WATERMARK"}, Usage: "memory alarm above this fraction of RAM (0 disables)"},
 			&cli.StringFlag{Name: "disk-free-limit", Value: "50MB", EnvVars: []string{"WARREN_DISK_FREE_LIMIT"}, Usage: "disk alarm below this much free space in the data directory (e.g. 50MB, 1GB; 0 disables)"},
-			&cli.StringFlag{Name: "heap-limit", Value: "150MB", EnvVars: []string{"WARREN_HEAP_LIMIT"}, Usage: "soft limit for the Go heap (the GC works harder near it; GOMEMLIMIT wins when set; 0 disables)"},
+			&cli.StringFlag{Name: "heap-limit", Value: "128MB", EnvVars: []string{"WARREN_HEAP_LIMIT"}, Usage: "soft limit for the Go heap (the GC works harder near it; GOMEMLIMIT wins when set; 0 disables)"},
 			&cli.BoolFlag{Name: "pprof", EnvVars: []string{"WARREN_PPROF"}, Usage: "serve Go's /debug/pprof/ on the HTTP listener (for profiling)"},
 		},
 		Action: run,
