@@ -49,3 +49,35 @@ func TestResourceAlarmBlocksPublishersNotConsumers(t *testing.T) {
 	}
 	require.Equal(t, "during", string(recv(t, ds).Body), "the held publish goes through, nothing lost")
 }
+
+// The resource watcher raises the alarms by itself from real measurements:
+// a memory limit below the broker's RSS, a free-disk limit above what the
+// disk has.
+func TestResourceWatcherRaisesAlarms(t *testing.T) {
+	for _, c := range []struct {
+		name string
+		cfg  server.Config
+		want string
+	}{
+		{"memory", server.Config{MemoryLimit: 1}, "memory"},
+		{"disk", server.Config{DiskFreeLimit: 1 << 62, DataDir: t.TempDir()}, "disk"},
+	} {
+		b := startBroker(t, c.cfg)
+		eventually(t, func() bool {
+			a := b.Alarms()
+			return len(a) == 1 && a[0] == c.want
+		}, c.name+" alarm raised")
+		conn, ch := b.channel(t)
+		// A blocked connection is not read (as in RabbitMQ), so the client's
+		// own close would wait for ever: shut the broker down first.
+		t.Cleanup(func() { b.Shutdown(context.Background()) })
+		blocked := conn.NotifyBlocked(make(chan amqp.Blocking, 1))
+		require.NoError(t, ch.PublishWithContext(context.Background(), "", "x", false, false, body("held")))
+		select {
+		case bl := <-blocked:
+			require.True(t, bl.Active, c.name)
+		case <-timeout():
+			t.Fatalf("%s: no connection.blocked", c.name)
+		}
+	}
+}

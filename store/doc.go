@@ -42,7 +42,10 @@
 // writes the rest with one Badger WriteBatch, calls db.Sync once, and only
 // then runs the batch's callbacks — publisher confirms among them. Batches
 // form naturally while the previous sync runs; Append blocks when the pending
-// batch exceeds maxPendingBytes (8 MB), which pushes back on publishers.
+// batch exceeds maxPendingBytes (8 MB) or maxPendingOps (100,000), which
+// pushes back on publishers. The committer never waits on purpose: a batch
+// closes when the previous sync returns, so a write waits at most about one
+// sync (a few milliseconds) before its own.
 //
 // # Recovery
 //

@@ -33,6 +33,7 @@ const (
 // the previous batch; Append waits while more than maxPendingBytes wait.
 const (
 	maxPendingBytes = 8 << 20
+	maxPendingOps   = 100000
 	gcInterval      = time.Minute
 	// trimInterval: how often the resident pages of Badger's mapped files
 	// are dropped from the broker's RSS (see trimMappedFiles).
@@ -226,7 +227,7 @@ func entryValue(kind byte, expiresAt int64, payload []byte) []byte {
 
 // waitRoomLocked blocks while the pending batch is full. Lock must be held.
 func (s *Store) waitRoomLocked() {
-	for s.pendBytes > maxPendingBytes && !s.closed {
+	for (s.pendBytes > maxPendingBytes || len(s.ops) > maxPendingOps) && !s.closed {
 		s.roomFreed.Wait()
 	}
 }
