@@ -35,6 +35,10 @@ const (
 	maxPendingBytes = 8 << 20
 	maxPendingOps   = 100000
 	gcInterval      = time.Minute
+	// A flatten runs once this many deletions piled up and no write came
+	// for flattenIdle.
+	flattenAfterDeletes = 50000
+	flattenIdle         = 5 * time.Second
 	// trimInterval: how often the resident pages of Badger's mapped files
 	// are dropped from the broker's RSS (see trimMappedFiles).
 	trimInterval = time.Second
@@ -66,6 +70,11 @@ type Store struct {
 	stop chan struct{}
 	done chan struct{}
 	err  error // sticky write error, guarded by mu
+
+	// Owned by the committer: deletions written since the last flatten, and
+	// when the last batch was written, to compact when the store is idle.
+	deletes   int
+	lastWrite time.Time
 }
 
 type op struct {
@@ -344,6 +353,7 @@ func (s *Store) committer() {
 			s.commit()
 		case <-gc.C:
 			s.collectGarbage()
+			s.compactIfIdle()
 		case <-trim.C:
 			trimMappedFiles(s.dir)
 		case <-s.stop:
@@ -370,6 +380,12 @@ func (s *Store) commit() {
 	if len(ops) == 0 && len(cbs) == 0 && len(delivered) == 0 {
 		return
 	}
+	for i := range ops {
+		if ops[i].del && !ops[i].cancelled {
+			s.deletes++
+		}
+	}
+	s.lastWrite = time.Now()
 	if err := s.write(ops, delivered); err != nil {
 		// A store that cannot write must not confirm: stop the broker from
 		// pretending. The callbacks are dropped, so publishers never get a
@@ -446,6 +462,23 @@ func (s *Store) collectGarbage() {
 			return
 		}
 	}
+}
+
+// compactIfIdle flattens the LSM tree once a drained backlog has left many
+// deletions behind and no batch was written for a while: deleted keys are
+// only dropped (and their space returned) when compaction carries their
+// tombstones to the last level, which a quiet store might otherwise never
+// do. Flatten pauses background compaction, so it runs only when idle.
+func (s *Store) compactIfIdle() {
+	if s.deletes < flattenAfterDeletes || time.Since(s.lastWrite) < flattenIdle {
+		return
+	}
+	if err := s.db.Flatten(1); err != nil {
+		s.log.Warn("compaction failed", zap.Error(err))
+		return
+	}
+	s.deletes = 0
+	s.collectGarbage()
 }
 
 type badgerLogger struct{ s *zap.SugaredLogger }
