@@ -41,7 +41,7 @@ const (
 	flattenIdle         = 5 * time.Second
 	// trimInterval: how often the resident pages of Badger's mapped files
 	// are dropped from the broker's RSS (see trimMappedFiles).
-	trimInterval = time.Second
+	trimInterval = 250 * time.Millisecond
 )
 
 // ErrClosed is returned by calls after Close.
