@@ -16,23 +16,23 @@ import (
 func TestQueueExpiresWhenUnused(t *testing.T) {
 	b := startBroker(t, server.Config{})
 	conn, ch := b.channel(t)
-	_, err := ch.QueueDeclare("exp", false, false, false, false, amqp.Table{"x-expires": int32(150)})
+	_, err := ch.QueueDeclare("exp", false, false, false, false, amqp.Table{"x-expires": int32(600)})
 	require.NoError(t, err)
 	// Passive declares count as use and keep it alive past its expiry.
-	for i := 0; i < 4; i++ {
-		time.Sleep(75 * time.Millisecond)
+	for i := 0; i < 6; i++ {
+		time.Sleep(150 * time.Millisecond)
 		_, err = ch.QueueDeclarePassive("exp", false, false, false, false, nil)
 		require.NoError(t, err, "still alive after %d uses", i+1)
 	}
 	// A consumer keeps it alive indefinitely.
 	_, err = ch.Consume("exp", "c", true, false, false, false, nil)
 	require.NoError(t, err)
-	time.Sleep(300 * time.Millisecond)
+	time.Sleep(900 * time.Millisecond)
 	_, err = ch.QueueDeclarePassive("exp", false, false, false, false, nil)
 	require.NoError(t, err)
 	require.NoError(t, ch.Cancel("c", false))
 	// Left alone (a passive declare would count as use), it goes.
-	time.Sleep(600 * time.Millisecond)
+	time.Sleep(1500 * time.Millisecond)
 	c, _ := conn.Channel()
 	_, err = c.QueueDeclarePassive("exp", false, false, false, false, nil)
 	amqpErr(t, err, amqp.NotFound)
