@@ -154,19 +154,23 @@ func TestQosPerConsumerAndGlobal(t *testing.T) {
 	d1, _ := ch.Consume(q1, "", false, false, false, false, nil)
 	d2, _ := ch.Consume(q2, "", false, false, false, false, nil)
 	n := 0
-	deadline := time.After(300 * time.Millisecond)
-loop:
-	for {
+	for n < 3 {
 		select {
 		case <-d1:
 			n++
 		case <-d2:
 			n++
-		case <-deadline:
-			break loop
+		case <-timeout():
+			t.Fatalf("only %d deliveries", n)
 		}
 	}
-	require.Equal(t, 3, n, "global prefetch counts across consumers of the channel")
+	select {
+	case <-d1:
+		t.Fatal("a 4th delivery: global prefetch counts across consumers of the channel")
+	case <-d2:
+		t.Fatal("a 4th delivery: global prefetch counts across consumers of the channel")
+	case <-time.After(200 * time.Millisecond):
+	}
 
 	_, c2 := b.channel(t)
 	require.NoError(t, c2.Qos(1, 0, false))
