@@ -1,7 +1,6 @@
 package integration
 
 import (
-	"bufio"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -32,27 +31,9 @@ func TestBinaryFlagsEnvAndSIGTERM(t *testing.T) {
 	bin := buildWarren(t)
 	cmd := exec.Command(bin, "--http-listen", "127.0.0.1:0")
 	cmd.Env = append(os.Environ(), "WARREN_AMQP_LISTEN=127.0.0.1:0", "WARREN_DATA_DIR="+t.TempDir(), "WARREN_LOG_LEVEL=info")
-	stderr, err := cmd.StderrPipe()
-	require.NoError(t, err)
 	start := time.Now()
-	require.NoError(t, cmd.Start())
+	addr := runWarren(t, cmd)
 	t.Cleanup(func() { cmd.Process.Kill(); cmd.Wait() })
-
-	addrc := make(chan string, 1)
-	go func() {
-		sc := bufio.NewScanner(stderr)
-		for sc.Scan() {
-			if m := listenRe.FindStringSubmatch(sc.Text()); m != nil {
-				addrc <- m[1]
-			}
-		}
-	}()
-	var addr string
-	select {
-	case addr = <-addrc:
-	case <-time.After(10 * time.Second):
-		t.Fatal("broker did not log its listen address")
-	}
 	c, err := amqp.Dial("amqp://guest:guest@" + addr + "/")
 	require.NoError(t, err)
 	t.Logf("accepting connections %v after start", time.Since(start))

@@ -23,6 +23,13 @@ import (
 func startWarrenProcess(t *testing.T, bin, dataDir string) (*exec.Cmd, string) {
 	t.Helper()
 	cmd := exec.Command(bin, "--amqp-listen", "127.0.0.1:0", "--http-listen", "", "--data-dir", dataDir, "--log-level", "info")
+	return cmd, runWarren(t, cmd)
+}
+
+// runWarren starts cmd (the broker binary) and returns the AMQP address it
+// logs once listening.
+func runWarren(t *testing.T, cmd *exec.Cmd) string {
+	t.Helper()
 	stderr, err := cmd.StderrPipe()
 	require.NoError(t, err)
 	require.NoError(t, cmd.Start())
@@ -37,13 +44,13 @@ func startWarrenProcess(t *testing.T, bin, dataDir string) (*exec.Cmd, string) {
 	}()
 	select {
 	case addr := <-addrc:
-		return cmd, addr
+		return addr
 	case <-time.After(30 * time.Second):
 		cmd.Process.Kill()
 		cmd.Wait()
 		t.Fatal("broker did not start")
 	}
-	return nil, ""
+	return ""
 }
 
 // TestSIGKILLLosesNoConfirmedMessage publishes persistent messages with
