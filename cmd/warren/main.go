@@ -49,6 +49,11 @@ func main() {
 }
 
 func run(c *cli.Context) error {
+	// Catch signals first: one that arrives while the broker starts must
+	// still shut it down cleanly, not kill it.
+	sig := make(chan os.Signal, 1)
+	signal.Notify(sig, syscall.SIGINT, syscall.SIGTERM)
+	defer signal.Stop(sig)
 	level, err := zapcore.ParseLevel(c.String("log-level"))
 	if err != nil {
 		return fmt.Errorf("--log-level: %w", err)
@@ -116,8 +121,6 @@ func run(c *cli.Context) error {
 		log.Info("HTTP listening", zap.Stringer("addr", hl.Addr()))
 	}
 
-	sig := make(chan os.Signal, 1)
-	signal.Notify(sig, syscall.SIGINT, syscall.SIGTERM)
 	select {
 	case s := <-sig:
 		log.Info("shutting down", zap.Stringer("signal", s))
