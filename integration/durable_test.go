@@ -237,3 +237,62 @@ func TestRestartKeepsVhostsUsersAndPermissions(t *testing.T) {
 	b = startDurable(t, dir)
 	require.Equal(t, []string{"/"}, b.VhostNames())
 }
+
+// TTL deadlines, x-death headers and priorities survive a restart.
+func TestRestartKeepsTTLDeadlinesDeathsAndPriorities(t *testing.T) {
+	dir := t.TempDir()
+	b := startDurable(t, dir)
+	_, ch := b.channel(t)
+	require.NoError(t, ch.ExchangeDeclare("dlx", "fanout", true, false, false, false, nil))
+	_, err := ch.QueueDeclare("dead", true, false, false, false, nil)
+	require.NoError(t, err)
+	require.NoError(t, ch.QueueBind("dead", "", "dlx", false, nil))
+	_, err = ch.QueueDeclare("work", true, false, false, false, amqp.Table{"x-dead-letter-exchange": "dlx"})
+	require.NoError(t, err)
+	_, err = ch.QueueDeclare("prio", true, false, false, false, amqp.Table{"x-max-priority": int32(9)})
+	require.NoError(t, err)
+	_, err = ch.QueueDeclare("ttl", true, false, false, false, amqp.Table{"x-dead-letter-exchange": "dlx"})
+	require.NoError(t, err)
+	require.NoError(t, ch.Confirm(false))
+	confirms := ch.NotifyPublish(make(chan amqp.Confirmation, 10))
+	pub := func(q string, p amqp.Publishing) {
+		p.DeliveryMode = amqp.Persistent
+		require.NoError(t, ch.PublishWithContext(context.Background(), "", q, false, false, p))
+		require.True(t, (<-confirms).Ack)
+	}
+	pub("work", amqp.Publishing{Body: []byte("poison")})
+	for _, p := range []uint8{1, 7, 4} {
+		pub("prio", amqp.Publishing{Priority: p, Body: []byte(fmt.Sprint(p))})
+	}
+	pub("ttl", amqp.Publishing{Expiration: "1500", Body: []byte("expires-later")})
+	d, ok, err := ch.Get("work", false)
+	require.NoError(t, err)
+	require.True(t, ok)
+	require.NoError(t, d.Reject(false))
+	eventually(t, func() bool {
+		q, err := ch.QueueDeclarePassive("dead", true, false, false, false, nil)
+		return err == nil && q.Messages == 1
+	}, "dead-lettered before the restart")
+	publishedAt := time.Now()
+	b.stop()
+
+	b = startDurable(t, dir)
+	_, ch = b.channel(t)
+	dd, ok, err := ch.Get("dead", true)
+	require.NoError(t, err)
+	require.True(t, ok)
+	death := dd.Headers["x-death"].([]any)[0].(amqp.Table)
+	require.Equal(t, "rejected", death["reason"])
+	require.Equal(t, "work", death["queue"])
+	require.Equal(t, int64(1), death["count"])
+	for _, want := range []string{"7", "4", "1"} {
+		require.Equal(t, want, getBody(t, ch, "prio"), "priority order after restart")
+	}
+	// The TTL deadline was kept, not restarted: the message expires about
+	// 1.5 s after it was published, before the restart.
+	eventually(t, func() bool {
+		d, ok, _ := ch.Get("dead", true)
+		return ok && string(d.Body) == "expires-later"
+	}, "expired after the restart and dead-lettered")
+	require.Less(t, time.Since(publishedAt), 4*time.Second)
+}

@@ -715,6 +715,7 @@ func (q *Queue) RemoveConsumer(c *Consumer) bool {
 // summary of the part left on disk, before the queue is used. watermark is
 // the delivered watermark: entries at or below it were handed out before.
 func (q *Queue) Restore(es []Entry, disk DiskPart, watermark uint64) {
+	defer q.Kick() // a pass arms the expiry timer for the restored head
 	q.mu.Lock()
 	defer q.mu.Unlock()
 	q.watermark = watermark
