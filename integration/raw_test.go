@@ -332,3 +332,24 @@ func TestUpdateSecretAndShutdown(t *testing.T) {
 		t.Fatal("no connection.close on shutdown")
 	}
 }
+
+// A channel that deletes a queue it consumes from gets queue.delete-ok
+// before the basic.cancel for its consumer, as from RabbitMQ (amqplib's
+// suite depends on it).
+func TestDeleteOkBeforeCancelNotification(t *testing.T) {
+	b := startBroker(t, server.Config{})
+	r := dialRaw(t, b)
+	r.openDefault()
+	r.send(1, &amqp.ChannelOpen{})
+	r.next()
+	r.send(1, &amqp.QueueDeclare{Queue: "doomed"})
+	r.next()
+	r.send(1, &amqp.BasicConsume{Queue: "doomed", ConsumerTag: "c1"})
+	r.next()
+	r.send(1, &amqp.QueueDelete{Queue: "doomed"})
+	_, ok := r.next().(*amqp.QueueDeleteOk)
+	require.True(t, ok, "delete-ok first")
+	c, ok := r.next().(*amqp.BasicCancel)
+	require.True(t, ok, "then the cancel notification")
+	require.Equal(t, "c1", c.ConsumerTag)
+}

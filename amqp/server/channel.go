@@ -70,6 +70,10 @@ type channel struct {
 	unackedHead int
 	consumers   map[string]*consumerInfo
 	closed      bool
+	// While this channel deletes a queue, cancel notifications wait until
+	// its queue.delete-ok is out, the order RabbitMQ's clients see.
+	holdCancels bool
+	heldCancels []string
 
 	globalPrefetch atomic.Int32
 	unackedN       atomic.Int32
@@ -349,9 +353,32 @@ func (ch *channel) Cancelled(c *queue.Consumer) {
 	_, ok := ch.consumers[c.Tag]
 	delete(ch.consumers, c.Tag)
 	closed := ch.closed
+	if ok && !closed && ch.conn.capCancel && ch.holdCancels {
+		ch.heldCancels = append(ch.heldCancels, c.Tag)
+		ok = false
+	}
 	ch.mu.Unlock()
 	if ok && !closed && ch.conn.capCancel {
 		ch.sendMethod(&amqp.BasicCancel{ConsumerTag: c.Tag, NoWait: true})
+	}
+}
+
+// holdCancelNotifications makes cancel notifications wait (see holdCancels).
+func (ch *channel) holdCancelNotifications() {
+	ch.mu.Lock()
+	ch.holdCancels = true
+	ch.mu.Unlock()
+}
+
+// releaseCancelNotifications sends the cancels held since
+// holdCancelNotifications.
+func (ch *channel) releaseCancelNotifications() {
+	ch.mu.Lock()
+	held := ch.heldCancels
+	ch.holdCancels, ch.heldCancels = false, nil
+	ch.mu.Unlock()
+	for _, tag := range held {
+		ch.sendMethod(&amqp.BasicCancel{ConsumerTag: tag, NoWait: true})
 	}
 }
 

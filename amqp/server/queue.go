@@ -342,6 +342,8 @@ func (ch *channel) queueDelete(m *amqp.QueueDelete) error {
 	if q.owner != nil {
 		q.owner.removeExclusive(q)
 	}
+	ch.holdCancelNotifications()
+	defer ch.releaseCancelNotifications()
 	n := v.deleteQueue(q)
 	if q.Durable {
 		v.syncDefs()
