@@ -98,7 +98,11 @@ func TestAckNackRejectAndUnknownTag(t *testing.T) {
 	case <-timeout():
 		t.Fatal("no channel error for an unknown tag")
 	}
-	_ = conn
+	// The connection survives a channel error.
+	ch2, err := conn.Channel()
+	require.NoError(t, err)
+	_, err = ch2.QueueDeclarePassive(q, false, false, false, false, nil)
+	require.NoError(t, err)
 }
 
 func TestRequeueOriginalPositionOnChannelClose(t *testing.T) {

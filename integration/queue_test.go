@@ -86,7 +86,7 @@ func TestExclusiveQueues(t *testing.T) {
 
 func TestAutoDeleteQueueGoesWithLastConsumer(t *testing.T) {
 	b := startBroker(t, server.Config{})
-	conn, ch := b.channel(t)
+	_, ch := b.channel(t)
 	_, err := ch.QueueDeclare("ad", false, true, false, false, nil)
 	require.NoError(t, err)
 	_, err = ch.Consume("ad", "c1", true, false, false, false, nil)
@@ -99,7 +99,6 @@ func TestAutoDeleteQueueGoesWithLastConsumer(t *testing.T) {
 	require.NoError(t, ch.Cancel("c2", false))
 	_, err = ch.QueueDeclarePassive("ad", false, true, false, false, nil)
 	amqpErr(t, err, amqp.NotFound)
-	_ = conn
 }
 
 func TestPurgeAndDeleteConditions(t *testing.T) {

@@ -538,10 +538,7 @@ func (c *conn) handshake() error {
 	c.nc.SetReadDeadline(time.Now().Add(cfg.HandshakeTimeout))
 	var hdr [8]byte
 	if _, err := io.ReadFull(c.br, hdr[:]); err != nil {
-		if n := c.br.Buffered(); n > 0 && n < 8 {
-			// A short, wrong header followed by silence.
-		}
-		return err
+		return err // a short header then silence ends at the handshake deadline
 	}
 	if !bytes.Equal(hdr[:], amqp.ProtocolHeader) {
 		// Spec 4.2.2: answer with the header we support, then close.

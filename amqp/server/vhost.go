@@ -153,9 +153,7 @@ func (r *router) routeFrom(x *Exchange) {
 		return
 	}
 	r.visited = append(r.visited, x)
-	before := len(r.queues)
 	x.m.Match(r.key, r.headers, r.emit)
-	_ = before
 }
 
 // route returns the queues a message goes to. Lock must be held (read).
