@@ -2,6 +2,7 @@ package queue
 
 import (
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -175,14 +176,15 @@ func BenchmarkPublishGet(b *testing.B) {
 	}
 }
 
-// slowSink takes every message but slowly, like a consumer that keeps up
-// with less than the publish rate.
-type slowSink struct{ recSink }
-
-func (s *slowSink) Deliver(q *Queue, c *Consumer, e Entry) {
-	for t := time.Now(); time.Since(t) < 2*time.Microsecond; {
-	}
+// gatedSink takes every message once its gate opens, like a consumer that
+// has just subscribed and is about to drain a backlog.
+type gatedSink struct {
+	recSink
+	open atomic.Bool
 }
+
+func (s *gatedSink) CanTake(*Queue, *Consumer) bool { return s.open.Load() }
+func (s *gatedSink) Deliver(*Queue, *Consumer, Entry) {}
 
 type closedSink struct{ recSink }
 
@@ -195,9 +197,12 @@ func TestThrottleWhileConsumersLag(t *testing.T) {
 	}
 	require.Nil(t, q.Throttle(), "no consumers: nothing to wait for")
 
-	q.AddConsumer(&Consumer{Tag: "slow", NoAck: true, Sink: &slowSink{}})
+	sink := &gatedSink{}
+	q.AddConsumer(&Consumer{Tag: "new", NoAck: true, Sink: sink})
 	w := q.Throttle()
 	require.NotNil(t, w, "behind an active consumer: publishers wait")
+	sink.open.Store(true)
+	q.Kick()
 	select {
 	case <-w:
 	case <-time.After(10 * time.Second):
