@@ -183,7 +183,7 @@ type gatedSink struct {
 	open atomic.Bool
 }
 
-func (s *gatedSink) CanTake(*Queue, *Consumer) bool { return s.open.Load() }
+func (s *gatedSink) CanTake(*Queue, *Consumer) bool   { return s.open.Load() }
 func (s *gatedSink) Deliver(*Queue, *Consumer, Entry) {}
 
 type closedSink struct{ recSink }
