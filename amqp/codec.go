@@ -39,8 +39,6 @@ func (r *reader) need(n int) bool {
 	return true
 }
 
-func (r *reader) bit() bool { return r.octet() != 0 }
-
 func (r *reader) octet() uint8 {
 	if !r.need(1) {
 		return 0

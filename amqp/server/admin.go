@@ -1,7 +1,6 @@
 package server
 
 import (
-	"encoding/json"
 	"errors"
 	"fmt"
 	"regexp"
@@ -72,12 +71,7 @@ func (s *Server) DeleteVhost(name string) error {
 	if ok {
 		delete(s.vhosts, name)
 	}
-	var conns []*conn
-	for c := range s.conns {
-		if info := c.info.Load(); info != nil && info.Vhost == name {
-			conns = append(conns, c)
-		}
-	}
+	conns := s.connsWhereLocked(func(i *ConnectionInfo) bool { return i.Vhost == name })
 	s.mu.Unlock()
 	if !ok {
 		return ErrNotFound
@@ -128,12 +122,7 @@ func (s *Server) DeleteUser(name string) error {
 	s.mu.Lock()
 	_, ok := s.users[name]
 	delete(s.users, name)
-	var conns []*conn
-	for c := range s.conns {
-		if info := c.info.Load(); info != nil && info.User == name {
-			conns = append(conns, c)
-		}
-	}
+	conns := s.connsWhereLocked(func(i *ConnectionInfo) bool { return i.User == name })
 	s.mu.Unlock()
 	if !ok {
 		return ErrNotFound
@@ -205,7 +194,19 @@ func (s *Server) UserInfo(name string) (User, bool) {
 	return c, true
 }
 
-// Mu must be held.
+// connsWhereLocked returns the open (handshaken) connections whose info
+// matches. s.mu must be held.
+func (s *Server) connsWhereLocked(match func(*ConnectionInfo) bool) []*conn {
+	var out []*conn
+	for c := range s.conns {
+		if info := c.info.Load(); info != nil && match(info) {
+			out = append(out, c)
+		}
+	}
+	return out
+}
+
+// s.mu must be held.
 func userRecordOf(u *User) userRecord {
 	perms := make(map[string]Permission, len(u.Permissions))
 	for k, v := range u.Permissions {
@@ -230,26 +231,12 @@ func (s *Server) persist(kind byte, name string, v any) {
 // it stores the defaults instead, so that deleting guest sticks.
 func (s *Server) restoreAccess() error {
 	st := s.store
-	var vhosts []vhostRecord
-	if err := st.Defs(store.KindVhost, func(_ string, raw []byte) error {
-		var r vhostRecord
-		if err := json.Unmarshal(raw, &r); err != nil {
-			return err
-		}
-		vhosts = append(vhosts, r)
-		return nil
-	}); err != nil {
+	vhosts, err := loadRecords[vhostRecord](st, store.KindVhost)
+	if err != nil {
 		return err
 	}
-	var users []userRecord
-	if err := st.Defs(store.KindUser, func(_ string, raw []byte) error {
-		var r userRecord
-		if err := json.Unmarshal(raw, &r); err != nil {
-			return err
-		}
-		users = append(users, r)
-		return nil
-	}); err != nil {
+	users, err := loadRecords[userRecord](st, store.KindUser)
+	if err != nil {
 		return err
 	}
 	s.mu.Lock()

@@ -179,27 +179,8 @@ func (ch *channel) release() {
 	ch.unacked, ch.unackedHead = nil, 0
 	ch.unackedN.Store(0)
 	ch.mu.Unlock()
-	requeueEntries(pending)
+	settleEntries(pending, settleRequeue)
 	ch.txPubs, ch.txAcks = nil, nil
-}
-
-// requeueEntries requeues live entries grouped by queue, preserving order.
-func requeueEntries(es []unackedEntry) {
-	byQ := map[*Queue][]queue.Entry{}
-	var order []*Queue
-	for i := range es {
-		if es[i].acked {
-			continue
-		}
-		q := es[i].q
-		if _, ok := byQ[q]; !ok {
-			order = append(order, q)
-		}
-		byQ[q] = append(byQ[q], es[i].e)
-	}
-	for _, q := range order {
-		q.Requeue(byQ[q])
-	}
 }
 
 func (ch *channel) handleMethod(p []byte) error {
@@ -472,19 +453,28 @@ func (ch *channel) applySettle(a txAck) error {
 
 	switch {
 	case a.nack && a.requeue:
-		requeueEntries(taken)
+		settleEntries(taken, settleRequeue)
 	case a.nack:
-		ackEntries(taken)
-		deadLetterEntries(taken)
+		settleEntries(taken, settleDeadLetter)
 	default:
-		ackEntries(taken)
+		settleEntries(taken, settleAck)
 	}
 	ch.kickConsumers()
 	return nil
 }
 
-// ackEntries settles entries on their queues, one call per run of a queue.
-func ackEntries(es []unackedEntry) {
+// How settleEntries hands entries back to their queues.
+const (
+	settleAck        = iota // acked: they leave the queue
+	settleRequeue           // back to their original positions
+	settleDeadLetter        // rejected without requeue: acked, then dead-lettered
+)
+
+// settleEntries hands entries back to their queues, one call per run of
+// entries from the same queue (a run of one needs no allocation). Acked
+// tombstones are skipped. A queue may get several calls when deliveries
+// from several queues interleave; each call keeps its entries' order.
+func settleEntries(es []unackedEntry, how int) {
 	var one [1]queue.Entry
 	for i := 0; i < len(es); {
 		j := i + 1
@@ -496,25 +486,21 @@ func ackEntries(es []unackedEntry) {
 			batch = make([]queue.Entry, 0, j-i)
 		}
 		for _, u := range es[i:j] {
-			batch = append(batch, u.e)
+			if !u.acked {
+				batch = append(batch, u.e)
+			}
 		}
-		es[i].q.Ack(batch)
-		i = j
-	}
-}
-
-// deadLetterEntries dead-letters rejected entries, grouped by queue.
-func deadLetterEntries(es []unackedEntry) {
-	for i := 0; i < len(es); {
-		j := i + 1
-		for j < len(es) && es[j].q == es[i].q {
-			j++
+		if q := es[i].q; len(batch) > 0 {
+			switch how {
+			case settleAck:
+				q.Ack(batch)
+			case settleRequeue:
+				q.Requeue(batch)
+			case settleDeadLetter:
+				q.Ack(batch)
+				q.DeadLetterRejected(batch)
+			}
 		}
-		batch := make([]queue.Entry, 0, j-i)
-		for _, u := range es[i:j] {
-			batch = append(batch, u.e)
-		}
-		es[i].q.DeadLetterRejected(batch)
 		i = j
 	}
 }
@@ -542,7 +528,7 @@ func (ch *channel) basicRecover(requeue bool) error {
 		}
 	}
 	ch.mu.Unlock()
-	requeueEntries(pending)
+	settleEntries(pending, settleRequeue)
 	ch.sendMethod(&amqp.BasicRecoverOk{})
 	ch.kickConsumers()
 	return nil

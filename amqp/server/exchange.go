@@ -38,6 +38,20 @@ func (ch *channel) exchangeDeclare(m *amqp.ExchangeDeclare) error {
 		return amqp.Errorf(amqp.CommandInvalid, "unknown exchange type '%s'", m.Type)
 	}
 	ae, _ := m.Arguments["alternate-exchange"].(string)
+	if err := v.declareExchange(m, matcher, ae); err != nil {
+		return err
+	}
+	if m.Durable {
+		v.syncDefs()
+	}
+	if !m.NoWait {
+		ch.sendMethod(&amqp.ExchangeDeclareOk{})
+	}
+	return nil
+}
+
+// declareExchange creates the exchange or checks an existing one against m.
+func (v *Vhost) declareExchange(m *amqp.ExchangeDeclare, matcher exchange.Matcher[dest], ae string) error {
 	v.mu.Lock()
 	defer v.mu.Unlock()
 	if x, ok := v.exchanges[m.Exchange]; ok {
@@ -47,25 +61,17 @@ func (ch *channel) exchangeDeclare(m *amqp.ExchangeDeclare) error {
 			}
 			return err
 		}
-	} else {
-		if strings.HasPrefix(m.Exchange, "amq.") {
-			return amqp.Errorf(amqp.AccessRefused, "exchange name '%s' contains reserved prefix 'amq.*'", m.Exchange)
-		}
-		x := &Exchange{
-			Name: m.Exchange, Kind: m.Type, Durable: m.Durable, AutoDelete: m.AutoDelete,
-			Internal: m.Internal, Args: m.Arguments, AE: ae, m: matcher,
-		}
-		v.exchanges[m.Exchange] = x
-		v.persistExchange(x)
+		return nil
 	}
-	if m.Durable {
-		v.mu.Unlock()
-		v.syncDefs()
-		v.mu.Lock()
+	if strings.HasPrefix(m.Exchange, "amq.") {
+		return amqp.Errorf(amqp.AccessRefused, "exchange name '%s' contains reserved prefix 'amq.*'", m.Exchange)
 	}
-	if !m.NoWait {
-		ch.sendMethod(&amqp.ExchangeDeclareOk{})
+	x := &Exchange{
+		Name: m.Exchange, Kind: m.Type, Durable: m.Durable, AutoDelete: m.AutoDelete,
+		Internal: m.Internal, Args: m.Arguments, AE: ae, m: matcher,
 	}
+	v.exchanges[m.Exchange] = x
+	v.persistExchange(x)
 	return nil
 }
 

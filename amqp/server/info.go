@@ -65,17 +65,12 @@ func (s *Server) Connections() []ConnectionInfo {
 // the connection was found.
 func (s *Server) CloseConnection(name, reason string) bool {
 	s.mu.Lock()
-	var target *conn
-	for c := range s.conns {
-		if info := c.info.Load(); info != nil && info.Name == name {
-			target = c
-			break
-		}
-	}
+	found := s.connsWhereLocked(func(i *ConnectionInfo) bool { return i.Name == name })
 	s.mu.Unlock()
-	if target == nil {
+	if len(found) == 0 {
 		return false
 	}
+	target := found[0]
 	if strings.TrimSpace(reason) == "" {
 		reason = "Closed via management plugin"
 	}

@@ -41,12 +41,18 @@ type bindingRecord struct {
 
 func nameKey(vhost, name string) string { return vhost + "\x00" + name }
 
-func bindingKey(vhost, src string, d dest, key string, args amqp.Table) string {
+func bindingRecordOf(vhost, src string, d dest, key string) bindingRecord {
+	_, toX := d.(*Exchange)
+	return bindingRecord{Vhost: vhost, Source: src, Destination: d.destName(), ToExchange: toX, RoutingKey: key}
+}
+
+// recordKey is a binding's key in the store.
+func recordKey(r bindingRecord, args amqp.Table) string {
 	kind := "q"
-	if _, ok := d.(*Exchange); ok {
+	if r.ToExchange {
 		kind = "e"
 	}
-	return vhost + "\x00" + src + "\x00" + kind + "\x00" + d.destName() + "\x00" + key + "\x00" + exchange.CanonicalArgs(args)
+	return r.Vhost + "\x00" + r.Source + "\x00" + kind + "\x00" + r.Destination + "\x00" + r.RoutingKey + "\x00" + exchange.CanonicalArgs(args)
 }
 
 func isDurable(d dest) bool {
@@ -98,16 +104,14 @@ func (v *Vhost) persistBinding(src *Exchange, d dest, key string, args amqp.Tabl
 	if v.store == nil || !src.Durable || !isDurable(d) || src.Name == "" || v.restoring {
 		return
 	}
-	_, toX := d.(*Exchange)
-	v.store.PutDef(store.KindBinding, bindingKey(v.Name, src.Name, d, key, args), bindingRecord{
-		Vhost: v.Name, Source: src.Name, Destination: d.destName(), ToExchange: toX, RoutingKey: key,
-		Args: amqp.AppendTable(nil, args),
-	})
+	r := bindingRecordOf(v.Name, src.Name, d, key)
+	r.Args = amqp.AppendTable(nil, args)
+	v.store.PutDef(store.KindBinding, recordKey(r, args), r)
 }
 
 func (v *Vhost) forgetBinding(src *Exchange, d dest, key string, args amqp.Table) {
 	if v.store != nil && src.Durable && isDurable(d) {
-		v.store.DeleteDef(store.KindBinding, bindingKey(v.Name, src.Name, d, key, args))
+		v.store.DeleteDef(store.KindBinding, recordKey(bindingRecordOf(v.Name, src.Name, d, key), args))
 	}
 }
 
@@ -132,6 +136,13 @@ func (v *Vhost) newQueue(cfg queue.Config, owner *conn) *Queue {
 	if owner != nil {
 		owner.addExclusive(q)
 	}
+	v.attachQueue(q)
+	return q
+}
+
+// attachQueue registers q and wires its dead-lettering and its deletion
+// when unused (auto-delete, x-expires). Lock must be held.
+func (v *Vhost) attachQueue(q *Queue) {
 	q.OnDeadLetter = func(_ *queue.Queue, dls []queue.DeadLetter) { v.deadLetter(q, dls) }
 	q.OnUnused = func(*queue.Queue) {
 		if q.owner != nil {
@@ -139,8 +150,21 @@ func (v *Vhost) newQueue(cfg queue.Config, owner *conn) *Queue {
 		}
 		v.deleteQueue(q)
 	}
-	v.queues[cfg.Name] = q
-	return q
+	v.queues[q.Name] = q
+}
+
+// loadRecords reads every stored definition of a kind as JSON records of T.
+func loadRecords[T any](st *store.Store, kind byte) ([]T, error) {
+	var out []T
+	err := st.Defs(kind, func(name string, raw []byte) error {
+		var r T
+		if err := json.Unmarshal(raw, &r); err != nil {
+			return fmt.Errorf("definition %q: %w", name, err)
+		}
+		out = append(out, r)
+		return nil
+	})
+	return out, err
 }
 
 // Restore loads durable definitions and messages from the store. Call it
@@ -176,9 +200,13 @@ func (s *Server) Restore() error {
 		return nil, fmt.Errorf("definition in unknown vhost %q", name)
 	}
 
-	if err := st.Defs(store.KindExchange, func(name string, raw []byte) error {
-		var r exchangeRecord
-		if err := json.Unmarshal(raw, &r); err != nil {
+	exchanges, err := loadRecords[exchangeRecord](st, store.KindExchange)
+	if err != nil {
+		return err
+	}
+	for _, r := range exchanges {
+		v, err := vhostOf(r.Vhost)
+		if err != nil {
 			return err
 		}
 		args, err := decodeArgs(r.Args)
@@ -189,37 +217,27 @@ func (s *Server) Restore() error {
 		if !ok {
 			return fmt.Errorf("exchange %q has unknown type %q", r.Name, r.Type)
 		}
-		v, err := vhostOf(r.Vhost)
-		if err != nil {
-			return err
-		}
 		ae, _ := args["alternate-exchange"].(string)
 		v.exchanges[r.Name] = &Exchange{Name: r.Name, Kind: r.Type, Durable: true, AutoDelete: r.AutoDelete, Internal: r.Internal, Args: args, AE: ae, m: m}
-		return nil
-	}); err != nil {
-		return err
 	}
 
-	cache := map[uint64]*queue.Message{}
-	live := map[uint64]bool{}
-	var records []queueRecord
-	if err := st.Defs(store.KindQueue, func(name string, raw []byte) error {
-		var r queueRecord
-		if err := json.Unmarshal(raw, &r); err != nil {
-			return err
-		}
-		records = append(records, r)
-		return nil
-	}); err != nil {
+	records, err := loadRecords[queueRecord](st, store.KindQueue)
+	if err != nil {
 		return err
 	}
 	sort.Slice(records, func(i, j int) bool { return records[i].ID < records[j].ID })
+	cache := map[uint64]*queue.Message{}
+	live := map[uint64]bool{}
+	window := s.cfg.PageWindow
+	if window == 0 {
+		window = queue.DefaultPageWindow
+	}
 	for _, r := range records {
-		args, err := decodeArgs(r.Args)
+		v, err := vhostOf(r.Vhost)
 		if err != nil {
 			return err
 		}
-		v, err := vhostOf(r.Vhost)
+		args, err := decodeArgs(r.Args)
 		if err != nil {
 			return err
 		}
@@ -227,12 +245,6 @@ func (s *Server) Restore() error {
 			s.lastQueueID.Store(r.ID)
 		}
 		q := &Queue{Queue: queue.New(queue.Config{Name: r.Name, Vhost: v.Name, Durable: true, AutoDelete: r.AutoDelete, Args: args, ID: r.ID, Journal: st, PageWindow: v.pageWindow})}
-		q.OnDeadLetter = func(_ *queue.Queue, dls []queue.DeadLetter) { v.deadLetter(q, dls) }
-		q.OnUnused = func(*queue.Queue) { v.deleteQueue(q) }
-		window := v.pageWindow
-		if window == 0 {
-			window = queue.DefaultPageWindow
-		}
 		es, disk, watermark, err := st.LoadQueue(r.ID, window, cache)
 		if err != nil {
 			return err
@@ -245,20 +257,20 @@ func (s *Server) Restore() error {
 			}
 		}
 		q.Restore(es, disk, watermark)
-		v.queues[r.Name] = q
+		v.attachQueue(q)
 		live[r.ID] = true
 	}
 
-	if err := st.Defs(store.KindBinding, func(name string, raw []byte) error {
-		var r bindingRecord
-		if err := json.Unmarshal(raw, &r); err != nil {
-			return err
-		}
-		args, err := decodeArgs(r.Args)
+	bindings, err := loadRecords[bindingRecord](st, store.KindBinding)
+	if err != nil {
+		return err
+	}
+	for _, r := range bindings {
+		v, err := vhostOf(r.Vhost)
 		if err != nil {
 			return err
 		}
-		v, err := vhostOf(r.Vhost)
+		args, err := decodeArgs(r.Args)
 		if err != nil {
 			return err
 		}
@@ -273,13 +285,10 @@ func (s *Server) Restore() error {
 		}
 		if src == nil || d == nil {
 			s.log.Sugar().Warnf("dropping binding %s -> %s: an end is missing", r.Source, r.Destination)
-			st.DeleteDef(store.KindBinding, name)
-			return nil
+			st.DeleteDef(store.KindBinding, recordKey(r, args))
+			continue
 		}
 		v.bind(src, d, r.RoutingKey, args)
-		return nil
-	}); err != nil {
-		return err
 	}
 	if err := st.Sweep(live); err != nil {
 		return err
