@@ -5,7 +5,7 @@ DATA_DIR  ?= ./data
 FUZZTIME  ?= 10s
 BENCHTIME ?= 1s
 
-.PHONY: all build run test test-short lint generate check-generated fuzz bench conformance clean kill-test
+.PHONY: all build run test test-short lint generate check-generated fuzz bench conformance clean kill-test client-deps
 
 all: build
 
@@ -18,9 +18,21 @@ build:
 run: build
 	./$(BIN)/warren --data-dir $(DATA_DIR)
 
-# Every test, with the race detector, integration tests included.
-test: lint check-generated
+# Every test, with the race detector, integration tests included (the real
+# client libraries among them: see client-deps).
+test: lint check-generated client-deps
 	$(GO) test -race -count=1 -timeout 20m ./...
+
+# The clients the integration tests drive: amqplib from npm (pinned in
+# integration/clients/node/package-lock.json); pika, Celery and amqp-tools
+# from Debian (installed with apt-get when missing, which needs root).
+DEBIAN_CLIENTS := python3-pika python3-celery amqp-tools
+client-deps:
+	@if ! command -v amqp-publish >/dev/null || ! /usr/bin/python3 -c 'import pika, celery' 2>/dev/null; then \
+	  echo "installing $(DEBIAN_CLIENTS)"; \
+	  apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q $(DEBIAN_CLIENTS); fi
+	@if [ ! -d integration/clients/node/node_modules/amqplib ]; then \
+	  cd integration/clients/node && npm ci --no-audit --no-fund; fi
 
 test-short:
 	$(GO) test -count=1 ./...

@@ -1,0 +1,81 @@
+package integration
+
+import (
+	"context"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/warren-mq/warren/amqp/server"
+)
+
+// The real client libraries people point at RabbitMQ, each run against a
+// fresh Warren: amqplib from npm, pika and Celery from Debian, rabbitmq-c's
+// amqp-tools from Debian. `make client-deps` installs them (make test does
+// it first); a missing one is a failure, never a skip.
+
+// runClient runs argv in dir with AMQP_URL pointing at a fresh broker and
+// fails the test, showing the output, unless it exits 0.
+func runClient(t *testing.T, dir, url string, timeout time.Duration, argv ...string) string {
+	t.Helper()
+	if _, err := exec.LookPath(argv[0]); err != nil {
+		t.Fatalf("%s not found (run `make client-deps`): %v", argv[0], err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), timeout)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, argv[0], argv[1:]...)
+	cmd.Dir = dir
+	cmd.Env = append(os.Environ(), "AMQP_URL="+url, "PYTHONDONTWRITEBYTECODE=1")
+	cmd.WaitDelay = 5 * time.Second
+	out, err := cmd.CombinedOutput()
+	if err != nil {
+		t.Fatalf("%s: %v\n%s", strings.Join(argv, " "), err, out)
+	}
+	t.Logf("%s", out)
+	return string(out)
+}
+
+func clientDir(t *testing.T, name string) string {
+	dir, err := filepath.Abs(filepath.Join("clients", name))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return dir
+}
+
+func TestClientNodeAmqplib(t *testing.T) {
+	dir := clientDir(t, "node")
+	if _, err := os.Stat(filepath.Join(dir, "node_modules", "amqplib")); err != nil {
+		t.Fatalf("amqplib is not installed in %s (run `make client-deps`)", dir)
+	}
+	b := startBroker(t, server.Config{})
+	out := runClient(t, dir, b.url, 2*time.Minute, "node", "--test", "--test-reporter=spec")
+	if !strings.Contains(out, "ℹ fail 0") {
+		t.Fatalf("node --test reported failures:\n%s", out)
+	}
+}
+
+func TestClientPythonPika(t *testing.T) {
+	b := startBroker(t, server.Config{})
+	runClient(t, clientDir(t, "python"), b.url, 2*time.Minute, "/usr/bin/python3", "-m", "unittest", "-v", "test_pika")
+}
+
+func TestClientCelery(t *testing.T) {
+	b := startBroker(t, server.Config{})
+	runClient(t, clientDir(t, "python"), b.url, 3*time.Minute, "/usr/bin/python3", "-m", "unittest", "-v", "test_celery")
+}
+
+func TestClientAmqpTools(t *testing.T) {
+	if _, err := exec.LookPath("amqp-publish"); err != nil {
+		t.Fatalf("amqp-tools not installed (run `make client-deps`): %v", err)
+	}
+	b := startBroker(t, server.Config{})
+	// rabbitmq-c reads "host/" as the vhost "" (RabbitMQ's URI spec): no slash.
+	out := runClient(t, clientDir(t, "c"), strings.TrimSuffix(b.url, "/"), time.Minute, "bash", "amqp_tools.sh")
+	if !strings.Contains(out, "amqp-tools: ok") {
+		t.Fatalf("amqp_tools.sh did not finish:\n%s", out)
+	}
+}
