@@ -22,7 +22,7 @@ func buildWarren(t *testing.T) string {
 	return bin
 }
 
-var listenRe = regexp.MustCompile(`AMQP listening\s+\{"addr": "([^"]+)"\}`)
+var listenRe = regexp.MustCompile(`(AMQPS?|HTTPS?) listening\s+\{"addr": "([^"]+)"\}`)
 
 // TestBinaryFlagsEnvAndSIGTERM runs bin/warren as a subprocess configured by
 // environment variables, and checks it starts quickly and closes clients

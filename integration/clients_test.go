@@ -8,18 +8,31 @@ import (
 	"strings"
 	"testing"
 	"time"
-
-	"github.com/warren-mq/warren/amqp/server"
 )
 
 // The real client libraries people point at RabbitMQ, each run against a
-// fresh Warren: amqplib from npm, pika and Celery from Debian, rabbitmq-c's
-// amqp-tools from Debian. `make client-deps` installs them (make test does
+// fresh Warren, over plain TCP and over TLS: amqplib from npm, pika and
+// Celery from Debian, rabbitmq-c's amqp-tools from Debian. `make client-deps` installs them (make test does
 // it first); a missing one is a failure, never a skip.
 
-// runClient runs argv in dir with AMQP_URL pointing at a fresh broker and
-// fails the test, showing the output, unless it exits 0.
-func runClient(t *testing.T, dir, url string, timeout time.Duration, argv ...string) string {
+// clientBroker starts a broker with plain and TLS listeners and returns the
+// environment a client test reads: AMQP_URL, AMQPS_URL and the PEM files
+// TLS_CA, TLS_CERT and TLS_KEY (a client certificate for guest, for
+// EXTERNAL). noSlash drops the URLs' trailing "/" (rabbitmq-c reads "host/"
+// as the vhost "", as RabbitMQ's URI spec says).
+func clientBroker(t *testing.T, noSlash bool) []string {
+	p := newPKI(t)
+	b, tlsAddr := startTLSBroker(t, p, false)
+	url, tlsURL := b.url, "amqps://guest:guest@"+tlsAddr+"/"
+	if noSlash {
+		url, tlsURL = strings.TrimSuffix(url, "/"), strings.TrimSuffix(tlsURL, "/")
+	}
+	return []string{"AMQP_URL=" + url, "AMQPS_URL=" + tlsURL, "TLS_CA=" + p.ca, "TLS_CERT=" + p.clientCert, "TLS_KEY=" + p.clientKy}
+}
+
+// runClient runs argv in dir with env (from clientBroker) and fails the
+// test, showing the output, unless it exits 0.
+func runClient(t *testing.T, dir string, env []string, timeout time.Duration, argv ...string) string {
 	t.Helper()
 	if _, err := exec.LookPath(argv[0]); err != nil {
 		t.Fatalf("%s not found (run `make client-deps`): %v", argv[0], err)
@@ -28,7 +41,7 @@ func runClient(t *testing.T, dir, url string, timeout time.Duration, argv ...str
 	defer cancel()
 	cmd := exec.CommandContext(ctx, argv[0], argv[1:]...)
 	cmd.Dir = dir
-	cmd.Env = append(os.Environ(), "AMQP_URL="+url, "PYTHONDONTWRITEBYTECODE=1")
+	cmd.Env = append(append(os.Environ(), env...), "PYTHONDONTWRITEBYTECODE=1")
 	cmd.WaitDelay = 5 * time.Second
 	out, err := cmd.CombinedOutput()
 	if err != nil {
@@ -51,30 +64,25 @@ func TestClientNodeAmqplib(t *testing.T) {
 	if _, err := os.Stat(filepath.Join(dir, "node_modules", "amqplib")); err != nil {
 		t.Fatalf("amqplib is not installed in %s (run `make client-deps`)", dir)
 	}
-	b := startBroker(t, server.Config{})
-	out := runClient(t, dir, b.url, 2*time.Minute, "node", "--test", "--test-reporter=spec")
+	out := runClient(t, dir, clientBroker(t, false), 2*time.Minute, "node", "--test", "--test-reporter=spec")
 	if !strings.Contains(out, "ℹ fail 0") {
 		t.Fatalf("node --test reported failures:\n%s", out)
 	}
 }
 
 func TestClientPythonPika(t *testing.T) {
-	b := startBroker(t, server.Config{})
-	runClient(t, clientDir(t, "python"), b.url, 2*time.Minute, "/usr/bin/python3", "-m", "unittest", "-v", "test_pika")
+	runClient(t, clientDir(t, "python"), clientBroker(t, false), 2*time.Minute, "/usr/bin/python3", "-m", "unittest", "-v", "test_pika")
 }
 
 func TestClientCelery(t *testing.T) {
-	b := startBroker(t, server.Config{})
-	runClient(t, clientDir(t, "python"), b.url, 3*time.Minute, "/usr/bin/python3", "-m", "unittest", "-v", "test_celery")
+	runClient(t, clientDir(t, "python"), clientBroker(t, false), 3*time.Minute, "/usr/bin/python3", "-m", "unittest", "-v", "test_celery")
 }
 
 func TestClientAmqpTools(t *testing.T) {
 	if _, err := exec.LookPath("amqp-publish"); err != nil {
 		t.Fatalf("amqp-tools not installed (run `make client-deps`): %v", err)
 	}
-	b := startBroker(t, server.Config{})
-	// rabbitmq-c reads "host/" as the vhost "" (RabbitMQ's URI spec): no slash.
-	out := runClient(t, clientDir(t, "c"), strings.TrimSuffix(b.url, "/"), time.Minute, "bash", "amqp_tools.sh")
+	out := runClient(t, clientDir(t, "c"), clientBroker(t, true), time.Minute, "bash", "amqp_tools.sh")
 	if !strings.Contains(out, "amqp-tools: ok") {
 		t.Fatalf("amqp_tools.sh did not finish:\n%s", out)
 	}

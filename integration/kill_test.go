@@ -8,6 +8,7 @@ import (
 	"math/rand"
 	"os"
 	"os/exec"
+	"slices"
 	"strconv"
 	"sync"
 	"syscall"
@@ -30,27 +31,40 @@ func startWarrenProcess(t *testing.T, bin, dataDir string) (*exec.Cmd, string) {
 // logs once listening.
 func runWarren(t *testing.T, cmd *exec.Cmd) string {
 	t.Helper()
+	return runWarrenListeners(t, cmd, "AMQP")["AMQP"]
+}
+
+// runWarrenListeners starts cmd and waits until it logs the address of each
+// named listener (AMQP, AMQPS, HTTP, HTTPS).
+func runWarrenListeners(t *testing.T, cmd *exec.Cmd, names ...string) map[string]string {
+	t.Helper()
 	stderr, err := cmd.StderrPipe()
 	require.NoError(t, err)
 	require.NoError(t, cmd.Start())
-	addrc := make(chan string, 1)
+	addrc := make(chan [2]string, 8)
 	go func() {
 		sc := bufio.NewScanner(stderr)
 		for sc.Scan() {
 			if m := listenRe.FindStringSubmatch(sc.Text()); m != nil {
-				addrc <- m[1]
+				addrc <- [2]string{m[1], m[2]}
 			}
 		}
 	}()
-	select {
-	case addr := <-addrc:
-		return addr
-	case <-time.After(30 * time.Second):
-		cmd.Process.Kill()
-		cmd.Wait()
-		t.Fatal("broker did not start")
+	addrs := map[string]string{}
+	timeout := time.After(30 * time.Second)
+	for len(addrs) < len(names) {
+		select {
+		case a := <-addrc:
+			if slices.Contains(names, a[0]) {
+				addrs[a[0]] = a[1]
+			}
+		case <-timeout:
+			cmd.Process.Kill()
+			cmd.Wait()
+			t.Fatalf("broker did not start its %v listeners (got %v)", names, addrs)
+		}
 	}
-	return ""
+	return addrs
 }
 
 // TestSIGKILLLosesNoConfirmedMessage publishes persistent messages with

@@ -86,6 +86,9 @@ func (a *api) listConnections(w http.ResponseWriter, _ *http.Request) {
 			"type":              "network",
 			"state":             "running",
 			"node":              "warren@localhost",
+			"ssl":               c.SSL,
+			"ssl_protocol":      nullIfEmpty(c.SSLProtocol),
+			"peer_cert_subject": nullIfEmpty(c.PeerCertSubject),
 		})
 	}
 	writeJSON(w, http.StatusOK, out)
@@ -106,4 +109,12 @@ func writeJSON(w http.ResponseWriter, code int, v any) {
 	// An encoding error here means the client went away mid-response;
 	// there is no one left to tell.
 	_ = json.NewEncoder(w).Encode(v)
+}
+
+// nullIfEmpty renders "" as JSON null, as RabbitMQ does for absent values.
+func nullIfEmpty(s string) any {
+	if s == "" {
+		return nil
+	}
+	return s
 }

@@ -97,6 +97,18 @@ func (s *Server) authenticate(user, pass string, remote net.Addr) (*User, bool) 
 	return u, true
 }
 
+// authenticateExternal logs in the user named by a verified client
+// certificate; the loopback restriction still applies.
+func (s *Server) authenticateExternal(user string, remote net.Addr) (*User, bool) {
+	s.mu.Lock()
+	u := s.users[user]
+	s.mu.Unlock()
+	if u == nil || slices.Contains(s.cfg.LoopbackUsers, user) && !isLoopback(remote) {
+		return nil, false
+	}
+	return u, true
+}
+
 func isLoopback(a net.Addr) bool {
 	switch a := a.(type) {
 	case *net.TCPAddr:

@@ -3,6 +3,7 @@ package server
 import (
 	"bufio"
 	"bytes"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"io"
@@ -56,6 +57,7 @@ type conn struct {
 	br     *bufio.Reader
 	fr     *amqp.FrameReader
 	remote net.Addr
+	tls    *tls.ConnectionState // nil on a plain TCP connection
 
 	// Set during the handshake, then read-only.
 	user       *User
@@ -536,6 +538,16 @@ var errHandshake = errors.New("handshake refused")
 func (c *conn) handshake() error {
 	cfg := &c.srv.cfg
 	c.nc.SetReadDeadline(time.Now().Add(cfg.HandshakeTimeout))
+	if tc, ok := c.nc.(*tls.Conn); ok {
+		tc.SetWriteDeadline(time.Now().Add(cfg.HandshakeTimeout))
+		if err := tc.Handshake(); err != nil {
+			c.log.Info("TLS handshake failed", zap.Error(err))
+			return errHandshake
+		}
+		tc.SetWriteDeadline(time.Time{})
+		st := tc.ConnectionState()
+		c.tls = &st
+	}
 	var hdr [8]byte
 	if _, err := io.ReadFull(c.br, hdr[:]); err != nil {
 		return err // a short header then silence ends at the handshake deadline
@@ -546,10 +558,15 @@ func (c *conn) handshake() error {
 		c.send(func(b []byte) []byte { return append(b, amqp.ProtocolHeader...) })
 		return errHandshake
 	}
+	mechanisms := "PLAIN AMQPLAIN"
+	cn := peerCN(c.tls)
+	if cn != "" {
+		mechanisms = "EXTERNAL PLAIN AMQPLAIN" // as with rabbitmq_auth_mechanism_ssl
+	}
 	c.sendMethod(0, &amqp.ConnectionStart{
 		VersionMajor: 0, VersionMinor: 9,
 		ServerProperties: c.serverProperties(),
-		Mechanisms:       "PLAIN AMQPLAIN",
+		Mechanisms:       mechanisms,
 		Locales:          "en_US",
 	})
 	m, err := c.readHandshakeMethod()
@@ -566,11 +583,21 @@ func (c *conn) handshake() error {
 		c.capAuthFail, _ = caps["authentication_failure_close"].(bool)
 		c.capBlocked, _ = caps["connection.blocked"].(bool)
 	}
-	user, pass, ok := parseSASL(so.Mechanism, so.Response)
-	if !ok {
-		return c.refuseLogin(fmt.Sprintf("ACCESS_REFUSED - Login was refused using authentication mechanism %s. For details see the broker logfile.", so.Mechanism))
+	var u *User
+	var user string
+	if so.Mechanism == "EXTERNAL" && cn != "" {
+		// The verified client certificate is the credential: its CN names
+		// the user (RabbitMQ's ssl_cert_login_from common_name).
+		user = cn
+		u, ok = c.srv.authenticateExternal(cn, c.remote)
+	} else {
+		var pass string
+		user, pass, ok = parseSASL(so.Mechanism, so.Response)
+		if !ok {
+			return c.refuseLogin(fmt.Sprintf("ACCESS_REFUSED - Login was refused using authentication mechanism %s. For details see the broker logfile.", so.Mechanism))
+		}
+		u, ok = c.srv.authenticate(user, pass, c.remote)
 	}
-	u, ok := c.srv.authenticate(user, pass, c.remote)
 	if !ok {
 		c.log.Info("login refused", zap.String("user", user), zap.String("mechanism", so.Mechanism))
 		return c.refuseLogin(fmt.Sprintf("ACCESS_REFUSED - Login was refused using authentication mechanism %s. For details see the broker logfile.", so.Mechanism))

@@ -1,6 +1,7 @@
 package server
 
 import (
+	"crypto/tls"
 	"net"
 	"strings"
 	"time"
@@ -23,6 +24,9 @@ type ConnectionInfo struct {
 	FrameMax         uint32
 	ChannelMax       uint16
 	Heartbeat        time.Duration
+	SSL              bool   // TLS connection
+	SSLProtocol      string // e.g. "tlsv1.3"
+	PeerCertSubject  string // verified client certificate, if any
 }
 
 // connInfo is set once, after connection.open-ok; Channels is filled in
@@ -31,6 +35,13 @@ func (c *conn) publishInfo() {
 	info := &ConnectionInfo{
 		Name: c.name, User: c.user.Name, Vhost: c.vhost.Name, ClientProperties: c.clientProps,
 		ConnectedAt: time.Now(), FrameMax: c.frameMax, ChannelMax: c.channelMax, Heartbeat: c.heartbeat,
+	}
+	if c.tls != nil {
+		info.SSL = true
+		info.SSLProtocol = map[uint16]string{tls.VersionTLS12: "tlsv1.2", tls.VersionTLS13: "tlsv1.3"}[c.tls.Version]
+		if len(c.tls.PeerCertificates) > 0 {
+			info.PeerCertSubject = c.tls.PeerCertificates[0].Subject.String()
+		}
 	}
 	if a, ok := c.remote.(*net.TCPAddr); ok {
 		info.PeerHost, info.PeerPort = a.IP.String(), a.Port

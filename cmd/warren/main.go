@@ -3,6 +3,7 @@ package main
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"net"
@@ -38,6 +39,12 @@ func main() {
 			&cli.Float64Flag{Name: "vm-memory-high-watermark", Value: 0.4, EnvVars: []string{"WARREN_VM_MEMORY_HIGH_WATERMARK"}, Usage: "memory alarm above this fraction of RAM (0 disables)"},
 			&cli.StringFlag{Name: "disk-free-limit", Value: "50MB", EnvVars: []string{"WARREN_DISK_FREE_LIMIT"}, Usage: "disk alarm below this much free space in the data directory (e.g. 50MB, 1GB; 0 disables)"},
 			&cli.StringFlag{Name: "heap-limit", Value: "128MB", EnvVars: []string{"WARREN_HEAP_LIMIT"}, Usage: "soft limit for the Go heap (the GC works harder near it; GOMEMLIMIT wins when set; 0 disables)"},
+			&cli.StringFlag{Name: "amqps-listen", EnvVars: []string{"WARREN_AMQPS_LISTEN"}, Usage: "AMQP over TLS listen address (e.g. :5671); needs --tls-cert and --tls-key; empty disables"},
+			&cli.StringFlag{Name: "https-listen", EnvVars: []string{"WARREN_HTTPS_LISTEN"}, Usage: "HTTPS (management) listen address (e.g. :15671), with the same certificate; empty disables"},
+			&cli.StringFlag{Name: "tls-cert", EnvVars: []string{"WARREN_TLS_CERT"}, Usage: "PEM certificate chain for the TLS listeners"},
+			&cli.StringFlag{Name: "tls-key", EnvVars: []string{"WARREN_TLS_KEY"}, Usage: "PEM private key for the TLS listeners"},
+			&cli.StringFlag{Name: "tls-ca", EnvVars: []string{"WARREN_TLS_CA"}, Usage: "PEM CA bundle for client certificates (verified when given; EXTERNAL logs in by their CN)"},
+			&cli.BoolFlag{Name: "tls-fail-if-no-peer-cert", EnvVars: []string{"WARREN_TLS_FAIL_IF_NO_PEER_CERT"}, Usage: "refuse TLS clients without a certificate (needs --tls-ca)"},
 			&cli.BoolFlag{Name: "pprof", EnvVars: []string{"WARREN_PPROF"}, Usage: "serve Go's /debug/pprof/ on the HTTP listener (for profiling)"},
 		},
 		Action: run,
@@ -77,6 +84,12 @@ func run(c *cli.Context) error {
 			debug.SetMemoryLimit(int64(limit))
 		}
 	}
+	var tlsCfg *tls.Config
+	if c.String("amqps-listen") != "" || c.String("https-listen") != "" {
+		if tlsCfg, err = server.TLSConfig(c.String("tls-cert"), c.String("tls-key"), c.String("tls-ca"), c.Bool("tls-fail-if-no-peer-cert")); err != nil {
+			return err
+		}
+	}
 	dataDir := c.String("data-dir")
 	st, err := store.Open(filepath.Join(dataDir, "store"), log.Named("store"))
 	if err != nil {
@@ -98,27 +111,46 @@ func run(c *cli.Context) error {
 	if err != nil {
 		return fmt.Errorf("--amqp-listen: %w", err)
 	}
-	errc := make(chan error, 2)
+	errc := make(chan error, 4)
 	go func() { errc <- srv.Serve(l) }()
 	log.Info("AMQP listening", zap.Stringer("addr", l.Addr()))
+	if addr := c.String("amqps-listen"); addr != "" {
+		tl, err := net.Listen("tcp", addr)
+		if err != nil {
+			return fmt.Errorf("--amqps-listen: %w", err)
+		}
+		go func() { errc <- srv.Serve(tls.NewListener(tl, tlsCfg)) }()
+		log.Info("AMQPS listening", zap.Stringer("addr", tl.Addr()))
+	}
 
-	var hs *http.Server
-	if addr := c.String("http-listen"); addr != "" {
+	var h http.Handler = mgmt.NewHandler(srv)
+	if c.Bool("pprof") {
+		mux := http.NewServeMux()
+		mux.Handle("/", h)
+		mux.HandleFunc("/debug/pprof/", pprof.Index)
+		mux.HandleFunc("/debug/pprof/profile", pprof.Profile)
+		h = mux
+	}
+	var httpServers []*http.Server
+	for _, l := range []struct {
+		flag string
+		tls  *tls.Config
+	}{{"http-listen", nil}, {"https-listen", tlsCfg}} {
+		addr := c.String(l.flag)
+		if addr == "" {
+			continue
+		}
 		hl, err := net.Listen("tcp", addr)
 		if err != nil {
-			return fmt.Errorf("--http-listen: %w", err)
+			return fmt.Errorf("--%s: %w", l.flag, err)
 		}
-		var h http.Handler = mgmt.NewHandler(srv)
-		if c.Bool("pprof") {
-			mux := http.NewServeMux()
-			mux.Handle("/", h)
-			mux.HandleFunc("/debug/pprof/", pprof.Index)
-			mux.HandleFunc("/debug/pprof/profile", pprof.Profile)
-			h = mux
+		if l.tls != nil {
+			hl = tls.NewListener(hl, l.tls)
 		}
-		hs = &http.Server{Handler: h, ReadHeaderTimeout: 10 * time.Second}
+		hs := &http.Server{Handler: h, ReadHeaderTimeout: 10 * time.Second}
+		httpServers = append(httpServers, hs)
 		go func() { errc <- hs.Serve(hl) }()
-		log.Info("HTTP listening", zap.Stringer("addr", hl.Addr()))
+		log.Info(strings.ToUpper(strings.TrimSuffix(l.flag, "-listen"))+" listening", zap.Stringer("addr", hl.Addr()))
 	}
 
 	select {
@@ -131,7 +163,7 @@ func run(c *cli.Context) error {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
-	if hs != nil {
+	for _, hs := range httpServers {
 		hs.Shutdown(ctx)
 	}
 	srv.Shutdown(ctx)

@@ -201,3 +201,25 @@ test('a 5 MB message round-trips intact', async () => {
   assert.equal(m.properties.headers.sha, crypto.createHash('sha256').update(body).digest('hex'));
   await ch.close();
 });
+
+test('TLS: password login, then EXTERNAL with a client certificate', async () => {
+  const fs = require('node:fs');
+  const ca = [fs.readFileSync(process.env.TLS_CA)];
+  const tlsConn = await amqp.connect(process.env.AMQPS_URL, { ca, servername: 'localhost' });
+  const ch = await tlsConn.createChannel();
+  const q = (await ch.assertQueue('', { exclusive: true })).queue;
+  ch.sendToQueue(q, Buffer.from('over tls'));
+  const [m] = await take(ch, q, 1);
+  assert.equal(m.content.toString(), 'over tls');
+  await tlsConn.close();
+
+  const url = new globalThis.URL(process.env.AMQPS_URL);
+  url.username = ''; url.password = '';
+  const ext = await amqp.connect(url.toString(), {
+    ca, servername: 'localhost', cert: fs.readFileSync(process.env.TLS_CERT), key: fs.readFileSync(process.env.TLS_KEY),
+    credentials: amqp.credentials.external(),
+  });
+  const ech = await ext.createChannel();
+  await ech.checkExchange('amq.topic');
+  await ext.close();
+});

@@ -5,6 +5,7 @@ routed to a named queue; kombu and the worker's remote control see the
 expected queues. Run by integration/clients_test.go with AMQP_URL set.
 """
 import os
+import ssl
 import subprocess
 import sys
 import time
@@ -69,6 +70,21 @@ class CeleryOnWarren(unittest.TestCase):
                 ok = Queue(name, channel=ch).queue_declare(passive=True)
                 self.assertEqual(ok.queue, name)
                 self.assertEqual(ok.consumer_count, 1, name)
+
+
+class KombuOverTLS(unittest.TestCase):
+    """Celery's transport (kombu on py-amqp) connects over TLS."""
+
+    def test_simple_queue_over_tls(self):
+        tls = {"ca_certs": os.environ["TLS_CA"], "cert_reqs": ssl.CERT_REQUIRED}
+        with Connection(os.environ["AMQPS_URL"], ssl=tls) as conn:
+            q = conn.SimpleQueue("kombu_tls")
+            q.put({"over": "tls"})
+            msg = q.get(timeout=5)
+            self.assertEqual(msg.payload, {"over": "tls"})
+            msg.ack()
+            q.close()  # cancels the consumer first: deleting under it would cancel it
+            self.assertEqual(conn.default_channel.queue_delete("kombu_tls"), 0)
 
 
 if __name__ == "__main__":

@@ -5,6 +5,7 @@ basic.return for mandatory messages, and transactions. Run by
 integration/clients_test.go, which starts a broker and sets AMQP_URL.
 """
 import os
+import ssl
 import unittest
 import uuid
 
@@ -201,6 +202,28 @@ class Blocking(unittest.TestCase):
         self.assertEqual(cm.exception.reply_code, 404)
         self.assertEqual(cm.exception.reply_text, "NOT_FOUND - no queue 'py_no_such_queue' in vhost '/'")
         self.assertTrue(self.conn.is_open)
+
+
+class TLS(unittest.TestCase):
+    def test_tls_password_and_external(self):
+        ctx = ssl.create_default_context(cafile=os.environ["TLS_CA"])
+        p = pika.URLParameters(os.environ["AMQPS_URL"])
+        p.ssl_options = pika.SSLOptions(ctx, "localhost")
+        conn = pika.BlockingConnection(p)
+        ch = conn.channel()
+        q = ch.queue_declare("", exclusive=True).method.queue
+        ch.basic_publish("", q, b"over tls")
+        _, _, body = ch.basic_get(q, auto_ack=True)
+        self.assertEqual(body, b"over tls")
+        conn.close()
+
+        ctx.load_cert_chain(os.environ["TLS_CERT"], os.environ["TLS_KEY"])
+        p = pika.URLParameters(os.environ["AMQPS_URL"])
+        p.ssl_options = pika.SSLOptions(ctx, "localhost")
+        p.credentials = pika.credentials.ExternalCredentials()
+        conn = pika.BlockingConnection(p)
+        conn.channel().exchange_declare("amq.topic", passive=True)
+        conn.close()
 
 
 class Select(unittest.TestCase):
