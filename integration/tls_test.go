@@ -184,8 +184,9 @@ func TestTLS(t *testing.T) {
 		// does not name; force it, as a hostile client would.
 		force := func(*tls.CertificateRequestInfo) (*tls.Certificate, error) { return cert, nil }
 		_, err := amqp.DialTLS(url, &tls.Config{RootCAs: p.pool, GetClientCertificate: force})
+		// The alert reaches amqp091-go as a TLS error or, under TLS 1.3 (where
+		// the client finishes first), as a dead connection: either way no login.
 		require.Error(t, err)
-		require.Contains(t, err.Error(), "certificate")
 	})
 
 	t.Run("a plain AMQP client on the TLS port is dropped, others keep working", func(t *testing.T) {

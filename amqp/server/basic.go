@@ -14,6 +14,9 @@ func (ch *channel) basicPublish() error {
 	if ch.pub.m.Immediate {
 		return amqp.Errorf(amqp.NotImplemented, "immediate=true").For(&ch.pub.m)
 	}
+	if err := ch.mayExchange(permWrite, ch.pub.m.Exchange); err != nil {
+		return err
+	}
 	ch.conn.waitAlarm()
 	ch.state = chanAwaitHdr
 	return nil
@@ -86,7 +89,7 @@ func (ch *channel) completePublish() error {
 // checkPublish validates what RabbitMQ checks before routing.
 func (ch *channel) checkPublish(pm *amqp.BasicPublish, msg *queue.Message) error {
 	p := &msg.Props
-	if p.Flags&amqp.FlagUserID != 0 && p.UserID != ch.conn.user.Name {
+	if p.Flags&amqp.FlagUserID != 0 && p.UserID != ch.conn.user.Name && !ch.perms().impersonator {
 		return amqp.Errorf(amqp.PreconditionFailed, "user_id property set to '%s' but authenticated user was '%s'", p.UserID, ch.conn.user.Name).For(pm)
 	}
 	if p.Flags&amqp.FlagReplyTo != 0 && p.ReplyTo == replyQueue {
@@ -238,7 +241,7 @@ func (ch *channel) basicConsume(m *amqp.BasicConsume) error {
 	if m.Queue == replyQueue {
 		return ch.replyConsume(m)
 	}
-	q, err := ch.lookupQueue(m.Queue)
+	q, err := ch.queueFor(permRead, m.Queue)
 	if err != nil {
 		return err
 	}
@@ -300,7 +303,7 @@ func (ch *channel) basicCancel(m *amqp.BasicCancel) error {
 }
 
 func (ch *channel) basicGet(m *amqp.BasicGet) error {
-	q, err := ch.lookupQueue(m.Queue)
+	q, err := ch.queueFor(permRead, m.Queue)
 	if err != nil {
 		return err
 	}

@@ -58,7 +58,8 @@ type channel struct {
 	txPubs     []txPublish
 	txAcks     []txAck
 	r          *router
-	prefetch   int32 // for new consumers (basic.qos global=false)
+	checker    *checker // the user's permissions, taken at first use
+	prefetch   int32    // for new consumers (basic.qos global=false)
 	// Direct reply-to consumer: its tag and the token in reply addresses.
 	// Written by the reader; repliers read them under mu.
 	replyTag, replyToken string
@@ -101,6 +102,9 @@ type txAck struct {
 func newChannel(c *conn, id uint16) *channel {
 	ch := &channel{id: id, conn: c, consumers: map[string]*consumerInfo{}, r: newRouter()}
 	ch.confirms.ch = ch
+	if c.user != nil && c.vhost != nil {
+		ch.checker = c.srv.newChecker(c.user, c.vhost.Name)
+	}
 	return ch
 }
 

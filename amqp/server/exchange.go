@@ -37,7 +37,18 @@ func (ch *channel) exchangeDeclare(m *amqp.ExchangeDeclare) error {
 	if !ok {
 		return amqp.Errorf(amqp.CommandInvalid, "unknown exchange type '%s'", m.Type)
 	}
+	if err := ch.mayExchange(permConfigure, m.Exchange); err != nil {
+		return err
+	}
 	ae, _ := m.Arguments["alternate-exchange"].(string)
+	if ae != "" {
+		if err := ch.mayExchange(permRead, m.Exchange); err != nil {
+			return err
+		}
+		if err := ch.mayExchange(permWrite, ae); err != nil {
+			return err
+		}
+	}
 	if err := v.declareExchange(m, matcher, ae); err != nil {
 		return err
 	}
@@ -103,6 +114,9 @@ func (ch *channel) exchangeDelete(m *amqp.ExchangeDelete) error {
 	if m.Exchange == "" {
 		return errDefaultExchange()
 	}
+	if err := ch.mayExchange(permConfigure, m.Exchange); err != nil {
+		return err
+	}
 	if strings.HasPrefix(m.Exchange, "amq.") {
 		return amqp.Errorf(amqp.AccessRefused, "deletion of system exchange '%s' in vhost '%s' refused", m.Exchange, v.Name)
 	}
@@ -156,7 +170,18 @@ func fmtArg(v any) string {
 	return fmt.Sprint(v)
 }
 
+// mayBindExchanges checks write on the destination, then read on the source.
+func (ch *channel) mayBindExchanges(dst, src string) error {
+	if err := ch.mayExchange(permWrite, dst); err != nil {
+		return err
+	}
+	return ch.mayExchange(permRead, src)
+}
+
 func (ch *channel) exchangeBind(m *amqp.ExchangeBind) error {
+	if err := ch.mayBindExchanges(m.Destination, m.Source); err != nil {
+		return err
+	}
 	v := ch.vhost()
 	v.mu.Lock()
 	d, s, err := v.lookupExchanges(m.Destination, m.Source)
@@ -178,6 +203,9 @@ func (ch *channel) exchangeBind(m *amqp.ExchangeBind) error {
 }
 
 func (ch *channel) exchangeUnbind(m *amqp.ExchangeUnbind) error {
+	if err := ch.mayBindExchanges(m.Destination, m.Source); err != nil {
+		return err
+	}
 	v := ch.vhost()
 	v.mu.Lock()
 	d, s, err := v.lookupExchanges(m.Destination, m.Source)

@@ -37,6 +37,19 @@ func (ch *channel) queueName(name string) (string, error) {
 	return ch.lastQueue, nil
 }
 
+// queueFor resolves name, checks the user may do kind on it, then looks the
+// queue up.
+func (ch *channel) queueFor(kind permKind, name string) (*Queue, error) {
+	name, err := ch.queueName(name)
+	if err != nil {
+		return nil, err
+	}
+	if err := ch.mayQueue(kind, name); err != nil {
+		return nil, err
+	}
+	return ch.lookupQueue(name)
+}
+
 // lookupQueue finds a queue and checks exclusive ownership.
 func (ch *channel) lookupQueue(name string) (*Queue, error) {
 	name, err := ch.queueName(name)
@@ -207,8 +220,19 @@ func (ch *channel) queueDeclare(m *amqp.QueueDeclare) error {
 	} else if strings.HasPrefix(name, "amq.") {
 		return amqp.Errorf(amqp.AccessRefused, "queue name '%s' contains reserved prefix 'amq.*'", name)
 	}
+	if err := ch.mayQueue(permConfigure, name); err != nil {
+		return err
+	}
 	if err := validateQueueArgs(m.Arguments, name, v.Name); err != nil {
 		return err
+	}
+	if dlx, ok := m.Arguments["x-dead-letter-exchange"].(string); ok {
+		if err := ch.mayQueue(permRead, name); err != nil {
+			return err
+		}
+		if err := ch.mayExchange(permWrite, dlx); err != nil {
+			return err
+		}
 	}
 	v.mu.Lock()
 	q := v.queues[name]
@@ -246,8 +270,11 @@ func (ch *channel) queueDeclare(m *amqp.QueueDeclare) error {
 }
 
 func (ch *channel) queueBind(m *amqp.QueueBind) error {
-	q, err := ch.lookupQueue(m.Queue)
+	q, err := ch.queueFor(permWrite, m.Queue)
 	if err != nil {
+		return err
+	}
+	if err := ch.mayExchange(permRead, m.Exchange); err != nil {
 		return err
 	}
 	v := ch.vhost()
@@ -284,8 +311,11 @@ func (ch *channel) queueBind(m *amqp.QueueBind) error {
 }
 
 func (ch *channel) queueUnbind(m *amqp.QueueUnbind) error {
-	q, err := ch.lookupQueue(m.Queue)
+	q, err := ch.queueFor(permWrite, m.Queue)
 	if err != nil {
+		return err
+	}
+	if err := ch.mayExchange(permRead, m.Exchange); err != nil {
 		return err
 	}
 	if m.Exchange == "" {
@@ -308,7 +338,7 @@ func (ch *channel) queueUnbind(m *amqp.QueueUnbind) error {
 }
 
 func (ch *channel) queuePurge(m *amqp.QueuePurge) error {
-	q, err := ch.lookupQueue(m.Queue)
+	q, err := ch.queueFor(permRead, m.Queue)
 	if err != nil {
 		return err
 	}
@@ -320,7 +350,7 @@ func (ch *channel) queuePurge(m *amqp.QueuePurge) error {
 }
 
 func (ch *channel) queueDelete(m *amqp.QueueDelete) error {
-	q, err := ch.lookupQueue(m.Queue)
+	q, err := ch.queueFor(permConfigure, m.Queue)
 	if err != nil {
 		if ae, ok := err.(*amqp.Error); ok && ae.Code == amqp.NotFound && m.Queue != "" {
 			// Deleting a missing queue succeeds quietly (RabbitMQ 3.x).
