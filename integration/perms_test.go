@@ -62,7 +62,10 @@ func TestPermissionsEnforced(t *testing.T) {
 		return err
 	}
 
-	try("", func(ch *amqp.Channel) error { _, err := ch.QueueDeclare("alice-q", false, false, false, false, nil); return err })
+	try("", func(ch *amqp.Channel) error {
+		_, err := ch.QueueDeclare("alice-q", false, false, false, false, nil)
+		return err
+	})
 	try(refused("queue", "bob-q2"), func(ch *amqp.Channel) error {
 		_, err := ch.QueueDeclare("bob-q2", false, false, false, false, nil)
 		return err
@@ -74,7 +77,10 @@ func TestPermissionsEnforced(t *testing.T) {
 	ae := amqpErr(t, err, 403)
 	require.Regexp(t, `^ACCESS_REFUSED - access to queue 'amq\.gen-[A-Za-z0-9_-]{22}' in vhost '/' refused for user 'alice'$`, ae.Reason)
 	// Passive declares need nothing.
-	try("", func(ch *amqp.Channel) error { _, err := ch.QueueDeclarePassive("bob-q", false, false, false, false, nil); return err })
+	try("", func(ch *amqp.Channel) error {
+		_, err := ch.QueueDeclarePassive("bob-q", false, false, false, false, nil)
+		return err
+	})
 	try("", func(ch *amqp.Channel) error { return pub(ch, "", "alice-q") })
 	try(refused("exchange", "amq.direct"), func(ch *amqp.Channel) error { return pub(ch, "amq.direct", "alice-q") })
 	try(refused("queue", "bob-q"), func(ch *amqp.Channel) error { _, _, err := ch.Get("bob-q", true); return err })
@@ -88,7 +94,9 @@ func TestPermissionsEnforced(t *testing.T) {
 	try(refused("queue", "bob-q"), func(ch *amqp.Channel) error { return ch.QueueBind("bob-q", "k", "amq.fanout", false, nil) })
 	try(refused("exchange", "amq.fanout"), func(ch *amqp.Channel) error { return ch.QueueBind("alice-q", "k", "amq.fanout", false, nil) })
 	try(refused("exchange", "amq.direct"), func(ch *amqp.Channel) error { return ch.ExchangeBind("amq.direct", "k", "alice-x", false, nil) })
-	try("", func(ch *amqp.Channel) error { return ch.ExchangeDeclare("alice-x", "fanout", false, false, false, false, nil) })
+	try("", func(ch *amqp.Channel) error {
+		return ch.ExchangeDeclare("alice-x", "fanout", false, false, false, false, nil)
+	})
 	try("", func(ch *amqp.Channel) error { return ch.QueueBind("alice-q", "k", "alice-x", false, nil) })
 	try(refused("exchange", "amq.topic"), func(ch *amqp.Channel) error {
 		return ch.ExchangeDeclare("alice-y", "fanout", false, false, false, false, amqp.Table{"alternate-exchange": "amq.topic"})
