@@ -1,50 +1,180 @@
 package mgmt
 
 import (
+	"context"
 	"encoding/json"
+	"errors"
+	"io"
 	"net/http"
+	"net/url"
 	"slices"
+	"strings"
+	"sync"
 	"time"
 
 	"github.com/gorilla/mux"
 
+	"github.com/warren-mq/warren/amqp"
 	"github.com/warren-mq/warren/amqp/server"
 )
 
-// Broker is what the API needs from the broker.
-type Broker interface {
-	Authenticate(user, pass string) (tags []string, ok bool)
-	Connections() []server.ConnectionInfo
-	CloseConnection(name, reason string) bool
-}
-
+// api serves RabbitMQ's management HTTP API over a running broker.
 type api struct {
-	b Broker
+	b *server.Server
+
+	ratesMu sync.Mutex
+	samples []sample // for message rates, newest last
 }
 
-// NewHandler returns the HTTP handler of the API.
-func NewHandler(b Broker) http.Handler {
+// level is what an endpoint requires of the user's tags.
+type level int
+
+const (
+	levelManagement level = iota // any management tag
+	levelMonitoring
+	levelPolicymaker
+	levelAdministrator
+)
+
+var levelRefusal = map[level]string{
+	levelManagement:    "Not management user",
+	levelMonitoring:    "Not monitor user",
+	levelPolicymaker:   "Not policymaker user",
+	levelAdministrator: "Not administrator user",
+}
+
+// principal is the authenticated user of a request.
+type principal struct {
+	name string
+	tags []string
+}
+
+func (p principal) has(tag string) bool { return slices.Contains(p.tags, tag) }
+
+func (p principal) reaches(l level) bool {
+	switch {
+	case p.has("administrator"):
+		return true
+	case l == levelMonitoring:
+		return p.has("monitoring")
+	case l == levelPolicymaker:
+		return p.has("policymaker")
+	case l == levelManagement:
+		return p.has("management") || p.has("monitoring") || p.has("policymaker")
+	}
+	return false
+}
+
+// seesAllVhosts: monitoring users and administrators see every vhost;
+// management users only those they have permissions on.
+func (p principal) seesAllVhosts() bool { return p.has("administrator") || p.has("monitoring") }
+
+type ctxKey struct{}
+
+func who(r *http.Request) principal { return r.Context().Value(ctxKey{}).(principal) }
+
+// NewHandler returns the HTTP handler of the management API.
+func NewHandler(b *server.Server) http.Handler {
 	a := &api{b: b}
 	r := mux.NewRouter()
+	r.UseEncodedPath() // vhost "/" is %2F inside one path segment
 	r.StrictSlash(false)
+
 	ok := func(w http.ResponseWriter, _ *http.Request) {
 		writeJSON(w, http.StatusOK, map[string]any{"status": "ok"})
 	}
 	r.HandleFunc("/api/health/checks/alive", ok).Methods(http.MethodGet)
-	r.HandleFunc("/api/health/checks/alarms", ok).Methods(http.MethodGet)
 	r.HandleFunc("/healthz", ok).Methods(http.MethodGet)
-	r.Handle("/api/connections", a.auth(a.listConnections, "monitoring")).Methods(http.MethodGet)
-	r.Handle("/api/connections/", a.auth(a.listConnections, "monitoring")).Methods(http.MethodGet)
-	r.Handle("/api/connections/{name}", a.auth(a.deleteConnection, "monitoring")).Methods(http.MethodDelete)
-	r.NotFoundHandler = http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
-		writeJSON(w, http.StatusNotFound, map[string]string{"error": "Object Not Found", "reason": "Not Found"})
+
+	h := func(path string, l level, fn http.HandlerFunc, methods ...string) {
+		r.Handle(path, a.auth(fn, l)).Methods(methods...)
+		if !strings.HasSuffix(path, "/") && !strings.Contains(path, "{") {
+			r.Handle(path+"/", a.auth(fn, l)).Methods(methods...)
+		}
+	}
+	get, put, del, post := http.MethodGet, http.MethodPut, http.MethodDelete, http.MethodPost
+
+	h("/api/health/checks/alarms", levelManagement, a.healthAlarms, get)
+	h("/api/health/checks/local-alarms", levelManagement, a.healthAlarms, get)
+	h("/api/health/checks/virtual-hosts", levelManagement, ok, get)
+	h("/api/health/checks/port-listener/{port}", levelManagement, ok, get)
+	h("/api/aliveness-test/{vhost}", levelManagement, a.aliveness, get)
+	h("/api/overview", levelManagement, a.overview, get)
+	h("/api/whoami", levelManagement, a.whoami, get)
+	h("/api/nodes", levelMonitoring, a.nodes, get)
+	h("/api/nodes/{node}", levelMonitoring, a.node, get)
+	h("/api/extensions", levelManagement, func(w http.ResponseWriter, _ *http.Request) { writeJSON(w, 200, []any{}) }, get)
+
+	h("/api/connections", levelManagement, a.listConnections, get)
+	h("/api/vhosts/{vhost}/connections", levelManagement, a.listConnections, get)
+	h("/api/connections/{name}", levelManagement, a.getConnection, get)
+	h("/api/connections/{name}", levelManagement, a.deleteConnection, del)
+	h("/api/connections/{name}/channels", levelManagement, a.listChannels, get)
+	h("/api/channels", levelManagement, a.listChannels, get)
+	h("/api/vhosts/{vhost}/channels", levelManagement, a.listChannels, get)
+	h("/api/consumers", levelManagement, a.listConsumers, get)
+	h("/api/consumers/{vhost}", levelManagement, a.listConsumers, get)
+
+	h("/api/vhosts", levelManagement, a.listVhosts, get)
+	h("/api/vhosts/{vhost}", levelManagement, a.getVhost, get)
+	h("/api/vhosts/{vhost}", levelAdministrator, a.putVhost, put)
+	h("/api/vhosts/{vhost}", levelAdministrator, a.deleteVhost, del)
+	h("/api/vhosts/{vhost}/permissions", levelAdministrator, a.listPermissions, get)
+	h("/api/users", levelAdministrator, a.listUsers, get)
+	h("/api/users/without-permissions", levelAdministrator, a.usersWithoutPermissions, get)
+	h("/api/users/bulk-delete", levelAdministrator, a.bulkDeleteUsers, post)
+	h("/api/users/{user}", levelAdministrator, a.getUser, get)
+	h("/api/users/{user}", levelAdministrator, a.putUser, put)
+	h("/api/users/{user}", levelAdministrator, a.deleteUser, del)
+	h("/api/users/{user}/permissions", levelAdministrator, a.listPermissions, get)
+	h("/api/permissions", levelAdministrator, a.listPermissions, get)
+	h("/api/permissions/{vhost}/{user}", levelAdministrator, a.getPermission, get)
+	h("/api/permissions/{vhost}/{user}", levelAdministrator, a.putPermission, put)
+	h("/api/permissions/{vhost}/{user}", levelAdministrator, a.deletePermission, del)
+
+	h("/api/exchanges", levelManagement, a.listExchanges, get)
+	h("/api/exchanges/{vhost}", levelManagement, a.listExchanges, get)
+	h("/api/exchanges/{vhost}/{name}", levelManagement, a.getExchange, get)
+	h("/api/exchanges/{vhost}/{name}", levelManagement, a.putExchange, put)
+	h("/api/exchanges/{vhost}/{name}", levelManagement, a.deleteExchange, del)
+	h("/api/exchanges/{vhost}/{name}/bindings/source", levelManagement, a.bindingsOf("source"), get)
+	h("/api/exchanges/{vhost}/{name}/bindings/destination", levelManagement, a.bindingsOf("edest"), get)
+	h("/api/exchanges/{vhost}/{name}/publish", levelManagement, a.publish, post)
+
+	h("/api/queues", levelManagement, a.listQueues, get)
+	h("/api/queues/{vhost}", levelManagement, a.listQueues, get)
+	h("/api/queues/{vhost}/{name}", levelManagement, a.getQueue, get)
+	h("/api/queues/{vhost}/{name}", levelManagement, a.putQueue, put)
+	h("/api/queues/{vhost}/{name}", levelManagement, a.deleteQueue, del)
+	h("/api/queues/{vhost}/{name}/contents", levelManagement, a.purgeQueue, del)
+	h("/api/queues/{vhost}/{name}/get", levelManagement, a.getMessages, post)
+	h("/api/queues/{vhost}/{name}/bindings", levelManagement, a.bindingsOf("qdest"), get)
+
+	h("/api/bindings", levelManagement, a.listBindings, get)
+	h("/api/bindings/{vhost}", levelManagement, a.listBindings, get)
+	for _, dt := range []string{"q", "e"} {
+		base := "/api/bindings/{vhost}/e/{source}/" + dt + "/{destination}"
+		h(base, levelManagement, a.listBindingsBetween(dt), get)
+		h(base, levelManagement, a.postBinding(dt), post)
+		h(base+"/{props}", levelManagement, a.getBinding(dt), get)
+		h(base+"/{props}", levelManagement, a.deleteBinding(dt), del)
+	}
+
+	h("/api/definitions", levelAdministrator, a.exportDefinitions, get)
+	h("/api/definitions", levelAdministrator, a.importDefinitions, post)
+	h("/api/definitions/{vhost}", levelAdministrator, a.exportDefinitions, get)
+	h("/api/definitions/{vhost}", levelAdministrator, a.importDefinitions, post)
+
+	r.NotFoundHandler = http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) { notFound(w) })
+	r.MethodNotAllowedHandler = http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
+		writeJSON(w, http.StatusMethodNotAllowed, errBody("method_not_allowed", "Method Not Allowed"))
 	})
 	return r
 }
 
-// auth checks HTTP basic credentials and that the user has one of the tags
-// (administrator always passes), with RabbitMQ's 401 bodies.
-func (a *api) auth(h http.HandlerFunc, tag string) http.Handler {
+// auth checks HTTP basic credentials and the user's tags, with RabbitMQ's
+// 401 bodies.
+func (a *api) auth(h http.HandlerFunc, l level) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		user, pass, ok := r.BasicAuth()
 		var tags []string
@@ -53,68 +183,137 @@ func (a *api) auth(h http.HandlerFunc, tag string) http.Handler {
 		}
 		if !ok {
 			w.Header().Set("WWW-Authenticate", `Basic realm="RabbitMQ Management"`)
-			writeJSON(w, http.StatusUnauthorized, map[string]string{"error": "not_authorized", "reason": "Login failed"})
+			writeJSON(w, http.StatusUnauthorized, errBody("not_authorized", "Login failed"))
 			return
 		}
-		if !slices.Contains(tags, "administrator") && !slices.Contains(tags, tag) {
-			writeJSON(w, http.StatusUnauthorized, map[string]string{"error": "not_authorised", "reason": "Not monitor user"})
+		p := principal{name: user, tags: tags}
+		if !p.reaches(levelManagement) {
+			writeJSON(w, http.StatusUnauthorized, errBody("not_authorised", levelRefusal[levelManagement]))
 			return
 		}
-		h(w, r)
+		if !p.reaches(l) {
+			writeJSON(w, http.StatusUnauthorized, errBody("not_authorised", levelRefusal[l]))
+			return
+		}
+		h(w, r.WithContext(context.WithValue(r.Context(), ctxKey{}, p)))
 	})
 }
 
-func (a *api) listConnections(w http.ResponseWriter, _ *http.Request) {
-	conns := a.b.Connections()
-	out := make([]map[string]any, 0, len(conns))
-	for _, c := range conns {
-		out = append(out, map[string]any{
-			"name":              c.Name,
-			"user":              c.User,
-			"vhost":             c.Vhost,
-			"peer_host":         c.PeerHost,
-			"peer_port":         c.PeerPort,
-			"host":              c.Host,
-			"port":              c.Port,
-			"channels":          c.Channels,
-			"client_properties": c.ClientProperties,
-			"connected_at":      c.ConnectedAt.UnixMilli(),
-			"frame_max":         c.FrameMax,
-			"channel_max":       c.ChannelMax,
-			"timeout":           int(c.Heartbeat / time.Second),
-			"protocol":          "AMQP 0-9-1",
-			"type":              "network",
-			"state":             "running",
-			"node":              "warren@localhost",
-			"ssl":               c.SSL,
-			"ssl_protocol":      nullIfEmpty(c.SSLProtocol),
-			"peer_cert_subject": nullIfEmpty(c.PeerCertSubject),
-		})
+// var_ returns a decoded path variable.
+func var_(r *http.Request, name string) string {
+	v := mux.Vars(r)[name]
+	if d, err := url.PathUnescape(v); err == nil {
+		return d
 	}
-	writeJSON(w, http.StatusOK, out)
+	return v
 }
 
-func (a *api) deleteConnection(w http.ResponseWriter, r *http.Request) {
-	name := mux.Vars(r)["name"]
-	if !a.b.CloseConnection(name, r.Header.Get("X-Reason")) {
-		writeJSON(w, http.StatusNotFound, map[string]string{"error": "Object Not Found", "reason": "Not Found"})
+func errBody(e, reason string) map[string]string {
+	return map[string]string{"error": e, "reason": reason}
+}
+
+func notFound(w http.ResponseWriter) {
+	writeJSON(w, http.StatusNotFound, errBody("Object Not Found", "Not Found"))
+}
+
+func badRequest(w http.ResponseWriter, reason string) {
+	writeJSON(w, http.StatusBadRequest, errBody("bad_request", reason))
+}
+
+func writeJSON(w http.ResponseWriter, status int, v any) {
+	w.Header().Set("Content-Type", "application/json")
+	w.Header().Set("Cache-Control", "no-cache")
+	w.WriteHeader(status)
+	enc := json.NewEncoder(w)
+	enc.SetEscapeHTML(false)
+	enc.Encode(v)
+}
+
+// created answers 201 for a new object and 204 for an existing one.
+func created(w http.ResponseWriter, isNew bool) {
+	if isNew {
+		w.WriteHeader(http.StatusCreated)
 		return
 	}
 	w.WriteHeader(http.StatusNoContent)
 }
 
-func writeJSON(w http.ResponseWriter, code int, v any) {
-	w.Header().Set("Content-Type", "application/json")
-	w.WriteHeader(code)
-	// An encoding error here means the client went away mid-response;
-	// there is no one left to tell.
-	_ = json.NewEncoder(w).Encode(v)
+// readBody decodes a JSON object body; numbers stay json.Number. An empty
+// body is an empty object.
+func readBody(r *http.Request, into any) error {
+	data, err := io.ReadAll(io.LimitReader(r.Body, 64<<20))
+	if err != nil {
+		return err
+	}
+	if len(strings.TrimSpace(string(data))) == 0 {
+		data = []byte("{}")
+	}
+	dec := json.NewDecoder(strings.NewReader(string(data)))
+	dec.UseNumber()
+	if err := dec.Decode(into); err != nil {
+		return errors.New("Malformed JSON: " + err.Error())
+	}
+	return nil
 }
 
-// nullIfEmpty renders "" as JSON null, as RabbitMQ does for absent values.
-func nullIfEmpty(s string) any {
-	if s == "" {
+// amqpFailure answers for a refused AMQP operation as RabbitMQ's API does:
+// 404 for a missing object, 401 for a permission refusal, 400 otherwise
+// with the reason text (without its "NAME - " prefix).
+func amqpFailure(w http.ResponseWriter, err error) {
+	var ae *amqp.Error
+	if !errors.As(err, &ae) {
+		if errors.Is(err, server.ErrNotFound) {
+			notFound(w)
+			return
+		}
+		if errors.Is(err, server.ErrAccessRefused) {
+			writeJSON(w, http.StatusUnauthorized, errBody("not_authorised", "Access refused."))
+			return
+		}
+		writeJSON(w, http.StatusInternalServerError, errBody("internal_error", err.Error()))
+		return
+	}
+	reason := ae.Text
+	if i := strings.Index(reason, " - "); i >= 0 {
+		reason = reason[i+3:]
+	}
+	switch ae.Code {
+	case amqp.NotFound:
+		writeJSON(w, http.StatusNotFound, errBody("Object Not Found", reason))
+	case amqp.AccessRefused:
+		writeJSON(w, http.StatusUnauthorized, errBody("not_authorised", reason))
+	default:
+		badRequest(w, reason)
+	}
+}
+
+// direct opens a session as the request's user on vhost.
+func (a *api) direct(w http.ResponseWriter, r *http.Request, vhost string) *server.Direct {
+	d, err := a.b.OpenDirect(who(r).name, vhost)
+	if err != nil {
+		if errors.Is(err, server.ErrNotFound) {
+			notFound(w)
+		} else {
+			writeJSON(w, http.StatusUnauthorized, errBody("not_authorised", "Access refused."))
+		}
 		return nil
 	}
-	return s
+	return d
 }
+
+// vhostVisible reports whether the user may see vhost's objects.
+func (a *api) vhostVisible(p principal, vhost string) bool {
+	if p.seesAllVhosts() {
+		return true
+	}
+	u, ok := a.b.UserInfo(p.name)
+	if !ok {
+		return false
+	}
+	_, ok = u.Permissions[vhost]
+	return ok
+}
+
+const nodeName = "warren@localhost"
+
+func msNow() int64 { return time.Now().UnixMilli() }

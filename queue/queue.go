@@ -118,6 +118,8 @@ type Queue struct {
 	lastUsed int64
 	expTimer *time.Timer
 
+	stats Stats // guarded by mu
+
 	kick  chan struct{}
 	timer *time.Timer
 	stop  chan struct{}
@@ -262,6 +264,10 @@ func (q *Queue) forgetLocked(e *Entry) {
 // journal now, an acked one counts towards the delivered watermark.
 // Lock must be held.
 func (q *Queue) handedLocked(e *Entry, noAck bool) {
+	q.stats.Delivered++
+	if e.Redelivered {
+		q.stats.Redelivered++
+	}
 	if !e.Journaled {
 		return
 	}
@@ -508,6 +514,7 @@ func (q *Queue) Publish(m *Message, ttl int64) PublishResult {
 		return Rejected
 	}
 	q.nextSeq++
+	q.stats.Published++
 	e := Entry{Msg: m, Seq: q.nextSeq}
 	journal := q.Journal != nil && q.Durable && m.Persistent()
 	if ttl != 0 && q.pagingLocked() {
@@ -546,9 +553,11 @@ func (q *Queue) Publish(m *Message, ttl int64) PublishResult {
 				if journal {
 					q.Journal.Append(q.ID, e.Seq, m, 0)
 					e.Journaled = true
-					q.handedLocked(&e, false)
-					q.reportDeliveredLocked()
 				}
+			}
+			q.handedLocked(&e, c.NoAck)
+			if e.Journaled {
+				q.reportDeliveredLocked()
 			}
 			c.Sink.Deliver(q, c, e)
 		} else {
@@ -628,6 +637,7 @@ func (q *Queue) Get(noAck bool) (e Entry, remaining int, ok bool) {
 // Ack settles delivered entries: they leave the queue for good.
 func (q *Queue) Ack(es []Entry) {
 	q.mu.Lock()
+	q.stats.Acked += uint64(len(es))
 	q.unacked -= len(es)
 	for i := range es {
 		q.forgetLocked(&es[i])
@@ -737,6 +747,34 @@ func (q *Queue) Restore(es []Entry, disk DiskPart, watermark uint64) {
 	if disk.N > 0 && q.nextSeq < disk.Last {
 		q.nextSeq = disk.Last
 	}
+}
+
+// Stats are a queue's message counters since it was created (or restored).
+type Stats struct {
+	Published   uint64 // messages enqueued
+	Delivered   uint64 // handed to consumers or basic.get
+	Redelivered uint64 // of those, with the redelivered flag
+	Acked       uint64
+}
+
+// Snapshot is a consistent view of a queue for listings.
+type Snapshot struct {
+	Ready, Unacked int
+	ReadyBytes     int64
+	Consumers      []Consumer
+	Stats
+}
+
+// Snapshot returns the queue's counts, consumers and counters.
+func (q *Queue) Snapshot() Snapshot {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	s := Snapshot{Ready: q.readyCountLocked(), Unacked: q.unacked, ReadyBytes: q.readyBytes, Stats: q.stats}
+	s.Consumers = make([]Consumer, len(q.consumers))
+	for i, c := range q.consumers {
+		s.Consumers[i] = *c
+	}
+	return s
 }
 
 // Counts returns ready messages, unacked messages and consumers.

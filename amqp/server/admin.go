@@ -32,6 +32,7 @@ var ErrNotFound = errors.New("not found")
 func (s *Server) newVhostLocked(name string) *Vhost {
 	v := newVhost(name, s.log)
 	v.store = s.store
+	v.retired = &s.closedStats
 	v.nextQueueID = func() uint64 { return s.lastQueueID.Add(1) }
 	v.pageWindow = s.cfg.PageWindow
 	s.vhosts[name] = v
@@ -281,4 +282,22 @@ func (s *Server) restoreAccess() error {
 	}
 	st.Flush()
 	return nil
+}
+
+// Users lists copies of every user, by name.
+func (s *Server) Users() []User {
+	s.mu.Lock()
+	names := make([]string, 0, len(s.users))
+	for n := range s.users {
+		names = append(names, n)
+	}
+	s.mu.Unlock()
+	sort.Strings(names)
+	out := make([]User, 0, len(names))
+	for _, n := range names {
+		if u, ok := s.UserInfo(n); ok {
+			out = append(out, u)
+		}
+	}
+	return out
 }

@@ -71,6 +71,7 @@ func (ch *channel) completePublish() error {
 		Props:      ch.pub.props,
 	}
 	ch.pub.header, ch.pub.buf = nil, nil
+	ch.stats.published.Add(1)
 	var seq uint64
 	if ch.confirm {
 		ch.publishSeq++
@@ -190,6 +191,7 @@ func (ch *channel) route(pm *amqp.BasicPublish, msg *queue.Message, seq uint64) 
 		return nil
 	}
 	if len(qs) == 0 && pm.Mandatory {
+		ch.stats.returned.Add(1)
 		ch.conn.send(func(b []byte) []byte {
 			b = amqp.AppendMethodFrame(b, ch.id, &amqp.BasicReturn{ReplyCode: amqp.NoRoute, ReplyText: "NO_ROUTE", Exchange: pm.Exchange, RoutingKey: pm.RoutingKey})
 			return amqp.AppendContent(b, ch.id, msg.Header, msg.Body, ch.conn.frameMax)

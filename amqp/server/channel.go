@@ -78,6 +78,21 @@ type channel struct {
 
 	globalPrefetch atomic.Int32
 	unackedN       atomic.Int32
+
+	// For listings and statistics, read by other goroutines.
+	stats      chanStats
+	modeFlags  atomic.Uint32 // modeConfirm | modeTx
+	prefetchNA atomic.Int32  // mirrors prefetch
+}
+
+const (
+	modeConfirm = 1 << iota
+	modeTx
+)
+
+// chanStats are a channel's message counters.
+type chanStats struct {
+	published, confirmed, returned atomic.Uint64
 }
 
 type pendingPublish struct {
@@ -172,6 +187,9 @@ func (ch *channel) release() {
 	ch.mu.Lock()
 	consumers := ch.consumers
 	ch.consumers = map[string]*consumerInfo{}
+	if !ch.closed {
+		ch.conn.srv.closedStats.add(&ch.stats)
+	}
 	ch.closed = true
 	ch.mu.Unlock()
 	ch.replyRelease()
@@ -269,6 +287,7 @@ func (ch *channel) dispatch(m amqp.Method) error {
 			return amqp.Errorf(amqp.PreconditionFailed, "cannot switch from tx to confirm mode")
 		}
 		ch.confirm = true
+		ch.modeFlags.Or(modeConfirm)
 		if !m.Nowait {
 			ch.sendMethod(&amqp.ConfirmSelectOk{})
 		}
@@ -278,6 +297,7 @@ func (ch *channel) dispatch(m amqp.Method) error {
 			return amqp.Errorf(amqp.PreconditionFailed, "cannot switch from confirm to tx mode")
 		}
 		ch.tx = true
+		ch.modeFlags.Or(modeTx)
 		ch.sendMethod(&amqp.TxSelectOk{})
 		return nil
 	case *amqp.TxCommit:
@@ -546,6 +566,7 @@ func (ch *channel) basicQos(m *amqp.BasicQos) error {
 		ch.globalPrefetch.Store(int32(m.PrefetchCount))
 	} else {
 		ch.prefetch = int32(m.PrefetchCount)
+		ch.prefetchNA.Store(ch.prefetch)
 	}
 	ch.sendMethod(&amqp.BasicQosOk{})
 	ch.kickConsumers()

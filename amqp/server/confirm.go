@@ -83,6 +83,7 @@ func (c *confirmer) flushLocked() {
 			return
 		}
 		c.ch.sendMethod(&amqp.BasicAck{DeliveryTag: ackTo, Multiple: ackTo > ackFrom})
+		c.ch.stats.confirmed.Add(ackTo - ackFrom + 1)
 		ackFrom, ackTo = 0, 0
 	}
 	for c.head < len(c.states) {

@@ -91,6 +91,7 @@ type conn struct {
 
 	info      atomic.Pointer[ConnectionInfo]
 	nchannels atomic.Int32
+	chanSnap  atomic.Pointer[[]*channel] // the open channels, for listings
 
 	stopWrite chan struct{} // closed by the reader when it exits
 	writeDone chan struct{}
@@ -409,7 +410,7 @@ func (c *conn) handleFrame(f amqp.Frame) error {
 		}
 		ch = newChannel(c, f.Channel)
 		c.channels[f.Channel] = ch
-		c.nchannels.Store(int32(len(c.channels)))
+		c.channelsChanged()
 		c.sendMethod(f.Channel, &amqp.ChannelOpenOk{})
 		return nil
 	}
@@ -447,7 +448,7 @@ func (c *conn) releaseChannels() {
 		ch.release()
 		delete(c.channels, id)
 	}
-	c.nchannels.Store(0)
+	c.channelsChanged()
 }
 
 // teardown releases channels and deletes exclusive queues.
@@ -462,9 +463,20 @@ func (c *conn) teardown() {
 	}
 }
 
+// channelsChanged publishes the channel set for other goroutines (reader
+// only; channels open and close rarely).
+func (c *conn) channelsChanged() {
+	snap := make([]*channel, 0, len(c.channels))
+	for _, ch := range c.channels {
+		snap = append(snap, ch)
+	}
+	c.chanSnap.Store(&snap)
+	c.nchannels.Store(int32(len(snap)))
+}
+
 func (c *conn) dropChannel(id uint16) {
 	delete(c.channels, id)
-	c.nchannels.Store(int32(len(c.channels)))
+	c.channelsChanged()
 }
 
 func (c *conn) addExclusive(q *Queue) {
@@ -497,7 +509,7 @@ func (c *conn) flushConfirms() {
 func (c *conn) serverProperties() amqp.Table {
 	return amqp.Table{
 		"product":      "RabbitMQ",
-		"version":      "3.10.8",
+		"version":      RabbitVersion,
 		"platform":     "Warren (Go)",
 		"copyright":    "Warren authors",
 		"information":  "Warren, an AMQP 0-9-1 broker compatible with RabbitMQ clients",

@@ -92,6 +92,7 @@ type Server struct {
 	alarm       alarms
 	replies     replyRegistry
 	stopWatch   chan struct{}
+	closedStats statTotals // counters of closed channels and deleted queues
 
 	wg sync.WaitGroup
 }
@@ -241,3 +242,7 @@ func (s *Server) ConnectionCount() int {
 	defer s.mu.Unlock()
 	return len(s.conns)
 }
+
+// RabbitVersion is the RabbitMQ version Warren presents to clients and
+// tools (connection.start, management API): the behaviour it matches.
+const RabbitVersion = "3.10.8"

@@ -62,6 +62,7 @@ type Vhost struct {
 	restoring bool
 
 	store       *store.Store
+	retired     *statTotals // where a deleted queue's counters go
 	nextQueueID func() uint64
 	pageWindow  int
 }
@@ -256,6 +257,9 @@ func (v *Vhost) removeQueueLocked(q *Queue) bool {
 	}
 	delete(v.queues, q.Name)
 	v.forgetQueue(q)
+	if v.retired != nil {
+		v.retired.addQueue(q.Snapshot().Stats)
+	}
 	for _, b := range slices.Clone(q.in) {
 		v.unbind(b.src, q, b.key, b.args)
 	}

@@ -1,0 +1,416 @@
+package integration
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"net/url"
+	"strings"
+	"testing"
+
+	amqp "github.com/rabbitmq/amqp091-go"
+	"github.com/stretchr/testify/require"
+
+	"github.com/warren-mq/warren/amqp/server"
+	"github.com/warren-mq/warren/mgmt"
+)
+
+// apiClient drives the management API of a broker as one user.
+type apiClient struct {
+	t          *testing.T
+	base       string
+	user, pass string
+}
+
+type apiResp struct {
+	status int
+	header http.Header
+	raw    []byte
+}
+
+func (r apiResp) json(t *testing.T) any {
+	t.Helper()
+	var v any
+	require.NoError(t, json.Unmarshal(r.raw, &v), string(r.raw))
+	return v
+}
+
+func (r apiResp) obj(t *testing.T) map[string]any {
+	t.Helper()
+	m, ok := r.json(t).(map[string]any)
+	require.True(t, ok, "want an object: %s", r.raw)
+	return m
+}
+
+func (r apiResp) list(t *testing.T) []any {
+	t.Helper()
+	l, ok := r.json(t).([]any)
+	require.True(t, ok, "want a list: %s", r.raw)
+	return l
+}
+
+func startAPI(t *testing.T, b *broker) *apiClient {
+	hs := httptest.NewServer(mgmt.NewHandler(b.Server))
+	t.Cleanup(hs.Close)
+	return &apiClient{t: t, base: hs.URL, user: "guest", pass: "guest"}
+}
+
+func (c *apiClient) as(user, pass string) *apiClient {
+	cc := *c
+	cc.user, cc.pass = user, pass
+	return &cc
+}
+
+func (c *apiClient) do(method, path string, body any) apiResp {
+	c.t.Helper()
+	var rd io.Reader
+	switch b := body.(type) {
+	case nil:
+	case string:
+		rd = strings.NewReader(b)
+	case []byte:
+		rd = bytes.NewReader(b)
+	default:
+		data, err := json.Marshal(b)
+		require.NoError(c.t, err)
+		rd = bytes.NewReader(data)
+	}
+	req, err := http.NewRequest(method, c.base+path, rd)
+	require.NoError(c.t, err)
+	req.SetBasicAuth(c.user, c.pass)
+	req.Header.Set("Content-Type", "application/json")
+	resp, err := http.DefaultClient.Do(req)
+	require.NoError(c.t, err)
+	defer resp.Body.Close()
+	raw, _ := io.ReadAll(resp.Body)
+	return apiResp{status: resp.StatusCode, header: resp.Header, raw: raw}
+}
+
+// expect checks the status of a call and returns the response.
+func (c *apiClient) expect(status int, method, path string, body any) apiResp {
+	c.t.Helper()
+	r := c.do(method, path, body)
+	require.Equal(c.t, status, r.status, "%s %s: %s", method, path, r.raw)
+	return r
+}
+
+func TestAPIExchangesQueuesBindingsPublishGet(t *testing.T) {
+	b := startBroker(t, server.Config{})
+	api := startAPI(t, b)
+	put, get, del, post := http.MethodPut, http.MethodGet, http.MethodDelete, http.MethodPost
+
+	api.expect(201, put, "/api/exchanges/%2F/orders", map[string]any{"type": "topic", "durable": true})
+	api.expect(204, put, "/api/exchanges/%2F/orders", map[string]any{"type": "topic", "durable": true})
+	r := api.expect(400, put, "/api/exchanges/%2F/orders", map[string]any{"type": "topic", "durable": false})
+	require.Equal(t, map[string]any{"error": "bad_request",
+		"reason": "inequivalent arg 'durable' for exchange 'orders' in vhost '/': received 'false' but current is 'true'"}, r.obj(t))
+	api.expect(400, put, "/api/exchanges/%2F/bad", map[string]any{"type": "nonsense"})
+	api.expect(400, put, "/api/exchanges/%2F/bad", `{"type": "direct",`)
+	x := api.expect(200, get, "/api/exchanges/%2F/orders", nil).obj(t)
+	require.Equal(t, "topic", x["type"])
+	require.Equal(t, true, x["durable"])
+	require.Equal(t, "/", x["vhost"])
+	api.expect(404, get, "/api/exchanges/%2F/missing", nil)
+	require.Equal(t, map[string]any{"error": "Object Not Found", "reason": "Not Found"}, api.expect(404, get, "/api/queues/%2F/missing", nil).obj(t))
+
+	api.expect(201, put, "/api/queues/%2F/invoices", map[string]any{"durable": true, "arguments": map[string]any{"x-max-length": 10}})
+	api.expect(204, put, "/api/queues/%2F/invoices", map[string]any{"durable": true, "arguments": map[string]any{"x-max-length": 10}})
+	r = api.expect(400, put, "/api/queues/%2F/invoices", map[string]any{"durable": true, "arguments": map[string]any{"x-max-length": 11}})
+	require.Contains(t, r.obj(t)["reason"], "inequivalent arg 'x-max-length' for queue 'invoices'")
+	r = api.expect(400, put, "/api/queues/%2F/bad", map[string]any{"arguments": map[string]any{"x-max-length": -1}})
+	require.Contains(t, r.obj(t)["reason"], "x-max-length")
+
+	// Bindings: POST answers 201 with a Location naming the properties key.
+	r = api.expect(201, post, "/api/bindings/%2F/e/orders/q/invoices", map[string]any{"routing_key": "order.*"})
+	require.Equal(t, "/api/bindings/%2F/e/orders/q/invoices/order.%2A", r.header.Get("Location"))
+	api.expect(201, post, "/api/bindings/%2F/e/orders/q/invoices", map[string]any{"routing_key": "vip.#", "arguments": map[string]any{"x-tier": "gold"}})
+	api.expect(404, post, "/api/bindings/%2F/e/nope/q/invoices", map[string]any{"routing_key": "k"})
+	bs := api.expect(200, get, "/api/bindings/%2F/e/orders/q/invoices", nil).list(t)
+	require.Len(t, bs, 2)
+	keys := map[string]string{}
+	for _, bi := range bs {
+		m := bi.(map[string]any)
+		keys[m["routing_key"].(string)] = m["properties_key"].(string)
+	}
+	require.Equal(t, "order.%2A", keys["order.*"])
+	require.True(t, strings.HasPrefix(keys["vip.#"], "vip.%23~"), keys["vip.#"])
+	qb := api.expect(200, get, "/api/queues/%2F/invoices/bindings", nil).list(t)
+	require.Len(t, qb, 3, "the default exchange's binding comes too")
+	require.Equal(t, "", qb[0].(map[string]any)["source"])
+	require.Len(t, api.expect(200, get, "/api/exchanges/%2F/orders/bindings/source", nil).list(t), 2)
+
+	// Publish: routed or not; the default exchange is amq.default.
+	r = api.expect(200, post, "/api/exchanges/%2F/orders/publish", map[string]any{
+		"routing_key": "order.created", "payload": "hello", "payload_encoding": "string",
+		"properties": map[string]any{"delivery_mode": 2, "headers": map[string]any{"n": 1}, "content_type": "text/plain"}})
+	require.Equal(t, map[string]any{"routed": true}, r.obj(t))
+	r = api.expect(200, post, "/api/exchanges/%2F/orders/publish", map[string]any{"routing_key": "nowhere", "payload": "x", "properties": map[string]any{}})
+	require.Equal(t, map[string]any{"routed": false}, r.obj(t))
+	r = api.expect(200, post, "/api/exchanges/%2F/amq.default/publish", map[string]any{
+		"routing_key": "invoices", "payload": "/w==", "payload_encoding": "base64", "properties": map[string]any{}})
+	require.Equal(t, map[string]any{"routed": true}, r.obj(t))
+	api.expect(400, post, "/api/exchanges/%2F/orders/publish", map[string]any{"payload": "x"})
+
+	// Get: ackmode and encoding are required; requeue leaves the messages.
+	api.expect(400, post, "/api/queues/%2F/invoices/get", map[string]any{"count": 1, "encoding": "auto"})
+	api.expect(400, post, "/api/queues/%2F/invoices/get", map[string]any{"count": 1, "ackmode": "ack_requeue_true"})
+	msgs := api.expect(200, post, "/api/queues/%2F/invoices/get", map[string]any{"count": 5, "ackmode": "ack_requeue_true", "encoding": "auto"}).list(t)
+	require.Len(t, msgs, 2)
+	m0, m1 := msgs[0].(map[string]any), msgs[1].(map[string]any)
+	require.Equal(t, "hello", m0["payload"])
+	require.Equal(t, "string", m0["payload_encoding"])
+	require.Equal(t, "orders", m0["exchange"])
+	require.Equal(t, "order.created", m0["routing_key"])
+	require.Equal(t, false, m0["redelivered"])
+	require.Equal(t, map[string]any{"delivery_mode": 2.0, "headers": map[string]any{"n": 1.0}, "content_type": "text/plain"}, m0["properties"])
+	require.Equal(t, "/w==", m1["payload"], "a non-UTF-8 body comes back as base64")
+	require.Equal(t, "base64", m1["payload_encoding"])
+	msgs = api.expect(200, post, "/api/queues/%2F/invoices/get", map[string]any{"count": 1, "ackmode": "ack_requeue_false", "encoding": "auto"}).list(t)
+	require.Len(t, msgs, 1)
+	require.Equal(t, true, msgs[0].(map[string]any)["redelivered"], "requeued by the first get")
+
+	q := api.expect(200, get, "/api/queues/%2F/invoices", nil).obj(t)
+	require.Equal(t, 1.0, q["messages"])
+	require.Equal(t, map[string]any{"x-max-length": 10.0}, q["arguments"])
+	require.Equal(t, nil, q["policy"])
+	require.Equal(t, map[string]any{}, q["effective_policy_definition"])
+
+	// Binding delete by properties key, purge, queue and exchange delete.
+	api.expect(204, del, "/api/bindings/%2F/e/orders/q/invoices/"+url.PathEscape(keys["vip.#"]), nil)
+	api.expect(404, del, "/api/bindings/%2F/e/orders/q/invoices/"+url.PathEscape(keys["vip.#"]), nil)
+	require.Len(t, api.expect(200, get, "/api/bindings/%2F/e/orders/q/invoices", nil).list(t), 1)
+	api.expect(204, del, "/api/queues/%2F/invoices/contents", nil)
+	eventually(t, func() bool {
+		return api.expect(200, get, "/api/queues/%2F/invoices", nil).obj(t)["messages"] == 0.0
+	}, "purged")
+	api.expect(204, del, "/api/queues/%2F/invoices", nil)
+	api.expect(404, del, "/api/queues/%2F/invoices", nil)
+	api.expect(204, del, "/api/exchanges/%2F/orders", nil)
+	api.expect(404, get, "/api/exchanges/%2F/orders", nil)
+	api.expect(404, get, "/api/queues/nope", nil)
+}
+
+func TestAPIListsPageFilterSort(t *testing.T) {
+	b := startBroker(t, server.Config{})
+	api := startAPI(t, b)
+	_, ch := b.channel(t)
+	for i := range 250 {
+		_, err := ch.QueueDeclare(fmt.Sprintf("q-%03d", i), false, false, false, false, nil)
+		require.NoError(t, err)
+	}
+	for i := range 3 {
+		require.NoError(t, ch.PublishWithContext(context.Background(), "", "q-007", false, false, amqp.Publishing{Body: []byte{byte(i)}}))
+	}
+	all := api.expect(200, http.MethodGet, "/api/queues", nil).list(t)
+	require.Len(t, all, 250)
+	p := api.expect(200, http.MethodGet, "/api/queues/%2F?page=2&page_size=100&sort=name&sort_reverse=true", nil).obj(t)
+	require.Equal(t, 250.0, p["total_count"])
+	require.Equal(t, 250.0, p["filtered_count"])
+	require.Equal(t, 100.0, p["item_count"])
+	require.Equal(t, 3.0, p["page_count"])
+	items := p["items"].([]any)
+	require.Equal(t, "q-149", items[0].(map[string]any)["name"])
+	p = api.expect(200, http.MethodGet, "/api/queues?page=1&name=q-0[01]&use_regex=true&columns=name,messages", nil).obj(t)
+	require.Equal(t, 20.0, p["filtered_count"])
+	require.Equal(t, map[string]any{"name": "q-000", "messages": 0.0}, p["items"].([]any)[0])
+	eventually(t, func() bool {
+		sorted := api.expect(200, http.MethodGet, "/api/queues?sort=messages&sort_reverse=true&columns=name", nil).list(t)
+		return sorted[0].(map[string]any)["name"] == "q-007"
+	}, "the queue with messages sorts first")
+	api.expect(400, http.MethodGet, "/api/queues?page=0", nil)
+	api.expect(400, http.MethodGet, "/api/queues?page=9", nil)
+	api.expect(400, http.MethodGet, "/api/queues?name=(&use_regex=true", nil)
+}
+
+func TestAPIUsersVhostsPermissionsAndTags(t *testing.T) {
+	b := startBroker(t, server.Config{})
+	api := startAPI(t, b)
+	put, get, del := http.MethodPut, http.MethodGet, http.MethodDelete
+
+	api.expect(400, put, "/api/users/ann", map[string]any{"password": "pw"}) // tags required
+	api.expect(201, put, "/api/users/ann", map[string]any{"password": "pw", "tags": "management,policymaker"})
+	api.expect(204, put, "/api/users/ann", map[string]any{"password": "pw2", "tags": []string{"management"}})
+	u := api.expect(200, get, "/api/users/ann", nil).obj(t)
+	require.Equal(t, []any{"management"}, u["tags"])
+	require.Equal(t, "rabbit_password_hashing_sha256", u["hashing_algorithm"])
+	require.NotContains(t, string(api.expect(200, get, "/api/users", nil).raw), "pw2")
+	require.NotEmpty(t, u["password_hash"])
+
+	// A vhost created over HTTP gives its creator full permissions.
+	api.expect(201, put, "/api/vhosts/shop", nil)
+	api.expect(204, put, "/api/vhosts/shop", nil)
+	perm := api.expect(200, get, "/api/permissions/shop/guest", nil).obj(t)
+	require.Equal(t, map[string]any{"user": "guest", "vhost": "shop", "configure": ".*", "write": ".*", "read": ".*"}, perm)
+	api.expect(400, put, "/api/permissions/shop/ann", map[string]any{"configure": ".*", "write": ".*"})
+	api.expect(400, put, "/api/permissions/shop/ann", map[string]any{"configure": "(", "write": ".*", "read": ".*"})
+	api.expect(400, put, "/api/permissions/shop/nobody", map[string]any{"configure": ".*", "write": ".*", "read": ".*"})
+	api.expect(400, put, "/api/permissions/nowhere/ann", map[string]any{"configure": ".*", "write": ".*", "read": ".*"})
+	api.expect(201, put, "/api/permissions/shop/ann", map[string]any{"configure": "^ann-", "write": ".*", "read": ".*"})
+	api.expect(204, put, "/api/permissions/shop/ann", map[string]any{"configure": "^ann-", "write": ".*", "read": ".*"})
+	require.Len(t, api.expect(200, get, "/api/users/ann/permissions", nil).list(t), 1)
+	require.Len(t, api.expect(200, get, "/api/vhosts/shop/permissions", nil).list(t), 2)
+
+	// ann logs in over AMQP with the new password.
+	c, err := amqp.Dial("amqp://ann:pw2@" + b.addr + "/shop")
+	require.NoError(t, err)
+	c.Close()
+
+	// Tags: management sees overview/whoami and its own vhosts only.
+	ann := api.as("ann", "pw2")
+	require.Equal(t, map[string]any{"name": "ann", "tags": []any{"management"}}, ann.expect(200, get, "/api/whoami", nil).obj(t))
+	ann.expect(200, get, "/api/overview", nil)
+	require.Equal(t, "Not monitor user", ann.expect(401, get, "/api/nodes", nil).obj(t)["reason"])
+	require.Equal(t, "Not administrator user", ann.expect(401, get, "/api/users", nil).obj(t)["reason"])
+	vs := ann.expect(200, get, "/api/vhosts", nil).list(t)
+	require.Len(t, vs, 1)
+	require.Equal(t, "shop", vs[0].(map[string]any)["name"])
+	// Declaring follows AMQP permissions: configure only on ^ann-.
+	ann.expect(201, put, "/api/queues/shop/ann-q", map[string]any{})
+	r := ann.expect(401, put, "/api/queues/shop/other-q", map[string]any{})
+	require.Equal(t, "access to queue 'other-q' in vhost 'shop' refused for user 'ann'", r.obj(t)["reason"])
+	ann.expect(401, put, "/api/queues/%2F/ann-q", map[string]any{}) // no access to "/"
+
+	api.expect(201, put, "/api/users/nobody", map[string]any{"password": "pw", "tags": ""})
+	r = api.as("nobody", "pw").expect(401, get, "/api/whoami", nil)
+	require.Equal(t, map[string]any{"error": "not_authorised", "reason": "Not management user"}, r.obj(t))
+	r = api.as("ann", "wrong").expect(401, get, "/api/whoami", nil)
+	require.Contains(t, r.header.Get("WWW-Authenticate"), "Basic")
+
+	api.expect(204, del, "/api/permissions/shop/ann", nil)
+	api.expect(404, del, "/api/permissions/shop/ann", nil)
+	api.expect(204, del, "/api/vhosts/shop", nil)
+	api.expect(404, get, "/api/vhosts/shop", nil)
+	api.expect(204, del, "/api/users/ann", nil)
+	api.expect(404, del, "/api/users/ann", nil)
+}
+
+func TestAPIOverviewChannelsConsumersHealth(t *testing.T) {
+	b := startBroker(t, server.Config{})
+	api := startAPI(t, b)
+	_, ch := b.channel(t)
+	require.NoError(t, ch.Confirm(false))
+	q, err := ch.QueueDeclare("", false, true, true, false, nil)
+	require.NoError(t, err)
+	require.NoError(t, ch.Qos(7, 0, false))
+	_, err = ch.Consume(q.Name, "my-consumer", false, false, false, false, nil)
+	require.NoError(t, err)
+	for range 5 {
+		dc, err := ch.PublishWithDeferredConfirmWithContext(context.Background(), "", q.Name, false, false, amqp.Publishing{Body: []byte("m")})
+		require.NoError(t, err)
+		require.True(t, dc.Wait())
+	}
+	o := api.expect(200, http.MethodGet, "/api/overview", nil).obj(t)
+	require.Equal(t, "3.10.8", o["rabbitmq_version"])
+	totals := o["object_totals"].(map[string]any)
+	require.Equal(t, 1.0, totals["connections"])
+	require.Equal(t, 1.0, totals["channels"])
+	require.Equal(t, 1.0, totals["consumers"])
+	require.Equal(t, 1.0, totals["queues"])
+	ms := o["message_stats"].(map[string]any)
+	require.Equal(t, 5.0, ms["publish"])
+	require.Equal(t, 5.0, ms["confirm"])
+	require.Equal(t, 5.0, ms["deliver_get"])
+	require.Contains(t, ms, "publish_details")
+
+	chans := api.expect(200, http.MethodGet, "/api/channels", nil).list(t)
+	require.Len(t, chans, 1)
+	c0 := chans[0].(map[string]any)
+	require.Equal(t, true, c0["confirm"])
+	require.Equal(t, 7.0, c0["prefetch_count"])
+	require.Equal(t, 1.0, c0["consumer_count"])
+	cons := api.expect(200, http.MethodGet, "/api/consumers/%2F", nil).list(t)
+	require.Len(t, cons, 1)
+	require.Equal(t, "my-consumer", cons[0].(map[string]any)["consumer_tag"])
+	require.Equal(t, q.Name, cons[0].(map[string]any)["queue"].(map[string]any)["name"])
+
+	require.Equal(t, map[string]any{"status": "ok"}, api.expect(200, http.MethodGet, "/api/aliveness-test/%2F", nil).obj(t))
+	require.Equal(t, map[string]any{"status": "ok"}, api.expect(200, http.MethodGet, "/api/health/checks/alarms", nil).obj(t))
+	b.SetAlarm("memory", true)
+	r := api.expect(503, http.MethodGet, "/api/health/checks/alarms", nil).obj(t)
+	require.Equal(t, "failed", r["status"])
+	b.SetAlarm("memory", false)
+}
+
+func TestAPIDefinitionsRoundTrip(t *testing.T) {
+	b := startBroker(t, server.Config{})
+	api := startAPI(t, b)
+	_, ch := b.channel(t)
+	require.NoError(t, ch.ExchangeDeclare("events-ae", "fanout", true, false, false, false, nil))
+	require.NoError(t, ch.ExchangeDeclare("events", "topic", true, false, false, false, amqp.Table{"alternate-exchange": "events-ae"}))
+	require.NoError(t, ch.ExchangeDeclare("audit", "headers", true, false, true, false, nil))
+	_, err := ch.QueueDeclare("events.q", true, false, false, false, amqp.Table{"x-message-ttl": int32(60000), "x-dead-letter-exchange": "events-ae"})
+	require.NoError(t, err)
+	_, err = ch.QueueDeclare("unrouted", true, false, false, false, nil)
+	require.NoError(t, err)
+	require.NoError(t, ch.QueueBind("events.q", "a.#", "events", false, nil))
+	require.NoError(t, ch.QueueBind("unrouted", "", "events-ae", false, nil))
+	require.NoError(t, ch.ExchangeBind("audit", "", "events", false, amqp.Table{"x-any": "thing"}))
+	require.NoError(t, ch.PublishWithContext(context.Background(), "events", "a.b", false, false, amqp.Publishing{Body: []byte("kept")}))
+	api.expect(201, http.MethodPut, "/api/users/ops", map[string]any{"password": "ops-pw", "tags": []string{"monitoring"}})
+	api.expect(201, http.MethodPut, "/api/vhosts/staging", nil)
+	api.expect(201, http.MethodPut, "/api/permissions/staging/ops", map[string]any{"configure": "", "write": "^x", "read": ".*"})
+
+	exported := api.expect(200, http.MethodGet, "/api/definitions", nil)
+	doc := exported.obj(t)
+	require.Equal(t, "3.10.8", doc["rabbit_version"])
+	for _, x := range doc["exchanges"].([]any) {
+		require.False(t, strings.HasPrefix(x.(map[string]any)["name"].(string), "amq."), "built-in exchanges are left out")
+	}
+	require.Len(t, doc["exchanges"], 3)
+	require.Len(t, doc["queues"], 2)
+	require.Len(t, doc["bindings"], 3)
+
+	// Importing twice changes nothing; existing queues keep their messages.
+	api.expect(204, http.MethodPost, "/api/definitions", exported.raw)
+	api.expect(204, http.MethodPost, "/api/definitions", string(exported.raw))
+	require.JSONEq(t, string(exported.raw), string(api.expect(200, http.MethodGet, "/api/definitions", nil).raw))
+	require.Equal(t, "kept", getBody(t, ch, "events.q"))
+
+	// Delete everything, import, and the export is the same again.
+	for _, n := range []string{"events.q", "unrouted"} {
+		api.expect(204, http.MethodDelete, "/api/queues/%2F/"+n, nil)
+	}
+	for _, n := range []string{"events", "events-ae", "audit"} {
+		api.expect(204, http.MethodDelete, "/api/exchanges/%2F/"+n, nil)
+	}
+	api.expect(204, http.MethodDelete, "/api/users/ops", nil)
+	api.expect(204, http.MethodDelete, "/api/vhosts/staging", nil)
+	api.expect(204, http.MethodPost, "/api/definitions", string(exported.raw))
+	again := api.expect(200, http.MethodGet, "/api/definitions", nil)
+	require.JSONEq(t, string(exported.raw), string(again.raw))
+	// The imported password hash still logs in.
+	c, err := amqp.Dial("amqp://ops:ops-pw@" + b.addr + "/staging")
+	require.NoError(t, err)
+	c.Close()
+
+	// An existing queue is left exactly as it is, even with other arguments.
+	api.expect(204, http.MethodPost, "/api/definitions", map[string]any{"queues": []any{
+		map[string]any{"name": "unrouted", "vhost": "/", "durable": false, "auto_delete": true, "arguments": map[string]any{"x-max-length": 1}}}})
+	q := api.expect(200, http.MethodGet, "/api/queues/%2F/unrouted", nil).obj(t)
+	require.Equal(t, true, q["durable"])
+	require.Equal(t, map[string]any{}, q["arguments"])
+
+	// Per-vhost export has no vhost fields and imports into another vhost.
+	vdoc := api.expect(200, http.MethodGet, "/api/definitions/%2F", nil)
+	require.NotContains(t, string(vdoc.raw), `"vhost"`)
+	require.NotContains(t, vdoc.obj(t), "users")
+	api.expect(204, http.MethodPost, "/api/definitions/staging", vdoc.raw)
+	require.Len(t, api.expect(200, http.MethodGet, "/api/queues/staging", nil).list(t), 2)
+	require.Len(t, api.expect(200, http.MethodGet, "/api/exchanges/staging/events/bindings/source", nil).list(t), 2)
+
+	// Bad documents: 400 bad_request.
+	for _, bad := range []any{
+		`{"queues": [`,
+		map[string]any{"queues": []any{map[string]any{"name": "q", "vhost": "no-such-vhost", "durable": true, "arguments": map[string]any{}}}},
+		map[string]any{"exchanges": []any{map[string]any{"name": "x", "vhost": "/", "type": "no-such-type", "arguments": map[string]any{}}}},
+		map[string]any{"queues": []any{map[string]any{"name": "q2", "vhost": "/", "arguments": map[string]any{"x-max-length": "ten"}}}},
+	} {
+		r := api.expect(400, http.MethodPost, "/api/definitions", bad)
+		require.Equal(t, "bad_request", r.obj(t)["error"], string(r.raw))
+	}
+	api.expect(204, http.MethodPost, "/api/definitions", "{}")
+}
