@@ -353,6 +353,8 @@ func TestAPIDefinitionsRoundTrip(t *testing.T) {
 	api.expect(201, http.MethodPut, "/api/users/ops", map[string]any{"password": "ops-pw", "tags": []string{"monitoring"}})
 	api.expect(201, http.MethodPut, "/api/vhosts/staging", nil)
 	api.expect(201, http.MethodPut, "/api/permissions/staging/ops", map[string]any{"configure": "", "write": "^x", "read": ".*"})
+	api.expect(201, http.MethodPut, "/api/policies/%2F/events-cap", map[string]any{"pattern": "^events", "apply-to": "queues",
+		"priority": 2, "definition": map[string]any{"max-length": 1000, "dead-letter-exchange": "events-ae"}})
 
 	exported := api.expect(200, http.MethodGet, "/api/definitions", nil)
 	doc := exported.obj(t)
@@ -363,6 +365,7 @@ func TestAPIDefinitionsRoundTrip(t *testing.T) {
 	require.Len(t, doc["exchanges"], 3)
 	require.Len(t, doc["queues"], 2)
 	require.Len(t, doc["bindings"], 3)
+	require.Len(t, doc["policies"], 1)
 
 	// Importing twice changes nothing; existing queues keep their messages.
 	api.expect(204, http.MethodPost, "/api/definitions", exported.raw)
@@ -379,6 +382,7 @@ func TestAPIDefinitionsRoundTrip(t *testing.T) {
 	}
 	api.expect(204, http.MethodDelete, "/api/users/ops", nil)
 	api.expect(204, http.MethodDelete, "/api/vhosts/staging", nil)
+	api.expect(204, http.MethodDelete, "/api/policies/%2F/events-cap", nil)
 	api.expect(204, http.MethodPost, "/api/definitions", string(exported.raw))
 	again := api.expect(200, http.MethodGet, "/api/definitions", nil)
 	require.JSONEq(t, string(exported.raw), string(again.raw))
@@ -400,6 +404,7 @@ func TestAPIDefinitionsRoundTrip(t *testing.T) {
 	require.NotContains(t, vdoc.obj(t), "users")
 	api.expect(204, http.MethodPost, "/api/definitions/staging", vdoc.raw)
 	require.Len(t, api.expect(200, http.MethodGet, "/api/queues/staging", nil).list(t), 2)
+	require.Equal(t, "events-cap", api.expect(200, http.MethodGet, "/api/queues/staging/events.q", nil).obj(t)["policy"])
 	require.Len(t, api.expect(200, http.MethodGet, "/api/exchanges/staging/events/bindings/source", nil).list(t), 2)
 
 	// Bad documents: 400 bad_request.

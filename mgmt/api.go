@@ -160,6 +160,12 @@ func NewHandler(b *server.Server) http.Handler {
 		h(base+"/{props}", levelManagement, a.deleteBinding(dt), del)
 	}
 
+	h("/api/policies", levelManagement, a.listPolicies, get)
+	h("/api/policies/{vhost}", levelManagement, a.listPolicies, get)
+	h("/api/policies/{vhost}/{name}", levelManagement, a.getPolicy, get)
+	h("/api/policies/{vhost}/{name}", levelPolicymaker, a.putPolicy, put)
+	h("/api/policies/{vhost}/{name}", levelPolicymaker, a.deletePolicy, del)
+
 	h("/api/definitions", levelAdministrator, a.exportDefinitions, get)
 	h("/api/definitions", levelAdministrator, a.importDefinitions, post)
 	h("/api/definitions/{vhost}", levelAdministrator, a.exportDefinitions, get)

@@ -112,6 +112,13 @@ func (a *api) exportDefinitions(w http.ResponseWriter, r *http.Request) {
 			d.Vhosts = append(d.Vhosts, defVhost{Name: v, Limits: []any{}, Metadata: map[string]any{"description": "", "tags": []string{}}})
 		}
 	}
+	for _, p := range a.b.Policies(vhost) {
+		it := policyItem(p)
+		if vhost != "" {
+			delete(it, "vhost")
+		}
+		d.Policies = append(d.Policies, it)
+	}
 	for _, q := range a.b.Queues(vhost) {
 		if q.Exclusive {
 			continue
@@ -201,6 +208,21 @@ func (a *api) importDefs(d *definitions, only string) error {
 			return only
 		}
 		return v
+	}
+	for _, raw := range d.Policies {
+		m, ok := raw.(map[string]any)
+		if !ok {
+			return fmt.Errorf("a policy must be an object")
+		}
+		v, _ := m["vhost"].(string)
+		name, _ := m["name"].(string)
+		p, err := policyFrom(vhostOf(v), name, m)
+		if err != nil {
+			return fmt.Errorf("policy '%s': %v", name, err)
+		}
+		if _, err := a.b.PutPolicy(p); err != nil {
+			return fmt.Errorf("policy '%s' in vhost '%s': %v", name, p.Vhost, err)
+		}
 	}
 	sessions := map[string]*server.Direct{}
 	defer func() {

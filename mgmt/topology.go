@@ -33,7 +33,7 @@ func exchangeItem(x server.ExchangeInfo) item {
 	return item{
 		"name": x.Name, "vhost": x.Vhost, "type": x.Type, "durable": x.Durable, "auto_delete": x.AutoDelete,
 		"internal": x.Internal, "arguments": argsOrEmpty(x.Arguments), "user_who_performed_action": "rmq-internal",
-		"policy": nil,
+		"policy": nullIfEmpty(x.Policy),
 	}
 }
 
@@ -130,6 +130,9 @@ func queueItem(q server.QueueInfo, detail bool) item {
 	}
 	if q.Owner != "" {
 		it["owner_pid_details"] = map[string]any{"name": q.Owner}
+	}
+	if q.Policy != nil {
+		it["policy"], it["effective_policy_definition"] = q.Policy.Name, q.Policy.Definition
 	}
 	for _, c := range q.Consumers {
 		if c.Exclusive {

@@ -41,4 +41,7 @@ type Entry struct {
 	Journaled bool
 	// Spilled marks a transient entry paged out to disk (and read back).
 	Spilled bool
+	// Returns counts requeues (nack, reject, channel close), for the
+	// delivery-limit policy. Kept in memory only.
+	Returns uint32
 }

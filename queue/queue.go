@@ -51,6 +51,9 @@ type Config struct {
 	// PageWindow is how many ready messages a queue keeps in memory before
 	// new ones go to the journal only (default 20000).
 	PageWindow int
+	// Policy is the definition of the policy that applies at creation (see
+	// EffectiveArgs); SetPolicy changes it later.
+	Policy map[string]any
 }
 
 // DefaultPageWindow is the in-memory window of a queue with a journal.
@@ -130,7 +133,7 @@ type Queue struct {
 func New(cfg Config) *Queue {
 	q := &Queue{
 		Config: cfg,
-		lim:    parseLimits(cfg.Args),
+		lim:    parseLimits(EffectiveArgs(cfg.Args, cfg.Policy)),
 		kick:   make(chan struct{}, 1),
 		stop:   make(chan struct{}),
 		done:   make(chan struct{}),
@@ -235,21 +238,24 @@ func (q *Queue) armTimerLocked() {
 
 // deadLetter hands messages to OnDeadLetter. Lock must not be held.
 func (q *Queue) deadLetter(dead []DeadLetter) {
-	if len(dead) > 0 && q.OnDeadLetter != nil && q.lim.hasDLX {
+	if len(dead) == 0 || q.OnDeadLetter == nil {
+		return
+	}
+	q.mu.Lock()
+	has := q.lim.hasDLX
+	q.mu.Unlock()
+	if has {
 		q.OnDeadLetter(q, dead)
 	}
 }
 
 // DeadLetterRejected dead-letters messages rejected or nacked without requeue.
 func (q *Queue) DeadLetterRejected(es []Entry) {
-	if !q.lim.hasDLX || q.OnDeadLetter == nil {
-		return
-	}
 	dead := make([]DeadLetter, len(es))
 	for i, e := range es {
 		dead[i] = DeadLetter{Msg: e.Msg, Reason: ReasonRejected}
 	}
-	q.OnDeadLetter(q, dead)
+	q.deadLetter(dead)
 }
 
 // forgetLocked tells the journal that e left the queue. Lock must be held.
@@ -656,17 +662,23 @@ func (q *Queue) Requeue(es []Entry) {
 		q.mu.Unlock()
 		return
 	}
+	var dead []DeadLetter
 	for _, e := range es {
 		e.Redelivered = true
+		e.Returns++
+		if q.lim.deliveryLimit >= 0 && int64(e.Returns) > q.lim.deliveryLimit {
+			// Returned more often than delivery-limit allows: a poison message.
+			q.forgetLocked(&e)
+			dead = append(dead, DeadLetter{Msg: e.Msg, Reason: ReasonDeliveryLimit})
+			continue
+		}
 		q.ready.insert(e)
 		q.readyBytes += int64(len(e.Msg.Body))
 	}
 	q.unacked -= len(es)
-	kick := true
 	q.mu.Unlock()
-	if kick {
-		q.Kick()
-	}
+	q.deadLetter(dead)
+	q.Kick()
 }
 
 // AddConsumer registers c. It returns false if the queue already has an

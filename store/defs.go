@@ -14,6 +14,7 @@ const (
 	KindBinding  byte = 'b'
 	KindVhost    byte = 'v'
 	KindUser     byte = 'u'
+	KindPolicy   byte = 'p'
 )
 
 func defKey(kind byte, name string) []byte {

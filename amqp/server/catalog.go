@@ -18,6 +18,7 @@ type ExchangeInfo struct {
 	Name, Vhost, Type             string
 	Durable, AutoDelete, Internal bool
 	Arguments                     amqp.Table
+	Policy                        string // name of the policy that applies
 }
 
 // QueueInfo describes a queue with its counts and counters.
@@ -27,6 +28,8 @@ type QueueInfo struct {
 	Arguments                      amqp.Table
 	// Owner names the exclusive owner's connection.
 	Owner string
+	// Policy is the policy that applies, if any.
+	Policy *Policy
 	queue.Snapshot
 }
 
@@ -107,7 +110,7 @@ func (s *Server) Exchanges(vhost string) []ExchangeInfo {
 		v.mu.RLock()
 		for _, x := range v.exchanges {
 			out = append(out, ExchangeInfo{Name: x.Name, Vhost: v.Name, Type: x.Kind, Durable: x.Durable,
-				AutoDelete: x.AutoDelete, Internal: x.Internal, Arguments: x.Args})
+				AutoDelete: x.AutoDelete, Internal: x.Internal, Arguments: x.Args, Policy: policyName(x.policy)})
 		}
 		v.mu.RUnlock()
 	}
@@ -128,7 +131,7 @@ func (s *Server) Exchange(vhost, name string) (ExchangeInfo, bool) {
 		v.mu.RUnlock()
 		if ok {
 			return ExchangeInfo{Name: x.Name, Vhost: v.Name, Type: x.Kind, Durable: x.Durable,
-				AutoDelete: x.AutoDelete, Internal: x.Internal, Arguments: x.Args}, true
+				AutoDelete: x.AutoDelete, Internal: x.Internal, Arguments: x.Args, Policy: policyName(x.policy)}, true
 		}
 	}
 	return ExchangeInfo{}, false
@@ -140,6 +143,7 @@ func queueInfo(v *Vhost, q *Queue) QueueInfo {
 	if q.owner != nil {
 		qi.Owner = q.owner.name
 	}
+	qi.Policy = q.policy.Load()
 	return qi
 }
 
@@ -321,4 +325,11 @@ func (s *Server) Totals() Totals {
 		}
 	}
 	return t
+}
+
+func policyName(p *Policy) string {
+	if p == nil {
+		return ""
+	}
+	return p.Name
 }

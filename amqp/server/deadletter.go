@@ -12,8 +12,7 @@ import (
 // max-length) to q's dead-letter exchange, with the x-death header that
 // RabbitMQ writes. It runs without any queue lock held.
 func (v *Vhost) deadLetter(q *Queue, dls []queue.DeadLetter) {
-	dlx, _ := q.Args["x-dead-letter-exchange"].(string)
-	dlrk, hasRK := q.Args["x-dead-letter-routing-key"].(string)
+	dlx, dlrk, hasRK := q.DeadLetterTarget()
 	r := newRouter()
 	now := time.Now()
 	for _, dl := range dls {

@@ -49,7 +49,7 @@ func (ch *channel) exchangeDeclare(m *amqp.ExchangeDeclare) error {
 			return err
 		}
 	}
-	if err := v.declareExchange(m, matcher, ae); err != nil {
+	if err := v.declareExchange(m, matcher); err != nil {
 		return err
 	}
 	if m.Durable {
@@ -62,7 +62,7 @@ func (ch *channel) exchangeDeclare(m *amqp.ExchangeDeclare) error {
 }
 
 // declareExchange creates the exchange or checks an existing one against m.
-func (v *Vhost) declareExchange(m *amqp.ExchangeDeclare, matcher exchange.Matcher[dest], ae string) error {
+func (v *Vhost) declareExchange(m *amqp.ExchangeDeclare, matcher exchange.Matcher[dest]) error {
 	v.mu.Lock()
 	defer v.mu.Unlock()
 	if x, ok := v.exchanges[m.Exchange]; ok {
@@ -79,8 +79,10 @@ func (v *Vhost) declareExchange(m *amqp.ExchangeDeclare, matcher exchange.Matche
 	}
 	x := &Exchange{
 		Name: m.Exchange, Kind: m.Type, Durable: m.Durable, AutoDelete: m.AutoDelete,
-		Internal: m.Internal, Args: m.Arguments, AE: ae, m: matcher,
+		Internal: m.Internal, Args: m.Arguments, m: matcher,
 	}
+	x.policy = v.policyFor("exchanges", x.Name)
+	x.AE = exchangeAE(x)
 	v.exchanges[m.Exchange] = x
 	v.persistExchange(x)
 	return nil
@@ -103,8 +105,8 @@ func exchangeEquivalent(x *Exchange, m *amqp.ExchangeDeclare, vhost string) *amq
 		return inequivalent("internal", "exchange", x.Name, vhost, m.Internal, x.Internal)
 	}
 	ae, _ := m.Arguments["alternate-exchange"].(string)
-	if ae != x.AE {
-		return inequivalent("alternate-exchange", "exchange", x.Name, vhost, ae, x.AE)
+	if cur, _ := x.Args["alternate-exchange"].(string); ae != cur {
+		return inequivalent("alternate-exchange", "exchange", x.Name, vhost, ae, cur)
 	}
 	return nil
 }

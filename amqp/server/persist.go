@@ -132,7 +132,10 @@ func (v *Vhost) newQueue(cfg queue.Config, owner *conn) *Queue {
 		cfg.Journal = v.store
 		cfg.PageWindow = v.pageWindow
 	}
+	p, def := v.queuePolicy(cfg.Name)
+	cfg.Policy = def
 	q := &Queue{Queue: queue.New(cfg), owner: owner}
+	q.policy.Store(p)
 	if owner != nil {
 		owner.addExclusive(q)
 	}
@@ -177,6 +180,9 @@ func (s *Server) Restore() error {
 	if err := s.restoreAccess(); err != nil {
 		return err
 	}
+	if err := s.restorePolicies(); err != nil {
+		return err
+	}
 	s.mu.Lock()
 	vhosts := make(map[string]*Vhost, len(s.vhosts))
 	for n, v := range s.vhosts {
@@ -217,8 +223,10 @@ func (s *Server) Restore() error {
 		if !ok {
 			return fmt.Errorf("exchange %q has unknown type %q", r.Name, r.Type)
 		}
-		ae, _ := args["alternate-exchange"].(string)
-		v.exchanges[r.Name] = &Exchange{Name: r.Name, Kind: r.Type, Durable: true, AutoDelete: r.AutoDelete, Internal: r.Internal, Args: args, AE: ae, m: m}
+		x := &Exchange{Name: r.Name, Kind: r.Type, Durable: true, AutoDelete: r.AutoDelete, Internal: r.Internal, Args: args, m: m}
+		x.policy = v.policyFor("exchanges", x.Name)
+		x.AE = exchangeAE(x)
+		v.exchanges[r.Name] = x
 	}
 
 	records, err := loadRecords[queueRecord](st, store.KindQueue)
@@ -244,7 +252,9 @@ func (s *Server) Restore() error {
 		if r.ID > s.lastQueueID.Load() {
 			s.lastQueueID.Store(r.ID)
 		}
-		q := &Queue{Queue: queue.New(queue.Config{Name: r.Name, Vhost: v.Name, Durable: true, AutoDelete: r.AutoDelete, Args: args, ID: r.ID, Journal: st, PageWindow: v.pageWindow})}
+		p, def := v.queuePolicy(r.Name)
+		q := &Queue{Queue: queue.New(queue.Config{Name: r.Name, Vhost: v.Name, Durable: true, AutoDelete: r.AutoDelete, Args: args, ID: r.ID, Journal: st, PageWindow: v.pageWindow, Policy: def})}
+		q.policy.Store(p)
 		es, disk, watermark, err := st.LoadQueue(r.ID, window, cache)
 		if err != nil {
 			return err

@@ -74,7 +74,7 @@ func (ch *channel) lookupQueue(name string) (*Queue, error) {
 var queueArgs = []string{
 	"x-message-ttl", "x-expires", "x-max-length", "x-max-length-bytes", "x-overflow",
 	"x-dead-letter-exchange", "x-dead-letter-routing-key", "x-max-priority",
-	"x-single-active-consumer", "x-queue-mode", "x-queue-type", "x-queue-master-locator",
+	"x-single-active-consumer", "x-queue-mode", "x-queue-type", "x-queue-master-locator", "x-delivery-limit",
 }
 
 func invalidArg(arg, name, vhost, why string) *amqp.Error {
@@ -103,7 +103,7 @@ func validateQueueArgs(args amqp.Table, name, vhost string) error {
 	for _, c := range []struct {
 		k   string
 		min int64
-	}{{"x-message-ttl", 0}, {"x-expires", 1}, {"x-max-length", 0}, {"x-max-length-bytes", 0}, {"x-max-priority", 0}} {
+	}{{"x-message-ttl", 0}, {"x-expires", 1}, {"x-max-length", 0}, {"x-max-length-bytes", 0}, {"x-max-priority", 0}, {"x-delivery-limit", 0}} {
 		if err := intArg(c.k, c.min); err != nil {
 			return err
 		}

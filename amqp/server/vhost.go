@@ -3,6 +3,7 @@ package server
 import (
 	"slices"
 	"sync"
+	"sync/atomic"
 
 	"go.uber.org/zap"
 
@@ -23,8 +24,10 @@ type Exchange struct {
 	AutoDelete bool
 	Internal   bool
 	Args       amqp.Table
-	// AE is the alternate exchange's name from the alternate-exchange argument.
-	AE string
+	// AE is the alternate exchange in effect: the alternate-exchange
+	// argument, else the policy's. Guarded by the vhost's mu.
+	AE     string
+	policy *Policy // the policy that applies, guarded by the vhost's mu
 
 	m exchange.Matcher[dest]
 	// in lists bindings that have this exchange as their destination.
@@ -36,8 +39,9 @@ func (x *Exchange) destName() string { return x.Name }
 // Queue is a declared queue with the bindings that point at it.
 type Queue struct {
 	*queue.Queue
-	owner *conn // exclusive owner, nil for shared queues
-	in    []binding
+	owner  *conn // exclusive owner, nil for shared queues
+	in     []binding
+	policy atomic.Pointer[Policy] // the policy that applies
 }
 
 func (q *Queue) destName() string { return q.Name }
@@ -57,6 +61,7 @@ type Vhost struct {
 	mu        sync.RWMutex
 	exchanges map[string]*Exchange
 	queues    map[string]*Queue
+	policies  map[string]*Policy
 	// restoring is set while Restore rebuilds the vhost from the store, so
 	// nothing is written back. Guarded by mu.
 	restoring bool
