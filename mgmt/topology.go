@@ -30,11 +30,15 @@ func urlExchange(name string) string {
 }
 
 func exchangeItem(x server.ExchangeInfo) item {
-	return item{
+	it := item{
 		"name": x.Name, "vhost": x.Vhost, "type": x.Type, "durable": x.Durable, "auto_delete": x.AutoDelete,
 		"internal": x.Internal, "arguments": argsOrEmpty(x.Arguments), "user_who_performed_action": "rmq-internal",
 		"policy": nullIfEmpty(x.Policy),
 	}
+	if x.Type == server.DelayedType {
+		it["messages_delayed"] = x.Delayed
+	}
+	return it
 }
 
 func (a *api) listExchanges(w http.ResponseWriter, r *http.Request) {

@@ -142,6 +142,22 @@ func (ch *channel) route(pm *amqp.BasicPublish, msg *queue.Message, seq uint64) 
 		v.mu.RUnlock()
 		return amqp.Errorf(amqp.AccessRefused, "cannot publish to internal exchange '%s' in vhost '%s'", pm.Exchange, v.Name).For(pm)
 	}
+	if x.delay != nil {
+		if delay, ok := delayOf(hdrs); ok {
+			v.mu.RUnlock()
+			// Held until due and routed then. Unlike the plugin, a mandatory
+			// message is not returned at once: it has not failed to route.
+			persisted := x.delay.add(msg, delay)
+			if seq != 0 {
+				state := confirmAck
+				if persisted {
+					state = confirmWaiting
+				}
+				ch.confirms.add(seq, state)
+			}
+			return nil
+		}
+	}
 	qs := v.route(ch.r, x, routeKeys, hdrs)
 	if len(qs) == 0 && pm.Exchange == "" && strings.HasPrefix(pm.RoutingKey, replyPrefix) {
 		if ch.conn.srv.deliverReply(pm.RoutingKey, msg) {

@@ -19,6 +19,8 @@ type ExchangeInfo struct {
 	Durable, AutoDelete, Internal bool
 	Arguments                     amqp.Table
 	Policy                        string // name of the policy that applies
+	// Delayed counts the pending messages of a delayed-message exchange.
+	Delayed int64
 }
 
 // QueueInfo describes a queue with its counts and counters.
@@ -110,7 +112,7 @@ func (s *Server) Exchanges(vhost string) []ExchangeInfo {
 		v.mu.RLock()
 		for _, x := range v.exchanges {
 			out = append(out, ExchangeInfo{Name: x.Name, Vhost: v.Name, Type: x.Kind, Durable: x.Durable,
-				AutoDelete: x.AutoDelete, Internal: x.Internal, Arguments: x.Args, Policy: policyName(x.policy)})
+				AutoDelete: x.AutoDelete, Internal: x.Internal, Arguments: x.Args, Policy: policyName(x.policy), Delayed: pendingOf(x)})
 		}
 		v.mu.RUnlock()
 	}
@@ -131,7 +133,7 @@ func (s *Server) Exchange(vhost, name string) (ExchangeInfo, bool) {
 		v.mu.RUnlock()
 		if ok {
 			return ExchangeInfo{Name: x.Name, Vhost: v.Name, Type: x.Kind, Durable: x.Durable,
-				AutoDelete: x.AutoDelete, Internal: x.Internal, Arguments: x.Args, Policy: policyName(x.policy)}, true
+				AutoDelete: x.AutoDelete, Internal: x.Internal, Arguments: x.Args, Policy: policyName(x.policy), Delayed: pendingOf(x)}, true
 		}
 	}
 	return ExchangeInfo{}, false
@@ -332,4 +334,11 @@ func policyName(p *Policy) string {
 		return ""
 	}
 	return p.Name
+}
+
+func pendingOf(x *Exchange) int64 {
+	if x.delay == nil {
+		return 0
+	}
+	return x.delay.pending.Load()
 }

@@ -33,7 +33,15 @@ func (ch *channel) exchangeDeclare(m *amqp.ExchangeDeclare) error {
 		}
 		return nil
 	}
-	matcher, ok := exchange.NewMatcher[dest](m.Type)
+	kind := m.Type
+	if kind == DelayedType {
+		t, err := delayedTypeOf(m.Arguments)
+		if err != nil {
+			return err
+		}
+		kind = t
+	}
+	matcher, ok := exchange.NewMatcher[dest](kind)
 	if !ok {
 		return amqp.Errorf(amqp.CommandInvalid, "unknown exchange type '%s'", m.Type)
 	}
@@ -83,6 +91,14 @@ func (v *Vhost) declareExchange(m *amqp.ExchangeDeclare, matcher exchange.Matche
 	}
 	x.policy = v.policyFor("exchanges", x.Name)
 	x.AE = exchangeAE(x)
+	if x.Kind == DelayedType {
+		var id uint64
+		if v.store != nil {
+			id = v.nextQueueID()
+		}
+		x.delay = newDelayer(v, x, id)
+		x.delay.start()
+	}
 	v.exchanges[m.Exchange] = x
 	v.persistExchange(x)
 	return nil
@@ -107,6 +123,12 @@ func exchangeEquivalent(x *Exchange, m *amqp.ExchangeDeclare, vhost string) *amq
 	ae, _ := m.Arguments["alternate-exchange"].(string)
 	if cur, _ := x.Args["alternate-exchange"].(string); ae != cur {
 		return inequivalent("alternate-exchange", "exchange", x.Name, vhost, ae, cur)
+	}
+	if x.Kind == DelayedType {
+		dt, _ := m.Arguments["x-delayed-type"].(string)
+		if cur := x.routingKind(); dt != cur {
+			return inequivalent("x-delayed-type", "exchange", x.Name, vhost, dt, cur)
+		}
 	}
 	return nil
 }
@@ -156,7 +178,7 @@ func (v *Vhost) lookupExchanges(dst, src string) (*Exchange, *Exchange, error) {
 }
 
 func validateBindArgs(x *Exchange, args amqp.Table) error {
-	if x.Kind != exchange.Headers {
+	if x.routingKind() != exchange.Headers {
 		return nil
 	}
 	if v, ok := args["x-match"]; ok && !exchange.ValidXMatch(v) {

@@ -20,6 +20,8 @@ type exchangeRecord struct {
 	AutoDelete bool   `json:"auto_delete"`
 	Internal   bool   `json:"internal"`
 	Args       []byte `json:"arguments"`
+	// DelayID is the journal id of a delayed-message exchange's pending messages.
+	DelayID uint64 `json:"delay_id,omitempty"`
 }
 
 type queueRecord struct {
@@ -74,7 +76,7 @@ func (v *Vhost) persistExchange(x *Exchange) {
 	}
 	v.store.PutDef(store.KindExchange, nameKey(v.Name, x.Name), exchangeRecord{
 		Vhost: v.Name, Name: x.Name, Type: x.Kind, AutoDelete: x.AutoDelete, Internal: x.Internal,
-		Args: amqp.AppendTable(nil, x.Args),
+		Args: amqp.AppendTable(nil, x.Args), DelayID: delayID(x),
 	})
 }
 
@@ -206,6 +208,7 @@ func (s *Server) Restore() error {
 		return nil, fmt.Errorf("definition in unknown vhost %q", name)
 	}
 
+	var delayed []*delayer
 	exchanges, err := loadRecords[exchangeRecord](st, store.KindExchange)
 	if err != nil {
 		return err
@@ -219,13 +222,27 @@ func (s *Server) Restore() error {
 		if err != nil {
 			return err
 		}
-		m, ok := exchange.NewMatcher[dest](r.Type)
+		kind := r.Type
+		if kind == DelayedType {
+			kind, _ = args["x-delayed-type"].(string)
+		}
+		m, ok := exchange.NewMatcher[dest](kind)
 		if !ok {
 			return fmt.Errorf("exchange %q has unknown type %q", r.Name, r.Type)
 		}
 		x := &Exchange{Name: r.Name, Kind: r.Type, Durable: true, AutoDelete: r.AutoDelete, Internal: r.Internal, Args: args, m: m}
 		x.policy = v.policyFor("exchanges", x.Name)
 		x.AE = exchangeAE(x)
+		if r.Type == DelayedType {
+			x.delay = newDelayer(v, x, r.DelayID)
+			if err := x.delay.restore(); err != nil {
+				return fmt.Errorf("delayed exchange %q: %w", r.Name, err)
+			}
+			delayed = append(delayed, x.delay)
+			if r.DelayID > s.lastQueueID.Load() {
+				s.lastQueueID.Store(r.DelayID)
+			}
+		}
 		v.exchanges[r.Name] = x
 	}
 
@@ -300,6 +317,10 @@ func (s *Server) Restore() error {
 		}
 		v.bind(src, d, r.RoutingKey, args)
 	}
+	for _, d := range delayed {
+		live[d.id] = true
+		d.start()
+	}
 	if err := st.Sweep(live); err != nil {
 		return err
 	}
@@ -326,4 +347,11 @@ func decodeArgs(b []byte) (amqp.Table, error) {
 		return nil, nil
 	}
 	return t, nil
+}
+
+func delayID(x *Exchange) uint64 {
+	if x.delay == nil {
+		return 0
+	}
+	return x.delay.id
 }

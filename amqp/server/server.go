@@ -43,6 +43,9 @@ type Config struct {
 	// PageWindow is how many ready messages a queue keeps in memory before
 	// paging the rest out to the store (default queue.DefaultPageWindow).
 	PageWindow int
+	// DelayWindow is how many pending messages a delayed-message exchange
+	// keeps in memory; the rest wait on disk (default 10000).
+	DelayWindow int
 	// Store persists durable definitions and persistent messages; nil keeps
 	// everything in memory. The server does not close it.
 	Store *store.Store

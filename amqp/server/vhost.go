@@ -28,6 +28,8 @@ type Exchange struct {
 	// argument, else the policy's. Guarded by the vhost's mu.
 	AE     string
 	policy *Policy // the policy that applies, guarded by the vhost's mu
+	// delay holds the pending messages of an x-delayed-message exchange.
+	delay *delayer
 
 	m exchange.Matcher[dest]
 	// in lists bindings that have this exchange as their destination.
@@ -70,6 +72,7 @@ type Vhost struct {
 	retired     *statTotals // where a deleted queue's counters go
 	nextQueueID func() uint64
 	pageWindow  int
+	delayWindow int
 }
 
 func newVhost(name string, log *zap.Logger) *Vhost {
@@ -94,7 +97,16 @@ func (v *Vhost) close() {
 	for _, q := range v.queues {
 		qs = append(qs, q)
 	}
+	var ds []*delayer
+	for _, x := range v.exchanges {
+		if x.delay != nil {
+			ds = append(ds, x.delay)
+		}
+	}
 	v.mu.Unlock()
+	for _, d := range ds {
+		d.close(false)
+	}
 	for _, q := range qs {
 		q.Queue.Stop()
 	}
@@ -245,6 +257,11 @@ func (v *Vhost) autoDeleteLocked(x *Exchange) {
 // Lock must be held.
 func (v *Vhost) deleteExchangeLocked(x *Exchange) {
 	delete(v.exchanges, x.Name)
+	if x.delay != nil {
+		// Its scheduler may be waiting for this lock to route: stop it
+		// and drop the pending messages without the lock.
+		go x.delay.close(true)
+	}
 	v.forgetExchange(x)
 	for _, b := range x.m.Bindings() {
 		v.unbind(x, b.Dest, b.Key, b.Args)

@@ -1,0 +1,182 @@
+package integration
+
+import (
+	"context"
+	"fmt"
+	"math/rand/v2"
+	"net/http"
+	"testing"
+	"time"
+
+	amqp "github.com/rabbitmq/amqp091-go"
+	"github.com/stretchr/testify/require"
+
+	"github.com/warren-mq/warren/amqp/server"
+)
+
+func declareDelayed(t *testing.T, ch *amqp.Channel, name, kind string, durable bool) {
+	t.Helper()
+	require.NoError(t, ch.ExchangeDeclare(name, "x-delayed-message", durable, false, false, false, amqp.Table{"x-delayed-type": kind}))
+}
+
+func publishDelayed(t *testing.T, ch *amqp.Channel, ex, key, body string, delay any, persistent bool) {
+	t.Helper()
+	p := amqp.Publishing{Body: []byte(body)}
+	if delay != nil {
+		p.Headers = amqp.Table{"x-delay": delay}
+	}
+	if persistent {
+		p.DeliveryMode = amqp.Persistent
+	}
+	require.NoError(t, ch.PublishWithContext(context.Background(), ex, key, false, false, p))
+}
+
+func TestDelayedExchangeDeclare(t *testing.T) {
+	b := startBroker(t, server.Config{})
+	c, ch := b.channel(t)
+	err := ch.ExchangeDeclare("d", "x-delayed-message", true, false, false, false, nil)
+	ae := amqpErr(t, err, 406)
+	require.Equal(t, "PRECONDITION_FAILED - Invalid argument, 'x-delayed-type' must be an existing exchange type", ae.Reason)
+	ch, _ = c.Channel()
+	err = ch.ExchangeDeclare("d", "x-delayed-message", true, false, false, false, amqp.Table{"x-delayed-type": "x-delayed-message"})
+	amqpErr(t, err, 406)
+	ch, _ = c.Channel()
+	declareDelayed(t, ch, "d", "topic", true)
+	declareDelayed(t, ch, "d", "topic", true)
+	err = ch.ExchangeDeclare("d", "x-delayed-message", true, false, false, false, amqp.Table{"x-delayed-type": "direct"})
+	ae = amqpErr(t, err, 406)
+	require.Contains(t, ae.Reason, "inequivalent arg 'x-delayed-type'")
+	ch, _ = c.Channel()
+	err = ch.ExchangeDeclare("d2", "x-delayed-message", true, false, false, false, amqp.Table{"x-delayed-type": "no-such-type"})
+	ae = amqpErr(t, err, 503)
+	require.Equal(t, "COMMAND_INVALID - unknown exchange type 'no-such-type'", ae.Reason)
+	require.True(t, c.IsClosed(), "an unknown type closes the connection")
+}
+
+func TestDelayedExchangeHoldsAndOrders(t *testing.T) {
+	b := startBroker(t, server.Config{})
+	api := startAPI(t, b)
+	_, ch := b.channel(t)
+	declareDelayed(t, ch, "later", "direct", false)
+	q, err := ch.QueueDeclare("", false, true, true, false, nil)
+	require.NoError(t, err)
+	require.NoError(t, ch.QueueBind(q.Name, "k", "later", false, nil))
+	ds, err := ch.Consume(q.Name, "", true, false, false, false, nil)
+	require.NoError(t, err)
+	require.NoError(t, ch.Confirm(false))
+	confirms := ch.NotifyPublish(make(chan amqp.Confirmation, 10))
+
+	start := time.Now()
+	delays := map[string]time.Duration{"d300": 300 * time.Millisecond, "d100": 100 * time.Millisecond,
+		"s200": 200 * time.Millisecond, "f250": 250 * time.Millisecond}
+	publishDelayed(t, ch, "later", "k", "d300", int32(300), false)
+	publishDelayed(t, ch, "later", "k", "d100", int64(100), false)
+	publishDelayed(t, ch, "later", "k", "s200", "200", false)    // a string, as the plugin takes it
+	publishDelayed(t, ch, "later", "k", "f250", 250.7, false)    // a float
+	publishDelayed(t, ch, "later", "k", "now", nil, false)       // no header: at once
+	publishDelayed(t, ch, "later", "k", "zero", int32(0), false) // 0: at once
+	// Confirms do not wait for the delay.
+	for range 6 {
+		select {
+		case cf := <-confirms:
+			require.True(t, cf.Ack)
+		case <-time.After(90 * time.Millisecond):
+			t.Fatal("confirm waited for the delay")
+		}
+	}
+	x := api.expect(200, http.MethodGet, "/api/exchanges/%2F/later", nil).obj(t)
+	require.Equal(t, 4.0, x["messages_delayed"])
+	require.Equal(t, "x-delayed-message", x["type"])
+
+	var got []string
+	for range 6 {
+		d := recv(t, ds)
+		got = append(got, string(d.Body))
+		if want, ok := delays[string(d.Body)]; ok {
+			require.GreaterOrEqual(t, time.Since(start), want, "%s came early", d.Body)
+			require.Contains(t, d.Headers, "x-delay", "the header is delivered unchanged")
+		}
+	}
+	require.Equal(t, []string{"now", "zero", "d100", "s200", "f250", "d300"}, got)
+	eventually(t, func() bool {
+		return api.expect(200, http.MethodGet, "/api/exchanges/%2F/later", nil).obj(t)["messages_delayed"] == 0.0
+	}, "nothing pending")
+}
+
+func TestDelayedExchangeRoutesWithBindingsAtDueTime(t *testing.T) {
+	b := startBroker(t, server.Config{})
+	_, ch := b.channel(t)
+	declareDelayed(t, ch, "fan", "fanout", false)
+	// Published with no binding at all, mandatory: not returned (it has not
+	// failed to route yet), and routed by the bindings made before it is due.
+	returns := ch.NotifyReturn(make(chan amqp.Return, 1))
+	require.NoError(t, ch.PublishWithContext(context.Background(), "fan", "", true, false,
+		amqp.Publishing{Body: []byte("x"), Headers: amqp.Table{"x-delay": int32(200)}}))
+	q, err := ch.QueueDeclare("", false, true, true, false, nil)
+	require.NoError(t, err)
+	require.NoError(t, ch.QueueBind(q.Name, "", "fan", false, nil))
+	ds, err := ch.Consume(q.Name, "", true, false, false, false, nil)
+	require.NoError(t, err)
+	require.Equal(t, "x", string(recv(t, ds).Body))
+	select {
+	case r := <-returns:
+		t.Fatalf("returned: %v", r)
+	default:
+	}
+}
+
+func TestDelayedExchangeSurvivesRestartInBoundedMemory(t *testing.T) {
+	dir := t.TempDir()
+	// A window of 50 messages in memory: 600 pending means most wait on
+	// disk and are read back in due order.
+	cfg := server.Config{DelayWindow: 50}
+	b := startDurableCfg(t, dir, cfg)
+	c, err := amqp.Dial(b.url)
+	require.NoError(t, err)
+	ch, err := c.Channel()
+	require.NoError(t, err)
+	declareDelayed(t, ch, "retry", "direct", true)
+	declareDelayed(t, ch, "gone", "direct", false)
+	_, err = ch.QueueDeclare("retry.q", true, false, false, false, nil)
+	require.NoError(t, err)
+	require.NoError(t, ch.QueueBind("retry.q", "r", "retry", false, nil))
+	require.NoError(t, ch.QueueBind("retry.q", "r", "gone", false, nil))
+	require.NoError(t, ch.Confirm(false))
+	confirms := ch.NotifyPublish(make(chan amqp.Confirmation, 1000))
+	rng := rand.New(rand.NewPCG(1, 2))
+	due := map[string]time.Time{}
+	for i := range 600 {
+		d := 3000 + rng.IntN(1000)
+		body := fmt.Sprintf("m%03d", i)
+		due[body] = time.Now().Add(time.Duration(d) * time.Millisecond)
+		publishDelayed(t, ch, "retry", "r", body, int32(d), i%2 == 0)
+	}
+	publishDelayed(t, ch, "gone", "r", "from-transient-exchange", int32(1500), true)
+	for range 601 {
+		require.True(t, (<-confirms).Ack)
+	}
+	c.Close()
+	b.stop()
+
+	b = startDurableCfg(t, dir, cfg)
+	api := startAPI(t, b.broker)
+	x := api.expect(200, http.MethodGet, "/api/exchanges/%2F/retry", nil).obj(t)
+	require.Equal(t, 600.0, x["messages_delayed"], "every pending message survived the restart")
+	api.expect(404, http.MethodGet, "/api/exchanges/%2F/gone", nil)
+	_, ch = b.channel(t)
+	ds, err := ch.Consume("retry.q", "", true, false, false, false, nil)
+	require.NoError(t, err)
+	var prev time.Time
+	for i := range 600 {
+		d := recv(t, ds)
+		body := string(d.Body)
+		require.Contains(t, due, body)
+		require.False(t, time.Now().Before(due[body].Add(-2*time.Millisecond)), "%s came before it was due", body)
+		// Due order, to the clock's jitter between the test and the broker.
+		require.False(t, due[body].Before(prev.Add(-5*time.Millisecond)), "message %d (%s) out of due order", i, body)
+		prev = due[body]
+		delete(due, body)
+	}
+	none(t, ds)
+	require.Empty(t, due)
+}
