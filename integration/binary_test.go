@@ -1,6 +1,8 @@
 package integration
 
 import (
+	"io"
+	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -22,18 +24,25 @@ func buildWarren(t *testing.T) string {
 	return bin
 }
 
-var listenRe = regexp.MustCompile(`(AMQPS?|HTTPS?) listening\s+\{"addr": "([^"]+)"\}`)
+var listenRe = regexp.MustCompile(`(AMQPS?|HTTPS?|PROMETHEUS) listening\s+\{"addr": "([^"]+)"\}`)
 
 // TestBinaryFlagsEnvAndSIGTERM runs bin/warren as a subprocess configured by
 // environment variables, and checks it starts quickly and closes clients
 // with 320 on SIGTERM.
 func TestBinaryFlagsEnvAndSIGTERM(t *testing.T) {
 	bin := buildWarren(t)
-	cmd := exec.Command(bin, "--http-listen", "127.0.0.1:0")
+	cmd := exec.Command(bin, "--http-listen", "127.0.0.1:0", "--prometheus-listen", "127.0.0.1:0")
 	cmd.Env = append(os.Environ(), "WARREN_AMQP_LISTEN=127.0.0.1:0", "WARREN_DATA_DIR="+t.TempDir(), "WARREN_LOG_LEVEL=info")
 	start := time.Now()
-	addr := runWarren(t, cmd)
+	addrs := runWarrenListeners(t, cmd, "AMQP", "PROMETHEUS")
+	addr := addrs["AMQP"]
 	t.Cleanup(func() { cmd.Process.Kill(); cmd.Wait() })
+	resp, err := http.Get("http://" + addrs["PROMETHEUS"] + "/metrics")
+	require.NoError(t, err)
+	body, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	require.Equal(t, 200, resp.StatusCode)
+	require.Contains(t, string(body), "rabbitmq_connections 0")
 	c, err := amqp.Dial("amqp://guest:guest@" + addr + "/")
 	require.NoError(t, err)
 	t.Logf("accepting connections %v after start", time.Since(start))

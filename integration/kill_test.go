@@ -23,7 +23,7 @@ import (
 // address.
 func startWarrenProcess(t *testing.T, bin, dataDir string) (*exec.Cmd, string) {
 	t.Helper()
-	cmd := exec.Command(bin, "--amqp-listen", "127.0.0.1:0", "--http-listen", "", "--data-dir", dataDir, "--log-level", "info")
+	cmd := exec.Command(bin, "--amqp-listen", "127.0.0.1:0", "--http-listen", "", "--prometheus-listen", "", "--data-dir", dataDir, "--log-level", "info")
 	return cmd, runWarren(t, cmd)
 }
 

@@ -250,7 +250,7 @@ func TestTLSConfigErrors(t *testing.T) {
 func TestBinaryTLSListeners(t *testing.T) {
 	bin := buildWarren(t)
 	p := newPKI(t)
-	cmd := exec.Command(bin, "--amqp-listen", "127.0.0.1:0", "--http-listen", "", "--amqps-listen", "127.0.0.1:0",
+	cmd := exec.Command(bin, "--amqp-listen", "127.0.0.1:0", "--http-listen", "", "--prometheus-listen", "", "--amqps-listen", "127.0.0.1:0",
 		"--https-listen", "127.0.0.1:0", "--tls-cert", p.cert, "--tls-key", p.key, "--tls-ca", p.ca, "--data-dir", t.TempDir())
 	addrs := runWarrenListeners(t, cmd, "AMQP", "AMQPS", "HTTPS")
 	t.Cleanup(func() { cmd.Process.Kill(); cmd.Wait() })
@@ -267,11 +267,11 @@ func TestBinaryTLSListeners(t *testing.T) {
 	_, err = tls.Dial("tcp", addrs["AMQPS"], &tls.Config{RootCAs: p.pool, MaxVersion: tls.VersionTLS11})
 	require.Error(t, err)
 
-	out, err := exec.Command(bin, "--amqp-listen", "127.0.0.1:0", "--http-listen", "", "--amqps-listen", "127.0.0.1:0",
+	out, err := exec.Command(bin, "--amqp-listen", "127.0.0.1:0", "--http-listen", "", "--prometheus-listen", "", "--amqps-listen", "127.0.0.1:0",
 		"--tls-cert", "/nonexistent/server.pem", "--tls-key", p.key, "--data-dir", t.TempDir()).CombinedOutput()
 	require.Error(t, err)
 	require.Contains(t, string(out), "/nonexistent/server.pem")
-	out, err = exec.Command(bin, "--amqp-listen", "127.0.0.1:0", "--http-listen", "", "--amqps-listen", "127.0.0.1:0",
+	out, err = exec.Command(bin, "--amqp-listen", "127.0.0.1:0", "--http-listen", "", "--prometheus-listen", "", "--amqps-listen", "127.0.0.1:0",
 		"--data-dir", t.TempDir()).CombinedOutput()
 	require.Error(t, err)
 	require.Contains(t, string(out), "--tls-cert")

@@ -85,6 +85,8 @@ func NewHandler(b *server.Server) http.Handler {
 	}
 	r.HandleFunc("/api/health/checks/alive", ok).Methods(http.MethodGet)
 	r.HandleFunc("/healthz", ok).Methods(http.MethodGet)
+	r.Handle("/metrics", MetricsHandler(b, false)).Methods(http.MethodGet)
+	r.Handle("/metrics/per-object", MetricsHandler(b, true)).Methods(http.MethodGet)
 
 	h := func(path string, l level, fn http.HandlerFunc, methods ...string) {
 		r.Handle(path, a.auth(fn, l)).Methods(methods...)

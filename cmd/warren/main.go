@@ -39,6 +39,7 @@ func main() {
 			&cli.Float64Flag{Name: "vm-memory-high-watermark", Value: 0.4, EnvVars: []string{"WARREN_VM_MEMORY_HIGH_WATERMARK"}, Usage: "memory alarm above this fraction of RAM (0 disables)"},
 			&cli.StringFlag{Name: "disk-free-limit", Value: "50MB", EnvVars: []string{"WARREN_DISK_FREE_LIMIT"}, Usage: "disk alarm below this much free space in the data directory (e.g. 50MB, 1GB; 0 disables)"},
 			&cli.StringFlag{Name: "heap-limit", Value: "128MB", EnvVars: []string{"WARREN_HEAP_LIMIT"}, Usage: "soft limit for the Go heap (the GC works harder near it; GOMEMLIMIT wins when set; 0 disables)"},
+			&cli.StringFlag{Name: "prometheus-listen", Value: ":15692", EnvVars: []string{"WARREN_PROMETHEUS_LISTEN"}, Usage: "Prometheus metrics listen address (/metrics, /metrics/per-object), as rabbitmq_prometheus; empty disables"},
 			&cli.StringFlag{Name: "amqps-listen", EnvVars: []string{"WARREN_AMQPS_LISTEN"}, Usage: "AMQP over TLS listen address (e.g. :5671); needs --tls-cert and --tls-key; empty disables"},
 			&cli.StringFlag{Name: "https-listen", EnvVars: []string{"WARREN_HTTPS_LISTEN"}, Usage: "HTTPS (management) listen address (e.g. :15671), with the same certificate; empty disables"},
 			&cli.StringFlag{Name: "tls-cert", EnvVars: []string{"WARREN_TLS_CERT"}, Usage: "PEM certificate chain for the TLS listeners"},
@@ -111,7 +112,7 @@ func run(c *cli.Context) error {
 	if err != nil {
 		return fmt.Errorf("--amqp-listen: %w", err)
 	}
-	errc := make(chan error, 4)
+	errc := make(chan error, 5)
 	go func() { errc <- srv.Serve(l) }()
 	log.Info("AMQP listening", zap.Stringer("addr", l.Addr()))
 	if addr := c.String("amqps-listen"); addr != "" {
@@ -133,9 +134,10 @@ func run(c *cli.Context) error {
 	}
 	var httpServers []*http.Server
 	for _, l := range []struct {
-		flag string
-		tls  *tls.Config
-	}{{"http-listen", nil}, {"https-listen", tlsCfg}} {
+		flag    string
+		tls     *tls.Config
+		handler http.Handler
+	}{{"http-listen", nil, h}, {"https-listen", tlsCfg, h}, {"prometheus-listen", nil, mgmt.MetricsMux(srv)}} {
 		addr := c.String(l.flag)
 		if addr == "" {
 			continue
@@ -147,7 +149,7 @@ func run(c *cli.Context) error {
 		if l.tls != nil {
 			hl = tls.NewListener(hl, l.tls)
 		}
-		hs := &http.Server{Handler: h, ReadHeaderTimeout: 10 * time.Second}
+		hs := &http.Server{Handler: l.handler, ReadHeaderTimeout: 10 * time.Second}
 		httpServers = append(httpServers, hs)
 		go func() { errc <- hs.Serve(hl) }()
 		log.Info(strings.ToUpper(strings.TrimSuffix(l.flag, "-listen"))+" listening", zap.Stringer("addr", hl.Addr()))

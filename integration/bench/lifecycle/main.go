@@ -28,7 +28,7 @@ import (
 var listenRe = regexp.MustCompile(`AMQP listening\s+\{"addr": "([^"]+)"\}`)
 
 func start(bin, dir string) (*exec.Cmd, string) {
-	cmd := exec.Command(bin, "--amqp-listen", "127.0.0.1:0", "--http-listen", "", "--data-dir", dir)
+	cmd := exec.Command(bin, "--amqp-listen", "127.0.0.1:0", "--http-listen", "", "--prometheus-listen", "", "--data-dir", dir)
 	stderr, err := cmd.StderrPipe()
 	logf, err := os.Create(dir + ".log")
 	must(err)

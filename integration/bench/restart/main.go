@@ -26,7 +26,7 @@ import (
 var listenRe = regexp.MustCompile(`AMQP listening\s+\{"addr": "([^"]+)"\}`)
 
 func start(bin, dir string) (*exec.Cmd, string, time.Time) {
-	cmd := exec.Command(bin, "--amqp-listen", "127.0.0.1:0", "--http-listen", "", "--data-dir", dir)
+	cmd := exec.Command(bin, "--amqp-listen", "127.0.0.1:0", "--http-listen", "", "--prometheus-listen", "", "--data-dir", dir)
 	stderr, err := cmd.StderrPipe()
 	if err != nil {
 		log.Fatal(err)
