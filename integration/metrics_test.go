@@ -39,11 +39,12 @@ func metric(t *testing.T, text, series string) float64 {
 
 func TestPrometheusMetrics(t *testing.T) {
 	b := startBroker(t, server.Config{})
-	hs := httptest.NewServer(mgmt.MetricsMux(b.Server))
-	t.Cleanup(hs.Close)
 	_, ch := b.channel(t)
 	_, err := ch.QueueDeclare("orders", false, false, false, false, nil)
 	require.NoError(t, err)
+	// Made with a queue present: its series must not clash with the aggregates.
+	hs := httptest.NewServer(mgmt.MetricsMux(b.Server))
+	t.Cleanup(hs.Close)
 	for range 7 {
 		require.NoError(t, ch.PublishWithContext(context.Background(), "", "orders", false, false, amqp.Publishing{Body: []byte("x")}))
 	}
@@ -75,6 +76,7 @@ func TestPrometheusMetrics(t *testing.T) {
 	require.Equal(t, 1.0, metric(t, per, `rabbitmq_queue_messages_unacked{queue="orders",vhost="/"}`))
 	require.Equal(t, 4.0, metric(t, per, `rabbitmq_queue_messages{queue="orders",vhost="/"}`))
 	require.Equal(t, 0.0, metric(t, per, `rabbitmq_queue_consumers{queue="orders",vhost="/"}`))
+	require.NotRegexp(t, `(?m)^rabbitmq_queue_messages_ready `, per)
 	require.NoError(t, d.Ack(false))
 
 	// A deleted queue's series disappear; the counters keep counting.

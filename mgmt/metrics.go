@@ -65,7 +65,9 @@ var (
 	dXDelayed   = desc("warren_exchange_delayed_messages", "Messages pending in a delayed-message exchange", exchangeLbls)
 )
 
-func (c *collector) Describe(ch chan<- *prometheus.Desc) { prometheus.DescribeByCollect(c, ch) }
+// Describe sends nothing: the collector is unchecked, as its series come and
+// go with queues.
+func (c *collector) Describe(chan<- *prometheus.Desc) {}
 
 func (c *collector) Collect(ch chan<- prometheus.Metric) {
 	gauge := func(d *prometheus.Desc, v float64, labels ...string) {
@@ -80,9 +82,11 @@ func (c *collector) Collect(ch chan<- prometheus.Metric) {
 	gauge(dConsumers, float64(t.Consumers))
 	gauge(dQueues, float64(t.Queues))
 	gauge(dExchanges, float64(t.Exchanges))
-	gauge(dReady, float64(t.Ready))
-	gauge(dUnacked, float64(t.Unacked))
-	gauge(dMessages, float64(t.Ready+t.Unacked))
+	if !c.perObject { // per-object scrapes have these per queue instead
+		gauge(dReady, float64(t.Ready))
+		gauge(dUnacked, float64(t.Unacked))
+		gauge(dMessages, float64(t.Ready+t.Unacked))
+	}
 	counter(dReceived, t.Published, "amqp091")
 	counter(dConfirmed, t.Confirmed, "amqp091")
 	counter(dUnroutable, t.Returned, "amqp091")
