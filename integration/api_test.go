@@ -419,3 +419,36 @@ func TestAPIDefinitionsRoundTrip(t *testing.T) {
 	}
 	api.expect(204, http.MethodPost, "/api/definitions", "{}")
 }
+
+func TestAPIBrowseLeavesMessagesAlone(t *testing.T) {
+	b := startBroker(t, server.Config{})
+	api := startAPI(t, b)
+	_, ch := b.channel(t)
+	_, err := ch.QueueDeclare("browsed", false, false, false, false, nil)
+	require.NoError(t, err)
+	for _, body := range []string{"first", "second", "third"} {
+		require.NoError(t, ch.PublishWithContext(context.Background(), "", "browsed", false, false,
+			amqp.Publishing{Body: []byte(body), ContentType: "text/plain"}))
+	}
+	page := api.expect(200, http.MethodGet, "/api/queues/%2F/browsed/browse?offset=1&count=5", nil).obj(t)
+	require.Equal(t, 3.0, page["total"])
+	items := page["items"].([]any)
+	require.Len(t, items, 2)
+	require.Equal(t, "second", items[0].(map[string]any)["payload"])
+	require.Equal(t, 1.0, items[0].(map[string]any)["position"])
+	require.Equal(t, map[string]any{"content_type": "text/plain"}, items[0].(map[string]any)["properties"])
+	for range 3 { // browsing again and again changes nothing
+		api.expect(200, http.MethodGet, "/api/queues/%2F/browsed/browse", nil)
+	}
+	d, ok, err := ch.Get("browsed", true)
+	require.NoError(t, err)
+	require.True(t, ok)
+	require.Equal(t, "first", string(d.Body))
+	require.False(t, d.Redelivered)
+	require.Equal(t, uint32(2), d.MessageCount)
+	api.expect(404, http.MethodGet, "/api/queues/%2F/nope/browse", nil)
+	api.expect(400, http.MethodGet, "/api/queues/%2F/browsed/browse?count=0", nil)
+	api.expect(201, http.MethodPut, "/api/users/blind", map[string]any{"password": "pw", "tags": "management"})
+	api.expect(201, http.MethodPut, "/api/permissions/%2F/blind", map[string]any{"configure": ".*", "write": ".*", "read": "^$"})
+	api.as("blind", "pw").expect(401, http.MethodGet, "/api/queues/%2F/browsed/browse", nil)
+}

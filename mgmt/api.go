@@ -151,6 +151,7 @@ func NewHandler(b *server.Server) http.Handler {
 	h("/api/queues/{vhost}/{name}/contents", levelManagement, a.purgeQueue, del)
 	h("/api/queues/{vhost}/{name}/get", levelManagement, a.getMessages, post)
 	h("/api/queues/{vhost}/{name}/bindings", levelManagement, a.bindingsOf("qdest"), get)
+	h("/api/queues/{vhost}/{name}/browse", levelManagement, a.browse, get)
 
 	h("/api/bindings", levelManagement, a.listBindings, get)
 	h("/api/bindings/{vhost}", levelManagement, a.listBindings, get)

@@ -790,3 +790,67 @@ func (a *api) deleteBinding(dt string) http.HandlerFunc {
 		w.WriteHeader(http.StatusNoContent)
 	}
 }
+
+// browse is GET /api/queues/{vhost}/{name}/browse?offset=&count=&encoding=
+// (a Warren extension): the ready messages at those positions, left where
+// they are, so looking changes nothing (RabbitMQ's /get can only take and
+// requeue, which marks messages redelivered and moves them).
+func (a *api) browse(w http.ResponseWriter, r *http.Request) {
+	vhost, name := var_(r, "vhost"), var_(r, "name")
+	q := r.URL.Query()
+	offset, count := 0, 20
+	var err error
+	if s := q.Get("offset"); s != "" {
+		if offset, err = strconv.Atoi(s); err != nil || offset < 0 {
+			badRequest(w, "offset must be a non-negative integer")
+			return
+		}
+	}
+	if s := q.Get("count"); s != "" {
+		if count, err = strconv.Atoi(s); err != nil || count < 1 || count > 500 {
+			badRequest(w, "count must be an integer from 1 to 500")
+			return
+		}
+	}
+	encoding := q.Get("encoding")
+	if encoding == "" {
+		encoding = "auto"
+	}
+	if encoding != "auto" && encoding != "base64" {
+		badRequest(w, fmt.Sprintf("Unsupported encoding %q (auto or base64)", encoding))
+		return
+	}
+	if !a.vhostVisible(who(r), vhost) {
+		notFound(w)
+		return
+	}
+	if _, ok := a.b.Queue(vhost, name); !ok {
+		notFound(w)
+		return
+	}
+	if err := a.b.MayRead(who(r).name, vhost, name); err != nil {
+		amqpFailure(w, err)
+		return
+	}
+	es, total, ok := a.b.Peek(vhost, name, offset, count)
+	if !ok {
+		notFound(w)
+		return
+	}
+	items := make([]item, 0, len(es))
+	for i, e := range es {
+		m := e.Msg
+		props := m.Props
+		if props.Flags == 0 && len(m.Header) > 0 {
+			if h, err := amqp.DecodeContentHeader(m.Header); err == nil {
+				props = h.Properties
+			}
+		}
+		it := messageItem(&amqp.BasicGetOk{Redelivered: e.Redelivered, Exchange: m.Exchange, RoutingKey: m.RoutingKey},
+			&server.Reply{Props: props, Body: m.Body}, encoding, 50000)
+		delete(it, "message_count")
+		it["position"] = offset + i
+		items = append(items, it)
+	}
+	writeJSON(w, http.StatusOK, map[string]any{"total": total, "offset": offset, "items": items})
+}

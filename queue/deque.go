@@ -110,12 +110,22 @@ func (d *deque) clear() int {
 }
 
 func (d *deque) each(fn func(*Entry)) {
+	d.eachWhile(func(e *Entry) bool { fn(e); return true })
+}
+
+// eachWhile visits entries in delivery order until fn returns false.
+func (d *deque) eachWhile(fn func(*Entry) bool) bool {
 	for i := range d.requeued {
-		fn(&d.requeued[i])
+		if !fn(&d.requeued[i]) {
+			return false
+		}
 	}
 	for c := d.head; c != nil; c = c.next {
 		for i := c.head; i < c.tail; i++ {
-			fn(&c.e[i])
+			if !fn(&c.e[i]) {
+				return false
+			}
 		}
 	}
+	return true
 }

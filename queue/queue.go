@@ -858,3 +858,22 @@ func (q *Queue) Deleted() bool {
 	defer q.mu.Unlock()
 	return q.deleted
 }
+
+// Peek returns up to n ready entries from position offset in delivery
+// order, without taking them: browsing that changes nothing (no requeue,
+// no redelivered flag). It covers the part of the queue in memory, and
+// returns how many ready messages the queue holds in all.
+func (q *Queue) Peek(offset, n int) ([]Entry, int) {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	var out []Entry
+	i := 0
+	q.ready.eachWhile(func(e *Entry) bool {
+		if i >= offset {
+			out = append(out, *e)
+		}
+		i++
+		return len(out) < n
+	})
+	return out, q.readyCountLocked()
+}

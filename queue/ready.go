@@ -71,6 +71,15 @@ func (r *readyList) clear() int {
 	return n
 }
 
+// eachWhile visits entries in delivery order until fn returns false.
+func (r *readyList) eachWhile(fn func(*Entry) bool) {
+	for i := len(r.levels) - 1; i >= 0; i-- {
+		if !r.levels[i].eachWhile(fn) {
+			return
+		}
+	}
+}
+
 func (r *readyList) each(fn func(*Entry)) {
 	for i := len(r.levels) - 1; i >= 0; i-- {
 		r.levels[i].each(fn)

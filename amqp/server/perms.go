@@ -6,6 +6,7 @@ import (
 	"sync"
 
 	"github.com/warren-mq/warren/amqp"
+	"github.com/warren-mq/warren/queue"
 )
 
 // Permission checks, as RabbitMQ makes them: configure/write/read regexps
@@ -105,4 +106,30 @@ func (ch *channel) mayExchange(kind permKind, name string) error {
 		name = "amq.default"
 	}
 	return ch.perms().check(kind, "exchange", name)
+}
+
+// MayRead reports whether user may read (get, consume, browse) queue on
+// vhost, with the AMQP refusal as the error.
+func (s *Server) MayRead(user, vhost, queue string) error {
+	s.mu.Lock()
+	u := s.users[user]
+	s.mu.Unlock()
+	if u == nil {
+		return ErrAccessRefused
+	}
+	return s.newChecker(u, vhost).check(permRead, "queue", queue)
+}
+
+// Peek browses a queue without taking messages (see queue.Queue.Peek).
+func (s *Server) Peek(vhost, name string, offset, n int) ([]queue.Entry, int, bool) {
+	for _, v := range s.vhostList(vhost) {
+		v.mu.RLock()
+		q := v.queues[name]
+		v.mu.RUnlock()
+		if q != nil {
+			es, total := q.Peek(offset, n)
+			return es, total, true
+		}
+	}
+	return nil, 0, false
 }
