@@ -23,16 +23,19 @@ run: build
 test: lint check-generated client-deps
 	$(GO) test -race -count=1 -timeout 20m ./...
 
-# The clients the integration tests drive: amqplib from npm (pinned in
-# integration/clients/node/package-lock.json); pika, Celery and amqp-tools
-# from Debian (installed with apt-get when missing, which needs root).
-DEBIAN_CLIENTS := python3-pika python3-celery amqp-tools
+# The clients the integration tests drive: amqplib and playwright-core from
+# npm (pinned in integration/clients/node and integration/web lock files);
+# pika, Celery, amqp-tools and Chromium from Debian (installed with apt-get
+# when missing, which needs root).
+DEBIAN_CLIENTS := python3-pika python3-celery amqp-tools chromium
 client-deps:
-	@if ! command -v amqp-publish >/dev/null || ! /usr/bin/python3 -c 'import pika, celery' 2>/dev/null; then \
+	@if ! command -v amqp-publish >/dev/null || ! command -v chromium >/dev/null || ! /usr/bin/python3 -c 'import pika, celery' 2>/dev/null; then \
 	  echo "installing $(DEBIAN_CLIENTS)"; \
 	  apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q $(DEBIAN_CLIENTS); fi
 	@if [ ! -d integration/clients/node/node_modules/amqplib ]; then \
 	  cd integration/clients/node && npm ci --no-audit --no-fund; fi
+	@if [ ! -d integration/web/node_modules/playwright-core ]; then \
+	  cd integration/web && npm ci --no-audit --no-fund; fi
 
 test-short:
 	$(GO) test -count=1 ./...

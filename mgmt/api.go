@@ -16,6 +16,7 @@ import (
 
 	"github.com/warren-mq/warren/amqp"
 	"github.com/warren-mq/warren/amqp/server"
+	"github.com/warren-mq/warren/web"
 )
 
 // api serves RabbitMQ's management HTTP API over a running broker.
@@ -174,7 +175,15 @@ func NewHandler(b *server.Server) http.Handler {
 	h("/api/definitions/{vhost}", levelAdministrator, a.exportDefinitions, get)
 	h("/api/definitions/{vhost}", levelAdministrator, a.importDefinitions, post)
 
-	r.NotFoundHandler = http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) { notFound(w) })
+	// The console: every other GET outside /api is one of its files.
+	console := web.Handler()
+	r.NotFoundHandler = http.HandlerFunc(func(w http.ResponseWriter, req *http.Request) {
+		if req.Method == http.MethodGet && !strings.HasPrefix(req.URL.Path, "/api/") {
+			console.ServeHTTP(w, req)
+			return
+		}
+		notFound(w)
+	})
 	r.MethodNotAllowedHandler = http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
 		writeJSON(w, http.StatusMethodNotAllowed, errBody("method_not_allowed", "Method Not Allowed"))
 	})
@@ -191,7 +200,11 @@ func (a *api) auth(h http.HandlerFunc, l level) http.Handler {
 			tags, ok = a.b.Authenticate(user, pass)
 		}
 		if !ok {
-			w.Header().Set("WWW-Authenticate", `Basic realm="RabbitMQ Management"`)
+			// Scripts (the console) say so, and get no challenge: a browser
+			// would answer it with its own password dialog.
+			if r.Header.Get("X-Requested-With") != "XMLHttpRequest" {
+				w.Header().Set("WWW-Authenticate", `Basic realm="RabbitMQ Management"`)
+			}
 			writeJSON(w, http.StatusUnauthorized, errBody("not_authorized", "Login failed"))
 			return
 		}

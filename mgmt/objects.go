@@ -189,7 +189,7 @@ func (a *api) aliveness(w http.ResponseWriter, r *http.Request) {
 // --- connections, channels, consumers ---
 
 func connItem(c server.ConnectionInfo) item {
-	return item{
+	it := item{
 		"name": c.Name, "user": c.User, "vhost": c.Vhost,
 		"peer_host": c.PeerHost, "peer_port": c.PeerPort, "host": c.Host, "port": c.Port,
 		"channels": c.Channels, "client_properties": c.ClientProperties,
@@ -198,6 +198,10 @@ func connItem(c server.ConnectionInfo) item {
 		"state": "running", "node": nodeName, "auth_mechanism": "PLAIN",
 		"ssl": c.SSL, "ssl_protocol": nullIfEmpty(c.SSLProtocol), "peer_cert_subject": nullIfEmpty(c.PeerCertSubject),
 	}
+	if n, ok := c.ClientProperties["connection_name"].(string); ok {
+		it["user_provided_name"] = n
+	}
+	return it
 }
 
 // visibleConn: management users see their own connections only.

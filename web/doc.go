@@ -1,3 +1,0 @@
-// Package web will hold the embedded management console (see the management
-// issue). It is empty until then.
-package web
