@@ -7,9 +7,9 @@ import (
 	"io"
 	"net/http"
 	"net/url"
+	"runtime"
 	"slices"
 	"strings"
-	"sync"
 	"time"
 
 	"github.com/gorilla/mux"
@@ -23,8 +23,7 @@ import (
 type api struct {
 	b *server.Server
 
-	ratesMu sync.Mutex
-	samples []sample // for message rates, newest last
+	rates *rateState
 }
 
 // level is what an endpoint requires of the user's tags.
@@ -76,7 +75,12 @@ func who(r *http.Request) principal { return r.Context().Value(ctxKey{}).(princi
 
 // NewHandler returns the HTTP handler of the management API.
 func NewHandler(b *server.Server) http.Handler {
-	a := &api{b: b}
+	a := &api{b: b, rates: &rateState{b: b}}
+	// A sampler every second keeps rates meaningful for one-shot readers
+	// (warrenctl overview); it stops when the handler is garbage.
+	stop := make(chan struct{})
+	go a.rates.sampleEvery(time.Second, stop)
+	runtime.AddCleanup(a, func(stop chan struct{}) { close(stop) }, stop)
 	r := mux.NewRouter()
 	r.UseEncodedPath() // vhost "/" is %2F inside one path segment
 	r.StrictSlash(false)

@@ -9,6 +9,7 @@ import (
 	"runtime"
 	"sort"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/warren-mq/warren/amqp"
@@ -21,12 +22,33 @@ type sample struct {
 	t  server.Totals
 }
 
-// rates returns the totals now and the per-second rates over the last ~5 s
+// rateState keeps recent samples of the broker's counters.
+type rateState struct {
+	b       *server.Server
+	mu      sync.Mutex
+	samples []sample // newest last
+}
+
+func (rs *rateState) sampleEvery(d time.Duration, stop <-chan struct{}) {
+	t := time.NewTicker(d)
+	defer t.Stop()
+	for {
+		select {
+		case <-t.C:
+			rs.take()
+		case <-stop:
+			return
+		}
+	}
+}
+
+// take records a sample and returns it with the rates over the last ~5 s
 // (RabbitMQ's default statistics interval).
-func (a *api) rates() (server.Totals, map[string]float64) {
-	now := sample{at: time.Now(), t: a.b.Totals()}
-	a.ratesMu.Lock()
-	defer a.ratesMu.Unlock()
+func (rs *rateState) take() (server.Totals, map[string]float64) {
+	now := sample{at: time.Now(), t: rs.b.Totals()}
+	rs.mu.Lock()
+	defer rs.mu.Unlock()
+	a := rs
 	a.samples = append(a.samples, now)
 	// Keep samples from the last 10 s, at most one per 100 ms.
 	cut := 0
@@ -63,7 +85,7 @@ func stat(m map[string]any, name string, total uint64, rates map[string]float64)
 }
 
 func (a *api) overview(w http.ResponseWriter, r *http.Request) {
-	t, rates := a.rates()
+	t, rates := a.rates.take()
 	ms := map[string]any{}
 	stat(ms, "publish", t.Published, rates)
 	stat(ms, "confirm", t.Confirmed, rates)

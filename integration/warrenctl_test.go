@@ -1,0 +1,159 @@
+package integration
+
+import (
+	"bytes"
+	"net/http/httptest"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/stretchr/testify/require"
+
+	"github.com/warren-mq/warren/amqp/server"
+	"github.com/warren-mq/warren/mgmt"
+)
+
+type ctl struct {
+	t           *testing.T
+	bin, url    string
+	amqpURL     string
+	extraEnv    []string
+	lastCommand string
+}
+
+// run runs warrenctl with args (and stdin), returning stdout, stderr and
+// the exit status.
+func (c *ctl) run(stdin string, args ...string) (string, string, int) {
+	c.t.Helper()
+	cmd := exec.Command(c.bin, append([]string{"--url", c.url, "--amqp-url", c.amqpURL}, args...)...)
+	cmd.Env = append(os.Environ(), c.extraEnv...)
+	cmd.Stdin = strings.NewReader(stdin)
+	var out, errb bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &out, &errb
+	err := cmd.Run()
+	code := 0
+	if ee, ok := err.(*exec.ExitError); ok {
+		code = ee.ExitCode()
+	} else {
+		require.NoError(c.t, err)
+	}
+	return out.String(), errb.String(), code
+}
+
+// ok runs a command that must succeed and returns its stdout.
+func (c *ctl) ok(args ...string) string {
+	c.t.Helper()
+	out, errOut, code := c.run("", args...)
+	require.Equal(c.t, 0, code, "warrenctl %s: %s%s", strings.Join(args, " "), out, errOut)
+	return out
+}
+
+// fails runs a command that must fail with one line on stderr containing want.
+func (c *ctl) fails(code int, want string, args ...string) {
+	c.t.Helper()
+	out, errOut, got := c.run("", args...)
+	require.Equal(c.t, code, got, "warrenctl %s: %s%s", strings.Join(args, " "), out, errOut)
+	require.Contains(c.t, errOut, want)
+	require.Equal(c.t, 1, strings.Count(strings.TrimSpace(errOut), "\n")+1, "one line: %q", errOut)
+}
+
+func buildCtl(t *testing.T) string {
+	bin := filepath.Join(t.TempDir(), "warrenctl")
+	out, err := exec.Command("go", "build", "-o", bin, "../cmd/warrenctl").CombinedOutput()
+	require.NoError(t, err, string(out))
+	return bin
+}
+
+func TestWarrenctl(t *testing.T) {
+	b := startBroker(t, server.Config{})
+	hs := httptest.NewServer(mgmt.NewHandler(b.Server))
+	t.Cleanup(hs.Close)
+	c := &ctl{t: t, bin: buildCtl(t), url: hs.URL, amqpURL: b.url}
+
+	require.Contains(t, c.ok("declare", "queue", "--durable", "--arg", "x-max-length=1000", "orders"), "queue orders declared")
+	c.ok("declare", "exchange", "--type", "topic", "--durable", "events")
+	c.ok("declare", "exchange", "--type", "x-delayed-message", "--arg", "x-delayed-type=direct", "--durable", "retries")
+	c.ok("declare", "binding", "--source", "events", "--destination", "orders", "--routing-key", "order.*")
+	require.Contains(t, c.ok("publish", "--exchange", "events", "--routing-key", "order.created", "--property", "content_type=text/plain", "--header", "n=1", "hello"), "published and routed")
+	out, _, code := c.run("from stdin", "publish", "--exchange", "amq.default", "--routing-key", "orders", "-")
+	require.Equal(t, 0, code)
+	require.Contains(t, out, "routed")
+	require.Contains(t, c.ok("publish", "--exchange", "events", "--routing-key", "nowhere", "x"), "not routed")
+
+	q := c.ok("list", "queues")
+	require.Regexp(t, `(?m)^/\s+orders\s+true\s+2\s+0\s+0\s+\{"x-max-length":1000\}`, q)
+	require.Contains(t, c.ok("list", "exchanges"), "x-delayed-message")
+	require.Contains(t, c.ok("list", "bindings"), "order.*")
+	js := c.ok("--format", "json", "list", "queues")
+	require.Contains(t, js, `"name": "orders"`)
+	got := c.ok("get", "--count", "5", "orders")
+	require.Contains(t, got, "hello")
+	require.Contains(t, got, "from stdin")
+	require.Contains(t, c.ok("--format", "json", "get", "--ack-mode", "ack", "orders"), `"payload": "hello"`)
+	// consume takes the rest and stops at --count.
+	require.Contains(t, c.ok("consume", "--count", "1", "orders"), "orders\tfrom stdin")
+	c.ok("publish", "--routing-key", "orders", "again")
+	c.ok("purge", "queue", "orders")
+	require.Contains(t, c.ok("get", "orders"), "the queue is empty")
+
+	c.ok("declare", "vhost", "staging")
+	c.ok("declare", "user", "--password", "s3cret", "--tags", "management", "alice")
+	c.ok("--vhost", "staging", "declare", "permission", "--configure", "^app-", "alice")
+	c.ok("declare", "policy", "--pattern", "^orders", "--apply-to", "queues", "--definition", "max-length=10", "cap")
+	require.Contains(t, c.ok("list", "users"), "alice")
+	require.Contains(t, c.ok("list", "vhosts"), "staging")
+	require.Contains(t, c.ok("list", "permissions"), "^app-")
+	require.Contains(t, c.ok("list", "policies"), "cap")
+	require.Contains(t, c.ok("list", "connections"), "NAME")
+	require.Contains(t, c.ok("list", "channels"), "NAME")
+	require.Contains(t, c.ok("list", "consumers"), "QUEUE")
+	require.Regexp(t, `queues\s+1`, c.ok("overview"))
+	require.Equal(t, "ok\n", c.ok("health"))
+
+	// Definitions: export, delete, import restores the topology.
+	dir := t.TempDir()
+	file := filepath.Join(dir, "defs.json")
+	c.ok("definitions", "export", file)
+	before := c.ok("list", "bindings")
+	c.ok("delete", "binding", "--source", "events", "--destination", "orders", "--routing-key", "order.*")
+	c.ok("delete", "queue", "orders")
+	c.ok("delete", "exchange", "events")
+	c.ok("delete", "policy", "cap")
+	c.ok("delete", "user", "alice")
+	c.ok("delete", "vhost", "staging")
+	require.NotContains(t, c.ok("list", "queues"), "orders")
+	c.ok("definitions", "import", file)
+	require.Equal(t, before, c.ok("list", "bindings"))
+	require.Contains(t, c.ok("list", "queues"), "orders")
+	require.Contains(t, c.ok("list", "users"), "alice")
+	require.Contains(t, c.ok("list", "policies"), "cap")
+
+	// perf: a short run prints live rates and a summary.
+	perf := c.ok("perf", "--duration", "2s", "--producers", "1", "--consumers", "1", "--rate", "2000")
+	require.Contains(t, perf, "time   1.0s")
+	require.Regexp(t, `summary: .* sent \d+ .* received \d+`, perf)
+	require.Contains(t, perf, "latency: p50")
+
+	// Bad input: a one-line error and a non-zero exit.
+	c.fails(2, "list what?", "list", "nothing")
+	c.fails(2, "--arg wants key=value", "declare", "queue", "--arg", "oops", "q")
+	c.fails(1, "404 not found", "delete", "queue", "no-such-queue")
+	c.fails(1, "400: inequivalent arg 'durable'", "declare", "queue", "--durable=false", "orders")
+	c.fails(1, "401 unauthorized", "--password", "wrong", "list", "queues")
+	bad := *c
+	bad.url = "http://127.0.0.1:1"
+	bad.fails(1, "cannot reach the broker", "list", "queues")
+	c.fails(2, "--format must be table or json", "--format", "xml", "list", "queues")
+	c.fails(2, "flags go before the arguments", "get", "orders", "--count", "2")
+
+	// --help on every command shows an example.
+	for _, args := range [][]string{{"list"}, {"declare", "queue"}, {"declare", "exchange"}, {"declare", "binding"}, {"declare", "user"},
+		{"declare", "vhost"}, {"declare", "permission"}, {"declare", "policy"}, {"delete", "queue"}, {"delete", "binding"}, {"purge", "queue"},
+		{"publish"}, {"get"}, {"consume"}, {"definitions", "export"}, {"definitions", "import"}, {"close", "connection"}, {"overview"}, {"perf"}} {
+		help := c.ok(append(args, "--help")...)
+		require.Contains(t, help, "warrenctl ", "%v --help", args)
+		require.Regexp(t, `(?i)example`, help, "%v --help has an example", args)
+	}
+}
