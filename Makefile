@@ -27,9 +27,9 @@ test: lint check-generated client-deps
 # npm (pinned in integration/clients/node and integration/web lock files);
 # pika, Celery, amqp-tools and Chromium from Debian (installed with apt-get
 # when missing, which needs root).
-DEBIAN_CLIENTS := python3-pika python3-celery amqp-tools chromium
+DEBIAN_CLIENTS := python3-pika python3-celery amqp-tools chromium docker-compose file
 client-deps:
-	@if ! command -v amqp-publish >/dev/null || ! command -v chromium >/dev/null || ! /usr/bin/python3 -c 'import pika, celery' 2>/dev/null; then \
+	@if ! command -v amqp-publish >/dev/null || ! command -v chromium >/dev/null || ! command -v docker-compose >/dev/null || ! command -v file >/dev/null || ! /usr/bin/python3 -c 'import pika, celery' 2>/dev/null; then \
 	  echo "installing $(DEBIAN_CLIENTS)"; \
 	  apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q $(DEBIAN_CLIENTS); fi
 	@if [ ! -d integration/clients/node/node_modules/amqplib ]; then \

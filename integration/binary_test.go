@@ -57,3 +57,42 @@ func TestBinaryFlagsEnvAndSIGTERM(t *testing.T) {
 	}
 	require.NoError(t, cmd.Wait(), "clean exit after SIGTERM")
 }
+
+// TestBinaryConfigFile: settings from --config, overridden by the
+// environment and then by flags; a typo in the file is an error.
+func TestBinaryConfigFile(t *testing.T) {
+	bin := buildWarren(t)
+	dir := t.TempDir()
+	cfg := filepath.Join(dir, "warren.yaml")
+	require.NoError(t, os.WriteFile(cfg, []byte(
+		"amqp-listen: 127.0.0.1:0\nhttp-listen: \"\"\nprometheus-listen: \"\"\ndata-dir: "+filepath.Join(dir, "data")+
+			"\nchannel-max: 7\nframe-max: 65536\ndefault-user: admin\ndefault-pass: from-file\nloopback-users: [admin]\n"), 0o600))
+	cmd := exec.Command(bin, "--config", cfg, "--frame-max", "32768")
+	cmd.Env = append(os.Environ(), "WARREN_DEFAULT_PASS=from-env")
+	addr := runWarren(t, cmd)
+	t.Cleanup(func() { cmd.Process.Kill(); cmd.Wait() })
+	_, err := amqp.Dial("amqp://admin:from-file@" + addr + "/")
+	require.Error(t, err, "the environment overrides the file")
+	c, err := amqp.Dial("amqp://admin:from-env@" + addr + "/")
+	require.NoError(t, err)
+	defer c.Close()
+	require.Equal(t, uint16(7), c.Config.ChannelMax, "channel-max from the file")
+	require.Equal(t, 32768, c.Config.FrameSize, "the flag overrides the file")
+
+	require.NoError(t, os.WriteFile(cfg, []byte("amqp-listen: 127.0.0.1:0\nchanel-max: 7\n"), 0o600))
+	out, err := exec.Command(bin, "--config", cfg).CombinedOutput()
+	require.Error(t, err)
+	require.Contains(t, string(out), `unknown setting "chanel-max"`)
+	out, err = exec.Command(bin, "--config", filepath.Join(dir, "missing.yaml")).CombinedOutput()
+	require.Error(t, err)
+	require.Contains(t, string(out), "missing.yaml")
+	// The documented example file is a valid configuration.
+	ex := exec.Command(bin, "--config", "../warren.yaml.example", "--amqp-listen", "127.0.0.1:0", "--http-listen", "",
+		"--prometheus-listen", "", "--data-dir", filepath.Join(dir, "example"))
+	runWarren(t, ex)
+	ex.Process.Kill()
+	ex.Wait()
+	out, err = exec.Command(bin, "--amqp-listen", "127.0.0.1:0", "--channel-max", "0").CombinedOutput()
+	require.Error(t, err)
+	require.Contains(t, string(out), "--channel-max 0: must be from 1 to 65535")
+}

@@ -19,35 +19,53 @@ import (
 	"time"
 
 	"github.com/urfave/cli/v2"
+	"github.com/urfave/cli/v2/altsrc"
 	"go.uber.org/zap"
 	"go.uber.org/zap/zapcore"
+	"gopkg.in/yaml.v3"
 
 	"github.com/warren-mq/warren/amqp/server"
 	"github.com/warren-mq/warren/mgmt"
 	"github.com/warren-mq/warren/store"
 )
 
+// flags are every server setting; each also comes from its environment
+// variable or from the --config file (command line > environment > file).
+var flags = []cli.Flag{
+	&cli.StringFlag{Name: "config", EnvVars: []string{"WARREN_CONFIG"}, Usage: "YAML file with any of these settings, by flag name (e.g. data-dir: /var/lib/warren)"},
+	altsrc.NewStringFlag(&cli.StringFlag{Name: "amqp-listen", Value: ":5672", EnvVars: []string{"WARREN_AMQP_LISTEN"}, Usage: "AMQP listen address"}),
+	altsrc.NewStringFlag(&cli.StringFlag{Name: "http-listen", Value: ":15672", EnvVars: []string{"WARREN_HTTP_LISTEN"}, Usage: "HTTP (management) listen address; empty disables"}),
+	altsrc.NewStringFlag(&cli.StringFlag{Name: "data-dir", Value: "./data", EnvVars: []string{"WARREN_DATA_DIR"}, Usage: "data directory"}),
+	altsrc.NewStringFlag(&cli.StringFlag{Name: "log-level", Value: "info", EnvVars: []string{"WARREN_LOG_LEVEL"}, Usage: "debug, info, warn or error"}),
+	altsrc.NewFloat64Flag(&cli.Float64Flag{Name: "vm-memory-high-watermark", Value: 0.4, EnvVars: []string{"WARREN_VM_MEMORY_HIGH_WATERMARK"}, Usage: "memory alarm above this fraction of RAM (0 disables)"}),
+	altsrc.NewStringFlag(&cli.StringFlag{Name: "disk-free-limit", Value: "50MB", EnvVars: []string{"WARREN_DISK_FREE_LIMIT"}, Usage: "disk alarm below this much free space in the data directory (e.g. 50MB, 1GB; 0 disables)"}),
+	altsrc.NewStringFlag(&cli.StringFlag{Name: "heap-limit", Value: "128MB", EnvVars: []string{"WARREN_HEAP_LIMIT"}, Usage: "soft limit for the Go heap (the GC works harder near it; GOMEMLIMIT wins when set; 0 disables)"}),
+	altsrc.NewStringFlag(&cli.StringFlag{Name: "prometheus-listen", Value: ":15692", EnvVars: []string{"WARREN_PROMETHEUS_LISTEN"}, Usage: "Prometheus metrics listen address (/metrics, /metrics/per-object), as rabbitmq_prometheus; empty disables"}),
+	altsrc.NewStringFlag(&cli.StringFlag{Name: "amqps-listen", EnvVars: []string{"WARREN_AMQPS_LISTEN"}, Usage: "AMQP over TLS listen address (e.g. :5671); needs --tls-cert and --tls-key; empty disables"}),
+	altsrc.NewStringFlag(&cli.StringFlag{Name: "https-listen", EnvVars: []string{"WARREN_HTTPS_LISTEN"}, Usage: "HTTPS (management) listen address (e.g. :15671), with the same certificate; empty disables"}),
+	altsrc.NewStringFlag(&cli.StringFlag{Name: "tls-cert", EnvVars: []string{"WARREN_TLS_CERT"}, Usage: "PEM certificate chain for the TLS listeners"}),
+	altsrc.NewStringFlag(&cli.StringFlag{Name: "tls-key", EnvVars: []string{"WARREN_TLS_KEY"}, Usage: "PEM private key for the TLS listeners"}),
+	altsrc.NewStringFlag(&cli.StringFlag{Name: "tls-ca", EnvVars: []string{"WARREN_TLS_CA"}, Usage: "PEM CA bundle for client certificates (verified when given; EXTERNAL logs in by their CN)"}),
+	altsrc.NewBoolFlag(&cli.BoolFlag{Name: "tls-fail-if-no-peer-cert", EnvVars: []string{"WARREN_TLS_FAIL_IF_NO_PEER_CERT"}, Usage: "refuse TLS clients without a certificate (needs --tls-ca)"}),
+	altsrc.NewIntFlag(&cli.IntFlag{Name: "frame-max", Value: 131072, EnvVars: []string{"WARREN_FRAME_MAX"}, Usage: "largest frame the server accepts and proposes, in bytes (4096 and up)"}),
+	altsrc.NewIntFlag(&cli.IntFlag{Name: "channel-max", Value: 2047, EnvVars: []string{"WARREN_CHANNEL_MAX"}, Usage: "highest channel number per connection (1-65535)"}),
+	altsrc.NewIntFlag(&cli.IntFlag{Name: "heartbeat", Value: 60, EnvVars: []string{"WARREN_HEARTBEAT"}, Usage: "heartbeat interval the server proposes, in seconds (clients may ask for less)"}),
+	altsrc.NewDurationFlag(&cli.DurationFlag{Name: "handshake-timeout", Value: 10 * time.Second, EnvVars: []string{"WARREN_HANDSHAKE_TIMEOUT"}, Usage: "time a client has from connecting to connection.open"}),
+	altsrc.NewStringFlag(&cli.StringFlag{Name: "max-message-size", Value: "128MB", EnvVars: []string{"WARREN_MAX_MESSAGE_SIZE"}, Usage: "largest message body accepted (larger: channel error 406)"}),
+	altsrc.NewStringFlag(&cli.StringFlag{Name: "default-user", Value: "guest", EnvVars: []string{"WARREN_DEFAULT_USER"}, Usage: "the administrator created on first start (full permissions on /)"}),
+	altsrc.NewStringFlag(&cli.StringFlag{Name: "default-pass", Value: "guest", EnvVars: []string{"WARREN_DEFAULT_PASS"}, Usage: "its password"}),
+	altsrc.NewStringSliceFlag(&cli.StringSliceFlag{Name: "loopback-users", Value: cli.NewStringSlice("guest"), EnvVars: []string{"WARREN_LOOPBACK_USERS"}, Usage: "users who may connect from loopback addresses only (repeat, or comma-separated in the environment; none: no such restriction)"}),
+	altsrc.NewIntFlag(&cli.IntFlag{Name: "queue-memory-window", Value: 20000, EnvVars: []string{"WARREN_QUEUE_MEMORY_WINDOW"}, Usage: "ready messages a queue keeps in memory; the rest wait on disk"}),
+	altsrc.NewIntFlag(&cli.IntFlag{Name: "delayed-memory-window", Value: 10000, EnvVars: []string{"WARREN_DELAYED_MEMORY_WINDOW"}, Usage: "pending messages a delayed-message exchange keeps in memory; the rest wait on disk"}),
+	altsrc.NewBoolFlag(&cli.BoolFlag{Name: "pprof", EnvVars: []string{"WARREN_PPROF"}, Usage: "serve Go's /debug/pprof/ on the HTTP listener (for profiling)"}),
+}
+
 func main() {
 	app := &cli.App{
-		Name:  "warren",
-		Usage: "an AMQP 0-9-1 message broker that RabbitMQ clients use unchanged",
-		Flags: []cli.Flag{
-			&cli.StringFlag{Name: "amqp-listen", Value: ":5672", EnvVars: []string{"WARREN_AMQP_LISTEN"}, Usage: "AMQP listen address"},
-			&cli.StringFlag{Name: "http-listen", Value: ":15672", EnvVars: []string{"WARREN_HTTP_LISTEN"}, Usage: "HTTP (management) listen address; empty disables"},
-			&cli.StringFlag{Name: "data-dir", Value: "./data", EnvVars: []string{"WARREN_DATA_DIR"}, Usage: "data directory"},
-			&cli.StringFlag{Name: "log-level", Value: "info", EnvVars: []string{"WARREN_LOG_LEVEL"}, Usage: "debug, info, warn or error"},
-			&cli.Float64Flag{Name: "vm-memory-high-watermark", Value: 0.4, EnvVars: []string{"WARREN_VM_MEMORY_HIGH_WATERMARK"}, Usage: "memory alarm above this fraction of RAM (0 disables)"},
-			&cli.StringFlag{Name: "disk-free-limit", Value: "50MB", EnvVars: []string{"WARREN_DISK_FREE_LIMIT"}, Usage: "disk alarm below this much free space in the data directory (e.g. 50MB, 1GB; 0 disables)"},
-			&cli.StringFlag{Name: "heap-limit", Value: "128MB", EnvVars: []string{"WARREN_HEAP_LIMIT"}, Usage: "soft limit for the Go heap (the GC works harder near it; GOMEMLIMIT wins when set; 0 disables)"},
-			&cli.StringFlag{Name: "prometheus-listen", Value: ":15692", EnvVars: []string{"WARREN_PROMETHEUS_LISTEN"}, Usage: "Prometheus metrics listen address (/metrics, /metrics/per-object), as rabbitmq_prometheus; empty disables"},
-			&cli.StringFlag{Name: "amqps-listen", EnvVars: []string{"WARREN_AMQPS_LISTEN"}, Usage: "AMQP over TLS listen address (e.g. :5671); needs --tls-cert and --tls-key; empty disables"},
-			&cli.StringFlag{Name: "https-listen", EnvVars: []string{"WARREN_HTTPS_LISTEN"}, Usage: "HTTPS (management) listen address (e.g. :15671), with the same certificate; empty disables"},
-			&cli.StringFlag{Name: "tls-cert", EnvVars: []string{"WARREN_TLS_CERT"}, Usage: "PEM certificate chain for the TLS listeners"},
-			&cli.StringFlag{Name: "tls-key", EnvVars: []string{"WARREN_TLS_KEY"}, Usage: "PEM private key for the TLS listeners"},
-			&cli.StringFlag{Name: "tls-ca", EnvVars: []string{"WARREN_TLS_CA"}, Usage: "PEM CA bundle for client certificates (verified when given; EXTERNAL logs in by their CN)"},
-			&cli.BoolFlag{Name: "tls-fail-if-no-peer-cert", EnvVars: []string{"WARREN_TLS_FAIL_IF_NO_PEER_CERT"}, Usage: "refuse TLS clients without a certificate (needs --tls-ca)"},
-			&cli.BoolFlag{Name: "pprof", EnvVars: []string{"WARREN_PPROF"}, Usage: "serve Go's /debug/pprof/ on the HTTP listener (for profiling)"},
-		},
+		Name:   "warren",
+		Usage:  "an AMQP 0-9-1 message broker that RabbitMQ clients use unchanged",
+		Flags:  flags,
+		Before: loadConfig,
 		Action: run,
 	}
 	if err := app.Run(os.Args); err != nil {
@@ -75,6 +93,11 @@ func run(c *cli.Context) error {
 		return err
 	}
 	defer log.Sync()
+	// Every setting is checked before anything touches the data directory.
+	cfg, err := serverConfig(c)
+	if err != nil {
+		return err
+	}
 
 	if os.Getenv("GOMEMLIMIT") == "" {
 		limit, err := parseBytes(c.String("heap-limit"))
@@ -102,7 +125,8 @@ func run(c *cli.Context) error {
 		return fmt.Errorf("--disk-free-limit: %w", err)
 	}
 	memLimit := uint64(c.Float64("vm-memory-high-watermark") * float64(server.TotalMemory()))
-	srv := server.New(server.Config{Logger: log, Store: st, MemoryLimit: memLimit, DiskFreeLimit: diskLimit, DataDir: dataDir})
+	cfg.Logger, cfg.Store, cfg.MemoryLimit, cfg.DiskFreeLimit, cfg.DataDir = log, st, memLimit, diskLimit, dataDir
+	srv := server.New(cfg)
 	start := time.Now()
 	if err := srv.Restore(); err != nil {
 		return fmt.Errorf("restoring from %s: %w", dataDir, err)
@@ -191,4 +215,93 @@ func parseBytes(s string) (uint64, error) {
 		return 0, fmt.Errorf("not a size: %q", s)
 	}
 	return n * mult, nil
+}
+
+// loadConfig reads --config: a YAML map of flag names to values. A key
+// that is no setting is an error (a typo must not be ignored).
+func loadConfig(c *cli.Context) error {
+	path := c.String("config")
+	if path == "" {
+		return nil
+	}
+	raw, err := os.ReadFile(path)
+	if err != nil {
+		return fmt.Errorf("--config: %w", err)
+	}
+	var m map[string]any
+	if err := yaml.Unmarshal(raw, &m); err != nil {
+		return fmt.Errorf("--config %s: not YAML: %w", path, err)
+	}
+	known := map[string]bool{}
+	for _, f := range flags {
+		for _, n := range f.Names() {
+			known[n] = true
+		}
+	}
+	for k := range m {
+		if !known[k] || k == "config" {
+			return fmt.Errorf("--config %s: unknown setting %q (settings are the flag names: warren --help)", path, k)
+		}
+	}
+	src, err := altsrc.NewYamlSourceFromFile(path)
+	if err != nil {
+		return fmt.Errorf("--config %s: %w", path, err)
+	}
+	return altsrc.ApplyInputSourceValues(c, src, c.App.Flags)
+}
+
+// serverConfig reads the protocol and limit settings, refusing values out
+// of range with the flag's name.
+func serverConfig(c *cli.Context) (server.Config, error) {
+	var cfg server.Config
+	inRange := func(name string, lo, hi int) (int, error) {
+		v := c.Int(name)
+		if v < lo || v > hi {
+			return 0, fmt.Errorf("--%s %d: must be from %d to %d", name, v, lo, hi)
+		}
+		return v, nil
+	}
+	fm, err := inRange("frame-max", 4096, 1<<28)
+	if err != nil {
+		return cfg, err
+	}
+	cm, err := inRange("channel-max", 1, 65535)
+	if err != nil {
+		return cfg, err
+	}
+	hb, err := inRange("heartbeat", 1, 65535)
+	if err != nil {
+		return cfg, err
+	}
+	qw, err := inRange("queue-memory-window", 100, 1<<30)
+	if err != nil {
+		return cfg, err
+	}
+	dw, err := inRange("delayed-memory-window", 100, 1<<30)
+	if err != nil {
+		return cfg, err
+	}
+	mms, err := parseBytes(c.String("max-message-size"))
+	if err != nil || mms == 0 || mms > 512<<20 {
+		return cfg, fmt.Errorf("--max-message-size %q: must be a size from 1 byte to 512MB", c.String("max-message-size"))
+	}
+	if c.Duration("handshake-timeout") <= 0 {
+		return cfg, fmt.Errorf("--handshake-timeout must be positive")
+	}
+	if c.String("default-user") == "" {
+		return cfg, fmt.Errorf("--default-user must not be empty")
+	}
+	cfg.FrameMax, cfg.ChannelMax, cfg.HandshakeTimeout, cfg.MaxMessageSize = uint32(fm), uint16(cm), c.Duration("handshake-timeout"), mms
+	cfg.Heartbeat = uint16(hb)
+	cfg.DefaultUser, cfg.DefaultPass = c.String("default-user"), c.String("default-pass")
+	// "none" lets every user in from anywhere, as RabbitMQ's
+	// loopback_users = none (what its Docker image sets).
+	cfg.LoopbackUsers = []string{}
+	for _, u := range c.StringSlice("loopback-users") {
+		if u = strings.TrimSpace(u); u != "" && u != "none" {
+			cfg.LoopbackUsers = append(cfg.LoopbackUsers, u)
+		}
+	}
+	cfg.PageWindow, cfg.DelayWindow = qw, dw
+	return cfg, nil
 }
