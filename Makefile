@@ -5,7 +5,7 @@ DATA_DIR  ?= ./data
 FUZZTIME  ?= 10s
 BENCHTIME ?= 1s
 
-.PHONY: all build run test test-short lint generate check-generated fuzz bench conformance clean kill-test client-deps
+.PHONY: bench-compare all build run test test-short lint generate check-generated fuzz bench conformance clean kill-test client-deps
 
 all: build
 
@@ -60,6 +60,10 @@ fuzz:
 	  echo "fuzz $$t"; $(GO) test -run '^$$' -fuzz "^$$t$$" -fuzztime $(FUZZTIME) ./amqp || exit 1; done
 	@for t in $$($(GO) test -list 'Fuzz.*' ./exchange | grep ^Fuzz); do \
 	  echo "fuzz $$t"; $(GO) test -run '^$$' -fuzz "^$$t$$" -fuzztime $(FUZZTIME) ./exchange || exit 1; done
+
+# Warren against RabbitMQ 3.10.8 on this machine; rewrites docs/benchmarks.md.
+bench-compare:
+	./integration/bench/compare.sh
 
 bench:
 	$(GO) test -run '^$$' -bench . -benchmem -benchtime $(BENCHTIME) ./amqp/... ./exchange/... ./queue/...

@@ -184,9 +184,10 @@ func TestInternalAndAutoDeleteExchanges(t *testing.T) {
 	b := startBroker(t, server.Config{})
 	conn, ch := b.channel(t)
 	require.NoError(t, ch.ExchangeDeclare("int", "fanout", false, false, true, false, nil))
+	closed := ch.NotifyClose(make(chan *amqp.Error, 1))
 	publish(t, ch, "int", "", body("x"))
 	_, err := ch.QueueDeclare("", false, false, true, false, nil) // sync: surfaces the async close
-	amqpErr(t, err, amqp.AccessRefused)
+	amqpErr(t, closeReason(t, closed, err), amqp.AccessRefused)
 
 	ch, _ = conn.Channel()
 	require.NoError(t, ch.ExchangeDeclare("ad", "fanout", false, true, false, false, nil))

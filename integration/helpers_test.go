@@ -118,3 +118,23 @@ func eventually(t testing.TB, cond func() bool, msg string) {
 }
 
 func writeFile(path string, b []byte) error { return os.WriteFile(path, b, 0o644) }
+
+// closeReason turns amqp091-go's "channel/connection is not open" (the
+// channel was closed by the broker before the call went out) into the
+// broker's own reason, read from closed (a NotifyClose registered before
+// the call that provoked it).
+func closeReason(t testing.TB, closed <-chan *amqp.Error, err error) error {
+	t.Helper()
+	ae, ok := err.(*amqp.Error)
+	if !ok || ae.Code != amqp.ChannelError || ae.Reason != "channel/connection is not open" {
+		return err
+	}
+	select {
+	case e := <-closed:
+		require.NotNil(t, e, "closed without a reason")
+		return e
+	case <-time.After(5 * time.Second):
+		t.Fatal("no close reason")
+	}
+	return err
+}

@@ -55,11 +55,12 @@ func TestPermissionsEnforced(t *testing.T) {
 	}
 	ctx := context.Background()
 	pub := func(ch *amqp.Channel, ex, key string) error {
+		closed := ch.NotifyClose(make(chan *amqp.Error, 1))
 		if err := ch.PublishWithContext(ctx, ex, key, false, false, amqp.Publishing{Body: []byte("x")}); err != nil {
 			return err
 		}
 		_, err := ch.QueueDeclarePassive("alice-q", false, false, false, false, nil) // a round trip
-		return err
+		return closeReason(t, closed, err)
 	}
 
 	try("", func(ch *amqp.Channel) error {
@@ -139,9 +140,10 @@ func TestVhostAccessAndUserID(t *testing.T) {
 	c := b.dialAs(t, "dave")
 	ch, err := c.Channel()
 	require.NoError(t, err)
+	closed := ch.NotifyClose(make(chan *amqp.Error, 1))
 	require.NoError(t, ch.PublishWithContext(context.Background(), "amq.fanout", "", false, false, amqp.Publishing{UserId: "someone-else"}))
 	_, err = ch.QueueDeclarePassive("amq.rabbitmq.reply-to", false, false, false, false, nil)
-	ae = amqpErr(t, err, 406)
+	ae = amqpErr(t, closeReason(t, closed, err), 406)
 	require.Equal(t, "PRECONDITION_FAILED - user_id property set to 'someone-else' but authenticated user was 'dave'", ae.Reason)
 
 	// The impersonator tag lifts the user_id check.

@@ -576,6 +576,28 @@ func (q *Queue) Publish(m *Message, ttl int64) PublishResult {
 	if ttl > 0 {
 		e.ExpiresAt = time.Now().UnixNano() + ttl*int64(time.Millisecond)
 	}
+	if q.readyCountLocked() == 0 && len(q.consumers) > 0 {
+		// Nothing is waiting: hand the message straight to a consumer with
+		// credit on the publisher's goroutine, instead of queueing it and
+		// waking the queue's (one goroutine hand-off less per message).
+		if c := q.pickLocked(); c != nil {
+			if !c.NoAck {
+				q.unacked++
+				if journal {
+					q.Journal.Append(q.ID, e.Seq, m, e.ExpiresAt)
+					e.Journaled = true
+				}
+			}
+			q.handedLocked(&e, c.NoAck)
+			if e.Journaled {
+				q.reportDeliveredLocked()
+			}
+			q.lastProgress = time.Now().UnixNano()
+			c.Sink.Deliver(q, c, e)
+			q.mu.Unlock()
+			return Enqueued
+		}
+	}
 	if journal {
 		q.Journal.Append(q.ID, e.Seq, m, e.ExpiresAt)
 		e.Journaled = true

@@ -1,40 +1,57 @@
 #!/usr/bin/env bash
-# Runs amqpbench scenarios against Warren and RabbitMQ 3.10.8 on this machine,
-# alternating brokers run by run, and prints one JSON line per run.
+# make bench-compare: amqpbench scenarios against Warren and RabbitMQ 3.10.8
+# on this machine, alternating brokers run by run, then a summary written
+# into docs/benchmarks.md (between the bench-compare markers) and printed.
 #
 #   compare.sh [SCENARIOS] [ROUNDS] [DURATION]
-#     default: "transient ack fanout" 3 10s
-# Needs ../shared/tools (amqpbench, rabbitmq-oracle.sh) beside the project.
+#     default: "backlog connections transient ack confirm fanout latency" 3 10s
+#   backlog (1,000,000 messages) and connections (10,000) run once per broker,
+#   first, on fresh nodes; the others ROUNDS times. Needs ../shared/tools
+#   (amqpbench, rabbitmq-oracle.sh) beside the project. NO_DOCS=1 only prints.
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 root=$(cd "$here/../.." && pwd)
 shared=$(cd "$root/../shared" && pwd)
-scenarios=${1:-"transient ack fanout"}
+scenarios=${1:-"backlog connections transient ack confirm fanout latency"}
 rounds=${2:-3}
 duration=${3:-10s}
 out=${OUT:-/tmp/warren-bench.jsonl}
 wport=5682
+started=$(date +%s)
 
 (cd "$shared/tools/amqpbench" && go build -o /tmp/amqpbench .)
 (cd "$root" && go build -o bin/warren ./cmd/warren)
+bash "$shared/tools/rabbitmq-oracle.sh" stop 5673 >/dev/null 2>&1 || true
+rm -rf /tmp/rabbitmq-oracle-5673
 bash "$shared/tools/rabbitmq-oracle.sh" start 5673 >/dev/null
-rpid=$(bash "$shared/tools/rabbitmq-oracle.sh" pid 5673 2>/dev/null || rabbitmqctl -n oracle5673@localhost status 2>/dev/null | awk '/OS PID/ {print $3}')
+rpid=$(bash "$shared/tools/rabbitmq-oracle.sh" pid 5673)
 
 data=$(mktemp -d)
-"$root/bin/warren" --amqp-listen 127.0.0.1:$wport --http-listen "" --data-dir "$data" --log-level warn &
+"$root/bin/warren" --amqp-listen 127.0.0.1:$wport --http-listen "" --prometheus-listen "" --data-dir "$data" --log-level warn &
 wpid=$!
-trap 'kill $wpid 2>/dev/null; wait $wpid 2>/dev/null; rm -rf "$data"' EXIT
+trap 'kill $wpid 2>/dev/null; wait $wpid 2>/dev/null; rm -rf "$data"; bash "$shared/tools/rabbitmq-oracle.sh" stop 5673 >/dev/null 2>&1 || true' EXIT
 sleep 0.5
 
 : > "$out"
 for s in $scenarios; do
-  for r in $(seq 1 "$rounds"); do
+  case $s in
+    backlog) args=(-count 1000000); n=1 ;;
+    connections) args=(-conns 10000 -conn-parallel 8); n=1 ;;
+    latency) args=(-rate 1000 -duration "$duration"); n=$rounds ;;
+    *) args=(-duration "$duration"); n=$rounds ;;
+  esac
+  for r in $(seq 1 "$n"); do
     for b in warren rabbitmq; do
       if [ $b = warren ]; then url=amqp://guest:guest@127.0.0.1:$wport/; pid=$wpid
       else url=amqp://guest:guest@127.0.0.1:5673/; pid=$rpid; fi
-      /tmp/amqpbench -url "$url" -scenario "$s" -duration "$duration" -pid "$pid" -json -label "$b" 2>/dev/null >> "$out" || echo "{\"label\":\"$b\",\"scenario\":\"$s\",\"failed\":true}" >> "$out"
+      echo "$(date +%T) $s round $r $b" >&2
+      /tmp/amqpbench -url "$url" -scenario "$s" "${args[@]}" -pid "$pid" -json -label "$b" 2>/dev/null >> "$out" ||
+        echo "{\"label\":\"$b\",\"scenario\":\"$s\",\"ok\":false}" >> "$out"
       sleep 2
     done
   done
 done
-python3 "$here/summarize.py" "$out"
+elapsed=$(( $(date +%s) - started ))
+doc=""
+[ "${NO_DOCS:-}" = 1 ] || doc="$root/docs/benchmarks.md"
+python3 "$here/summarize.py" "$out" "$elapsed" "$doc"
