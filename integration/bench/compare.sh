@@ -21,7 +21,15 @@ started=$(date +%s)
 
 (cd "$shared/tools/amqpbench" && go build -o /tmp/amqpbench .)
 (cd "$root" && go build -o bin/warren ./cmd/warren)
-bash "$shared/tools/rabbitmq-oracle.sh" stop 5673 >/dev/null 2>&1 || true
+# A fresh node each time (its RSS figures depend on what ran before).
+stop_oracle() {
+  local p
+  p=$(cat /tmp/rabbitmq-oracle-5673/pid 2>/dev/null || true)
+  if [ -n "$p" ] && kill -0 "$p" 2>/dev/null; then
+    timeout 60 bash "$shared/tools/rabbitmq-oracle.sh" stop 5673 >/dev/null 2>&1 || kill -9 "$p" 2>/dev/null || true
+  fi
+}
+stop_oracle
 rm -rf /tmp/rabbitmq-oracle-5673
 bash "$shared/tools/rabbitmq-oracle.sh" start 5673 >/dev/null
 rpid=$(bash "$shared/tools/rabbitmq-oracle.sh" pid 5673)
@@ -29,7 +37,7 @@ rpid=$(bash "$shared/tools/rabbitmq-oracle.sh" pid 5673)
 data=$(mktemp -d)
 "$root/bin/warren" --amqp-listen 127.0.0.1:$wport --http-listen "" --prometheus-listen "" --data-dir "$data" --log-level warn &
 wpid=$!
-trap 'kill $wpid 2>/dev/null; wait $wpid 2>/dev/null; rm -rf "$data"; bash "$shared/tools/rabbitmq-oracle.sh" stop 5673 >/dev/null 2>&1 || true' EXIT
+trap 'kill $wpid 2>/dev/null; wait $wpid 2>/dev/null; rm -rf "$data"; stop_oracle' EXIT
 sleep 0.5
 
 : > "$out"
