@@ -5,7 +5,7 @@ DATA_DIR  ?= ./data
 FUZZTIME  ?= 10s
 BENCHTIME ?= 1s
 
-.PHONY: bench-compare all build run test test-short lint generate check-generated fuzz bench conformance clean kill-test client-deps
+.PHONY: fuzz-long bench-compare all build run test test-short lint generate check-generated fuzz bench conformance clean kill-test client-deps
 
 all: build
 
@@ -62,6 +62,21 @@ fuzz:
 	  echo "fuzz $$t"; $(GO) test -run '^$$' -fuzz "^$$t$$" -fuzztime $(FUZZTIME) ./exchange || exit 1; done
 
 # Warren against RabbitMQ 3.10.8 on this machine; rewrites docs/benchmarks.md.
+# Every fuzz target for FUZZLONG (default 10m) each; the inputs the fuzzer
+# found interesting are copied into the package's testdata/fuzz so that
+# `go test` replays them from then on (commit them).
+FUZZLONG ?= 10m
+fuzz-long:
+	@cache=$$($(GO) env GOCACHE)/fuzz/github.com/warren-mq/warren; \
+	for pkg in amqp exchange; do \
+	  for t in $$($(GO) test -list 'Fuzz.*' ./$$pkg | grep ^Fuzz); do \
+	    echo "fuzz $$pkg $$t for $(FUZZLONG)"; \
+	    $(GO) test -run '^$$' -fuzz "^$$t$$" -fuzztime $(FUZZLONG) ./$$pkg || exit 1; \
+	    if [ -d $$cache/$$pkg/$$t ]; then mkdir -p $$pkg/testdata/fuzz/$$t && cp -n $$cache/$$pkg/$$t/* $$pkg/testdata/fuzz/$$t/ 2>/dev/null; fi; \
+	    echo "corpus $$pkg/testdata/fuzz/$$t: $$(ls $$pkg/testdata/fuzz/$$t 2>/dev/null | wc -l) inputs"; \
+	  done; \
+	done
+
 bench-compare:
 	./integration/bench/compare.sh
 

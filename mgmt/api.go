@@ -168,6 +168,15 @@ func NewHandler(b *server.Server) http.Handler {
 		h(base+"/{props}", levelManagement, a.deleteBinding(dt), del)
 	}
 
+	h("/api/vhost-limits", levelAdministrator, a.listVhostLimits, get)
+	h("/api/vhost-limits/{vhost}", levelAdministrator, a.listVhostLimits, get)
+	h("/api/vhost-limits/{vhost}/{name}", levelAdministrator, a.putLimit(false), put)
+	h("/api/vhost-limits/{vhost}/{name}", levelAdministrator, a.deleteLimit(false), del)
+	h("/api/user-limits", levelAdministrator, a.listUserLimits, get)
+	h("/api/user-limits/{user}", levelAdministrator, a.listUserLimits, get)
+	h("/api/user-limits/{user}/{name}", levelAdministrator, a.putLimit(true), put)
+	h("/api/user-limits/{user}/{name}", levelAdministrator, a.deleteLimit(true), del)
+
 	h("/api/policies", levelManagement, a.listPolicies, get)
 	h("/api/policies/{vhost}", levelManagement, a.listPolicies, get)
 	h("/api/policies/{vhost}/{name}", levelManagement, a.getPolicy, get)

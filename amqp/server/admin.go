@@ -16,7 +16,8 @@ import (
 // exchanges and queues.
 
 type vhostRecord struct {
-	Name string `json:"name"`
+	Name   string           `json:"name"`
+	Limits map[string]int64 `json:"limits,omitempty"`
 }
 
 type userRecord struct {
@@ -24,6 +25,7 @@ type userRecord struct {
 	PasswordHash string                `json:"password_hash"`
 	Tags         []string              `json:"tags"`
 	Permissions  map[string]Permission `json:"permissions"`
+	Limits       map[string]int64      `json:"limits,omitempty"`
 }
 
 // ErrNotFound is returned for a missing user or vhost.
@@ -192,6 +194,7 @@ func (s *Server) UserInfo(name string) (User, bool) {
 	}
 	c := *u
 	c.Tags = slices.Clone(u.Tags)
+	c.Limits = cloneLimits(u.Limits)
 	c.Permissions = make(map[string]Permission, len(u.Permissions))
 	for k, v := range u.Permissions {
 		c.Permissions[k] = v
@@ -217,7 +220,7 @@ func userRecordOf(u *User) userRecord {
 	for k, v := range u.Permissions {
 		perms[k] = v
 	}
-	return userRecord{Name: u.Name, PasswordHash: u.PasswordHash, Tags: slices.Clone(u.Tags), Permissions: perms}
+	return userRecord{Name: u.Name, PasswordHash: u.PasswordHash, Tags: slices.Clone(u.Tags), Permissions: perms, Limits: cloneLimits(u.Limits)}
 }
 
 // persist writes a definition and waits until it is on disk.
@@ -249,8 +252,12 @@ func (s *Server) restoreAccess() error {
 		keep := map[string]bool{}
 		for _, r := range vhosts {
 			keep[r.Name] = true
-			if _, ok := s.vhosts[r.Name]; !ok {
-				s.newVhostLocked(r.Name)
+			v, ok := s.vhosts[r.Name]
+			if !ok {
+				v = s.newVhostLocked(r.Name)
+			}
+			if r.Limits != nil {
+				v.limits.Store(&r.Limits)
 			}
 		}
 		for n := range s.vhosts {
@@ -265,7 +272,7 @@ func (s *Server) restoreAccess() error {
 			if r.Permissions == nil {
 				r.Permissions = map[string]Permission{}
 			}
-			s.users[r.Name] = &User{Name: r.Name, PasswordHash: r.PasswordHash, Tags: r.Tags, Permissions: r.Permissions}
+			s.users[r.Name] = &User{Name: r.Name, PasswordHash: r.PasswordHash, Tags: r.Tags, Permissions: r.Permissions, Limits: r.Limits}
 		}
 	}
 	var defaults []func()

@@ -8,6 +8,8 @@ import (
 	"encoding/base64"
 	"net"
 	"slices"
+	"sync"
+	"time"
 
 	"github.com/warren-mq/warren/amqp"
 )
@@ -21,6 +23,8 @@ type User struct {
 	Tags         []string
 	// Permissions by vhost.
 	Permissions map[string]Permission
+	// Limits: max-connections, max-channels (absent: none).
+	Limits map[string]int64
 }
 
 // Permission holds the configure, write and read regexps of one user on one vhost.
@@ -91,7 +95,7 @@ func (s *Server) authenticate(user, pass string, remote net.Addr) (*User, bool) 
 	if u == nil || !u.CheckPassword(pass) {
 		return nil, false
 	}
-	if slices.Contains(s.cfg.LoopbackUsers, user) && !isLoopback(remote) {
+	if slices.Contains(s.cfg.LoopbackUsers, user) && !s.isLoopback(remote) {
 		return nil, false
 	}
 	return u, true
@@ -103,18 +107,83 @@ func (s *Server) authenticateExternal(user string, remote net.Addr) (*User, bool
 	s.mu.Lock()
 	u := s.users[user]
 	s.mu.Unlock()
-	if u == nil || slices.Contains(s.cfg.LoopbackUsers, user) && !isLoopback(remote) {
+	if u == nil || slices.Contains(s.cfg.LoopbackUsers, user) && !s.isLoopback(remote) {
 		return nil, false
 	}
 	return u, true
 }
 
-func isLoopback(a net.Addr) bool {
+// isLoopback reports whether a is in one of the loopback networks.
+func (s *Server) isLoopback(a net.Addr) bool {
 	switch a := a.(type) {
 	case *net.TCPAddr:
-		return a.IP.IsLoopback()
+		for _, n := range s.cfg.LoopbackNetworks {
+			if n.Contains(a.IP) {
+				return true
+			}
+		}
+		return false
 	case *net.UnixAddr:
 		return true
 	}
 	return false
+}
+
+// failureTracker counts failed logins per source address, for the rate
+// limit on guessing passwords.
+type failureTracker struct {
+	mu    sync.Mutex
+	bySrc map[string]*failures
+}
+
+type failures struct {
+	n      int
+	since  time.Time
+	warned bool
+}
+
+func sourceOf(a net.Addr) string {
+	if t, ok := a.(*net.TCPAddr); ok {
+		return t.IP.String()
+	}
+	return a.String()
+}
+
+// blocked reports whether src has used up its failed logins in the current
+// window, and whether this is the first refusal of that window (to log).
+func (t *failureTracker) blocked(src string, limit int, window time.Duration) (bool, bool) {
+	if limit < 0 {
+		return false, false
+	}
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	f := t.bySrc[src]
+	if f == nil {
+		return false, false
+	}
+	if time.Since(f.since) > window {
+		delete(t.bySrc, src)
+		return false, false
+	}
+	if f.n < limit {
+		return false, false
+	}
+	first := !f.warned
+	f.warned = true
+	return true, first
+}
+
+// failed records a failed login from src.
+func (t *failureTracker) failed(src string, window time.Duration) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if t.bySrc == nil || len(t.bySrc) > 100000 {
+		t.bySrc = map[string]*failures{} // bounded: forget everyone rather than grow
+	}
+	f := t.bySrc[src]
+	if f == nil || time.Since(f.since) > window {
+		f = &failures{since: time.Now()}
+		t.bySrc[src] = f
+	}
+	f.n++
 }

@@ -201,8 +201,12 @@ func (c *conn) writeLoop() {
 			buf = amqp.AppendHeartbeat(buf)
 		}
 		if len(buf) > 0 {
-			c.nc.SetWriteDeadline(time.Now().Add(30 * time.Second))
+			c.nc.SetWriteDeadline(time.Now().Add(c.srv.cfg.WriteTimeout))
 			if _, err := c.nc.Write(buf); err != nil {
+				var ne net.Error
+				if errors.As(err, &ne) && ne.Timeout() {
+					c.log.Warn("closing a connection that stopped reading its socket", zap.Duration("write_timeout", c.srv.cfg.WriteTimeout), zap.Int("pending_bytes", len(buf)))
+				}
 				c.outMu.Lock()
 				c.closed = true
 				c.outMu.Unlock()
@@ -408,6 +412,9 @@ func (c *conn) handleFrame(f amqp.Frame) error {
 		if f.Channel > c.channelMax {
 			return amqp.Errorf(amqp.NotAllowed, "number of channels opened (%d) has reached the negotiated channel_max (%d)", len(c.channels), c.channelMax).For(m)
 		}
+		if e := c.srv.checkChannelLimit(c.user); e != nil {
+			return e.For(m)
+		}
 		ch = newChannel(c, f.Channel)
 		c.channels[f.Channel] = ch
 		c.channelsChanged()
@@ -595,6 +602,14 @@ func (c *conn) handshake() error {
 		c.capAuthFail, _ = caps["authentication_failure_close"].(bool)
 		c.capBlocked, _ = caps["connection.blocked"].(bool)
 	}
+	src := sourceOf(c.remote)
+	if blocked, first := c.srv.authFails.blocked(src, cfg.AuthFailureLimit, cfg.AuthFailureWindow); blocked {
+		if first {
+			c.log.Warn("too many failed logins: refusing logins from this address for now",
+				zap.String("source", src), zap.Int("limit", cfg.AuthFailureLimit), zap.Duration("window", cfg.AuthFailureWindow))
+		}
+		return c.refuseLogin(fmt.Sprintf("ACCESS_REFUSED - too many failed logins from %s; try again later", src))
+	}
 	var u *User
 	var user string
 	if so.Mechanism == "EXTERNAL" && cn != "" {
@@ -611,6 +626,7 @@ func (c *conn) handshake() error {
 		u, ok = c.srv.authenticate(user, pass, c.remote)
 	}
 	if !ok {
+		c.srv.authFails.failed(src, cfg.AuthFailureWindow)
 		c.log.Info("login refused", zap.String("user", user), zap.String("mechanism", so.Mechanism))
 		return c.refuseLogin(fmt.Sprintf("ACCESS_REFUSED - Login was refused using authentication mechanism %s. For details see the broker logfile.", so.Mechanism))
 	}
@@ -655,6 +671,12 @@ func (c *conn) handshake() error {
 	}
 	if _, ok := u.Permissions[op.VirtualHost]; !ok {
 		c.closeWith(amqp.Errorf(amqp.NotAllowed, "access to vhost '%s' refused for user '%s'", op.VirtualHost, u.Name).For(op))
+		c.awaitCloseOk()
+		return errHandshake
+	}
+	if e := c.srv.checkConnectionLimits(c, u, v); e != nil {
+		c.log.Info("connection refused by a limit", zap.String("reason", e.Text))
+		c.closeWith(e.For(op))
 		c.awaitCloseOk()
 		return errHandshake
 	}

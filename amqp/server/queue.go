@@ -246,6 +246,10 @@ func (ch *channel) queueDeclare(m *amqp.QueueDeclare) error {
 			return err
 		}
 	} else {
+		if err := v.checkQueueLimitLocked(name); err != nil {
+			v.mu.Unlock()
+			return err
+		}
 		var owner *conn
 		if m.Exclusive {
 			owner = ch.conn

@@ -26,10 +26,23 @@ type Config struct {
 	Heartbeat uint16
 	// HandshakeTimeout bounds the time from accept to connection.open (default 10s).
 	HandshakeTimeout time.Duration
+	// WriteTimeout closes a connection whose peer has not taken any of its
+	// pending output for this long: a client that stopped reading its socket
+	// (default 30s). Until then deliveries to it pause once its outbound
+	// buffer is full, so it holds a bounded amount of memory.
+	WriteTimeout time.Duration
 	// MaxMessageSize bounds a message body (default 128 MiB).
 	MaxMessageSize uint64
 	// LoopbackUsers may connect only from loopback addresses (default ["guest"]).
 	LoopbackUsers []string
+	// LoopbackNetworks are the addresses that count as loopback for
+	// LoopbackUsers (default 127.0.0.0/8 and ::1/128).
+	LoopbackNetworks []*net.IPNet
+	// AuthFailureLimit is how many failed logins one source address may make
+	// within AuthFailureWindow before its logins are refused until the
+	// window passes (default 10 per minute; negative: no limit).
+	AuthFailureLimit  int
+	AuthFailureWindow time.Duration
 	// DefaultUser and DefaultPass create the first user, an administrator with
 	// full permissions on "/" (default guest/guest).
 	DefaultUser, DefaultPass string
@@ -67,11 +80,26 @@ func (c *Config) setDefaults() {
 	if c.HandshakeTimeout == 0 {
 		c.HandshakeTimeout = 10 * time.Second
 	}
+	if c.WriteTimeout == 0 {
+		c.WriteTimeout = 30 * time.Second
+	}
 	if c.MaxMessageSize == 0 {
 		c.MaxMessageSize = 128 << 20
 	}
 	if c.LoopbackUsers == nil {
 		c.LoopbackUsers = []string{"guest"}
+	}
+	if c.LoopbackNetworks == nil {
+		for _, n := range []string{"127.0.0.0/8", "::1/128"} {
+			_, ipn, _ := net.ParseCIDR(n)
+			c.LoopbackNetworks = append(c.LoopbackNetworks, ipn)
+		}
+	}
+	if c.AuthFailureLimit == 0 {
+		c.AuthFailureLimit = 10
+	}
+	if c.AuthFailureWindow == 0 {
+		c.AuthFailureWindow = time.Minute
 	}
 	if c.DefaultUser == "" {
 		c.DefaultUser, c.DefaultPass = "guest", "guest"
@@ -96,6 +124,7 @@ type Server struct {
 	replies     replyRegistry
 	stopWatch   chan struct{}
 	closedStats statTotals // counters of closed channels and deleted queues
+	authFails   failureTracker
 
 	wg sync.WaitGroup
 }

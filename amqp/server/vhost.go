@@ -64,6 +64,7 @@ type Vhost struct {
 	exchanges map[string]*Exchange
 	queues    map[string]*Queue
 	policies  map[string]*Policy
+	limits    atomic.Pointer[map[string]int64] // max-connections, max-queues (replaced whole)
 	// restoring is set while Restore rebuilds the vhost from the store, so
 	// nothing is written back. Guarded by mu.
 	restoring bool

@@ -51,10 +51,14 @@ var flags = []cli.Flag{
 	altsrc.NewIntFlag(&cli.IntFlag{Name: "channel-max", Value: 2047, EnvVars: []string{"WARREN_CHANNEL_MAX"}, Usage: "highest channel number per connection (1-65535)"}),
 	altsrc.NewIntFlag(&cli.IntFlag{Name: "heartbeat", Value: 60, EnvVars: []string{"WARREN_HEARTBEAT"}, Usage: "heartbeat interval the server proposes, in seconds (clients may ask for less)"}),
 	altsrc.NewDurationFlag(&cli.DurationFlag{Name: "handshake-timeout", Value: 10 * time.Second, EnvVars: []string{"WARREN_HANDSHAKE_TIMEOUT"}, Usage: "time a client has from connecting to connection.open"}),
+	altsrc.NewDurationFlag(&cli.DurationFlag{Name: "write-timeout", Value: 30 * time.Second, EnvVars: []string{"WARREN_WRITE_TIMEOUT"}, Usage: "close a connection that takes none of its pending output for this long (a client that stopped reading)"}),
 	altsrc.NewStringFlag(&cli.StringFlag{Name: "max-message-size", Value: "128MB", EnvVars: []string{"WARREN_MAX_MESSAGE_SIZE"}, Usage: "largest message body accepted (larger: channel error 406)"}),
 	altsrc.NewStringFlag(&cli.StringFlag{Name: "default-user", Value: "guest", EnvVars: []string{"WARREN_DEFAULT_USER"}, Usage: "the administrator created on first start (full permissions on /)"}),
 	altsrc.NewStringFlag(&cli.StringFlag{Name: "default-pass", Value: "guest", EnvVars: []string{"WARREN_DEFAULT_PASS"}, Usage: "its password"}),
 	altsrc.NewStringSliceFlag(&cli.StringSliceFlag{Name: "loopback-users", Value: cli.NewStringSlice("guest"), EnvVars: []string{"WARREN_LOOPBACK_USERS"}, Usage: "users who may connect from loopback addresses only (repeat, or comma-separated in the environment; none: no such restriction)"}),
+	altsrc.NewStringSliceFlag(&cli.StringSliceFlag{Name: "loopback-networks", Value: cli.NewStringSlice("127.0.0.0/8", "::1/128"), EnvVars: []string{"WARREN_LOOPBACK_NETWORKS"}, Usage: "addresses (CIDR) that count as loopback for --loopback-users"}),
+	altsrc.NewIntFlag(&cli.IntFlag{Name: "auth-failure-limit", Value: 10, EnvVars: []string{"WARREN_AUTH_FAILURE_LIMIT"}, Usage: "failed logins one address may make per --auth-failure-window before its logins are refused until the window passes (-1: no limit)"}),
+	altsrc.NewDurationFlag(&cli.DurationFlag{Name: "auth-failure-window", Value: time.Minute, EnvVars: []string{"WARREN_AUTH_FAILURE_WINDOW"}, Usage: "the window of --auth-failure-limit"}),
 	altsrc.NewIntFlag(&cli.IntFlag{Name: "queue-memory-window", Value: 20000, EnvVars: []string{"WARREN_QUEUE_MEMORY_WINDOW"}, Usage: "ready messages a queue keeps in memory; the rest wait on disk"}),
 	altsrc.NewIntFlag(&cli.IntFlag{Name: "delayed-memory-window", Value: 10000, EnvVars: []string{"WARREN_DELAYED_MEMORY_WINDOW"}, Usage: "pending messages a delayed-message exchange keeps in memory; the rest wait on disk"}),
 	altsrc.NewBoolFlag(&cli.BoolFlag{Name: "pprof", EnvVars: []string{"WARREN_PPROF"}, Usage: "serve Go's /debug/pprof/ on the HTTP listener (for profiling)"}),
@@ -293,6 +297,9 @@ func serverConfig(c *cli.Context) (server.Config, error) {
 	}
 	cfg.FrameMax, cfg.ChannelMax, cfg.HandshakeTimeout, cfg.MaxMessageSize = uint32(fm), uint16(cm), c.Duration("handshake-timeout"), mms
 	cfg.Heartbeat = uint16(hb)
+	if cfg.WriteTimeout = c.Duration("write-timeout"); cfg.WriteTimeout <= 0 {
+		return cfg, fmt.Errorf("--write-timeout must be positive")
+	}
 	cfg.DefaultUser, cfg.DefaultPass = c.String("default-user"), c.String("default-pass")
 	// "none" lets every user in from anywhere, as RabbitMQ's
 	// loopback_users = none (what its Docker image sets).
@@ -303,5 +310,19 @@ func serverConfig(c *cli.Context) (server.Config, error) {
 		}
 	}
 	cfg.PageWindow, cfg.DelayWindow = qw, dw
+	for _, n := range c.StringSlice("loopback-networks") {
+		_, ipn, err := net.ParseCIDR(strings.TrimSpace(n))
+		if err != nil {
+			return cfg, fmt.Errorf("--loopback-networks %q: not a CIDR network like 127.0.0.0/8", n)
+		}
+		cfg.LoopbackNetworks = append(cfg.LoopbackNetworks, ipn)
+	}
+	if cfg.LoopbackNetworks == nil {
+		cfg.LoopbackNetworks = []*net.IPNet{}
+	}
+	cfg.AuthFailureLimit, cfg.AuthFailureWindow = c.Int("auth-failure-limit"), c.Duration("auth-failure-window")
+	if cfg.AuthFailureLimit == 0 || cfg.AuthFailureWindow <= 0 {
+		return cfg, fmt.Errorf("--auth-failure-limit must be positive (or -1 for none) and --auth-failure-window positive")
+	}
 	return cfg, nil
 }

@@ -37,9 +37,13 @@ async function login(user, pass) {
   await page.click('#login-form button[type=submit]');
 }
 
-// bannerText waits for the banner to say something and returns it.
-async function bannerText() {
-  await page.waitForSelector('#banner:not([hidden])');
+// bannerSays waits until the banner shows a text matching re (an earlier
+// banner may still be up) and returns it.
+async function bannerSays(re) {
+  await page.waitForFunction((src) => {
+    const b = document.querySelector('#banner');
+    return !b.hidden && new RegExp(src).test(b.textContent);
+  }, re.source);
   return (await page.textContent('#banner')).trim();
 }
 
@@ -93,7 +97,7 @@ test('a queue is created from the form, and bad arguments are explained', async 
   await page.fill('#create-queue input[name=name]', 'made-in-browser');
   await page.fill('#create-queue textarea[name=arguments]', '{"x-max-length": "lots"}');
   await page.click('#create-queue button[type=submit]');
-  assert.match(await bannerText(), /x-max-length/);
+  assert.match(await bannerSays(/x-max-length/), /x-max-length/);
   await page.fill('#create-queue textarea[name=arguments]', '{not json');
   await page.click('#create-queue button[type=submit]');
   await page.waitForFunction(() => /must be a JSON object/.test(document.querySelector('#banner').textContent));
@@ -140,9 +144,12 @@ test('the queue page publishes, browses without taking, gets, purges and deletes
 
 test('connections list and exchange page', async () => {
   await page.click('nav a[href="#/connections"]');
-  await page.waitForSelector('#list tbody tr');
-  assert.match(await page.textContent('#list tbody'), /console-fixture/);
+  await page.waitForSelector('main h1:text("Connections")');
+  // The client-given name shows in the list (it loads asynchronously).
+  await page.waitForSelector('#list tbody td:text("console-fixture")');
+  assert.match(await page.textContent('#list tbody'), /guest/);
   await page.click('nav a[href="#/exchanges"]');
+  await page.waitForSelector('main h1:text("Exchanges")');
   await page.waitForSelector('#list tbody a');
   await page.fill('#filter', 'amq.topic');
   await page.click('#list tbody a:text("amq.topic")');
@@ -168,7 +175,7 @@ test('admin: users, vhosts, permissions and policies', async () => {
   await page.fill('#set-policy input[name=name]', 'cap');
   await page.fill('#set-policy textarea[name=definition]', '{"max-length": -1}');
   await page.click('#set-policy button[type=submit]');
-  assert.match(await bannerText(), /Validation failed/);
+  assert.match(await bannerSays(/Validation failed/), /Validation failed/);
   await page.fill('#set-policy textarea[name=definition]', '{"max-length": 1000}');
   await page.click('#set-policy button[type=submit]');
   await page.waitForSelector('#policies td:text("cap")');
