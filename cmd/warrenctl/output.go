@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"os"
 	"sort"
+	"strconv"
 	"strings"
 	"text/tabwriter"
 
@@ -46,6 +47,11 @@ func cell(v any) string {
 			parts[i] = cell(e)
 		}
 		return strings.Join(parts, ",")
+	case string:
+		if strings.ContainsAny(x, "\n\r\t") {
+			return strconv.Quote(x) // keep the table's rows and columns
+		}
+		return x
 	}
 	return fmt.Sprint(v)
 }
