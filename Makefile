@@ -5,7 +5,7 @@ DATA_DIR  ?= ./data
 FUZZTIME  ?= 10s
 BENCHTIME ?= 1s
 
-.PHONY: fuzz-long bench-compare all build run test test-short lint generate check-generated fuzz bench conformance clean kill-test client-deps
+.PHONY: soak fuzz-long bench-compare all build run test test-short lint generate check-generated fuzz bench conformance clean kill-test client-deps
 
 all: build
 
@@ -76,6 +76,13 @@ fuzz-long:
 	    echo "corpus $$pkg/testdata/fuzz/$$t: $$(ls $$pkg/testdata/fuzz/$$t 2>/dev/null | wc -l) inputs"; \
 	  done; \
 	done
+
+# The SIGKILL soak: publish/consume/ack/nack/reject/TTL/dead-letter with a
+# kill and restart every SOAK_KILL_EVERY, for SOAK (default 30m).
+SOAK ?= 30m
+SOAK_KILL_EVERY ?= 20s
+soak:
+	WARREN_SOAK=$(SOAK) WARREN_SOAK_KILL_EVERY=$(SOAK_KILL_EVERY) $(GO) test -count=1 -timeout 2h -run TestSoakWithKills -v ./integration
 
 bench-compare:
 	./integration/bench/compare.sh
