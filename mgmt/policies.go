@@ -15,18 +15,7 @@ func policyItem(p server.Policy) item {
 }
 
 func (a *api) listPolicies(w http.ResponseWriter, r *http.Request) {
-	p, vhost := who(r), var_(r, "vhost")
-	if vhost != "" && !a.vhostExists(vhost) {
-		notFound(w)
-		return
-	}
-	items := []item{}
-	for _, pol := range a.b.Policies(vhost) {
-		if a.vhostVisible(p, pol.Vhost) {
-			items = append(items, policyItem(pol))
-		}
-	}
-	writeList(w, r, items)
+	writeVhostList(a, w, r, a.b.Policies, func(p server.Policy) string { return p.Vhost }, policyItem)
 }
 
 func (a *api) getPolicy(w http.ResponseWriter, r *http.Request) {

@@ -42,15 +42,21 @@ func exchangeItem(x server.ExchangeInfo) item {
 }
 
 func (a *api) listExchanges(w http.ResponseWriter, r *http.Request) {
+	writeVhostList(a, w, r, a.b.Exchanges, func(x server.ExchangeInfo) string { return x.Vhost }, exchangeItem)
+}
+
+// writeVhostList answers a list of the objects of the path's {vhost} (every
+// vhost when absent) that the user may see.
+func writeVhostList[T any](a *api, w http.ResponseWriter, r *http.Request, all func(vhost string) []T, vhostOf func(T) string, render func(T) item) {
 	p, vhost := who(r), var_(r, "vhost")
 	if vhost != "" && !a.vhostExists(vhost) {
 		notFound(w)
 		return
 	}
 	items := []item{}
-	for _, x := range a.b.Exchanges(vhost) {
-		if a.vhostVisible(p, x.Vhost) {
-			items = append(items, exchangeItem(x))
+	for _, o := range all(vhost) {
+		if a.vhostVisible(p, vhostOf(o)) {
+			items = append(items, render(o))
 		}
 	}
 	writeList(w, r, items)
@@ -155,18 +161,8 @@ func queueItem(q server.QueueInfo, detail bool) item {
 }
 
 func (a *api) listQueues(w http.ResponseWriter, r *http.Request) {
-	p, vhost := who(r), var_(r, "vhost")
-	if vhost != "" && !a.vhostExists(vhost) {
-		notFound(w)
-		return
-	}
-	items := []item{}
-	for _, q := range a.b.Queues(vhost) {
-		if a.vhostVisible(p, q.Vhost) {
-			items = append(items, queueItem(q, false))
-		}
-	}
-	writeList(w, r, items)
+	writeVhostList(a, w, r, a.b.Queues, func(q server.QueueInfo) string { return q.Vhost },
+		func(q server.QueueInfo) item { return queueItem(q, false) })
 }
 
 func (a *api) getQueue(w http.ResponseWriter, r *http.Request) {
