@@ -7,6 +7,7 @@ import (
 	"io"
 	"os"
 	"strings"
+	"time"
 
 	"github.com/urfave/cli/v2"
 )
@@ -508,7 +509,10 @@ func definitionsCommand() *cli.Command {
 						return err
 					}
 					fmt.Fprintf(os.Stderr, "importing %d bytes...\n", len(data))
-					if err := newClient(c).do("POST", "/api/definitions", data, nil); err != nil {
+					done := progress("importing")
+					err = newClient(c).do("POST", "/api/definitions", data, nil)
+					done()
+					if err != nil {
 						return err
 					}
 					fmt.Println("definitions imported")
@@ -572,4 +576,28 @@ func healthCommand() *cli.Command {
 			return nil
 		},
 	}
+}
+
+// progress prints "what... Ns" on stderr every second until done is called.
+func progress(what string) (done func()) {
+	stop := make(chan struct{})
+	finished := make(chan struct{})
+	start := time.Now()
+	go func() {
+		defer close(finished)
+		t := time.NewTicker(time.Second)
+		defer t.Stop()
+		for {
+			select {
+			case <-t.C:
+				fmt.Fprintf(os.Stderr, "\r%s... %ds", what, int(time.Since(start).Seconds()))
+			case <-stop:
+				if time.Since(start) >= time.Second {
+					fmt.Fprintln(os.Stderr)
+				}
+				return
+			}
+		}
+	}()
+	return func() { close(stop); <-finished }
 }
