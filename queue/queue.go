@@ -99,6 +99,9 @@ type Queue struct {
 	// outrun them; a queue whose consumers take nothing for progressWindow
 	// (stuck, or without credit and not acking) does not throttle.
 	lastProgress int64
+	// directN counts messages handed straight to a consumer by Publish;
+	// progressingLocked compares it with directSeen.
+	directN, directSeen uint64
 	// drained is closed when the ready list falls below flowLow; publishers
 	// throttled by Throttle wait on it.
 	drained chan struct{}
@@ -411,7 +414,14 @@ const progressWindow = int64(100 * time.Millisecond)
 // progressingLocked reports whether consumers took messages recently.
 // Lock must be held.
 func (q *Queue) progressingLocked() bool {
-	return time.Now().UnixNano()-q.lastProgress < progressWindow
+	now := time.Now().UnixNano()
+	if q.directN != q.directSeen {
+		// Direct hand-overs since the last look count as progress (they
+		// do not read the clock themselves).
+		q.directSeen = q.directN
+		q.lastProgress = now
+	}
+	return now-q.lastProgress < progressWindow
 }
 
 // releaseFlowLocked wakes throttled publishers once the backlog is low.
@@ -592,7 +602,7 @@ func (q *Queue) Publish(m *Message, ttl int64) PublishResult {
 			if e.Journaled {
 				q.reportDeliveredLocked()
 			}
-			q.lastProgress = time.Now().UnixNano()
+			q.directN++
 			c.Sink.Deliver(q, c, e)
 			q.mu.Unlock()
 			return Enqueued
