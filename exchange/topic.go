@@ -123,34 +123,70 @@ func (n *topicNode[D]) remove(words []string, dest D) {
 }
 
 func (t *topic[D]) Match(key string, _ amqp.Table, fn func(D)) {
-	t.root.match(key, key != "", fn)
+	st := topicMatch[D]{key: key, fn: fn}
+	t.root.match(&st, key, key != "")
+}
+
+// topicMatch is the state of one Match. Patterns with several "#" can reach
+// the same node at the same word many ways (exponentially many for
+// "#.#.#.…"), so below a second "#" each (node, position) is walked once:
+// a binding that asks for that is matched in time linear in nodes × words,
+// not exponential. Patterns with at most one "#" on a path never allocate.
+type topicMatch[D comparable] struct {
+	key    string
+	fn     func(D)
+	hashes int // "#" loops we are inside
+	seen   map[topicVisit[D]]struct{}
+}
+
+type topicVisit[D comparable] struct {
+	n    *topicNode[D]
+	pos  int
+	more bool
 }
 
 // match routes the remaining words (rest, when more is true) from node n.
-func (n *topicNode[D]) match(rest string, more bool, fn func(D)) {
+func (n *topicNode[D]) match(st *topicMatch[D], rest string, more bool) {
 	if n.hash != nil {
 		// "#" takes zero words, then one more at a time.
 		h := n.hash
 		r, m := rest, more
+		st.hashes++
 		for {
-			h.match(r, m, fn)
+			if st.hashes < 2 || st.first(h, len(st.key)-len(r), m) {
+				h.match(st, r, m)
+			}
 			if !m {
 				break
 			}
 			_, r, m = nextWord(r)
 		}
+		st.hashes--
 	}
 	if !more {
 		for _, d := range n.dests {
-			fn(d)
+			st.fn(d)
 		}
 		return
 	}
 	w, tail, m := nextWord(rest)
 	if c := n.words[w]; c != nil {
-		c.match(tail, m, fn)
+		c.match(st, tail, m)
 	}
 	if n.star != nil {
-		n.star.match(tail, m, fn)
+		n.star.match(st, tail, m)
 	}
+}
+
+// first reports whether (n, pos, more) is walked for the first time.
+func (st *topicMatch[D]) first(n *topicNode[D], pos int, more bool) bool {
+	if st.seen == nil {
+		st.seen = map[topicVisit[D]]struct{}{}
+	}
+	v := topicVisit[D]{n, pos, more}
+	if _, ok := st.seen[v]; ok {
+		return false
+	}
+	st.seen[v] = struct{}{}
+	return true
 }
