@@ -5,7 +5,7 @@ DATA_DIR  ?= ./data
 FUZZTIME  ?= 10s
 BENCHTIME ?= 1s
 
-.PHONY: soak fuzz-long bench-compare all build run test test-short lint generate check-generated fuzz bench conformance clean kill-test client-deps
+.PHONY: conn-test soak fuzz-long bench-compare all build run test test-short lint generate check-generated fuzz bench conformance clean kill-test client-deps
 
 all: build
 
@@ -76,6 +76,12 @@ fuzz-long:
 	    echo "corpus $$pkg/testdata/fuzz/$$t: $$(ls $$pkg/testdata/fuzz/$$t 2>/dev/null | wc -l) inputs"; \
 	  done; \
 	done
+
+# CONNS connections (default 10,000) to bin/warren, each with a channel, an
+# exclusive queue and a consumer; prints the broker's RSS per connection.
+CONNS ?= 10000
+conn-test:
+	WARREN_CONNS=$(CONNS) $(GO) test -count=1 -timeout 20m -run TestManyConnections -v ./integration
 
 # The SIGKILL soak: publish/consume/ack/nack/reject/TTL/dead-letter with a
 # kill and restart every SOAK_KILL_EVERY, for SOAK (default 30m).
