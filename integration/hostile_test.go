@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"net"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -82,5 +83,36 @@ func TestConnectionAndChannelStorms(t *testing.T) {
 		require.NoError(t, ch.Close())
 	}
 	eventually(t, func() bool { return len(b.Connections()) == 1 }, "only the test's connection is left")
+	stillServes(t, b)
+}
+
+// TestMessageAndHeaderSizeLimits: a body over the maximum message size is a
+// channel error 406 with RabbitMQ's text; a content header (properties,
+// headers) larger than the negotiated frame_max is a connection error 501
+// before it is buffered; a 255-byte queue name (the protocol's maximum) works.
+func TestMessageAndHeaderSizeLimits(t *testing.T) {
+	b := startBroker(t, server.Config{MaxMessageSize: 1000})
+	c, ch := b.channel(t)
+	q, err := ch.QueueDeclare(strings.Repeat("q", 255), false, true, false, false, nil)
+	require.NoError(t, err)
+	require.NoError(t, ch.PublishWithContext(context.Background(), "", q.Name, false, false, amqp.Publishing{Body: make([]byte, 1000)}))
+	closed := ch.NotifyClose(make(chan *amqp.Error, 1))
+	require.NoError(t, ch.PublishWithContext(context.Background(), "", q.Name, false, false, amqp.Publishing{Body: make([]byte, 1001)}))
+	_, err = ch.QueueDeclarePassive(q.Name, false, true, false, false, nil)
+	ae := amqpErr(t, closeReason(t, closed, err), 406)
+	require.Equal(t, "PRECONDITION_FAILED - message size 1001 is larger than configured max size 1000", ae.Reason)
+	require.False(t, c.IsClosed())
+
+	r := dialRaw(t, b)
+	r.open(amqpw.ConnectionTuneOk{ChannelMax: 10, FrameMax: 4096})
+	r.send(1, &amqpw.ChannelOpen{})
+	r.next()
+	r.send(1, &amqpw.BasicPublish{RoutingKey: q.Name})
+	hdr := amqpw.AppendContentHeader(nil, 1, &amqpw.Properties{Flags: amqpw.FlagHeaders, Headers: amqpw.Table{"big": strings.Repeat("h", 5000)}})
+	frame := append(amqpw.AppendFrameHeader(nil, amqpw.FrameHeader, 1, len(hdr)), hdr...)
+	r.write(append(frame, amqpw.FrameEnd))
+	cl := r.expectClose()
+	require.Equal(t, uint16(amqpw.FrameError), cl.ReplyCode)
+	require.Contains(t, cl.ReplyText, "FRAME_ERROR")
 	stillServes(t, b)
 }
