@@ -682,8 +682,8 @@ func (c *conn) handshake() error {
 	}
 	c.vhost = v
 	c.nc.SetReadDeadline(time.Time{})
+	c.publishInfo() // listed before the client can see it open
 	c.sendMethod(0, &amqp.ConnectionOpenOk{})
-	c.publishInfo()
 	c.log = c.log.With(zap.String("user", u.Name), zap.String("vhost", v.Name))
 	return nil
 }
