@@ -136,7 +136,12 @@ func (d *delayer) restore() error {
 // add holds msg until due. persisted reports whether the message is
 // journaled (a publisher confirm then waits for the sync).
 func (d *delayer) add(msg *queue.Message, delay time.Duration) (persisted bool) {
-	due := time.Now().Add(delay).UnixMilli()
+	// Rounded up to the millisecond: a message never comes out early.
+	at := time.Now().Add(delay)
+	due := at.UnixMilli()
+	if at.UnixNano()%int64(time.Millisecond) != 0 {
+		due++
+	}
 	d.mu.Lock()
 	d.counter = (d.counter + 1) & (1<<counterBits - 1)
 	e := queue.Entry{Msg: msg, Seq: uint64(due)<<counterBits | d.counter}
