@@ -111,20 +111,8 @@ func (a *api) putExchange(w http.ResponseWriter, r *http.Request) {
 
 func (a *api) deleteExchange(w http.ResponseWriter, r *http.Request) {
 	vhost, name := var_(r, "vhost"), urlExchange(var_(r, "name"))
-	if _, ok := a.b.Exchange(vhost, name); !ok {
-		notFound(w)
-		return
-	}
-	d := a.direct(w, r, vhost)
-	if d == nil {
-		return
-	}
-	defer d.Close()
-	if _, err := d.Call(&amqp.ExchangeDelete{Exchange: name, IfUnused: r.URL.Query().Get("if-unused") == "true"}); err != nil {
-		amqpFailure(w, err)
-		return
-	}
-	w.WriteHeader(http.StatusNoContent)
+	_, ok := a.b.Exchange(vhost, name)
+	a.callFor204(w, r, vhost, ok, &amqp.ExchangeDelete{Exchange: name, IfUnused: r.URL.Query().Get("if-unused") == "true"})
 }
 
 func queueItem(q server.QueueInfo, detail bool) item {
@@ -207,26 +195,21 @@ func (a *api) putQueue(w http.ResponseWriter, r *http.Request) {
 
 func (a *api) deleteQueue(w http.ResponseWriter, r *http.Request) {
 	vhost, name := var_(r, "vhost"), var_(r, "name")
-	if _, ok := a.b.Queue(vhost, name); !ok {
-		notFound(w)
-		return
-	}
-	d := a.direct(w, r, vhost)
-	if d == nil {
-		return
-	}
-	defer d.Close()
+	_, ok := a.b.Queue(vhost, name)
 	q := r.URL.Query()
-	if _, err := d.Call(&amqp.QueueDelete{Queue: name, IfEmpty: q.Get("if-empty") == "true", IfUnused: q.Get("if-unused") == "true"}); err != nil {
-		amqpFailure(w, err)
-		return
-	}
-	w.WriteHeader(http.StatusNoContent)
+	a.callFor204(w, r, vhost, ok, &amqp.QueueDelete{Queue: name, IfEmpty: q.Get("if-empty") == "true", IfUnused: q.Get("if-unused") == "true"})
 }
 
 func (a *api) purgeQueue(w http.ResponseWriter, r *http.Request) {
 	vhost, name := var_(r, "vhost"), var_(r, "name")
-	if _, ok := a.b.Queue(vhost, name); !ok {
+	_, ok := a.b.Queue(vhost, name)
+	a.callFor204(w, r, vhost, ok, &amqp.QueuePurge{Queue: name})
+}
+
+// callFor204 runs m as the user on vhost and answers 204, or 404 when the
+// object does not exist, or the AMQP refusal.
+func (a *api) callFor204(w http.ResponseWriter, r *http.Request, vhost string, exists bool, m amqp.Method) {
+	if !exists {
 		notFound(w)
 		return
 	}
@@ -235,7 +218,7 @@ func (a *api) purgeQueue(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	defer d.Close()
-	if _, err := d.Call(&amqp.QueuePurge{Queue: name}); err != nil {
+	if _, err := d.Call(m); err != nil {
 		amqpFailure(w, err)
 		return
 	}

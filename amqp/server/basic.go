@@ -172,13 +172,7 @@ func (ch *channel) route(pm *amqp.BasicPublish, msg *queue.Message, seq uint64) 
 	rejected, persisted := false, false
 	durable := msg.Persistent() && ch.conn.srv.store != nil
 	if durable {
-		n := 0
-		for _, q := range qs {
-			if q.Durable {
-				n++
-			}
-		}
-		msg.StoreInline = n == 1
+		msg.StoreInline = oneDurable(qs)
 	}
 	for _, q := range qs {
 		switch q.Publish(msg, ttl) {
@@ -347,4 +341,16 @@ func (ch *channel) basicGet(m *amqp.BasicGet) error {
 	})
 	ch.mu.Unlock()
 	return nil
+}
+
+// oneDurable reports whether exactly one of qs is durable: a persistent
+// message going there is stored inline in that queue's entry.
+func oneDurable(qs []*Queue) bool {
+	n := 0
+	for _, q := range qs {
+		if q.Durable {
+			n++
+		}
+	}
+	return n == 1
 }

@@ -276,13 +276,7 @@ func (d *delayer) route(r *router, due []queue.Entry) {
 		keys := ccKeys([]string{msg.RoutingKey}, msg.Props.Headers)
 		qs := v.route(r, d.x, keys, msg.Props.Headers)
 		if msg.Persistent() && d.st != nil {
-			n := 0
-			for _, q := range qs {
-				if q.Durable {
-					n++
-				}
-			}
-			msg.StoreInline = n == 1
+			msg.StoreInline = oneDurable(qs)
 		}
 		for _, q := range qs {
 			q.Publish(msg, messageTTL(msg))
