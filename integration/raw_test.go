@@ -353,3 +353,31 @@ func TestDeleteOkBeforeCancelNotification(t *testing.T) {
 	require.True(t, ok, "then the cancel notification")
 	require.Equal(t, "c1", c.ConsumerTag)
 }
+
+// TestCrossedChannelClose: the client answers our channel.close with
+// close-ok and then sends its own channel.close (amqp091-go does when
+// Channel.Close races a channel error). The stray close gets a close-ok,
+// a stray close-ok is ignored, and the connection keeps working.
+func TestCrossedChannelClose(t *testing.T) {
+	b := startBroker(t, server.Config{})
+	r := dialRaw(t, b)
+	r.openDefault()
+	r.send(1, &amqp.ChannelOpen{})
+	r.next()
+	r.send(1, &amqp.ExchangeDeclare{Exchange: "nope", Passive: true})
+	cl, ok := r.next().(*amqp.ChannelClose)
+	require.True(t, ok)
+	require.Equal(t, uint16(amqp.NotFound), cl.ReplyCode)
+	r.send(1, &amqp.ChannelCloseOk{})
+	r.send(1, &amqp.ChannelClose{ReplyCode: 200, ReplyText: "Goodbye"})
+	_, ok = r.next().(*amqp.ChannelCloseOk)
+	require.True(t, ok, "stray channel.close answered with close-ok")
+	r.send(3, &amqp.ChannelCloseOk{})
+	r.send(1, &amqp.ChannelOpen{})
+	_, ok = r.next().(*amqp.ChannelOpenOk)
+	require.True(t, ok, "channel id reusable, connection still open")
+	r.send(1, &amqp.QueueDeclare{Queue: "crossed"})
+	_, ok = r.next().(*amqp.QueueDeclareOk)
+	require.True(t, ok)
+	stillServes(t, b)
+}

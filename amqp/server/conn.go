@@ -406,7 +406,19 @@ func (c *conn) handleFrame(f amqp.Frame) error {
 		if err != nil {
 			return err
 		}
-		if _, ok := m.(*amqp.ChannelOpen); !ok {
+		switch m.(type) {
+		case *amqp.ChannelOpen:
+		case *amqp.ChannelCloseOk:
+			// Our close and the client's close crossed and the channel is
+			// already gone: nothing to do.
+			return nil
+		case *amqp.ChannelClose:
+			// A client that took our channel.close, answered it, and then
+			// sent its own close (amqp091-go does when Channel.Close races
+			// the server's close) gets its close-ok, as spec 2.3.7 asks.
+			c.sendMethod(f.Channel, &amqp.ChannelCloseOk{})
+			return nil
+		default:
 			return amqp.Errorf(amqp.ChannelError, "expected 'channel.open'").For(m)
 		}
 		if f.Channel > c.channelMax {
