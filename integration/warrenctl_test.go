@@ -2,6 +2,8 @@ package integration
 
 import (
 	"bytes"
+	"encoding/json"
+	"fmt"
 	"net/http/httptest"
 	"os"
 	"os/exec"
@@ -135,6 +137,27 @@ func TestWarrenctl(t *testing.T) {
 	require.Contains(t, perf, "time   1.0s")
 	require.Regexp(t, `summary: .* sent \d+ .* received \d+`, perf)
 	require.Contains(t, perf, "latency: p50")
+	// Several queues: each producer and consumer spreads over its share
+	// (queues 0 and 2 for worker 0, 1 and 3 for worker 1); consumers ack
+	// with multiple across queues on one channel without a channel error.
+	perf = c.ok("perf", "--duration", "2s", "--producers", "2", "--consumers", "2", "--queues", "4",
+		"--queue-pattern", "spread-%d", "--persistent", "--prefetch", "10", "--rate", "500")
+	require.Regexp(t, `summary: .* sent \d+ .* received [1-9]\d+`, perf)
+	var qs []struct {
+		Name  string
+		Stats struct{ Publish, Ack int } `json:"message_stats"`
+	}
+	require.NoError(t, json.Unmarshal([]byte(c.ok("--format", "json", "list", "queues")), &qs))
+	published := map[string]int{}
+	for _, q := range qs {
+		if strings.HasPrefix(q.Name, "spread-") {
+			require.Positive(t, q.Stats.Ack, q.Name)
+			published[q.Name] = q.Stats.Publish
+		}
+	}
+	for i := range 4 {
+		require.Greater(t, published[fmt.Sprintf("spread-%d", i)], 100, "queue spread-%d used", i)
+	}
 
 	// Bad input: a one-line error and a non-zero exit.
 	c.fails(2, "list what?", "list", "nothing")

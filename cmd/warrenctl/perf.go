@@ -91,7 +91,7 @@ func perfCommand() *cli.Command {
 			&cli.IntFlag{Name: "prefetch", Aliases: []string{"q"}, Value: 100, Usage: "consumer prefetch with manual acks (0: auto-ack)"},
 			&cli.DurationFlag{Name: "duration", Aliases: []string{"z"}, Value: 10 * time.Second},
 			&cli.StringFlag{Name: "queue-pattern", Value: "perf-test-%d", Usage: "queue names; %d is the queue number"},
-			&cli.IntFlag{Name: "queues", Value: 1, Usage: "how many queues (producer and consumer i use queue i mod queues)"},
+			&cli.IntFlag{Name: "queues", Value: 1, Usage: "how many queues: producer i publishes round-robin to queues i, i+producers, ...; consumer i consumes queues i, i+consumers, ... (with fewer queues than producers or consumers, i mod queues)"},
 		},
 		Action: runPerf,
 	}
@@ -177,7 +177,8 @@ func runPerf(c *cli.Context) error {
 				return err
 			}
 		}
-		ds, err := ch.Consume(qname(i%nq), "", prefetch == 0, false, false, false, nil)
+		closed := ch.NotifyClose(make(chan *amqp.Error, 1))
+		ds, err := consumeAll(ch, perfQueues(i, nc, nq, qname), prefetch == 0)
 		if err != nil {
 			return err
 		}
@@ -185,10 +186,14 @@ func runPerf(c *cli.Context) error {
 		go func() {
 			defer wg.Done()
 			n := 0
+			var maxTag, acked uint64
 			for {
 				select {
 				case d, ok := <-ds:
 					if !ok {
+						if ctx.Err() == nil {
+							errc <- fmt.Errorf("consumer %d stopped: %v", i, <-closed)
+						}
 						return
 					}
 					if len(d.Body) >= 8 {
@@ -198,10 +203,14 @@ func runPerf(c *cli.Context) error {
 					}
 					received.Add(1)
 					if prefetch > 0 {
+						// Deliveries from several queues arrive merged, not
+						// in tag order: ack (multiple) up to the highest tag
+						// seen, which covers every lower one on the channel.
+						maxTag = max(maxTag, d.DeliveryTag)
 						n++
-						if n >= prefetch/2 || n >= 50 {
-							d.Ack(true)
-							n = 0
+						if (n >= prefetch/2 || n >= 50) && maxTag > acked {
+							ch.Ack(maxTag, true)
+							acked, n = maxTag, 0
 						}
 					}
 				case <-ctx.Done():
@@ -222,7 +231,7 @@ func runPerf(c *cli.Context) error {
 			}
 			acks = ch.NotifyPublish(make(chan amqp.Confirmation, confirm*2))
 		}
-		q := qname(i % nq)
+		qs := perfQueues(i, np, nq, qname)
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
@@ -237,7 +246,8 @@ func runPerf(c *cli.Context) error {
 			}
 			next := time.Now()
 			outstanding := 0
-			for ctx.Err() == nil {
+			for n := 0; ctx.Err() == nil; n++ {
+				q := qs[n%len(qs)]
 				if interval > 0 {
 					if d := time.Until(next); d > 0 {
 						time.Sleep(d)
@@ -312,4 +322,42 @@ loop:
 		fmt.Fprintln(os.Stderr, "warning: nothing was received")
 	}
 	return nil
+}
+
+// perfQueues lists the queues worker i of n uses: i, i+n, i+2n, ... below
+// nq, or queue i mod nq when there are fewer queues than workers.
+func perfQueues(i, n, nq int, name func(int) string) []string {
+	if n >= nq {
+		return []string{name(i % nq)}
+	}
+	var qs []string
+	for j := i; j < nq; j += n {
+		qs = append(qs, name(j))
+	}
+	return qs
+}
+
+// consumeAll starts one consumer per queue on ch and merges their
+// deliveries into one channel, closed when all of them end.
+func consumeAll(ch *amqp.Channel, queues []string, autoAck bool) (<-chan amqp.Delivery, error) {
+	if len(queues) == 1 {
+		return ch.Consume(queues[0], "", autoAck, false, false, false, nil)
+	}
+	out := make(chan amqp.Delivery, 256)
+	var wg sync.WaitGroup
+	for _, q := range queues {
+		ds, err := ch.Consume(q, "", autoAck, false, false, false, nil)
+		if err != nil {
+			return nil, err
+		}
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for d := range ds {
+				out <- d
+			}
+		}()
+	}
+	go func() { wg.Wait(); close(out) }()
+	return out, nil
 }
