@@ -95,6 +95,7 @@ bench-compare:
 
 bench:
 	$(GO) test -run '^$$' -bench . -benchmem -benchtime $(BENCHTIME) ./amqp/... ./exchange/... ./queue/...
+	$(GO) test -run '^$$' -bench PublishDeliver -benchmem -benchtime 1000000x ./integration
 
 # amqp091-go's own integration suite against a fresh Warren on 127.0.0.1:5672.
 conformance: build

@@ -89,6 +89,17 @@ func (r *reader) shortstr() string {
 	return string(r.bytes(n))
 }
 
+// shortstrReuse reads a shortstr and returns old when it has the same
+// bytes (the comparison does not allocate), a new string otherwise.
+func (r *reader) shortstrReuse(old string) string {
+	n := int(r.octet())
+	b := r.bytes(n)
+	if string(b) == old {
+		return old
+	}
+	return string(b)
+}
+
 func (r *reader) longstr() string {
 	n := r.long()
 	if uint64(n) > uint64(len(r.b)-r.off) {

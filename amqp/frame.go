@@ -47,21 +47,39 @@ func NewFrameReader(r *bufio.Reader, max uint32) *FrameReader {
 
 // ReadFrame reads the next frame. Errors: io errors as returned by the
 // stream, or an *Error with code FrameError for a bad size or frame-end.
+//
+// It allocates nothing per frame: the header is peeked in place, and a
+// payload that fits the bufio.Reader's buffer is returned from it without a
+// copy (Peek's slice stays valid until the next read, the same lifetime the
+// Frame promises); only larger payloads are copied into a reused buffer.
 func (fr *FrameReader) ReadFrame() (Frame, error) {
-	var hdr [7]byte
-	if _, err := io.ReadFull(fr.r, hdr[:]); err != nil {
+	hdr, err := fr.r.Peek(7)
+	if err != nil {
+		if len(hdr) > 0 && err == io.EOF {
+			err = io.ErrUnexpectedEOF
+		}
 		return Frame{}, err
 	}
 	f := Frame{Type: hdr[0], Channel: binary.BigEndian.Uint16(hdr[1:3])}
 	size := binary.BigEndian.Uint32(hdr[3:7])
+	fr.r.Discard(7)
 	if uint64(size)+FrameOverhead > uint64(fr.Max) {
 		return f, &Error{Code: FrameError, Text: fmt.Sprintf("FRAME_ERROR - frame size %d exceeds frame_max %d", uint64(size)+FrameOverhead, fr.Max)}
 	}
-	if cap(fr.buf) < int(size)+1 {
-		fr.buf = make([]byte, int(size)+1)
+	n := int(size) + 1
+	var b []byte
+	if n <= fr.r.Size() {
+		if b, err = fr.r.Peek(n); err == nil {
+			fr.r.Discard(n)
+		}
+	} else {
+		if cap(fr.buf) < n {
+			fr.buf = make([]byte, n)
+		}
+		b = fr.buf[:n]
+		_, err = io.ReadFull(fr.r, b)
 	}
-	b := fr.buf[:int(size)+1]
-	if _, err := io.ReadFull(fr.r, b); err != nil {
+	if err != nil {
 		if err == io.EOF {
 			err = io.ErrUnexpectedEOF
 		}

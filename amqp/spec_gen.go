@@ -142,9 +142,9 @@ func (*ConnectionStartOk) HasContent() bool { return false }
 
 func (m *ConnectionStartOk) decode(r *reader) {
 	m.ClientProperties = r.table()
-	m.Mechanism = r.shortstr()
+	m.Mechanism = r.shortstrReuse(m.Mechanism)
 	m.Response = r.longstr()
-	m.Locale = r.shortstr()
+	m.Locale = r.shortstrReuse(m.Locale)
 }
 
 func (m *ConnectionStartOk) encode(w *writer) {
@@ -286,8 +286,8 @@ func (*ConnectionOpen) Synchronous() bool { return true }
 func (*ConnectionOpen) HasContent() bool { return false }
 
 func (m *ConnectionOpen) decode(r *reader) {
-	m.VirtualHost = r.shortstr()
-	m.Reserved1 = r.shortstr()
+	m.VirtualHost = r.shortstrReuse(m.VirtualHost)
+	m.Reserved1 = r.shortstrReuse(m.Reserved1)
 	bits := r.octet()
 	m.Reserved2 = bits&(1<<0) != 0
 }
@@ -320,7 +320,7 @@ func (*ConnectionOpenOk) Synchronous() bool { return true }
 func (*ConnectionOpenOk) HasContent() bool { return false }
 
 func (m *ConnectionOpenOk) decode(r *reader) {
-	m.Reserved1 = r.shortstr()
+	m.Reserved1 = r.shortstrReuse(m.Reserved1)
 }
 
 func (m *ConnectionOpenOk) encode(w *writer) {
@@ -349,7 +349,7 @@ func (*ConnectionClose) HasContent() bool { return false }
 
 func (m *ConnectionClose) decode(r *reader) {
 	m.ReplyCode = r.short()
-	m.ReplyText = r.shortstr()
+	m.ReplyText = r.shortstrReuse(m.ReplyText)
 	m.ClassID = r.short()
 	m.MethodID = r.short()
 }
@@ -401,7 +401,7 @@ func (*ConnectionBlocked) Synchronous() bool { return false }
 func (*ConnectionBlocked) HasContent() bool { return false }
 
 func (m *ConnectionBlocked) decode(r *reader) {
-	m.Reason = r.shortstr()
+	m.Reason = r.shortstrReuse(m.Reason)
 }
 
 func (m *ConnectionBlocked) encode(w *writer) {
@@ -450,7 +450,7 @@ func (*ConnectionUpdateSecret) HasContent() bool { return false }
 
 func (m *ConnectionUpdateSecret) decode(r *reader) {
 	m.NewSecret = r.longstr()
-	m.Reason = r.shortstr()
+	m.Reason = r.shortstrReuse(m.Reason)
 }
 
 func (m *ConnectionUpdateSecret) encode(w *writer) {
@@ -498,7 +498,7 @@ func (*ChannelOpen) Synchronous() bool { return true }
 func (*ChannelOpen) HasContent() bool { return false }
 
 func (m *ChannelOpen) decode(r *reader) {
-	m.Reserved1 = r.shortstr()
+	m.Reserved1 = r.shortstrReuse(m.Reserved1)
 }
 
 func (m *ChannelOpen) encode(w *writer) {
@@ -612,7 +612,7 @@ func (*ChannelClose) HasContent() bool { return false }
 
 func (m *ChannelClose) decode(r *reader) {
 	m.ReplyCode = r.short()
-	m.ReplyText = r.shortstr()
+	m.ReplyText = r.shortstrReuse(m.ReplyText)
 	m.ClassID = r.short()
 	m.MethodID = r.short()
 }
@@ -673,8 +673,8 @@ func (*ExchangeDeclare) HasContent() bool { return false }
 
 func (m *ExchangeDeclare) decode(r *reader) {
 	m.Reserved1 = r.short()
-	m.Exchange = r.shortstr()
-	m.Type = r.shortstr()
+	m.Exchange = r.shortstrReuse(m.Exchange)
+	m.Type = r.shortstrReuse(m.Type)
 	bits := r.octet()
 	m.Passive = bits&(1<<0) != 0
 	m.Durable = bits&(1<<1) != 0
@@ -752,7 +752,7 @@ func (*ExchangeDelete) HasContent() bool { return false }
 
 func (m *ExchangeDelete) decode(r *reader) {
 	m.Reserved1 = r.short()
-	m.Exchange = r.shortstr()
+	m.Exchange = r.shortstrReuse(m.Exchange)
 	bits := r.octet()
 	m.IfUnused = bits&(1<<0) != 0
 	m.NoWait = bits&(1<<1) != 0
@@ -817,9 +817,9 @@ func (*ExchangeBind) HasContent() bool { return false }
 
 func (m *ExchangeBind) decode(r *reader) {
 	m.Reserved1 = r.short()
-	m.Destination = r.shortstr()
-	m.Source = r.shortstr()
-	m.RoutingKey = r.shortstr()
+	m.Destination = r.shortstrReuse(m.Destination)
+	m.Source = r.shortstrReuse(m.Source)
+	m.RoutingKey = r.shortstrReuse(m.RoutingKey)
 	bits := r.octet()
 	m.NoWait = bits&(1<<0) != 0
 	m.Arguments = r.table()
@@ -884,9 +884,9 @@ func (*ExchangeUnbind) HasContent() bool { return false }
 
 func (m *ExchangeUnbind) decode(r *reader) {
 	m.Reserved1 = r.short()
-	m.Destination = r.shortstr()
-	m.Source = r.shortstr()
-	m.RoutingKey = r.shortstr()
+	m.Destination = r.shortstrReuse(m.Destination)
+	m.Source = r.shortstrReuse(m.Source)
+	m.RoutingKey = r.shortstrReuse(m.RoutingKey)
 	bits := r.octet()
 	m.NoWait = bits&(1<<0) != 0
 	m.Arguments = r.table()
@@ -953,7 +953,7 @@ func (*QueueDeclare) HasContent() bool { return false }
 
 func (m *QueueDeclare) decode(r *reader) {
 	m.Reserved1 = r.short()
-	m.Queue = r.shortstr()
+	m.Queue = r.shortstrReuse(m.Queue)
 	bits := r.octet()
 	m.Passive = bits&(1<<0) != 0
 	m.Durable = bits&(1<<1) != 0
@@ -1006,7 +1006,7 @@ func (*QueueDeclareOk) Synchronous() bool { return true }
 func (*QueueDeclareOk) HasContent() bool { return false }
 
 func (m *QueueDeclareOk) decode(r *reader) {
-	m.Queue = r.shortstr()
+	m.Queue = r.shortstrReuse(m.Queue)
 	m.MessageCount = r.long()
 	m.ConsumerCount = r.long()
 }
@@ -1041,9 +1041,9 @@ func (*QueueBind) HasContent() bool { return false }
 
 func (m *QueueBind) decode(r *reader) {
 	m.Reserved1 = r.short()
-	m.Queue = r.shortstr()
-	m.Exchange = r.shortstr()
-	m.RoutingKey = r.shortstr()
+	m.Queue = r.shortstrReuse(m.Queue)
+	m.Exchange = r.shortstrReuse(m.Exchange)
+	m.RoutingKey = r.shortstrReuse(m.RoutingKey)
 	bits := r.octet()
 	m.NoWait = bits&(1<<0) != 0
 	m.Arguments = r.table()
@@ -1107,9 +1107,9 @@ func (*QueueUnbind) HasContent() bool { return false }
 
 func (m *QueueUnbind) decode(r *reader) {
 	m.Reserved1 = r.short()
-	m.Queue = r.shortstr()
-	m.Exchange = r.shortstr()
-	m.RoutingKey = r.shortstr()
+	m.Queue = r.shortstrReuse(m.Queue)
+	m.Exchange = r.shortstrReuse(m.Exchange)
+	m.RoutingKey = r.shortstrReuse(m.RoutingKey)
 	m.Arguments = r.table()
 }
 
@@ -1164,7 +1164,7 @@ func (*QueuePurge) HasContent() bool { return false }
 
 func (m *QueuePurge) decode(r *reader) {
 	m.Reserved1 = r.short()
-	m.Queue = r.shortstr()
+	m.Queue = r.shortstrReuse(m.Queue)
 	bits := r.octet()
 	m.NoWait = bits&(1<<0) != 0
 }
@@ -1227,7 +1227,7 @@ func (*QueueDelete) HasContent() bool { return false }
 
 func (m *QueueDelete) decode(r *reader) {
 	m.Reserved1 = r.short()
-	m.Queue = r.shortstr()
+	m.Queue = r.shortstrReuse(m.Queue)
 	bits := r.octet()
 	m.IfUnused = bits&(1<<0) != 0
 	m.IfEmpty = bits&(1<<1) != 0
@@ -1359,8 +1359,8 @@ func (*BasicConsume) HasContent() bool { return false }
 
 func (m *BasicConsume) decode(r *reader) {
 	m.Reserved1 = r.short()
-	m.Queue = r.shortstr()
-	m.ConsumerTag = r.shortstr()
+	m.Queue = r.shortstrReuse(m.Queue)
+	m.ConsumerTag = r.shortstrReuse(m.ConsumerTag)
 	bits := r.octet()
 	m.NoLocal = bits&(1<<0) != 0
 	m.NoAck = bits&(1<<1) != 0
@@ -1408,7 +1408,7 @@ func (*BasicConsumeOk) Synchronous() bool { return true }
 func (*BasicConsumeOk) HasContent() bool { return false }
 
 func (m *BasicConsumeOk) decode(r *reader) {
-	m.ConsumerTag = r.shortstr()
+	m.ConsumerTag = r.shortstrReuse(m.ConsumerTag)
 }
 
 func (m *BasicConsumeOk) encode(w *writer) {
@@ -1434,7 +1434,7 @@ func (*BasicCancel) Synchronous() bool { return true }
 func (*BasicCancel) HasContent() bool { return false }
 
 func (m *BasicCancel) decode(r *reader) {
-	m.ConsumerTag = r.shortstr()
+	m.ConsumerTag = r.shortstrReuse(m.ConsumerTag)
 	bits := r.octet()
 	m.NoWait = bits&(1<<0) != 0
 }
@@ -1466,7 +1466,7 @@ func (*BasicCancelOk) Synchronous() bool { return true }
 func (*BasicCancelOk) HasContent() bool { return false }
 
 func (m *BasicCancelOk) decode(r *reader) {
-	m.ConsumerTag = r.shortstr()
+	m.ConsumerTag = r.shortstrReuse(m.ConsumerTag)
 }
 
 func (m *BasicCancelOk) encode(w *writer) {
@@ -1496,8 +1496,8 @@ func (*BasicPublish) HasContent() bool { return true }
 
 func (m *BasicPublish) decode(r *reader) {
 	m.Reserved1 = r.short()
-	m.Exchange = r.shortstr()
-	m.RoutingKey = r.shortstr()
+	m.Exchange = r.shortstrReuse(m.Exchange)
+	m.RoutingKey = r.shortstrReuse(m.RoutingKey)
 	bits := r.octet()
 	m.Mandatory = bits&(1<<0) != 0
 	m.Immediate = bits&(1<<1) != 0
@@ -1539,9 +1539,9 @@ func (*BasicReturn) HasContent() bool { return true }
 
 func (m *BasicReturn) decode(r *reader) {
 	m.ReplyCode = r.short()
-	m.ReplyText = r.shortstr()
-	m.Exchange = r.shortstr()
-	m.RoutingKey = r.shortstr()
+	m.ReplyText = r.shortstrReuse(m.ReplyText)
+	m.Exchange = r.shortstrReuse(m.Exchange)
+	m.RoutingKey = r.shortstrReuse(m.RoutingKey)
 }
 
 func (m *BasicReturn) encode(w *writer) {
@@ -1573,12 +1573,12 @@ func (*BasicDeliver) Synchronous() bool { return false }
 func (*BasicDeliver) HasContent() bool { return true }
 
 func (m *BasicDeliver) decode(r *reader) {
-	m.ConsumerTag = r.shortstr()
+	m.ConsumerTag = r.shortstrReuse(m.ConsumerTag)
 	m.DeliveryTag = r.longlong()
 	bits := r.octet()
 	m.Redelivered = bits&(1<<0) != 0
-	m.Exchange = r.shortstr()
-	m.RoutingKey = r.shortstr()
+	m.Exchange = r.shortstrReuse(m.Exchange)
+	m.RoutingKey = r.shortstrReuse(m.RoutingKey)
 }
 
 func (m *BasicDeliver) encode(w *writer) {
@@ -1614,7 +1614,7 @@ func (*BasicGet) HasContent() bool { return false }
 
 func (m *BasicGet) decode(r *reader) {
 	m.Reserved1 = r.short()
-	m.Queue = r.shortstr()
+	m.Queue = r.shortstrReuse(m.Queue)
 	bits := r.octet()
 	m.NoAck = bits&(1<<0) != 0
 }
@@ -1654,8 +1654,8 @@ func (m *BasicGetOk) decode(r *reader) {
 	m.DeliveryTag = r.longlong()
 	bits := r.octet()
 	m.Redelivered = bits&(1<<0) != 0
-	m.Exchange = r.shortstr()
-	m.RoutingKey = r.shortstr()
+	m.Exchange = r.shortstrReuse(m.Exchange)
+	m.RoutingKey = r.shortstrReuse(m.RoutingKey)
 	m.MessageCount = r.long()
 }
 
@@ -1689,7 +1689,7 @@ func (*BasicGetEmpty) Synchronous() bool { return true }
 func (*BasicGetEmpty) HasContent() bool { return false }
 
 func (m *BasicGetEmpty) decode(r *reader) {
-	m.Reserved1 = r.shortstr()
+	m.Reserved1 = r.shortstrReuse(m.Reserved1)
 }
 
 func (m *BasicGetEmpty) encode(w *writer) {

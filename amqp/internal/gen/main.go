@@ -179,6 +179,13 @@ func main() {
 					continue
 				}
 				bits = 0
+				if t == "shortstr" {
+					// Reuses the field's string when the bytes match it: a
+					// method decoded again into the same struct (basic.publish
+					// on a channel) allocates no routing key it already has.
+					p("\tm.%s = r.shortstrReuse(m.%s)\n", camel(f.Name), camel(f.Name))
+					continue
+				}
 				p("\tm.%s = r.%s()\n", camel(f.Name), t)
 			}
 			p("}\n\n")
