@@ -5,7 +5,7 @@ DATA_DIR  ?= ./data
 FUZZTIME  ?= 10s
 BENCHTIME ?= 1s
 
-.PHONY: conn-test soak fuzz-long bench-compare all build run test test-short lint generate check-generated fuzz bench conformance clean kill-test client-deps
+.PHONY: conn-test soak fuzz-long bench-compare bench-profile all build run test test-short lint generate check-generated fuzz bench conformance clean kill-test client-deps
 
 all: build
 
@@ -92,6 +92,11 @@ soak:
 
 bench-compare:
 	./integration/bench/compare.sh
+
+# A CPU profile of Warren under each amqpbench scenario (top functions printed,
+# profiles kept in /tmp/warren-profiles).
+bench-profile:
+	./integration/bench/profile.sh
 
 bench:
 	$(GO) test -run '^$$' -bench . -benchmem -benchtime $(BENCHTIME) ./amqp/... ./exchange/... ./queue/...

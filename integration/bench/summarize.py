@@ -94,6 +94,16 @@ for s, key in THROUGHPUT.items():
     cratio = f"{rq[3] / w[3]:.1f}× less" if w[3] and rq[3] else "–"
     out(f"| {s} | {fmt_rate(w)} | {fmt_rate(rq)} | {ratio} | {w[3] if w[3] is not None else '–'} | "
         f"{rq[3] if rq[3] is not None else '–'} | {cratio} | {w[4] / 1024 if w[4] else 0:.0f} | {rq[4] / 1024 if rq[4] else 0:.0f} |")
+null = ok("transient", "null")
+if null and ok("transient", "warren") and ok("transient", "rabbitmq"):
+    n, lo, hi = med([r.get("consume_rate") for r in null])
+    w = med([r.get("consume_rate") for r in ok("transient", "warren")])[0]
+    rq = med([r.get("consume_rate") for r in ok("transient", "rabbitmq")])[0]
+    out("")
+    out(f"Client ceiling: the same amqpbench `transient` run against `integration/bench/nullbroker` (a sink that "
+        f"hands each publish straight to the consumer, no broker work) delivers {n:,.0f} msg/s ({lo:,.0f}–{hi:,.0f}, "
+        f"{len(null)} runs), {n / rq:.2f}× RabbitMQ: Warren reaches {w / n:.0%} of it, and 4× RabbitMQ "
+        f"({4 * rq:,.0f} msg/s) is {'above' if 4 * rq > n else 'within'} what this client can drive here.")
 out("")
 if runs.get(("latency", "warren")):
     out("Latency at 1,000 msg/s (publish to delivery, auto-ack consumer), µs, medians of the runs:")
@@ -101,14 +111,20 @@ if runs.get(("latency", "warren")):
     out("| broker | p50 | p95 | p99 | p99.9 | max |")
     out("| --- | --- | --- | --- | --- | --- |")
     p99 = {}
-    for b in ("warren", "rabbitmq"):
+    for b in ("warren", "rabbitmq", "null"):
         rs = ok("latency", b)
+        if not rs:
+            continue
         vals = [med([get(r, "latency_us." + k) for r in rs])[0] for k in ("p50", "p95", "p99", "p999", "max")]
         p99[b] = vals[2]
-        out(f"| {b} | " + " | ".join("–" if v is None else f"{v:,.0f}" for v in vals) + " |")
+        name = "null broker (client floor)" if b == "null" else b
+        out(f"| {name} | " + " | ".join("–" if v is None else f"{v:,.0f}" for v in vals) + " |")
     if p99.get("warren") and p99.get("rabbitmq"):
         out("")
-        out(f"Warren's p99 is {p99['warren'] / p99['rabbitmq']:.2f} of RabbitMQ's.")
+        out(f"Warren's p99 is {p99['warren'] / p99['rabbitmq']:.2f} of RabbitMQ's."
+            + (f" The same client against the null broker gets p99 {p99['null']:,.0f} µs "
+               f"({p99['null'] / p99['rabbitmq']:.2f} of RabbitMQ's): that much is the client and the kernel, "
+               f"and Warren adds {p99['warren'] - p99['null']:,.0f} µs to it." if p99.get("null") else ""))
     out("")
 if runs.get(("backlog", "warren")):
     out("Backlog: 1,000,000 16-byte transient messages into one queue with no consumer, then drained by a manual-ack consumer (one run each, on fresh brokers):")
@@ -147,6 +163,28 @@ if runs.get(("connections", "warren")):
     if len(per) == 2 and per["rabbitmq"]:
         out("")
         out(f"Warren uses {per['warren'] / per['rabbitmq']:.2f} of RabbitMQ's memory per connection.")
+    out("")
+if runs.get(("scaling", "warren")):
+    out("Scaling: `warrenctl perf --producers 4 --consumers 4 --queues 16 --prefetch 0` (each producer publishes "
+        "round-robin to 4 queues, each consumer consumes 4; the client uses both cores too), medians:")
+    out("")
+    out("| broker | publish msg/s | deliver msg/s | broker cores used | broker CPU s/100k deliveries |")
+    out("| --- | --- | --- | --- | --- |")
+    dr = {}
+    for b in ("warren", "rabbitmq"):
+        rs = ok("scaling", b)
+        if not rs:
+            out(f"| {b} | failed | | | |")
+            continue
+        p = med([r.get("publish_rate") for r in rs])[0]
+        d, lo, hi = med([r.get("consume_rate") for r in rs])
+        c = med([get(r, "broker.cores") for r in rs])[0]
+        e = med([get(r, "broker.cpu_s_per_100k") for r in rs])[0]
+        dr[b] = d
+        out(f"| {b} | {p:,.0f} | {d:,.0f} ({lo:,.0f}–{hi:,.0f}) | {c:.2f} | {e:.3f} |")
+    if len(dr) == 2 and dr["rabbitmq"]:
+        out("")
+        out(f"Deliveries {dr['warren'] / dr['rabbitmq']:.2f}× RabbitMQ's.")
     out("")
 text = "\n".join(lines)
 print(text)
