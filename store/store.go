@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"os"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/dgraph-io/badger/v4"
@@ -61,6 +62,13 @@ type Store struct {
 	puts      map[string]int // key → index in ops of a pending put
 	delivered map[uint64]uint64
 	callbacks []func()
+	// needSync is set by what must reach the disk before the batch counts
+	// as written: durable messages, definitions, AfterSync waiters. A batch
+	// of only removals and spilled transient messages is written without
+	// an msync (a process crash cannot lose it: it is in the page cache; a
+	// power loss can at worst bring back acknowledged messages, which the
+	// next synced batch rules out); the next synced batch covers it.
+	needSync  bool
 	pendBytes int
 	nextMsgID uint64
 	// shared counts the entries that refer to each shared message record.
@@ -77,6 +85,9 @@ type Store struct {
 	// when the last batch was written, to compact when the store is idle.
 	deletes   int
 	lastWrite time.Time
+	unsynced  bool // written to Badger since the last msync
+	// batches and syncs count written batches and msyncs (for tests).
+	batches, syncs atomic.Int64
 }
 
 type op struct {
@@ -268,22 +279,28 @@ func (s *Store) Append(qid, seq uint64, m *queue.Message, expiresAt int64) {
 	s.kick()
 }
 
-// Spill implements queue.Journal.
+// Spill implements queue.Journal. A spilled transient message does not
+// survive a restart anyway, so it does not ask for a sync.
 func (s *Store) Spill(qid, seq uint64, m *queue.Message, expiresAt int64) {
 	s.mu.Lock()
 	s.waitRoomLocked()
+	sync := s.needSync
 	s.putLocked(entryKey(qid, seq), entryValue(kindSpill, expiresAt, encodeMessage(m)))
+	s.needSync = sync
 	s.mu.Unlock()
 	s.kick()
 }
 
-// Remove implements queue.Journal.
+// Remove implements queue.Journal. Removals do not ask for a sync (see
+// needSync).
 func (s *Store) Remove(qid, seq uint64, m *queue.Message) {
 	s.mu.Lock()
+	sync := s.needSync
 	s.deleteLocked(entryKey(qid, seq))
 	if m.StoreID != 0 {
 		s.unrefLocked(m.StoreID)
 	}
+	s.needSync = sync
 	s.mu.Unlock()
 	s.kick()
 }
@@ -311,6 +328,7 @@ func (s *Store) Delivered(qid, seq uint64) {
 
 // putLocked adds a write. Lock must be held.
 func (s *Store) putLocked(k, v []byte) {
+	s.needSync = true
 	s.puts[string(k)] = len(s.ops)
 	s.ops = append(s.ops, op{key: k, val: v})
 	s.pendBytes += len(k) + len(v)
@@ -319,6 +337,7 @@ func (s *Store) putLocked(k, v []byte) {
 // deleteLocked adds a removal, cancelling a pending write of the same key
 // instead when there is one. Lock must be held.
 func (s *Store) deleteLocked(k []byte) {
+	s.needSync = true
 	if i, ok := s.puts[string(k)]; ok {
 		s.ops[i].cancelled = true
 		delete(s.puts, string(k))
@@ -333,6 +352,7 @@ func (s *Store) deleteLocked(k []byte) {
 func (s *Store) AfterSync(fn func()) {
 	s.mu.Lock()
 	s.callbacks = append(s.callbacks, fn)
+	s.needSync = true
 	s.mu.Unlock()
 	s.kick()
 }
@@ -370,8 +390,8 @@ func (s *Store) committer() {
 // commit writes and syncs the pending batch, then runs its callbacks.
 func (s *Store) commit() {
 	s.mu.Lock()
-	ops, cbs, delivered := s.ops, s.callbacks, s.delivered
-	s.ops, s.callbacks = nil, nil
+	ops, cbs, delivered, sync := s.ops, s.callbacks, s.delivered, s.needSync
+	s.ops, s.callbacks, s.needSync = nil, nil, false
 	s.puts = map[string]int{}
 	if len(delivered) > 0 {
 		s.delivered = map[uint64]uint64{}
@@ -390,7 +410,7 @@ func (s *Store) commit() {
 		}
 	}
 	s.lastWrite = time.Now()
-	if err := s.write(ops, delivered); err != nil {
+	if err := s.write(ops, delivered, sync); err != nil {
 		// A store that cannot write must not confirm: stop the broker from
 		// pretending. The callbacks are dropped, so publishers never get a
 		// confirm for these messages.
@@ -405,7 +425,7 @@ func (s *Store) commit() {
 	}
 }
 
-func (s *Store) write(ops []op, delivered map[uint64]uint64) error {
+func (s *Store) write(ops []op, delivered map[uint64]uint64, sync bool) error {
 	wb := s.db.NewWriteBatch()
 	defer wb.Cancel()
 	n := 0
@@ -433,13 +453,22 @@ func (s *Store) write(ops []op, delivered map[uint64]uint64) error {
 		}
 		n++
 	}
-	if n == 0 {
+	if n > 0 {
+		if err := wb.Flush(); err != nil {
+			return err
+		}
+		s.unsynced = true
+		s.batches.Add(1)
+	}
+	if !sync || !s.unsynced {
 		return nil
 	}
-	if err := wb.Flush(); err != nil {
+	if err := s.db.Sync(); err != nil {
 		return err
 	}
-	return s.db.Sync()
+	s.syncs.Add(1)
+	s.unsynced = false
+	return nil
 }
 
 // Err returns the first write error, if any.

@@ -2,6 +2,7 @@ package store
 
 import (
 	"testing"
+	"time"
 
 	"github.com/dgraph-io/badger/v4"
 	"github.com/stretchr/testify/require"
@@ -178,4 +179,33 @@ func TestDecodeMessageRejectsCorruptRecords(t *testing.T) {
 	m, err := decodeMessage(encodeMessage(msg("round trip")))
 	require.NoError(t, err)
 	require.Equal(t, "round trip", string(m.Body))
+}
+
+// TestSyncOnlyWhenNeeded: durable writes and AfterSync waiters get an msync;
+// a batch of only removals and spilled transient messages is written
+// without one, and the next waiter syncs it.
+func TestSyncOnlyWhenNeeded(t *testing.T) {
+	s := openT(t, t.TempDir())
+	defer s.Close()
+	m := msg("durable")
+	m.StoreInline = true
+	s.Append(1, 1, m, 0)
+	s.Flush()
+	syncs := s.syncs.Load()
+	require.Positive(t, syncs)
+
+	batches := s.batches.Load()
+	s.Remove(1, 1, m)
+	s.Spill(2, 1, msg("transient"), 0)
+	require.Eventually(t, func() bool { return s.batches.Load() > batches }, 5*time.Second, time.Millisecond)
+	require.Equal(t, syncs, s.syncs.Load(), "removals and spills alone are not synced")
+
+	s.Flush()
+	require.Equal(t, syncs+1, s.syncs.Load(), "a waiter syncs what was written unsynced")
+	s.Flush()
+	require.Equal(t, syncs+1, s.syncs.Load(), "nothing unsynced, nothing to sync")
+
+	s.Append(1, 2, m, 0)
+	require.Eventually(t, func() bool { return s.syncs.Load() == syncs+2 }, 5*time.Second, time.Millisecond,
+		"a durable message is synced without a waiter")
 }

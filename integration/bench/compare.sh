@@ -34,18 +34,25 @@ stop_oracle() {
     timeout 60 bash "$shared/tools/rabbitmq-oracle.sh" stop 5673 >/dev/null 2>&1 || kill -9 "$p" 2>/dev/null || true
   fi
 }
-stop_oracle
-rm -rf /tmp/rabbitmq-oracle-5673
-bash "$shared/tools/rabbitmq-oracle.sh" start 5673 >/dev/null
-rpid=$(bash "$shared/tools/rabbitmq-oracle.sh" pid 5673)
-
 data=$(mktemp -d)
-"$root/bin/warren" --amqp-listen 127.0.0.1:$wport --http-listen "" --prometheus-listen "" --data-dir "$data" --log-level warn &
-wpid=$!
+wpid=
+rpid=
+# fresh_brokers: (re)starts both brokers on empty data directories, so no
+# scenario inherits another's state (RSS, Badger or Mnesia compaction debt).
+fresh_brokers() {
+  if [ -n "$wpid" ]; then kill "$wpid" 2>/dev/null; wait "$wpid" 2>/dev/null || true; fi
+  stop_oracle
+  rm -rf /tmp/rabbitmq-oracle-5673 "$data"
+  mkdir -p "$data"
+  bash "$shared/tools/rabbitmq-oracle.sh" start 5673 >/dev/null
+  rpid=$(bash "$shared/tools/rabbitmq-oracle.sh" pid 5673)
+  "$root/bin/warren" --amqp-listen 127.0.0.1:$wport --http-listen "" --prometheus-listen "" --data-dir "$data" --log-level warn &
+  wpid=$!
+  sleep 0.5
+}
 /tmp/warren-nullbroker -listen 127.0.0.1:5699 2>/dev/null &
 npid=$!
 trap 'kill $wpid $npid 2>/dev/null; wait $wpid 2>/dev/null; rm -rf "$data"; stop_oracle' EXIT
-sleep 0.5
 
 # scaling: 4 producers and 4 consumers (auto-ack) over 16 queues with
 # warrenctl perf; one JSON line like amqpbench's, broker CPU from /proc.
@@ -81,6 +88,12 @@ for s in $scenarios; do
     connections) args=(-conns 10000 -conn-parallel 8); n=1 ;;
     latency) args=(-rate 1000 -duration "$duration"); n=$rounds ;;
     *) args=(-duration "$duration"); n=$rounds ;;
+  esac
+  # backlog and connections each start on fresh nodes; the throughput
+  # scenarios share a pair started fresh after them.
+  case $s in
+    backlog|connections) fresh_brokers; started_group=0 ;;
+    *) [ "${started_group:-0}" = 1 ] || { fresh_brokers; started_group=1; } ;;
   esac
   brokers="warren rabbitmq"
   case $s in transient|latency) brokers="warren rabbitmq null" ;; esac
