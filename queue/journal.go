@@ -22,3 +22,18 @@ type Journal interface {
 	// DropFrom removes every entry of queue qid from seq from on.
 	DropFrom(qid, from uint64)
 }
+
+// Spooler is implemented by journals that can hold a non-durable queue's
+// paged-out tail outside the journal proper: nothing of it survives a
+// restart and it only ever leaves from the front, so an append-only file
+// serves it better than an index with a removal per message. Calls are made
+// with the queue's lock held.
+type Spooler interface {
+	// SpoolWrite appends an entry to queue qid's spool.
+	SpoolWrite(qid, seq uint64, m *Message, expiresAt int64)
+	// SpoolRead takes up to max entries from the front of the spool, in
+	// the order written. The entries are not journaled (nothing to remove).
+	SpoolRead(qid uint64, max int) ([]Entry, error)
+	// SpoolDrop discards queue qid's spool.
+	SpoolDrop(qid uint64)
+}

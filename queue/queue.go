@@ -113,6 +113,9 @@ type Queue struct {
 	// disk is the paged-out tail: every entry with seq >= disk.From that is
 	// ready lives only in the journal; everything in memory has a lower seq.
 	disk DiskPart
+	// spool holds the paged-out tail of a non-durable queue when the
+	// journal offers one (then nothing of it is in the journal proper).
+	spool Spooler
 	// diskHint mirrors disk.N for lock-free reads.
 	diskHint atomic.Int64
 	// watermark is the delivered watermark read at startup: paged-in
@@ -144,6 +147,9 @@ func New(cfg Config) *Queue {
 	q.ready = newReadyList(q.lim.maxPriority)
 	if q.PageWindow == 0 {
 		q.PageWindow = DefaultPageWindow
+	}
+	if sp, ok := q.Journal.(Spooler); ok && !q.Durable {
+		q.spool = sp
 	}
 	q.timer = time.NewTimer(time.Hour)
 	q.timer.Stop()
@@ -313,7 +319,13 @@ func (q *Queue) pageInLocked() {
 	if q.disk.N == 0 || q.ready.len() >= q.PageWindow/2 {
 		return
 	}
-	es, err := q.Journal.Load(q.ID, q.disk.From, min(q.PageWindow/2, q.disk.N))
+	var es []Entry
+	var err error
+	if q.spool != nil {
+		es, err = q.spool.SpoolRead(q.ID, min(q.PageWindow/2, q.disk.N))
+	} else {
+		es, err = q.Journal.Load(q.ID, q.disk.From, min(q.PageWindow/2, q.disk.N))
+	}
 	if err != nil || len(es) == 0 {
 		// The journal reported the failure; the tail stays on disk and is
 		// retried on the next pass.
@@ -328,6 +340,9 @@ func (q *Queue) pageInLocked() {
 	q.disk.From = es[len(es)-1].Seq + 1
 	if q.disk.N <= 0 {
 		q.disk = DiskPart{}
+		if q.spool != nil {
+			q.spool.SpoolDrop(q.ID) // its files go; the next paging starts afresh
+		}
 	}
 	q.diskHint.Store(int64(q.disk.N))
 }
@@ -337,7 +352,11 @@ func (q *Queue) pageInLocked() {
 func (q *Queue) dropDiskLocked() int {
 	n := q.disk.N
 	if n > 0 {
-		q.Journal.DropFrom(q.ID, q.disk.From)
+		if q.spool != nil {
+			q.spool.SpoolDrop(q.ID)
+		} else {
+			q.Journal.DropFrom(q.ID, q.disk.From)
+		}
 		q.readyBytes -= q.disk.Bytes
 		q.disk = DiskPart{}
 		q.diskHint.Store(0)
@@ -539,9 +558,12 @@ func (q *Queue) Publish(m *Message, ttl int64) PublishResult {
 		if ttl > 0 {
 			e.ExpiresAt = time.Now().UnixNano() + ttl*int64(time.Millisecond)
 		}
-		if journal {
+		switch {
+		case journal:
 			q.Journal.Append(q.ID, e.Seq, m, e.ExpiresAt)
-		} else {
+		case q.spool != nil:
+			q.spool.SpoolWrite(q.ID, e.Seq, m, e.ExpiresAt)
+		default:
 			q.Journal.Spill(q.ID, e.Seq, m, e.ExpiresAt)
 		}
 		if q.disk.N == 0 {

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"path/filepath"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -55,6 +56,8 @@ type Store struct {
 	db  *badger.DB
 	log *zap.Logger
 	dir string
+	// spools hold non-durable queues' paged-out tails (spool.go).
+	spools *spools
 
 	mu sync.Mutex
 	// Guarded by mu: the pending batch.
@@ -149,6 +152,12 @@ func Open(dir string, log *zap.Logger) (*Store, error) {
 		done:       make(chan struct{}),
 	}
 	s.roomFreed = sync.NewCond(&s.mu)
+	// After Badger's directory lock is ours: the spool of a running broker
+	// must not be cleared by a second one.
+	if s.spools, err = openSpools(filepath.Clean(dir)+"-spool", log.Named("spool")); err != nil {
+		db.Close()
+		return nil, err
+	}
 	if s.nextMsgID, err = s.lastID(prefixMessage); err != nil {
 		db.Close()
 		return nil, fmt.Errorf("store: reading %s: %w", dir, err)
@@ -186,6 +195,7 @@ func (s *Store) Close() error {
 	s.mu.Unlock()
 	close(s.stop)
 	<-s.done
+	s.spools.closeAll()
 	return s.db.Close()
 }
 
