@@ -6,8 +6,9 @@
 #   compare.sh [SCENARIOS] [ROUNDS] [DURATION]
 #     default: "backlog connections transient ack confirm fanout latency scaling" 3 10s
 #   backlog (1,000,000 messages) and connections (10,000) run once per broker,
-#   first, on fresh nodes; the others ROUNDS times. transient and latency
-#   also run against integration/bench/nullbroker (the client's own ceiling).
+#   first, on fresh nodes; the others ROUNDS times. transient, fanout and
+#   latency also run against integration/bench/nullbroker (the client's own
+#   ceiling).
 #   scaling is `warrenctl perf` with 4 producers and 4 consumers over 16
 #   queues (amqpbench has one queue per scenario), broker CPU from /proc.
 #   Needs ../shared/tools (amqpbench, rabbitmq-oracle.sh) beside the
@@ -96,7 +97,7 @@ for s in $scenarios; do
     *) [ "${started_group:-0}" = 1 ] || { fresh_brokers; started_group=1; } ;;
   esac
   brokers="warren rabbitmq"
-  case $s in transient|latency) brokers="warren rabbitmq null" ;; esac
+  case $s in transient|fanout|latency) brokers="warren rabbitmq null" ;; esac
   for r in $(seq 1 "$n"); do
     for b in $brokers; do
       case $b in

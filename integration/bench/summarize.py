@@ -94,14 +94,16 @@ for s, key in THROUGHPUT.items():
     cratio = f"{rq[3] / w[3]:.1f}× less" if w[3] and rq[3] else "–"
     out(f"| {s} | {fmt_rate(w)} | {fmt_rate(rq)} | {ratio} | {w[3] if w[3] is not None else '–'} | "
         f"{rq[3] if rq[3] is not None else '–'} | {cratio} | {w[4] / 1024 if w[4] else 0:.0f} | {rq[4] / 1024 if rq[4] else 0:.0f} |")
-null = ok("transient", "null")
-if null and ok("transient", "warren") and ok("transient", "rabbitmq"):
+for s in ("transient", "fanout"):
+    null = ok(s, "null")
+    if not (null and ok(s, "warren") and ok(s, "rabbitmq")):
+        continue
     n, lo, hi = med([r.get("consume_rate") for r in null])
-    w = med([r.get("consume_rate") for r in ok("transient", "warren")])[0]
-    rq = med([r.get("consume_rate") for r in ok("transient", "rabbitmq")])[0]
+    w = med([r.get("consume_rate") for r in ok(s, "warren")])[0]
+    rq = med([r.get("consume_rate") for r in ok(s, "rabbitmq")])[0]
     out("")
-    out(f"Client ceiling: the same amqpbench `transient` run against `integration/bench/nullbroker` (a sink that "
-        f"hands each publish straight to the consumer, no broker work) delivers {n:,.0f} msg/s ({lo:,.0f}–{hi:,.0f}, "
+    out(f"Client ceiling, `{s}`: the same amqpbench run against `integration/bench/nullbroker` (a sink that "
+        f"hands each publish straight to the consumers, no broker work) delivers {n:,.0f} msg/s ({lo:,.0f}–{hi:,.0f}, "
         f"{len(null)} runs), {n / rq:.2f}× RabbitMQ: Warren reaches {w / n:.0%} of it, and 4× RabbitMQ "
         f"({4 * rq:,.0f} msg/s) is {'above' if 4 * rq > n else 'within'} what this client can drive here.")
 out("")

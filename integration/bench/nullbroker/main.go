@@ -1,10 +1,11 @@
 // Command nullbroker is the least an AMQP 0-9-1 broker can do for
-// amqpbench's transient scenario: it answers the handshake and the
+// amqpbench's transient, latency and fanout scenarios: it answers the handshake and the
 // synchronous methods, and hands each message published to the default
-// exchange straight to the consumer of the queue its routing key names —
-// no queues, routing tables, flow control or persistence. amqpbench against
-// it shows the client's own ceiling on this machine, to set Warren's
-// figures against (docs/benchmarks.md).
+// exchange straight to the consumer of the queue its routing key names, and
+// each message published to another exchange to the consumers of every
+// queue bound to it (fanout) — no queues, routing tables, flow control or
+// persistence. amqpbench against it shows the client's own ceiling on this
+// machine, to set Warren's figures against (docs/benchmarks.md).
 //
 //	go run ./integration/bench/nullbroker -listen 127.0.0.1:5699
 package main
@@ -65,6 +66,7 @@ type consumer struct {
 var (
 	consumersMu sync.RWMutex
 	consumers   = map[string]*consumer{}
+	bindings    = map[string][]string{} // exchange -> bound queues (fanout)
 	names       atomic.Uint64
 )
 
@@ -103,24 +105,32 @@ func serve(nc net.Conn) {
 		ServerProperties: amqp.Table{"product": "null", "capabilities": amqp.Table{"publisher_confirms": true, "basic.nack": true}}})
 	confirm := map[uint16]uint64{} // channel -> publish count, in confirm mode
 	var pub struct {
-		ch   uint16
-		key  string
-		hdr  []byte
-		body []byte
-		size uint64
+		ch       uint16
+		exchange string
+		key      string
+		hdr      []byte
+		body     []byte
+		size     uint64
 	}
 	deliver := func() {
 		consumersMu.RLock()
-		cons := consumers[pub.key]
-		consumersMu.RUnlock()
-		if cons != nil {
+		queues := []string{pub.key}
+		if pub.exchange != "" {
+			queues = bindings[pub.exchange] // fanout: every bound queue
+		}
+		for _, q := range queues {
+			cons := consumers[q]
+			if cons == nil {
+				continue
+			}
 			tag := cons.seq.Add(1)
-			hdr, body := pub.hdr, pub.body
+			hdr, body, ex, key := pub.hdr, pub.body, pub.exchange, pub.key
 			cons.c.send(func(b []byte) []byte {
-				b = amqp.AppendMethodFrame(b, cons.ch, &amqp.BasicDeliver{ConsumerTag: cons.tag, DeliveryTag: tag, RoutingKey: pub.key})
+				b = amqp.AppendMethodFrame(b, cons.ch, &amqp.BasicDeliver{ConsumerTag: cons.tag, DeliveryTag: tag, Exchange: ex, RoutingKey: key})
 				return amqp.AppendContent(b, cons.ch, hdr, body, 131072)
 			})
 		}
+		consumersMu.RUnlock()
 		if n, ok := confirm[pub.ch]; ok {
 			confirm[pub.ch] = n + 1
 			method(pub.ch, &amqp.BasicAck{DeliveryTag: n + 1})
@@ -178,6 +188,9 @@ func serve(nc net.Conn) {
 		case *amqp.QueuePurge:
 			method(ch, &amqp.QueuePurgeOk{})
 		case *amqp.QueueBind:
+			consumersMu.Lock()
+			bindings[m.Exchange] = append(bindings[m.Exchange], m.Queue)
+			consumersMu.Unlock()
 			method(ch, &amqp.QueueBindOk{})
 		case *amqp.ExchangeDeclare:
 			method(ch, &amqp.ExchangeDeclareOk{})
@@ -200,7 +213,7 @@ func serve(nc net.Conn) {
 		case *amqp.BasicCancel:
 			method(ch, &amqp.BasicCancelOk{ConsumerTag: m.ConsumerTag})
 		case *amqp.BasicPublish:
-			pub.ch, pub.key = ch, m.RoutingKey
+			pub.ch, pub.exchange, pub.key = ch, m.Exchange, m.RoutingKey
 		}
 	}
 }
