@@ -21,6 +21,16 @@ type Sink interface {
 	Cancelled(c *Consumer)
 }
 
+// Draining is implemented by sinks that can tell a consumer held back by
+// its connection (the client reads slower than messages come) from one that
+// has no credit. While a consumer drains, its queue counts as progressing,
+// so flow control holds publishers back to the pace of the consumers' reads,
+// as RabbitMQ's credit flow does; a consumer without credit (prefetch used
+// up, not acking) does not hold them.
+type Draining interface {
+	Draining(c *Consumer) bool
+}
+
 // Consumer is one basic.consume subscription.
 type Consumer struct {
 	Tag       string
@@ -440,7 +450,15 @@ func (q *Queue) progressingLocked() bool {
 		q.directSeen = q.directN
 		q.lastProgress = now
 	}
-	return now-q.lastProgress < progressWindow
+	if now-q.lastProgress < progressWindow {
+		return true
+	}
+	for _, c := range q.consumers {
+		if d, ok := c.Sink.(Draining); ok && d.Draining(c) {
+			return true
+		}
+	}
+	return false
 }
 
 // releaseFlowLocked wakes throttled publishers once the backlog is low.

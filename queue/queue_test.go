@@ -224,3 +224,23 @@ func TestThrottleWhileConsumersLag(t *testing.T) {
 	}
 	require.Nil(t, q2.Throttle())
 }
+
+// drainingSink is a consumer held back by its connection (full but read by
+// the client): it takes nothing now, yet it is not stuck.
+type drainingSink struct{ closedSink }
+
+func (s *drainingSink) Draining(*Consumer) bool { return true }
+
+// TestThrottleBehindDrainingConsumer: a queue whose consumer's connection is
+// full throttles publishers however long the consumer has taken nothing,
+// where one whose consumer has no credit does not (the second half of
+// TestThrottleWhileConsumersLag).
+func TestThrottleBehindDrainingConsumer(t *testing.T) {
+	q := newQ(t, nil)
+	q.AddConsumer(&Consumer{Tag: "slow-reader", NoAck: true, Sink: &drainingSink{}})
+	for i := 0; i < flowHigh+1; i++ {
+		q.Publish(msg("m"), -1)
+	}
+	time.Sleep(time.Duration(progressWindow) + 50*time.Millisecond)
+	require.NotNil(t, q.Throttle(), "no delivery for longer than progressWindow, but the connection drains")
+}

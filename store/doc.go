@@ -28,10 +28,14 @@
 // # Paging
 //
 // A queue keeps at most a window of ready messages in memory
-// (queue.DefaultPageWindow); beyond it new entries go to the store only
-// (Append for persistent ones in durable queues, Spill for the rest) and are
-// read back in seq order (Load) as the in-memory part drains, so memory stays
-// bounded however deep a queue gets.
+// (queue.DefaultPageWindow); beyond it new entries go to the store only and
+// are read back in seq order as the in-memory part drains, so memory stays
+// bounded however deep a queue gets. A durable queue pages into Badger
+// (Append for persistent messages, Spill for transient ones, read back with
+// Load). A non-durable queue pages into its spool (spool.go, queue.Spooler):
+// append-only segment files in <dir>-spool/<qid>/, read from the front, a
+// segment deleted once read, the whole spool deleted at startup — no index
+// insert, tombstone, compaction or sync per message.
 //
 // # Group commit
 //
@@ -40,7 +44,11 @@
 // cancels a write and a removal of the same key that met in one batch (a
 // message consumed and acked before it reached the disk never touches it),
 // writes the rest with one Badger WriteBatch, calls db.Sync once, and only
-// then runs the batch's callbacks — publisher confirms among them. Batches
+// then runs the batch's callbacks — publisher confirms among them. A batch
+// of only removals and spilled transient entries skips the sync (the data is
+// in the page cache, so a process crash cannot lose it; a power loss could
+// at worst bring back acknowledged messages); the next batch that needs a
+// sync makes it cover them too. Batches
 // form naturally while the previous sync runs; Append blocks when the pending
 // batch exceeds maxPendingBytes (8 MB) or maxPendingOps (100,000), which
 // pushes back on publishers. The committer never waits on purpose: a batch

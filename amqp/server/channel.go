@@ -332,6 +332,10 @@ func (ch *channel) CanTake(q *queue.Queue, c *queue.Consumer) bool {
 	return !ch.conn.full(q)
 }
 
+// Draining implements queue.Draining: the consumer's connection is full
+// but still writing.
+func (ch *channel) Draining(*queue.Consumer) bool { return ch.conn.draining() }
+
 // Deliver implements queue.Sink: assigns the delivery tag and queues the
 // frames, under the channel lock so tags reach the wire in order.
 func (ch *channel) Deliver(q *queue.Queue, c *queue.Consumer, e queue.Entry) {

@@ -233,6 +233,12 @@ func (c *conn) writeLoop() {
 	}
 }
 
+// draining reports whether the outbound buffer is full: the consumers on
+// this connection are held back by the client's reading, not by their
+// credit (see queue.Draining). A client that stopped reading altogether is
+// closed after the write timeout.
+func (c *conn) draining() bool { return c.outLen.Load() >= outHighWater }
+
 // serve runs the connection: handshake, then the reader loop; on exit it
 // tears down channels and exclusive queues.
 func (c *conn) serve() {
