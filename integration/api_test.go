@@ -304,7 +304,13 @@ func TestAPIOverviewChannelsConsumersHealth(t *testing.T) {
 		require.NoError(t, err)
 		require.True(t, dc.Wait())
 	}
-	o := api.expect(200, http.MethodGet, "/api/overview", nil).obj(t)
+	// A confirm does not wait for the delivery (the queue's goroutine may
+	// hand the last message over just after): wait for the fifth.
+	var o map[string]any
+	eventually(t, func() bool {
+		o = api.expect(200, http.MethodGet, "/api/overview", nil).obj(t)
+		return o["message_stats"].(map[string]any)["deliver_get"] == 5.0
+	}, "all five delivered")
 	require.Equal(t, "3.10.8", o["rabbitmq_version"])
 	totals := o["object_totals"].(map[string]any)
 	require.Equal(t, 1.0, totals["connections"])
