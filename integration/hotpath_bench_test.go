@@ -41,14 +41,15 @@ func cpuTime() time.Duration {
 func benchPublishDeliver(b *testing.B, np, nc, nq, prefetch int) {
 	br := startBroker(b, server.Config{})
 	qname := func(i int) string { return fmt.Sprintf("hotpath-%d", i) }
+	dial := func() *rawConn {
+		c := dialChannel(b, br)
+		c.nc.SetDeadline(time.Now().Add(time.Minute))
+		return c
+	}
 
 	cons := make([]*rawConn, nc)
 	for i := range cons {
-		c := dialRaw(b, br)
-		c.nc.SetDeadline(time.Now().Add(time.Minute))
-		c.openDefault()
-		c.send(1, &amqp.ChannelOpen{})
-		c.next()
+		c := dial()
 		if prefetch > 0 {
 			c.send(1, &amqp.BasicQos{PrefetchCount: uint16(prefetch)})
 			c.next()
@@ -69,11 +70,7 @@ func benchPublishDeliver(b *testing.B, np, nc, nq, prefetch int) {
 	frames := make([][]byte, np)
 	header := amqp.AppendContentHeader(nil, 16, &amqp.Properties{})
 	for i := range pubs {
-		p := dialRaw(b, br)
-		p.nc.SetDeadline(time.Now().Add(time.Minute))
-		p.openDefault()
-		p.send(1, &amqp.ChannelOpen{})
-		p.next()
+		p := dial()
 		var qs []string
 		for q := i; q < nq; q += np {
 			qs = append(qs, qname(q))

@@ -75,6 +75,17 @@ func (r *rawConn) openDefault() {
 	r.open(amqp.ConnectionTuneOk{ChannelMax: 2047, FrameMax: 131072})
 }
 
+// dialChannel dials, opens the connection and opens channel 1.
+func dialChannel(t testing.TB, b *broker) *rawConn {
+	t.Helper()
+	r := dialRaw(t, b)
+	r.openDefault()
+	r.send(1, &amqp.ChannelOpen{})
+	_, ok := r.next().(*amqp.ChannelOpenOk)
+	require.True(t, ok)
+	return r
+}
+
 // expectClose reads until a connection.close and returns it.
 func (r *rawConn) expectClose() *amqp.ConnectionClose {
 	r.t.Helper()
@@ -290,10 +301,7 @@ func TestHeartbeatsBothWays(t *testing.T) {
 
 func TestServerGeneratedConsumerTag(t *testing.T) {
 	b := startBroker(t, server.Config{})
-	r := dialRaw(t, b)
-	r.openDefault()
-	r.send(1, &amqp.ChannelOpen{})
-	r.next()
+	r := dialChannel(t, b)
 	r.send(1, &amqp.QueueDeclare{Queue: "", Exclusive: true})
 	r.next()
 	r.send(1, &amqp.BasicConsume{Queue: ""})
@@ -360,10 +368,7 @@ func TestDeleteOkBeforeCancelNotification(t *testing.T) {
 // a stray close-ok is ignored, and the connection keeps working.
 func TestCrossedChannelClose(t *testing.T) {
 	b := startBroker(t, server.Config{})
-	r := dialRaw(t, b)
-	r.openDefault()
-	r.send(1, &amqp.ChannelOpen{})
-	r.next()
+	r := dialChannel(t, b)
 	r.send(1, &amqp.ExchangeDeclare{Exchange: "nope", Passive: true})
 	cl, ok := r.next().(*amqp.ChannelClose)
 	require.True(t, ok)

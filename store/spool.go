@@ -104,17 +104,10 @@ type spool struct {
 func (sp *spool) segPath(n int) string { return filepath.Join(sp.dir, fmt.Sprintf("%08d.seg", n)) }
 
 func (sp *spool) write(seq uint64, m *queue.Message, expiresAt int64) {
-	n := 8 + 8 + 2 + len(m.Exchange) + len(m.RoutingKey) + 4 + len(m.Header) + len(m.Body)
-	b := binary.BigEndian.AppendUint32(sp.wbuf, uint32(n))
+	b := binary.BigEndian.AppendUint32(sp.wbuf, uint32(16+encodedLen(m)))
 	b = binary.BigEndian.AppendUint64(b, seq)
 	b = binary.BigEndian.AppendUint64(b, uint64(expiresAt))
-	b = append(b, byte(len(m.Exchange)))
-	b = append(b, m.Exchange...)
-	b = append(b, byte(len(m.RoutingKey)))
-	b = append(b, m.RoutingKey...)
-	b = binary.BigEndian.AppendUint32(b, uint32(len(m.Header)))
-	b = append(b, m.Header...)
-	sp.wbuf = append(b, m.Body...)
+	sp.wbuf = appendMessage(b, m)
 	if len(sp.wbuf) >= spoolFlushAt {
 		sp.flush()
 	}

@@ -215,7 +215,16 @@ func idKey(prefix byte, id uint64) []byte {
 }
 
 func encodeMessage(m *queue.Message) []byte {
-	b := make([]byte, 0, 2+len(m.Exchange)+len(m.RoutingKey)+4+len(m.Header)+len(m.Body))
+	return appendMessage(make([]byte, 0, encodedLen(m)), m)
+}
+
+// encodedLen is the size of m's record.
+func encodedLen(m *queue.Message) int {
+	return 2 + len(m.Exchange) + len(m.RoutingKey) + 4 + len(m.Header) + len(m.Body)
+}
+
+// appendMessage appends m's record (see the package doc) to b.
+func appendMessage(b []byte, m *queue.Message) []byte {
 	b = append(b, byte(len(m.Exchange)))
 	b = append(b, m.Exchange...)
 	b = append(b, byte(len(m.RoutingKey)))
