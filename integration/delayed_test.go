@@ -127,6 +127,51 @@ func TestDelayedExchangeRoutesWithBindingsAtDueTime(t *testing.T) {
 	}
 }
 
+// TestDelayedExchangeThroughExchangeBinding: a message reaching a delayed
+// exchange through an exchange-to-exchange binding is held there too (as
+// the plugin does), while the source's other bindings route it at once;
+// under confirms it is acked (durable: after the store has it), and a
+// mandatory one is not returned.
+func TestDelayedExchangeThroughExchangeBinding(t *testing.T) {
+	b := startDurable(t, t.TempDir())
+	_, ch := b.channel(t)
+	require.NoError(t, ch.ExchangeDeclare("src", "fanout", true, false, false, false, nil))
+	declareDelayed(t, ch, "later", "fanout", true)
+	require.NoError(t, ch.ExchangeBind("later", "", "src", false, nil))
+	for _, q := range []string{"now", "late"} {
+		_, err := ch.QueueDeclare(q, true, false, false, false, nil)
+		require.NoError(t, err)
+	}
+	require.NoError(t, ch.QueueBind("now", "", "src", false, nil))
+	require.NoError(t, ch.QueueBind("late", "", "later", false, nil))
+	require.NoError(t, ch.Confirm(false))
+	confirms := ch.NotifyPublish(make(chan amqp.Confirmation, 2))
+	returns := ch.NotifyReturn(make(chan amqp.Return, 2))
+
+	start := time.Now()
+	require.NoError(t, ch.PublishWithContext(context.Background(), "src", "", true, false, amqp.Publishing{
+		Body: []byte("both"), DeliveryMode: amqp.Persistent, Headers: amqp.Table{"x-delay": int32(400)}}))
+	require.True(t, (<-confirms).Ack)
+	require.Equal(t, "both", getBody(t, ch, "now"), "the source's own binding routes at once")
+	require.Equal(t, "", getBody(t, ch, "late"), "held by the delayed exchange")
+	ds, err := ch.Consume("late", "", true, false, false, false, nil)
+	require.NoError(t, err)
+	require.Equal(t, "both", string(recv(t, ds).Body))
+	require.GreaterOrEqual(t, time.Since(start), 400*time.Millisecond)
+
+	// Only the delayed exchange on the way: held, confirmed, not returned.
+	require.NoError(t, ch.QueueUnbind("now", "", "src", nil))
+	require.NoError(t, ch.PublishWithContext(context.Background(), "src", "", true, false, amqp.Publishing{
+		Body: []byte("only-late"), Headers: amqp.Table{"x-delay": int32(100)}}))
+	require.True(t, (<-confirms).Ack)
+	require.Equal(t, "only-late", string(recv(t, ds).Body))
+	select {
+	case r := <-returns:
+		t.Fatalf("returned: %v", r)
+	default:
+	}
+}
+
 func TestDelayedExchangeSurvivesRestartInBoundedMemory(t *testing.T) {
 	dir := t.TempDir()
 	// A window of 50 messages in memory: 600 pending means most wait on

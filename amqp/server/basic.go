@@ -182,6 +182,8 @@ func (ch *channel) route(pm *amqp.BasicPublish, msg *queue.Message, seq uint64) 
 			persisted = persisted || durable && q.Durable
 		}
 	}
+	held := holdDelayed(ch.r, msg)
+	persisted = persisted || held == heldPersisted
 	v.mu.RUnlock()
 	// Flow control: wait (bounded) for queues far behind their consumers.
 	for _, q := range qs {
@@ -200,7 +202,7 @@ func (ch *channel) route(pm *amqp.BasicPublish, msg *queue.Message, seq uint64) 
 		ch.confirms.add(seq, confirmNack)
 		return nil
 	}
-	if len(qs) == 0 && pm.Mandatory {
+	if len(qs) == 0 && held == notHeld && pm.Mandatory {
 		ch.stats.returned.Add(1)
 		ch.conn.send(func(b []byte) []byte {
 			b = amqp.AppendMethodFrame(b, ch.id, &amqp.BasicReturn{ReplyCode: amqp.NoRoute, ReplyText: "NO_ROUTE", Exchange: pm.Exchange, RoutingKey: pm.RoutingKey})

@@ -116,6 +116,7 @@ type txAck struct {
 
 func newChannel(c *conn, id uint16) *channel {
 	ch := &channel{id: id, conn: c, consumers: map[string]*consumerInfo{}, r: newRouter()}
+	ch.r.holdDelayed = true
 	ch.confirms.ch = ch
 	if c.user != nil && c.vhost != nil {
 		ch.checker = c.srv.newChecker(c.user, c.vhost.Name)

@@ -212,6 +212,7 @@ func (d *delayer) loop() {
 // none pending).
 func (d *delayer) fire() time.Duration {
 	r := newRouter()
+	r.holdDelayed = true
 	for {
 		now := time.Now().UnixMilli()
 		d.mu.Lock()
@@ -281,6 +282,7 @@ func (d *delayer) route(r *router, due []queue.Entry) {
 		for _, q := range qs {
 			q.Publish(msg, messageTTL(msg))
 		}
+		holdDelayed(r, msg) // a further delayed exchange down the line
 	}
 	v.mu.RUnlock()
 	for i := range due {
@@ -289,6 +291,35 @@ func (d *delayer) route(r *router, due []queue.Entry) {
 		}
 	}
 	d.pending.Add(-int64(len(due)))
+}
+
+// held says what holdDelayed did with a message.
+type held int
+
+const (
+	notHeld       held = iota
+	heldMemory         // held by a delayed exchange, in memory only
+	heldPersisted      // held, and journaled: confirm after the store syncs
+)
+
+// holdDelayed hands msg to the delayed exchanges the last routing through
+// r reached by exchange-to-exchange bindings (r.delayed); each holds its own
+// copy and routes it through its bindings when due. Vhost.mu must be held
+// (read), so none of them is deleted meanwhile.
+func holdDelayed(r *router, msg *queue.Message) held {
+	if len(r.delayed) == 0 {
+		return notHeld
+	}
+	delay, _ := delayOf(r.headers)
+	h := heldMemory
+	for _, x := range r.delayed {
+		cp := *msg
+		cp.StoreInline, cp.StoreID = false, 0
+		if x.delay.add(&cp, delay) {
+			h = heldPersisted
+		}
+	}
+	return h
 }
 
 // close stops the scheduler; drop also deletes the pending messages.

@@ -129,6 +129,12 @@ type router struct {
 	emit    func(dest)
 	key     string
 	headers amqp.Table
+	// holdDelayed: a delayed-message exchange reached through an
+	// exchange-to-exchange binding holds a message with an x-delay header
+	// (as the plugin's does) instead of routing it on; the exchanges are
+	// collected in delayed for the caller to hand the message to.
+	holdDelayed bool
+	delayed     []*Exchange
 }
 
 func newRouter() *router {
@@ -160,6 +166,14 @@ func (r *router) add(d dest) {
 		}
 		r.queues = append(r.queues, d)
 	case *Exchange:
+		if r.holdDelayed && d.delay != nil && !slices.Contains(r.visited, d) {
+			if _, ok := delayOf(r.headers); ok {
+				if !slices.Contains(r.delayed, d) {
+					r.delayed = append(r.delayed, d)
+				}
+				return
+			}
+		}
 		r.routeFrom(d)
 	}
 }
@@ -179,6 +193,7 @@ func (r *router) routeFrom(x *Exchange) {
 func (v *Vhost) route(r *router, x *Exchange, keys []string, headers amqp.Table) []*Queue {
 	r.queues = r.queues[:0]
 	r.visited = r.visited[:0]
+	r.delayed = r.delayed[:0]
 	clear(r.seen)
 	r.headers = headers
 	for _, k := range keys {
