@@ -82,8 +82,9 @@ func (c *confirmer) flushLocked() {
 		if ackTo == 0 {
 			return
 		}
-		c.ch.sendMethod(&amqp.BasicAck{DeliveryTag: ackTo, Multiple: ackTo > ackFrom})
+		// Counted first: a client that has its ack sees it in the stats.
 		c.ch.stats.confirmed.Add(ackTo - ackFrom + 1)
+		c.ch.sendMethod(&amqp.BasicAck{DeliveryTag: ackTo, Multiple: ackTo > ackFrom})
 		ackFrom, ackTo = 0, 0
 	}
 	for c.head < len(c.states) {
