@@ -204,6 +204,46 @@ func TestPolicyDeliveryLimit(t *testing.T) {
 	amqpErr(t, err, 406)
 }
 
+// TestDeliveryLimitCountSurvivesRestart: the return count of a message in
+// a durable queue is kept across a restart (as a quorum queue's is), so a
+// poison message does not get its full allowance again after each restart.
+func TestDeliveryLimitCountSurvivesRestart(t *testing.T) {
+	dir := t.TempDir()
+	b := startDurable(t, dir)
+	_, ch := b.channel(t)
+	_, err := ch.QueueDeclare("dlq", true, false, false, false, nil)
+	require.NoError(t, err)
+	args := amqp.Table{"x-delivery-limit": int32(2), "x-dead-letter-exchange": "", "x-dead-letter-routing-key": "dlq"}
+	_, err = ch.QueueDeclare("work", true, false, false, false, args)
+	require.NoError(t, err)
+	require.NoError(t, ch.PublishWithContext(context.Background(), "", "work", false, false,
+		amqp.Publishing{Body: []byte("poison"), DeliveryMode: amqp.Persistent}))
+	require.NoError(t, ch.PublishWithContext(context.Background(), "", "work", false, false,
+		amqp.Publishing{Body: []byte("fine"), DeliveryMode: amqp.Persistent}))
+	for range 2 { // returned twice: one return left
+		d, ok, err := ch.Get("work", false)
+		require.NoError(t, err)
+		require.True(t, ok)
+		require.Equal(t, "poison", string(d.Body))
+		require.NoError(t, d.Nack(false, true))
+	}
+	readyCount(t, ch, "work") // the nacks are processed
+	b.stop()
+
+	b = startDurable(t, dir)
+	_, ch = b.channel(t)
+	d, ok, err := ch.Get("work", false)
+	require.NoError(t, err)
+	require.True(t, ok)
+	require.Equal(t, "poison", string(d.Body))
+	require.True(t, d.Redelivered)
+	require.NoError(t, d.Nack(false, true)) // the third return: over the limit
+	eventually(t, func() bool { return readyCount(t, ch, "dlq") == 1 }, "dead-lettered on its third return overall")
+	require.Equal(t, "poison", getBody(t, ch, "dlq"))
+	require.Equal(t, "fine", getBody(t, ch, "work"))
+	require.Equal(t, "", getBody(t, ch, "work"))
+}
+
 func TestPolicySurvivesRestart(t *testing.T) {
 	dir := t.TempDir()
 	b := startDurable(t, dir)

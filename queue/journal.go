@@ -21,6 +21,11 @@ type Journal interface {
 	Load(qid, from uint64, max int) ([]Entry, error)
 	// DropFrom removes every entry of queue qid from seq from on.
 	DropFrom(qid, from uint64)
+	// Returned records how often the entry at seq has been returned to
+	// queue qid (for delivery-limit), so that the count survives a
+	// restart; 0 forgets it. Load and the store's startup read it back
+	// into Entry.Returns.
+	Returned(qid, seq uint64, n uint32)
 }
 
 // Spooler is implemented by journals that can hold a non-durable queue's

@@ -281,6 +281,9 @@ func (q *Queue) DeadLetterRejected(es []Entry) {
 func (q *Queue) forgetLocked(e *Entry) {
 	if e.Journaled {
 		q.Journal.Remove(q.ID, e.Seq, e.Msg)
+		if e.Returns > 0 {
+			q.Journal.Returned(q.ID, e.Seq, 0)
+		}
 		e.Journaled = false
 	}
 }
@@ -743,6 +746,10 @@ func (q *Queue) Requeue(es []Entry) {
 			q.forgetLocked(&e)
 			dead = append(dead, DeadLetter{Msg: e.Msg, Reason: ReasonDeliveryLimit})
 			continue
+		}
+		if e.Journaled && q.lim.deliveryLimit >= 0 {
+			// The count must survive a restart, as a quorum queue's does.
+			q.Journal.Returned(q.ID, e.Seq, e.Returns)
 		}
 		q.ready.insert(e)
 		q.readyBytes += int64(len(e.Msg.Body))

@@ -142,6 +142,12 @@ func (s *Store) LoadQueue(qid uint64, window int, cache map[uint64]*queue.Messag
 				return fmt.Errorf("entry %d: %w", seq, err)
 			}
 		}
+		if len(es) > 0 {
+			rs := loadReturns(txn, qid, es[0].Seq, es[len(es)-1].Seq)
+			for i := range es {
+				es[i].Returns = rs[es[i].Seq]
+			}
+		}
 		return nil
 	})
 	if err != nil {
@@ -177,6 +183,12 @@ func (s *Store) Load(qid, from uint64, max int) ([]queue.Entry, error) {
 				return fmt.Errorf("entry %d: %w", seq, err)
 			}
 		}
+		if len(es) > 0 {
+			rs := loadReturns(txn, qid, es[0].Seq, es[len(es)-1].Seq)
+			for i := range es {
+				es[i].Returns = rs[es[i].Seq]
+			}
+		}
 		return nil
 	})
 	if err != nil {
@@ -208,12 +220,24 @@ func (s *Store) DropFrom(qid, from uint64) {
 		}
 		return nil
 	})
+	var returns [][]byte
+	s.db.View(func(txn *badger.Txn) error {
+		for seq := range loadReturns(txn, qid, from, ^uint64(0)) {
+			k := entryKey(qid, seq)
+			k[0] = prefixReturns
+			returns = append(returns, k)
+		}
+		return nil
+	})
 	s.mu.Lock()
 	for _, d := range ds {
 		s.deleteLocked(d.key)
 		if d.ref != 0 {
 			s.unrefLocked(d.ref)
 		}
+	}
+	for _, k := range returns {
+		s.deleteLocked(k)
 	}
 	s.mu.Unlock()
 	s.kick()
@@ -233,7 +257,7 @@ func (s *Store) Sweep(live map[uint64]bool) error {
 	err := s.db.View(func(txn *badger.Txn) error {
 		it := txn.NewIterator(badger.IteratorOptions{PrefetchValues: false})
 		defer it.Close()
-		for _, p := range []byte{prefixEntry, prefixDelivered, prefixMessage} {
+		for _, p := range []byte{prefixEntry, prefixDelivered, prefixReturns, prefixMessage} {
 			for it.Seek([]byte{p}); it.ValidForPrefix([]byte{p}); it.Next() {
 				k := it.Item().Key()
 				if len(k) < 9 {

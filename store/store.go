@@ -28,6 +28,7 @@ const (
 	prefixEntry     = 'q'
 	prefixMessage   = 'm'
 	prefixDelivered = 'w'
+	prefixReturns   = 'r' // qid seq → u32: how often the entry was returned (delivery-limit)
 	prefixDef       = 'd'
 )
 
@@ -334,6 +335,50 @@ func (s *Store) unrefLocked(id uint64) {
 	}
 	delete(s.shared, id)
 	s.deleteLocked(idKey(prefixMessage, id))
+}
+
+// Returned implements queue.Journal.
+func (s *Store) Returned(qid, seq uint64, n uint32) {
+	k := entryKey(qid, seq)
+	k[0] = prefixReturns
+	s.mu.Lock()
+	if n == 0 {
+		s.deleteLocked(k)
+	} else {
+		s.putLocked(k, binary.BigEndian.AppendUint32(nil, n))
+	}
+	s.mu.Unlock()
+	s.kick()
+}
+
+// loadReturns reads queue qid's return counts for seqs in [from, to].
+func loadReturns(txn *badger.Txn, qid, from, to uint64) map[uint64]uint32 {
+	var m map[uint64]uint32
+	prefix := idKey(prefixReturns, qid)
+	start := entryKey(qid, from)
+	start[0] = prefixReturns
+	it := txn.NewIterator(badger.IteratorOptions{PrefetchValues: true, Prefix: prefix})
+	defer it.Close()
+	for it.Seek(start); it.Valid(); it.Next() {
+		k := it.Item().Key()
+		if len(k) != 17 {
+			continue
+		}
+		seq := binary.BigEndian.Uint64(k[9:])
+		if seq > to {
+			break
+		}
+		it.Item().Value(func(v []byte) error {
+			if len(v) == 4 {
+				if m == nil {
+					m = map[uint64]uint32{}
+				}
+				m[seq] = binary.BigEndian.Uint32(v)
+			}
+			return nil
+		})
+	}
+	return m
 }
 
 // Delivered implements queue.Journal.

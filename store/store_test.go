@@ -1,6 +1,7 @@
 package store
 
 import (
+	"fmt"
 	"testing"
 	"time"
 
@@ -208,4 +209,43 @@ func TestSyncOnlyWhenNeeded(t *testing.T) {
 	s.Append(1, 2, m, 0)
 	require.Eventually(t, func() bool { return s.syncs.Load() == syncs+2 }, 5*time.Second, time.Millisecond,
 		"a durable message is synced without a waiter")
+}
+
+// TestReturnCounts: a return count is read back with its entry at startup
+// and when paged in, and is gone with the entry, with a purge and with a
+// queue that no longer exists.
+func TestReturnCounts(t *testing.T) {
+	dir := t.TempDir()
+	s := openT(t, dir)
+	for seq := uint64(1); seq <= 4; seq++ {
+		m := msg(fmt.Sprint(seq))
+		m.StoreInline = true
+		s.Append(1, seq, m, 0)
+	}
+	s.Returned(1, 1, 3)
+	s.Returned(1, 2, 1)
+	s.Returned(1, 4, 2)
+	s.Returned(9, 1, 5) // a queue that will not be loaded
+	s.Flush()
+	require.NoError(t, s.Close())
+
+	s = openT(t, dir)
+	defer s.Close()
+	es, disk, _, err := s.LoadQueue(1, 2, map[uint64]*queue.Message{})
+	require.NoError(t, err)
+	require.Len(t, es, 2)
+	require.Equal(t, []uint32{3, 1}, []uint32{es[0].Returns, es[1].Returns})
+	require.Equal(t, 2, disk.N)
+	paged, err := s.Load(1, disk.From, 10)
+	require.NoError(t, err)
+	require.Equal(t, []uint32{0, 2}, []uint32{paged[0].Returns, paged[1].Returns})
+	require.NoError(t, s.Sweep(map[uint64]bool{1: true}))
+	s.Flush()
+	require.Equal(t, 3, keys(t, s, prefixReturns), "the dead queue's count is swept")
+
+	s.Remove(1, 1, es[0].Msg)
+	s.Returned(1, 1, 0)
+	s.DropFrom(1, 3) // a purge of the paged-out part
+	s.Flush()
+	require.Equal(t, 1, keys(t, s, prefixReturns), "only entry 2's count is left")
 }
