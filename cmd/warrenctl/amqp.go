@@ -34,16 +34,22 @@ func amqpURL() (string, error) {
 	return u.String(), nil
 }
 
-func dial(c *cli.Context, name string) (*amqp.Connection, error) {
+// dial opens an AMQP connection named name and a channel on it.
+func dial(c *cli.Context, name string) (*amqp.Connection, *amqp.Channel, error) {
 	u, err := amqpURL()
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	conn, err := amqp.DialConfig(u, amqp.Config{Properties: amqp.Table{"connection_name": name}, Dial: amqp.DefaultDial(10 * time.Second)})
 	if err != nil {
-		return nil, fmt.Errorf("AMQP connection to %s failed: %v", redact(u), err)
+		return nil, nil, fmt.Errorf("AMQP connection to %s failed: %v", redact(u), err)
 	}
-	return conn, nil
+	ch, err := conn.Channel()
+	if err != nil {
+		conn.Close()
+		return nil, nil, err
+	}
+	return conn, ch, nil
 }
 
 func redact(u string) string {
@@ -77,15 +83,11 @@ func consumeCommand() *cli.Command {
 			if err != nil {
 				return err
 			}
-			conn, err := dial(c, "warrenctl consume")
+			conn, ch, err := dial(c, "warrenctl consume")
 			if err != nil {
 				return err
 			}
 			defer conn.Close()
-			ch, err := conn.Channel()
-			if err != nil {
-				return err
-			}
 			if err := ch.Qos(c.Int("prefetch"), 0, false); err != nil {
 				return err
 			}

@@ -172,38 +172,22 @@ func declareCommand() *cli.Command {
 				Name: "user", Usage: "create or update a user", ArgsUsage: "NAME",
 				Description: "Example: warrenctl declare user --password s3cret --tags management,policymaker alice",
 				Flags:       []cli.Flag{&cli.StringFlag{Name: "password", Usage: "password (hashed by the broker)"}, &cli.StringFlag{Name: "password-hash", Usage: "a RabbitMQ SHA-256 password hash instead"}, &cli.StringFlag{Name: "tags", Usage: "comma-separated tags"}},
-				Action: func(c *cli.Context) error {
-					name, err := oneArg(c, "user name")
-					if err != nil {
-						return err
-					}
+				Action: nameAction("user name", "user", "saved", func(c *cli.Context, cl *client, name string) error {
 					body := map[string]any{"tags": c.String("tags")}
 					if p := c.String("password"); p != "" {
 						body["password"] = p
 					} else if h := c.String("password-hash"); h != "" {
 						body["password_hash"] = h
 					}
-					if err := newClient(c).do("PUT", "/api/users/"+esc(name), body, nil); err != nil {
-						return err
-					}
-					fmt.Printf("user %s saved\n", name)
-					return nil
-				},
+					return cl.do("PUT", "/api/users/"+esc(name), body, nil)
+				}),
 			},
 			{
 				Name: "vhost", Usage: "create a virtual host", ArgsUsage: "NAME",
 				Description: "Example: warrenctl declare vhost staging",
-				Action: func(c *cli.Context) error {
-					name, err := oneArg(c, "vhost name")
-					if err != nil {
-						return err
-					}
-					if err := newClient(c).do("PUT", "/api/vhosts/"+esc(name), nil, nil); err != nil {
-						return err
-					}
-					fmt.Printf("vhost %s declared\n", name)
-					return nil
-				},
+				Action: nameAction("vhost name", "vhost", "declared", func(_ *cli.Context, cl *client, name string) error {
+					return cl.do("PUT", "/api/vhosts/"+esc(name), nil, nil)
+				}),
 			},
 			{
 				Name: "permission", Usage: "set a user's permissions on --vhost", ArgsUsage: "USER",
@@ -285,22 +269,29 @@ func oneArg(c *cli.Context, what string) (string, error) {
 	return c.Args().First(), nil
 }
 
+// nameAction is the action of a command that takes one NAME, makes one
+// request about it and reports "KIND NAME DONE".
+func nameAction(what, kind, done string, req func(c *cli.Context, cl *client, name string) error) cli.ActionFunc {
+	return func(c *cli.Context) error {
+		name, err := oneArg(c, what)
+		if err != nil {
+			return err
+		}
+		if err := req(c, newClient(c), name); err != nil {
+			return err
+		}
+		fmt.Printf("%s %s %s\n", kind, name, done)
+		return nil
+	}
+}
+
 func deleteCommand() *cli.Command {
 	simple := func(kind, what, example string, path func(cl *client, name string) string) *cli.Command {
 		return &cli.Command{
 			Name: kind, Usage: "delete a " + kind, ArgsUsage: "NAME", Description: "Example: " + example,
-			Action: func(c *cli.Context) error {
-				name, err := oneArg(c, what)
-				if err != nil {
-					return err
-				}
-				cl := newClient(c)
-				if err := cl.do("DELETE", path(cl, name), nil, nil); err != nil {
-					return err
-				}
-				fmt.Printf("%s %s deleted\n", kind, name)
-				return nil
-			},
+			Action: nameAction(what, kind, "deleted", func(_ *cli.Context, cl *client, name string) error {
+				return cl.do("DELETE", path(cl, name), nil, nil)
+			}),
 		}
 	}
 	return &cli.Command{
@@ -356,18 +347,9 @@ func purgeCommand() *cli.Command {
 		Description: "Example: warrenctl purge queue orders",
 		Subcommands: []*cli.Command{{
 			Name: "queue", ArgsUsage: "NAME", Usage: "purge a queue", Description: "Example: warrenctl purge queue orders",
-			Action: func(c *cli.Context) error {
-				name, err := oneArg(c, "queue name")
-				if err != nil {
-					return err
-				}
-				cl := newClient(c)
-				if err := cl.do("DELETE", cl.vpath("queues", name, "contents"), nil, nil); err != nil {
-					return err
-				}
-				fmt.Printf("queue %s purged\n", name)
-				return nil
-			},
+			Action: nameAction("queue name", "queue", "purged", func(_ *cli.Context, cl *client, name string) error {
+				return cl.do("DELETE", cl.vpath("queues", name, "contents"), nil, nil)
+			}),
 		}},
 	}
 }
@@ -530,17 +512,9 @@ func closeCommand() *cli.Command {
 			Name: "connection", ArgsUsage: "NAME", Usage: "close a connection (its name from list connections)",
 			Description: "Example: warrenctl close connection --reason 'maintenance' '127.0.0.1:50000 -> 127.0.0.1:5672'",
 			Flags:       []cli.Flag{&cli.StringFlag{Name: "reason", Value: "Closed via warrenctl"}},
-			Action: func(c *cli.Context) error {
-				name, err := oneArg(c, "connection name")
-				if err != nil {
-					return err
-				}
-				if err := newClient(c).do("DELETE", "/api/connections/"+esc(name), nil, nil, "X-Reason", c.String("reason")); err != nil {
-					return err
-				}
-				fmt.Printf("connection %s closed\n", name)
-				return nil
-			},
+			Action: nameAction("connection name", "connection", "closed", func(c *cli.Context, cl *client, name string) error {
+				return cl.do("DELETE", "/api/connections/"+esc(name), nil, nil, "X-Reason", c.String("reason"))
+			}),
 		}},
 	}
 }

@@ -120,15 +120,11 @@ func runPerf(c *cli.Context) error {
 		return p
 	}
 	persistent := c.Bool("persistent")
-	setup, err := dial(c, "warrenctl perf setup")
+	setup, sch, err := dial(c, "warrenctl perf setup")
 	if err != nil {
 		return err
 	}
 	defer setup.Close()
-	sch, err := setup.Channel()
-	if err != nil {
-		return err
-	}
 	for i := range nq {
 		// Transient runs leave nothing behind: the queue goes with its consumer.
 		if _, err := sch.QueueDeclare(qname(i), persistent, !persistent && nc > 0, false, false, nil); err != nil {
@@ -153,14 +149,14 @@ func runPerf(c *cli.Context) error {
 	var conns []*amqp.Connection
 	var connsMu sync.Mutex
 	open := func(name string) (*amqp.Channel, error) {
-		conn, err := dial(c, name)
+		conn, ch, err := dial(c, name)
 		if err != nil {
 			return nil, err
 		}
 		connsMu.Lock()
 		conns = append(conns, conn)
 		connsMu.Unlock()
-		return conn.Channel()
+		return ch, nil
 	}
 	defer func() {
 		for _, conn := range conns {
