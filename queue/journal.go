@@ -24,7 +24,7 @@ type Journal interface {
 	// Returned records how often the entry at seq has been returned to
 	// queue qid (for delivery-limit), so that the count survives a
 	// restart; 0 forgets it. Load and the store's startup read it back
-	// into Entry.Returns.
+	// into Entry.Returns (and set Entry.ReturnsJournaled).
 	Returned(qid, seq uint64, n uint32)
 }
 

@@ -41,7 +41,10 @@ type Entry struct {
 	Journaled bool
 	// Spilled marks a transient entry paged out to disk (and read back).
 	Spilled bool
+	// ReturnsJournaled is set when the journal holds Returns for this entry
+	// (a durable queue with a delivery limit), to be forgotten with it.
+	ReturnsJournaled bool
 	// Returns counts requeues (nack, reject, channel close), for the
-	// delivery-limit policy. Kept in memory only.
+	// delivery-limit policy; journaled where ReturnsJournaled says.
 	Returns uint32
 }

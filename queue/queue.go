@@ -281,8 +281,9 @@ func (q *Queue) DeadLetterRejected(es []Entry) {
 func (q *Queue) forgetLocked(e *Entry) {
 	if e.Journaled {
 		q.Journal.Remove(q.ID, e.Seq, e.Msg)
-		if e.Returns > 0 {
+		if e.ReturnsJournaled {
 			q.Journal.Returned(q.ID, e.Seq, 0)
+			e.ReturnsJournaled = false
 		}
 		e.Journaled = false
 	}
@@ -750,6 +751,7 @@ func (q *Queue) Requeue(es []Entry) {
 		if e.Journaled && q.lim.deliveryLimit >= 0 {
 			// The count must survive a restart, as a quorum queue's does.
 			q.Journal.Returned(q.ID, e.Seq, e.Returns)
+			e.ReturnsJournaled = true
 		}
 		q.ready.insert(e)
 		q.readyBytes += int64(len(e.Msg.Body))

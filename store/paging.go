@@ -146,6 +146,7 @@ func (s *Store) LoadQueue(qid uint64, window int, cache map[uint64]*queue.Messag
 			rs := loadReturns(txn, qid, es[0].Seq, es[len(es)-1].Seq)
 			for i := range es {
 				es[i].Returns = rs[es[i].Seq]
+				es[i].ReturnsJournaled = es[i].Returns > 0
 			}
 		}
 		return nil
@@ -187,6 +188,7 @@ func (s *Store) Load(qid, from uint64, max int) ([]queue.Entry, error) {
 			rs := loadReturns(txn, qid, es[0].Seq, es[len(es)-1].Seq)
 			for i := range es {
 				es[i].Returns = rs[es[i].Seq]
+				es[i].ReturnsJournaled = es[i].Returns > 0
 			}
 		}
 		return nil
