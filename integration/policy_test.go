@@ -59,14 +59,15 @@ func TestPolicyResourceValidation(t *testing.T) {
 		"definition": map[string]any{"max-length": 2.0}, "priority": 0.0}, p)
 	require.Len(t, api.expect(200, http.MethodGet, "/api/policies", nil).list(t), 1)
 
-	// Only policymakers and administrators may set policies.
+	// Only policymakers and administrators may set policies (RabbitMQ 3.10.8: 401
+	// "User not authorised to access object").
 	api.expect(201, http.MethodPut, "/api/users/mgr", map[string]any{"password": "pw", "tags": "management"})
 	api.expect(201, http.MethodPut, "/api/users/pm", map[string]any{"password": "pw", "tags": "policymaker"})
 	for _, u := range []string{"mgr", "pm"} {
 		api.expect(201, http.MethodPut, "/api/permissions/%2F/"+u, map[string]any{"configure": ".*", "write": ".*", "read": ".*"})
 	}
 	r := api.as("mgr", "pw").expect(401, http.MethodPut, "/api/policies/%2F/p2", map[string]any{"pattern": ".", "definition": map[string]any{"max-length": 1}})
-	require.Equal(t, "Not policymaker user", r.obj(t)["reason"])
+	require.Equal(t, "User not authorised to access object", r.obj(t)["reason"])
 	api.as("pm", "pw").expect(201, http.MethodPut, "/api/policies/%2F/p2", map[string]any{"pattern": ".", "definition": map[string]any{"max-length": 1}})
 	api.expect(204, http.MethodDelete, path, nil)
 	api.expect(404, http.MethodDelete, path, nil)

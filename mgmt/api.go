@@ -36,12 +36,32 @@ const (
 	levelAdministrator
 )
 
+// The refusals are RabbitMQ's (rabbit_mgmt_util): a policymaker-level
+// endpoint (policies and parameters) says "User not authorised to access
+// object" both for a missing tag and for a vhost the user has no
+// permissions on.
 var levelRefusal = map[level]string{
 	levelManagement:    "Not management user",
 	levelMonitoring:    "Not monitor user",
-	levelPolicymaker:   "Not policymaker user",
+	levelPolicymaker:   "User not authorised to access object",
 	levelAdministrator: "Not administrator user",
 }
+
+// scope says how an endpoint with a {vhost} in its path checks the vhost.
+type scope int
+
+const (
+	// vhostAccess: the user needs permissions on the vhost (administrators
+	// excepted), as RabbitMQ's is_authorized_vhost; otherwise 401 "User not
+	// authorised to access virtual host", before any 404.
+	vhostAccess scope = iota
+	// vhostMonitor: as vhostAccess, but monitoring users see every vhost
+	// (RabbitMQ's vhost-limits).
+	vhostMonitor
+	// vhostFiltered: no check; the handler lists only what the user may
+	// see (RabbitMQ's /api/consumers/{vhost}).
+	vhostFiltered
+)
 
 // principal is the authenticated user of a request.
 type principal struct {
@@ -65,8 +85,12 @@ func (p principal) reaches(l level) bool {
 	return false
 }
 
-// seesAllVhosts: monitoring users and administrators see every vhost;
-// management users only those they have permissions on.
+// seesAllVhosts: monitoring users and administrators see every vhost in
+// /api/vhosts, every connection and channel, and every vhost's limits;
+// management users only their own connections and the vhosts they have
+// permissions on. Objects in vhosts (queues, exchanges, bindings,
+// policies, consumers) need permissions on the vhost from every user but
+// an administrator, monitoring users included (RabbitMQ 3.10).
 func (p principal) seesAllVhosts() bool { return p.has("administrator") || p.has("monitoring") }
 
 type ctxKey struct{}
@@ -93,11 +117,14 @@ func NewHandler(b *server.Server) http.Handler {
 	r.Handle("/metrics", MetricsHandler(b, false)).Methods(http.MethodGet)
 	r.Handle("/metrics/per-object", MetricsHandler(b, true)).Methods(http.MethodGet)
 
-	h := func(path string, l level, fn http.HandlerFunc, methods ...string) {
-		r.Handle(path, a.auth(fn, l)).Methods(methods...)
+	hs := func(path string, l level, sc scope, fn http.HandlerFunc, methods ...string) {
+		r.Handle(path, a.auth(fn, l, sc)).Methods(methods...)
 		if !strings.HasSuffix(path, "/") && !strings.Contains(path, "{") {
-			r.Handle(path+"/", a.auth(fn, l)).Methods(methods...)
+			r.Handle(path+"/", a.auth(fn, l, sc)).Methods(methods...)
 		}
+	}
+	h := func(path string, l level, fn http.HandlerFunc, methods ...string) {
+		hs(path, l, vhostAccess, fn, methods...)
 	}
 	get, put, del, post := http.MethodGet, http.MethodPut, http.MethodDelete, http.MethodPost
 
@@ -120,10 +147,10 @@ func NewHandler(b *server.Server) http.Handler {
 	h("/api/channels", levelManagement, a.listChannels, get)
 	h("/api/vhosts/{vhost}/channels", levelManagement, a.listChannels, get)
 	h("/api/consumers", levelManagement, a.listConsumers, get)
-	h("/api/consumers/{vhost}", levelManagement, a.listConsumers, get)
+	hs("/api/consumers/{vhost}", levelManagement, vhostFiltered, a.listConsumers, get)
 
 	h("/api/vhosts", levelManagement, a.listVhosts, get)
-	h("/api/vhosts/{vhost}", levelManagement, a.getVhost, get)
+	h("/api/vhosts/{vhost}", levelAdministrator, a.getVhost, get)
 	h("/api/vhosts/{vhost}", levelAdministrator, a.putVhost, put)
 	h("/api/vhosts/{vhost}", levelAdministrator, a.deleteVhost, del)
 	h("/api/vhosts/{vhost}/permissions", levelAdministrator, a.listPermissions, get)
@@ -168,20 +195,31 @@ func NewHandler(b *server.Server) http.Handler {
 		h(base+"/{props}", levelManagement, a.deleteBinding(dt), del)
 	}
 
-	h("/api/vhost-limits", levelAdministrator, a.listVhostLimits, get)
-	h("/api/vhost-limits/{vhost}", levelAdministrator, a.listVhostLimits, get)
+	h("/api/vhost-limits", levelManagement, a.listVhostLimits, get)
+	hs("/api/vhost-limits/{vhost}", levelManagement, vhostMonitor, a.listVhostLimits, get)
 	h("/api/vhost-limits/{vhost}/{name}", levelAdministrator, a.putLimit(false), put)
 	h("/api/vhost-limits/{vhost}/{name}", levelAdministrator, a.deleteLimit(false), del)
-	h("/api/user-limits", levelAdministrator, a.listUserLimits, get)
+	h("/api/user-limits", levelManagement, a.listUserLimits, get)
 	h("/api/user-limits/{user}", levelAdministrator, a.listUserLimits, get)
 	h("/api/user-limits/{user}/{name}", levelAdministrator, a.putLimit(true), put)
 	h("/api/user-limits/{user}/{name}", levelAdministrator, a.deleteLimit(true), del)
 
 	h("/api/policies", levelManagement, a.listPolicies, get)
 	h("/api/policies/{vhost}", levelManagement, a.listPolicies, get)
-	h("/api/policies/{vhost}/{name}", levelManagement, a.getPolicy, get)
+	h("/api/policies/{vhost}/{name}", levelPolicymaker, a.getPolicy, get)
 	h("/api/policies/{vhost}/{name}", levelPolicymaker, a.putPolicy, put)
 	h("/api/policies/{vhost}/{name}", levelPolicymaker, a.deletePolicy, del)
+
+	h("/api/parameters", levelPolicymaker, a.listParameters, get)
+	h("/api/parameters/{component}", levelPolicymaker, a.listParameters, get)
+	h("/api/parameters/{component}/{vhost}", levelPolicymaker, a.listParameters, get)
+	h("/api/parameters/{component}/{vhost}/{name}", levelPolicymaker, a.getParameter, get)
+	h("/api/parameters/{component}/{vhost}/{name}", levelPolicymaker, a.putParameter, put)
+	h("/api/parameters/{component}/{vhost}/{name}", levelPolicymaker, a.deleteParameter, del)
+	h("/api/global-parameters", levelPolicymaker, a.listGlobalParameters, get)
+	h("/api/global-parameters/{name}", levelPolicymaker, a.getGlobalParameter, get)
+	h("/api/global-parameters/{name}", levelPolicymaker, a.putGlobalParameter, put)
+	h("/api/global-parameters/{name}", levelPolicymaker, a.deleteGlobalParameter, del)
 
 	h("/api/definitions", levelAdministrator, a.exportDefinitions, get)
 	h("/api/definitions", levelAdministrator, a.importDefinitions, post)
@@ -205,7 +243,10 @@ func NewHandler(b *server.Server) http.Handler {
 
 // auth checks HTTP basic credentials and the user's tags, with RabbitMQ's
 // 401 bodies.
-func (a *api) auth(h http.HandlerFunc, l level) http.Handler {
+//
+// A path with a {vhost} also needs access to that vhost (sc) from every
+// user but an administrator; administrator-level endpoints check no vhost.
+func (a *api) auth(h http.HandlerFunc, l level, sc scope) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		user, pass, ok := r.BasicAuth()
 		var tags []string
@@ -229,6 +270,17 @@ func (a *api) auth(h http.HandlerFunc, l level) http.Handler {
 		if !p.reaches(l) {
 			writeJSON(w, http.StatusUnauthorized, errBody("not_authorised", levelRefusal[l]))
 			return
+		}
+		if _, ok := mux.Vars(r)["vhost"]; ok && sc != vhostFiltered && l != levelAdministrator && !p.has("administrator") {
+			vhost := var_(r, "vhost")
+			if !(sc == vhostMonitor && p.has("monitoring")) && !a.hasPermissions(p.name, vhost) {
+				reason := "User not authorised to access virtual host"
+				if l == levelPolicymaker {
+					reason = levelRefusal[l]
+				}
+				writeJSON(w, http.StatusUnauthorized, errBody("not_authorised", reason))
+				return
+			}
 		}
 		h(w, r.WithContext(context.WithValue(r.Context(), ctxKey{}, p)))
 	})
@@ -286,6 +338,10 @@ func readBody(r *http.Request, into any) error {
 	dec := json.NewDecoder(strings.NewReader(string(data)))
 	dec.UseNumber()
 	if err := dec.Decode(into); err != nil {
+		var bv *badValue
+		if errors.As(err, &bv) {
+			return bv
+		}
 		return errors.New("Malformed JSON: " + err.Error())
 	}
 	return nil
@@ -336,12 +392,16 @@ func (a *api) direct(w http.ResponseWriter, r *http.Request, vhost string) *serv
 	return d
 }
 
-// vhostVisible reports whether the user may see vhost's objects.
+// vhostVisible reports whether the user may see vhost's objects (queues,
+// exchanges, bindings, policies, consumers) in a list.
 func (a *api) vhostVisible(p principal, vhost string) bool {
-	if p.seesAllVhosts() {
-		return true
-	}
-	u, ok := a.b.UserInfo(p.name)
+	return p.has("administrator") || a.hasPermissions(p.name, vhost)
+}
+
+// hasPermissions reports whether user has permissions on vhost (RabbitMQ's
+// check_vhost_access for the internal backend).
+func (a *api) hasPermissions(user, vhost string) bool {
+	u, ok := a.b.UserInfo(user)
 	if !ok {
 		return false
 	}

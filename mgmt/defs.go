@@ -2,7 +2,9 @@ package mgmt
 
 import (
 	"fmt"
+	"maps"
 	"net/http"
+	"slices"
 	"strings"
 
 	"github.com/warren-mq/warren/amqp"
@@ -112,6 +114,17 @@ func (a *api) exportDefinitions(w http.ResponseWriter, r *http.Request) {
 			d.Vhosts = append(d.Vhosts, defVhost{Name: v, Limits: []any{}, Metadata: map[string]any{"description": "", "tags": []string{}}})
 		}
 	}
+	if vhost == "" {
+		for _, g := range a.b.GlobalParameters() {
+			d.GlobalParameters = append(d.GlobalParameters, item{"name": g.Name, "value": g.Value})
+		}
+	}
+	for _, it := range a.vhostParameters(principal{tags: []string{"administrator"}}, "", vhost) {
+		if vhost != "" {
+			delete(it, "vhost")
+		}
+		d.Parameters = append(d.Parameters, it)
+	}
 	for _, p := range a.b.Policies(vhost) {
 		it := policyItem(p)
 		if vhost != "" {
@@ -166,7 +179,7 @@ func sortedKeys[V any](m map[string]V) []string {
 func (a *api) importDefinitions(w http.ResponseWriter, r *http.Request) {
 	var d definitions
 	if err := readBody(r, &d); err != nil {
-		badRequest(w, err.Error())
+		badBody(w, err)
 		return
 	}
 	if err := a.importDefs(&d, var_(r, "vhost")); err != nil {
@@ -177,6 +190,12 @@ func (a *api) importDefinitions(w http.ResponseWriter, r *http.Request) {
 }
 
 func (a *api) importDefs(d *definitions, only string) error {
+	vhostOf := func(v string) string {
+		if only != "" {
+			return only
+		}
+		return v
+	}
 	if only != "" && !a.vhostExists(only) {
 		return fmt.Errorf("vhost '%s' does not exist", only)
 	}
@@ -203,11 +222,37 @@ func (a *api) importDefs(d *definitions, only string) error {
 			}
 		}
 	}
-	vhostOf := func(v string) string {
-		if only != "" {
-			return only
+	if only == "" {
+		for _, raw := range d.GlobalParameters {
+			m, _ := raw.(map[string]any)
+			name, _ := m["name"].(string)
+			value, ok := m["value"]
+			if name == "" || !ok {
+				return fmt.Errorf("a global parameter needs a name and a value")
+			}
+			// This broker keeps its own identity; every other global
+			// parameter is taken as given.
+			if name != "internal_cluster_id" {
+				a.b.PutGlobalParameter(name, value)
+			}
 		}
-		return v
+	}
+	for _, raw := range d.Parameters {
+		m, _ := raw.(map[string]any)
+		component, _ := m["component"].(string)
+		v, _ := m["vhost"].(string)
+		if component != limitsComponent {
+			return fmt.Errorf("Validation failed\n\ncomponent %s not found\n", component)
+		}
+		limits, err := limitsFrom(m["value"])
+		if err != nil {
+			return fmt.Errorf("vhost-limits of vhost '%s': %v", vhostOf(v), err)
+		}
+		for _, n := range slices.Sorted(maps.Keys(limits)) {
+			if err := a.b.SetVhostLimit(vhostOf(v), n, limits[n]); err != nil {
+				return fmt.Errorf("vhost-limits of vhost '%s': %v", vhostOf(v), err)
+			}
+		}
 	}
 	for _, raw := range d.Policies {
 		m, ok := raw.(map[string]any)

@@ -18,8 +18,9 @@ func (a *api) listVhostLimits(w http.ResponseWriter, r *http.Request) {
 		notFound(w)
 		return
 	}
+	p := who(r)
 	for _, v := range a.b.VhostNames() {
-		if only != "" && v != only {
+		if (only != "" && v != only) || !(p.seesAllVhosts() || a.hasPermissions(p.name, v)) {
 			continue
 		}
 		if l, ok := a.b.VhostLimits(v); ok && len(l) > 0 {
@@ -38,8 +39,10 @@ func (a *api) listUserLimits(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 	}
+	p := who(r)
 	for _, u := range a.b.Users() {
-		if (only == "" || u.Name == only) && len(u.Limits) > 0 {
+		// Users other than administrators see their own limits only.
+		if (only == "" || u.Name == only) && (p.has("administrator") || u.Name == p.name) && len(u.Limits) > 0 {
 			items = append(items, item{"user": u.Name, "value": u.Limits})
 		}
 	}

@@ -99,7 +99,7 @@ func (a *api) overview(w http.ResponseWriter, r *http.Request) {
 		"product_version":           server.RabbitVersion,
 		"product_name":              "RabbitMQ",
 		"erlang_version":            runtime.Version(),
-		"cluster_name":              nodeName,
+		"cluster_name":              a.clusterName(),
 		"node":                      nodeName,
 		"rates_mode":                "basic",
 		"statistics_db_event_queue": 0,
@@ -324,7 +324,7 @@ func (a *api) listVhosts(w http.ResponseWriter, r *http.Request) {
 	p := who(r)
 	items := []item{}
 	for _, v := range a.b.VhostNames() {
-		if a.vhostVisible(p, v) {
+		if p.seesAllVhosts() || a.hasPermissions(p.name, v) {
 			items = append(items, a.vhostItem(v))
 		}
 	}
@@ -333,7 +333,7 @@ func (a *api) listVhosts(w http.ResponseWriter, r *http.Request) {
 
 func (a *api) getVhost(w http.ResponseWriter, r *http.Request) {
 	v := var_(r, "vhost")
-	if !a.vhostExists(v) || !a.vhostVisible(who(r), v) {
+	if !a.vhostExists(v) {
 		notFound(w)
 		return
 	}
@@ -352,7 +352,7 @@ func (a *api) vhostExists(v string) bool {
 func (a *api) putVhost(w http.ResponseWriter, r *http.Request) {
 	var body map[string]any
 	if err := readBody(r, &body); err != nil {
-		badRequest(w, err.Error())
+		badBody(w, err)
 		return
 	}
 	v := var_(r, "vhost")
@@ -435,7 +435,7 @@ func parseTags(v any) ([]string, error) {
 func (a *api) putUser(w http.ResponseWriter, r *http.Request) {
 	var body map[string]any
 	if err := readBody(r, &body); err != nil {
-		badRequest(w, err.Error())
+		badBody(w, err)
 		return
 	}
 	name := var_(r, "user")
@@ -499,7 +499,7 @@ func (a *api) bulkDeleteUsers(w http.ResponseWriter, r *http.Request) {
 		Users []string `json:"users"`
 	}
 	if err := readBody(r, &body); err != nil {
-		badRequest(w, err.Error())
+		badBody(w, err)
 		return
 	}
 	for _, u := range body.Users {
@@ -562,7 +562,7 @@ func (a *api) getPermission(w http.ResponseWriter, r *http.Request) {
 func (a *api) putPermission(w http.ResponseWriter, r *http.Request) {
 	var body map[string]any
 	if err := readBody(r, &body); err != nil {
-		badRequest(w, err.Error())
+		badBody(w, err)
 		return
 	}
 	p, err := permissionFrom(body)
@@ -659,4 +659,13 @@ func jsonValue(v any) any {
 		return float64(x.Value) / math.Pow10(int(x.Scale))
 	}
 	return v
+}
+
+// clusterName is the cluster_name global parameter, or the node's name as
+// RabbitMQ shows when none is set.
+func (a *api) clusterName() string {
+	if n := a.b.ClusterName(); n != "" {
+		return n
+	}
+	return nodeName
 }

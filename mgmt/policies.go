@@ -76,7 +76,7 @@ func policyFrom(vhost, name string, body map[string]any) (server.Policy, error) 
 func (a *api) putPolicy(w http.ResponseWriter, r *http.Request) {
 	var body map[string]any
 	if err := readBody(r, &body); err != nil {
-		badRequest(w, err.Error())
+		badBody(w, err)
 		return
 	}
 	vhost := var_(r, "vhost")

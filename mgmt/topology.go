@@ -75,13 +75,13 @@ func (a *api) getExchange(w http.ResponseWriter, r *http.Request) {
 func (a *api) putExchange(w http.ResponseWriter, r *http.Request) {
 	var body struct {
 		Type       string         `json:"type"`
-		Durable    *bool          `json:"durable"`
-		AutoDelete bool           `json:"auto_delete"`
-		Internal   bool           `json:"internal"`
+		Durable    *flexBool      `json:"durable"`
+		AutoDelete flexBool       `json:"auto_delete"`
+		Internal   flexBool       `json:"internal"`
 		Arguments  map[string]any `json:"arguments"`
 	}
 	if err := readBody(r, &body); err != nil {
-		badRequest(w, err.Error())
+		badBody(w, err)
 		return
 	}
 	if body.Type == "" {
@@ -94,7 +94,7 @@ func (a *api) putExchange(w http.ResponseWriter, r *http.Request) {
 		badRequest(w, err.Error())
 		return
 	}
-	durable := body.Durable == nil || *body.Durable // RabbitMQ's API defaults to durable
+	durable := body.Durable == nil || bool(*body.Durable) // RabbitMQ's API defaults to durable
 	d := a.direct(w, r, vhost)
 	if d == nil {
 		return
@@ -102,7 +102,7 @@ func (a *api) putExchange(w http.ResponseWriter, r *http.Request) {
 	defer d.Close()
 	_, existed := a.b.Exchange(vhost, name)
 	if _, err := d.Call(&amqp.ExchangeDeclare{Exchange: name, Type: body.Type, Durable: durable,
-		AutoDelete: body.AutoDelete, Internal: body.Internal, Arguments: args}); err != nil {
+		AutoDelete: bool(body.AutoDelete), Internal: bool(body.Internal), Arguments: args}); err != nil {
 		amqpFailure(w, err)
 		return
 	}
@@ -165,12 +165,12 @@ func (a *api) getQueue(w http.ResponseWriter, r *http.Request) {
 
 func (a *api) putQueue(w http.ResponseWriter, r *http.Request) {
 	var body struct {
-		Durable    *bool          `json:"durable"`
-		AutoDelete bool           `json:"auto_delete"`
+		Durable    *flexBool      `json:"durable"`
+		AutoDelete flexBool       `json:"auto_delete"`
 		Arguments  map[string]any `json:"arguments"`
 	}
 	if err := readBody(r, &body); err != nil {
-		badRequest(w, err.Error())
+		badBody(w, err)
 		return
 	}
 	vhost, name := var_(r, "vhost"), var_(r, "name")
@@ -185,8 +185,8 @@ func (a *api) putQueue(w http.ResponseWriter, r *http.Request) {
 	}
 	defer d.Close()
 	_, existed := a.b.Queue(vhost, name)
-	durable := body.Durable == nil || *body.Durable
-	if _, err := d.Call(&amqp.QueueDeclare{Queue: name, Durable: durable, AutoDelete: body.AutoDelete, Arguments: args}); err != nil {
+	durable := body.Durable == nil || bool(*body.Durable)
+	if _, err := d.Call(&amqp.QueueDeclare{Queue: name, Durable: durable, AutoDelete: bool(body.AutoDelete), Arguments: args}); err != nil {
 		amqpFailure(w, err)
 		return
 	}
@@ -229,18 +229,18 @@ func (a *api) callFor204(w http.ResponseWriter, r *http.Request, vhost string, e
 // messages, then ack or requeue them all as ackmode says.
 func (a *api) getMessages(w http.ResponseWriter, r *http.Request) {
 	var body struct {
-		Count    json.Number `json:"count"`
-		AckMode  string      `json:"ackmode"`
-		Encoding string      `json:"encoding"`
-		Truncate json.Number `json:"truncate"`
-		Requeue  *bool       `json:"requeue"` // older clients
+		Count    flexInt   `json:"count"`
+		AckMode  string    `json:"ackmode"`
+		Encoding string    `json:"encoding"`
+		Truncate flexInt   `json:"truncate"`
+		Requeue  *flexBool `json:"requeue"` // older clients
 	}
 	if err := readBody(r, &body); err != nil {
-		badRequest(w, err.Error())
+		badBody(w, err)
 		return
 	}
 	if body.AckMode == "" && body.Requeue != nil {
-		body.AckMode = map[bool]string{true: "ack_requeue_true", false: "ack_requeue_false"}[*body.Requeue]
+		body.AckMode = map[bool]string{true: "ack_requeue_true", false: "ack_requeue_false"}[bool(*body.Requeue)]
 	}
 	switch {
 	case body.AckMode == "":
@@ -266,20 +266,15 @@ func (a *api) getMessages(w http.ResponseWriter, r *http.Request) {
 		badRequest(w, fmt.Sprintf("Unsupported ackmode %q", body.AckMode))
 		return
 	}
-	count, err := strconv.Atoi(string(body.Count))
-	if body.Count == "" {
-		count, err = 1, nil
-	}
-	if err != nil || count < 1 {
+	count := body.Count.or(1)
+	if count < 1 {
 		badRequest(w, "count must be a positive integer")
 		return
 	}
-	truncate := -1
-	if body.Truncate != "" {
-		if truncate, err = strconv.Atoi(string(body.Truncate)); err != nil || truncate < 0 {
-			badRequest(w, "truncate must be a non-negative integer")
-			return
-		}
+	truncate := body.Truncate.or(-1)
+	if body.Truncate.set && truncate < 0 {
+		badRequest(w, "truncate must be a non-negative integer")
+		return
 	}
 	vhost, name := var_(r, "vhost"), var_(r, "name")
 	if _, ok := a.b.Queue(vhost, name); !ok {
@@ -304,7 +299,7 @@ func (a *api) getMessages(w http.ResponseWriter, r *http.Request) {
 			break // get-empty
 		}
 		lastTag = ok.DeliveryTag
-		out = append(out, messageItem(ok, rep, body.Encoding, truncate))
+		out = append(out, messageItem(ok, rep, body.Encoding, int(truncate)))
 	}
 	if lastTag > 0 {
 		var m amqp.Method = &amqp.BasicAck{DeliveryTag: lastTag, Multiple: true}
@@ -506,7 +501,7 @@ func (a *api) publish(w http.ResponseWriter, r *http.Request) {
 		PayloadEncoding string         `json:"payload_encoding"`
 	}
 	if err := readBody(r, &body); err != nil {
-		badRequest(w, err.Error())
+		badBody(w, err)
 		return
 	}
 	for k, v := range map[string]bool{"routing_key": body.RoutingKey != nil, "payload": body.Payload != nil} {
@@ -707,7 +702,7 @@ func (a *api) postBinding(dt string) http.HandlerFunc {
 			Arguments  map[string]any `json:"arguments"`
 		}
 		if err := readBody(r, &body); err != nil {
-			badRequest(w, err.Error())
+			badBody(w, err)
 			return
 		}
 		args, err := tableFrom(body.Arguments)

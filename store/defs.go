@@ -15,6 +15,7 @@ const (
 	KindVhost    byte = 'v'
 	KindUser     byte = 'u'
 	KindPolicy   byte = 'p'
+	KindGlobal   byte = 'g' // global parameters
 )
 
 func defKey(kind byte, name string) []byte {

@@ -185,6 +185,9 @@ func (s *Server) Restore() error {
 	if err := s.restorePolicies(); err != nil {
 		return err
 	}
+	if err := s.restoreGlobals(); err != nil {
+		return err
+	}
 	s.mu.Lock()
 	vhosts := make(map[string]*Vhost, len(s.vhosts))
 	for n, v := range s.vhosts {

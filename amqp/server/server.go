@@ -116,6 +116,7 @@ type Server struct {
 	conns     map[*conn]struct{}
 	vhosts    map[string]*Vhost
 	users     map[string]*User
+	globals   map[string]any // global parameters (params.go)
 	closing   bool
 
 	store       *store.Store
@@ -139,7 +140,9 @@ func New(cfg Config) *Server {
 		vhosts: map[string]*Vhost{},
 		users:  map[string]*User{},
 		store:  cfg.Store,
-		alarm:  alarms{reasons: map[string]bool{}},
+		// A broker without a store still has a cluster id.
+		globals: map[string]any{"internal_cluster_id": newClusterID()},
+		alarm:   alarms{reasons: map[string]bool{}},
 	}
 	s.stopWatch = make(chan struct{})
 	if cfg.MemoryLimit > 0 || cfg.DiskFreeLimit > 0 {
