@@ -1,12 +1,15 @@
 package integration
 
 import (
+	"encoding/json"
 	"io"
+	"net"
 	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"regexp"
+	"strconv"
 	"syscall"
 	"testing"
 	"time"
@@ -34,10 +37,31 @@ func TestBinaryFlagsEnvAndSIGTERM(t *testing.T) {
 	cmd := exec.Command(bin, "--http-listen", "127.0.0.1:0", "--prometheus-listen", "127.0.0.1:0")
 	cmd.Env = append(os.Environ(), "WARREN_AMQP_LISTEN=127.0.0.1:0", "WARREN_DATA_DIR="+t.TempDir(), "WARREN_LOG_LEVEL=info")
 	start := time.Now()
-	addrs := runWarrenListeners(t, cmd, "AMQP", "PROMETHEUS")
+	addrs := runWarrenListeners(t, cmd, "AMQP", "HTTP", "PROMETHEUS")
 	addr := addrs["AMQP"]
 	t.Cleanup(func() { cmd.Process.Kill(); cmd.Wait() })
-	resp, err := http.Get("http://" + addrs["PROMETHEUS"] + "/metrics")
+	// /api/overview lists every listener in RabbitMQ's shape.
+	req, err := http.NewRequest("GET", "http://"+addrs["HTTP"]+"/api/overview", nil)
+	require.NoError(t, err)
+	req.SetBasicAuth("guest", "guest")
+	resp, err := http.DefaultClient.Do(req)
+	require.NoError(t, err)
+	var overview struct {
+		Listeners []struct {
+			Protocol  string
+			IPAddress string `json:"ip_address"`
+			Port      int
+		}
+	}
+	require.NoError(t, json.NewDecoder(resp.Body).Decode(&overview))
+	resp.Body.Close()
+	got := map[string]string{}
+	for _, l := range overview.Listeners {
+		require.Equal(t, "127.0.0.1", l.IPAddress, "listener %+v", l)
+		got[l.Protocol] = net.JoinHostPort(l.IPAddress, strconv.Itoa(l.Port))
+	}
+	require.Equal(t, map[string]string{"amqp": addr, "http": addrs["HTTP"], "prometheus": addrs["PROMETHEUS"]}, got)
+	resp, err = http.Get("http://" + addrs["PROMETHEUS"] + "/metrics")
 	require.NoError(t, err)
 	body, _ := io.ReadAll(resp.Body)
 	resp.Body.Close()

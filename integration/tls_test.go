@@ -8,6 +8,7 @@ import (
 	"crypto/tls"
 	"crypto/x509"
 	"crypto/x509/pkix"
+	"encoding/json"
 	"encoding/pem"
 	"math/big"
 	"net"
@@ -15,6 +16,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -263,6 +265,25 @@ func TestBinaryTLSListeners(t *testing.T) {
 	resp.Body.Close()
 	require.Equal(t, http.StatusOK, resp.StatusCode)
 	require.Equal(t, uint16(tls.VersionTLS13), resp.TLS.Version)
+	// /api/overview names the TLS listeners as RabbitMQ does.
+	req, err := http.NewRequest("GET", "https://"+addrs["HTTPS"]+"/api/overview", nil)
+	require.NoError(t, err)
+	req.SetBasicAuth("guest", "guest")
+	resp, err = hc.Do(req)
+	require.NoError(t, err)
+	var overview struct {
+		Listeners []struct {
+			Protocol string
+			Port     int
+		}
+	}
+	require.NoError(t, json.NewDecoder(resp.Body).Decode(&overview))
+	resp.Body.Close()
+	got := map[string]string{}
+	for _, l := range overview.Listeners {
+		got[l.Protocol] = "127.0.0.1:" + strconv.Itoa(l.Port)
+	}
+	require.Equal(t, map[string]string{"amqp": addrs["AMQP"], "amqp/ssl": addrs["AMQPS"], "https": addrs["HTTPS"]}, got)
 	// TLS 1.1 is refused.
 	_, err = tls.Dial("tcp", addrs["AMQPS"], &tls.Config{RootCAs: p.pool, MaxVersion: tls.VersionTLS11})
 	require.Error(t, err)

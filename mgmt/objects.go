@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"math"
+	"net"
 	"net/http"
 	"regexp"
 	"runtime"
@@ -111,7 +112,7 @@ func (a *api) overview(w http.ResponseWriter, r *http.Request) {
 			"messages": t.Ready + t.Unacked, "messages_ready": t.Ready, "messages_unacknowledged": t.Unacked,
 		},
 		"message_stats": ms,
-		"listeners":     []any{},
+		"listeners":     a.listeners(),
 		"contexts":      []any{map[string]any{"node": nodeName, "description": "RabbitMQ Management", "path": "/"}},
 		"exchange_types": []map[string]any{
 			{"name": "direct"}, {"name": "fanout"}, {"name": "topic"}, {"name": "headers"},
@@ -668,4 +669,21 @@ func (a *api) clusterName() string {
 		return n
 	}
 	return nodeName
+}
+
+// listeners lists the node's sockets in RabbitMQ's shape; an unspecified
+// address is "::", as RabbitMQ shows a listener on every interface.
+func (a *api) listeners() []item {
+	out := []item{}
+	for _, l := range a.b.Listeners() {
+		ip, port := "::", 0
+		if ta, ok := l.Addr.(*net.TCPAddr); ok {
+			port = ta.Port
+			if !ta.IP.IsUnspecified() && ta.IP != nil {
+				ip = ta.IP.String()
+			}
+		}
+		out = append(out, item{"node": nodeName, "protocol": l.Protocol, "ip_address": ip, "port": port})
+	}
+	return out
 }

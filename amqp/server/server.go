@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"net"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -113,6 +114,7 @@ type Server struct {
 
 	mu        sync.Mutex
 	listeners []net.Listener
+	announced []ListenerInfo // every listener of the node, for /api/overview
 	conns     map[*conn]struct{}
 	vhosts    map[string]*Vhost
 	users     map[string]*User
@@ -166,6 +168,7 @@ func (s *Server) Serve(l net.Listener) error {
 		return ErrServerClosed
 	}
 	s.listeners = append(s.listeners, l)
+	s.announceLocked("amqp", l.Addr())
 	s.mu.Unlock()
 	var delay time.Duration
 	for {
@@ -202,6 +205,40 @@ func (s *Server) Serve(l net.Listener) error {
 			c.serve()
 		}()
 	}
+}
+
+// ListenerInfo is one listening socket of the node, as RabbitMQ lists them
+// in /api/overview: protocol is amqp, amqp/ssl, http, https, prometheus or
+// clustering.
+type ListenerInfo struct {
+	Protocol string
+	Addr     net.Addr
+}
+
+// AnnounceListener records a listener that Serve does not own (HTTP, TLS)
+// so that /api/overview lists it. Announce an AMQP-over-TLS listener before
+// serving it: Serve keeps the first protocol announced for an address.
+func (s *Server) AnnounceListener(protocol string, addr net.Addr) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.announceLocked(protocol, addr)
+}
+
+// Lock must be held.
+func (s *Server) announceLocked(protocol string, addr net.Addr) {
+	for _, l := range s.announced {
+		if l.Addr.String() == addr.String() {
+			return
+		}
+	}
+	s.announced = append(s.announced, ListenerInfo{Protocol: protocol, Addr: addr})
+}
+
+// Listeners lists the node's listeners in the order they were announced.
+func (s *Server) Listeners() []ListenerInfo {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return slices.Clone(s.announced)
 }
 
 // Addr returns the address of the first listener, or nil.

@@ -141,6 +141,7 @@ func run(c *cli.Context) error {
 		return fmt.Errorf("--amqp-listen: %w", err)
 	}
 	errc := make(chan error, 5)
+	srv.AnnounceListener("amqp", l.Addr())
 	go func() { errc <- srv.Serve(l) }()
 	log.Info("AMQP listening", zap.Stringer("addr", l.Addr()))
 	if addr := c.String("amqps-listen"); addr != "" {
@@ -148,6 +149,7 @@ func run(c *cli.Context) error {
 		if err != nil {
 			return fmt.Errorf("--amqps-listen: %w", err)
 		}
+		srv.AnnounceListener("amqp/ssl", tl.Addr())
 		go func() { errc <- srv.Serve(tls.NewListener(tl, tlsCfg)) }()
 		log.Info("AMQPS listening", zap.Stringer("addr", tl.Addr()))
 	}
@@ -162,10 +164,11 @@ func run(c *cli.Context) error {
 	}
 	var httpServers []*http.Server
 	for _, l := range []struct {
-		flag    string
-		tls     *tls.Config
-		handler http.Handler
-	}{{"http-listen", nil, h}, {"https-listen", tlsCfg, h}, {"prometheus-listen", nil, mgmt.MetricsMux(srv)}} {
+		flag     string
+		tls      *tls.Config
+		handler  http.Handler
+		protocol string // as RabbitMQ names it in /api/overview's listeners
+	}{{"http-listen", nil, h, "http"}, {"https-listen", tlsCfg, h, "https"}, {"prometheus-listen", nil, mgmt.MetricsMux(srv), "prometheus"}} {
 		addr := c.String(l.flag)
 		if addr == "" {
 			continue
@@ -174,6 +177,7 @@ func run(c *cli.Context) error {
 		if err != nil {
 			return fmt.Errorf("--%s: %w", l.flag, err)
 		}
+		srv.AnnounceListener(l.protocol, hl.Addr())
 		if l.tls != nil {
 			hl = tls.NewListener(hl, l.tls)
 		}
