@@ -433,9 +433,13 @@ func TestAPIBrowseLeavesMessagesAlone(t *testing.T) {
 	_, ch := b.channel(t)
 	_, err := ch.QueueDeclare("browsed", false, false, false, false, nil)
 	require.NoError(t, err)
+	// Confirmed, so the queue holds all three before the API reads it.
+	require.NoError(t, ch.Confirm(false))
 	for _, body := range []string{"first", "second", "third"} {
-		require.NoError(t, ch.PublishWithContext(context.Background(), "", "browsed", false, false,
-			amqp.Publishing{Body: []byte(body), ContentType: "text/plain"}))
+		dc, err := ch.PublishWithDeferredConfirmWithContext(context.Background(), "", "browsed", false, false,
+			amqp.Publishing{Body: []byte(body), ContentType: "text/plain"})
+		require.NoError(t, err)
+		require.True(t, dc.Wait())
 	}
 	page := api.expect(200, http.MethodGet, "/api/queues/%2F/browsed/browse?offset=1&count=5", nil).obj(t)
 	require.Equal(t, 3.0, page["total"])

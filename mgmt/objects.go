@@ -315,7 +315,7 @@ func (a *api) vhostItem(name string) item {
 	}
 	return item{
 		"name": name, "description": "", "tags": []string{}, "default_queue_type": "classic",
-		"metadata": map[string]any{"description": "", "tags": []string{}}, "tracing": false,
+		"metadata": map[string]any{"description": "", "tags": []string{}}, "tracing": a.b.Tracing(name),
 		"messages": ready + unacked, "messages_ready": ready, "messages_unacknowledged": unacked,
 		"cluster_state": map[string]any{nodeName: "running"},
 	}
@@ -351,7 +351,9 @@ func (a *api) vhostExists(v string) bool {
 }
 
 func (a *api) putVhost(w http.ResponseWriter, r *http.Request) {
-	var body map[string]any
+	var body struct {
+		Tracing *flexBool `json:"tracing"`
+	}
 	if err := readBody(r, &body); err != nil {
 		badBody(w, err)
 		return
@@ -361,6 +363,9 @@ func (a *api) putVhost(w http.ResponseWriter, r *http.Request) {
 	if isNew {
 		// The creating user gets full permissions on it, as in RabbitMQ.
 		a.b.SetPermission(who(r).name, v, server.Permission{Configure: ".*", Write: ".*", Read: ".*"})
+	}
+	if body.Tracing != nil {
+		a.b.SetTracing(v, bool(*body.Tracing))
 	}
 	created(w, isNew)
 }

@@ -16,8 +16,14 @@ import (
 // exchanges and queues.
 
 type vhostRecord struct {
-	Name   string           `json:"name"`
-	Limits map[string]int64 `json:"limits,omitempty"`
+	Name    string           `json:"name"`
+	Limits  map[string]int64 `json:"limits,omitempty"`
+	Tracing bool             `json:"tracing,omitempty"`
+}
+
+// recordLocked is the vhost's stored form. Server lock held.
+func (v *Vhost) recordLocked() vhostRecord {
+	return vhostRecord{Name: v.Name, Limits: cloneLimits(v.limitMap()), Tracing: v.trace.Load() != nil}
 }
 
 type userRecord struct {
@@ -85,6 +91,9 @@ func (s *Server) DeleteVhost(name string) error {
 	}
 	for _, c := range conns {
 		c.forceClose(amqp.Errorf(amqp.ConnectionForced, "vhost '%s' is deleted", name))
+	}
+	if t := v.trace.Swap(nil); t != nil {
+		t.close()
 	}
 	v.mu.Lock()
 	qs := make([]*Queue, 0, len(v.queues))
@@ -259,6 +268,7 @@ func (s *Server) restoreAccess() error {
 			if r.Limits != nil {
 				v.limits.Store(&r.Limits)
 			}
+			v.setTracingLocked(r.Tracing, s.nodeName())
 		}
 		for n := range s.vhosts {
 			if !keep[n] {

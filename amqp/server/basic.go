@@ -159,6 +159,9 @@ func (ch *channel) route(pm *amqp.BasicPublish, msg *queue.Message, seq uint64) 
 		}
 	}
 	qs := v.route(ch.r, x, routeKeys, hdrs)
+	if t := v.trace.Load(); t != nil {
+		t.tracePublish(ch, pm.Exchange, routeKeys, msg, qs)
+	}
 	if len(qs) == 0 && pm.Exchange == "" && strings.HasPrefix(pm.RoutingKey, replyPrefix) {
 		if ch.conn.srv.deliverReply(pm.RoutingKey, msg) {
 			v.mu.RUnlock()
@@ -337,6 +340,9 @@ func (ch *channel) basicGet(m *amqp.BasicGet) error {
 		ch.unackedN.Add(1)
 	}
 	msg := e.Msg
+	if t := ch.vhost().trace.Load(); t != nil {
+		t.traceDeliver(ch, q.Name, msg, e.Redelivered)
+	}
 	ch.conn.send(func(b []byte) []byte {
 		b = amqp.AppendMethodFrame(b, ch.id, &amqp.BasicGetOk{DeliveryTag: tag, Redelivered: e.Redelivered, Exchange: msg.Exchange, RoutingKey: msg.RoutingKey, MessageCount: uint32(remaining)})
 		return amqp.AppendContent(b, ch.id, msg.Header, msg.Body, ch.conn.frameMax)

@@ -350,6 +350,9 @@ func (ch *channel) Deliver(q *queue.Queue, c *queue.Consumer, e queue.Entry) {
 		ch.unackedN.Add(1)
 	}
 	m := e.Msg
+	if t := ch.vhost().trace.Load(); t != nil {
+		t.traceDeliver(ch, q.Name, m, e.Redelivered)
+	}
 	ch.conn.send(func(b []byte) []byte {
 		b = appendDeliver(b, ch.id, c.Tag, tag, e.Redelivered, m.Exchange, m.RoutingKey)
 		return amqp.AppendContent(b, ch.id, m.Header, m.Body, ch.conn.frameMax)

@@ -52,7 +52,7 @@ func (s *Server) SetVhostLimit(vhost, name string, value int64) error {
 		m[name] = value
 	}
 	v.limits.Store(&m)
-	rec := vhostRecord{Name: vhost, Limits: cloneLimits(m)}
+	rec := v.recordLocked()
 	s.mu.Unlock()
 	s.persist(store.KindVhost, vhost, rec)
 	return nil

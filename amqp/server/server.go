@@ -19,6 +19,9 @@ import (
 // field takes RabbitMQ's default.
 type Config struct {
 	Logger *zap.Logger
+	// NodeName names this node as RabbitMQ names nodes, name@host (default
+	// warren@localhost): in the management API, metrics and traces.
+	NodeName string
 	// FrameMax is the largest frame the server proposes (default 131072).
 	FrameMax uint32
 	// ChannelMax is the highest channel number the server proposes (default 2047).
@@ -68,6 +71,9 @@ type Config struct {
 func (c *Config) setDefaults() {
 	if c.Logger == nil {
 		c.Logger = zap.NewNop()
+	}
+	if c.NodeName == "" {
+		c.NodeName = "warren@localhost"
 	}
 	if c.FrameMax == 0 {
 		c.FrameMax = 131072
@@ -240,6 +246,11 @@ func (s *Server) Listeners() []ListenerInfo {
 	defer s.mu.Unlock()
 	return slices.Clone(s.announced)
 }
+
+// NodeName is the node's name (Config.NodeName).
+func (s *Server) NodeName() string { return s.cfg.NodeName }
+
+func (s *Server) nodeName() string { return s.cfg.NodeName }
 
 // Addr returns the address of the first listener, or nil.
 func (s *Server) Addr() net.Addr {

@@ -65,6 +65,7 @@ type Vhost struct {
 	queues    map[string]*Queue
 	policies  map[string]*Policy
 	limits    atomic.Pointer[map[string]int64] // max-connections, max-queues (replaced whole)
+	trace     atomic.Pointer[tracer]           // firehose tracing; nil when off (trace.go)
 	// restoring is set while Restore rebuilds the vhost from the store, so
 	// nothing is written back. Guarded by mu.
 	restoring bool
@@ -85,14 +86,19 @@ func newVhost(name string, log *zap.Logger) *Vhost {
 		{"amq.topic", exchange.Topic},
 		{"amq.headers", exchange.Headers},
 		{"amq.match", exchange.Headers},
+		{traceExchange, exchange.Topic},
 	} {
 		m, _ := exchange.NewMatcher[dest](x.kind)
-		v.exchanges[x.name] = &Exchange{Name: x.name, Kind: x.kind, Durable: true, m: m}
+		// amq.rabbitmq.trace is internal: only the firehose publishes to it.
+		v.exchanges[x.name] = &Exchange{Name: x.name, Kind: x.kind, Durable: true, Internal: x.name == traceExchange, m: m}
 	}
 	return v
 }
 
 func (v *Vhost) close() {
+	if t := v.trace.Swap(nil); t != nil {
+		t.close()
+	}
 	v.mu.Lock()
 	qs := make([]*Queue, 0, len(v.queues))
 	for _, q := range v.queues {
