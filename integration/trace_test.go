@@ -112,3 +112,33 @@ func TestFirehoseTracing(t *testing.T) {
 	require.Equal(t, "after", string(recv(t, ds).Body))
 	none(t, traces)
 }
+
+// TestTracingAndGlobalParametersSurviveRestart: the vhost's tracing flag,
+// its limits and the global parameters are stored.
+func TestTracingAndGlobalParametersSurviveRestart(t *testing.T) {
+	dir := t.TempDir()
+	d := startDurable(t, dir)
+	require.NoError(t, d.SetTracing("/", true))
+	require.NoError(t, d.SetVhostLimit("/", "max-queues", 7))
+	d.PutGlobalParameter("cluster_name", "kept")
+	id, _ := d.GlobalParameter("internal_cluster_id")
+	d.stop()
+
+	d = startDurable(t, dir)
+	require.True(t, d.Tracing("/"))
+	l, _ := d.VhostLimits("/")
+	require.Equal(t, map[string]int64{"max-queues": 7}, l)
+	require.Equal(t, "kept", d.ClusterName())
+	id2, _ := d.GlobalParameter("internal_cluster_id")
+	require.Equal(t, id, id2)
+
+	// And the restored tracer works.
+	_, ch := d.channel(t)
+	_, err := ch.QueueDeclare("firehose", false, false, true, false, nil)
+	require.NoError(t, err)
+	require.NoError(t, ch.QueueBind("firehose", "publish.#", "amq.rabbitmq.trace", false, nil))
+	publish(t, ch, "amq.fanout", "", body("x"))
+	traces, err := ch.Consume("firehose", "", true, false, false, false, nil)
+	require.NoError(t, err)
+	require.Equal(t, "publish.amq.fanout", recv(t, traces).RoutingKey)
+}
