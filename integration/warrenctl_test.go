@@ -169,7 +169,18 @@ func TestWarrenctl(t *testing.T) {
 	bad.url = "http://127.0.0.1:1"
 	bad.fails(1, "cannot reach the broker", "list", "queues")
 	c.fails(2, "--format must be table or json", "--format", "xml", "list", "queues")
-	c.fails(2, "flags go before the arguments", "get", "orders", "--count", "2")
+
+	// Flags after the arguments, global and command flags alike; "--" ends
+	// the flags and a flag's value may start with '-'.
+	js = c.ok("list", "queues", "--format", "json", "--name", "^orders$")
+	require.Contains(t, js, `"name": "orders"`)
+	require.NotContains(t, js, `"name": "spread-0"`)
+	c.ok("publish", "--routing-key", "orders", "--", "-dash-")
+	require.Contains(t, c.ok("get", "orders", "--count", "5", "--ack-mode", "ack", "--format", "json"), `"payload": "-dash-"`)
+	c.ok("declare", "queue", "--", "-x")
+	require.Contains(t, c.ok("publish", "body", "--routing-key", "-x"), "published and routed")
+	require.Contains(t, c.ok("consume", "--count", "1", "--", "-x"), "-x\tbody")
+	c.fails(2, "flag needs an argument: --count", "get", "orders", "--count")
 
 	// --help on every command shows an example.
 	for _, args := range [][]string{{"list"}, {"declare", "queue"}, {"declare", "exchange"}, {"declare", "binding"}, {"declare", "user"},

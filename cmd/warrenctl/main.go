@@ -14,7 +14,24 @@ import (
 )
 
 func main() {
-	app := &cli.App{
+	app := newApp()
+	args, err := flagsAnywhere(app, os.Args)
+	if err == nil {
+		err = app.Run(args)
+	}
+	if err != nil {
+		var ue usageError
+		if errors.As(err, &ue) {
+			fmt.Fprintln(os.Stderr, "warrenctl:", err)
+			os.Exit(2)
+		}
+		fmt.Fprintln(os.Stderr, "warrenctl:", oneLine(err.Error()))
+		os.Exit(1)
+	}
+}
+
+func newApp() *cli.App {
+	return &cli.App{
 		Name:  "warrenctl",
 		Usage: "manage a Warren (or RabbitMQ) broker through its management API",
 		Description: "Examples:\n" +
@@ -43,15 +60,6 @@ func main() {
 			consumeCommand(), definitionsCommand(), closeCommand(), overviewCommand(), healthCommand(), perfCommand(),
 		},
 		ExitErrHandler: func(*cli.Context, error) {},
-	}
-	if err := app.Run(os.Args); err != nil {
-		var ue usageError
-		if errors.As(err, &ue) {
-			fmt.Fprintln(os.Stderr, "warrenctl:", err)
-			os.Exit(2)
-		}
-		fmt.Fprintln(os.Stderr, "warrenctl:", oneLine(err.Error()))
-		os.Exit(1)
 	}
 }
 
