@@ -191,3 +191,29 @@ func TestWarrenctl(t *testing.T) {
 		require.Regexp(t, `(?i)example`, help, "%v --help has an example", args)
 	}
 }
+
+// TestWarrenctlFindsAMQPListener: without --amqp-url, consume and perf dial
+// the AMQP listener that GET /api/overview lists (RabbitMQ's shape: node,
+// protocol "amqp", ip_address, port), not the management host on 5672: the
+// broker here listens on a port the kernel picked. The queues exist on this
+// broker only, so reaching another one on 5672 fails the test too.
+func TestWarrenctlFindsAMQPListener(t *testing.T) {
+	b := startBroker(t, server.Config{})
+	require.NotEqual(t, "127.0.0.1:5672", b.addr)
+	hs := httptest.NewServer(mgmt.NewHandler(b.Server))
+	t.Cleanup(hs.Close)
+	c := &ctl{t: t, bin: buildCtl(t), url: hs.URL} // --amqp-url "" is no --amqp-url
+
+	c.ok("declare", "queue", "found-by-overview")
+	c.ok("publish", "--routing-key", "found-by-overview", "hello")
+	require.Contains(t, c.ok("consume", "--count", "1", "found-by-overview"), "found-by-overview\thello")
+
+	// Producers only: the queue stays, with what perf sent to this broker.
+	perf := c.ok("perf", "--consumers", "0", "--duration", "1s", "--rate", "200", "--queue-pattern", "perf-by-overview")
+	require.Regexp(t, `summary: .* sent [1-9]\d* `, perf)
+	eventually(t, func() bool {
+		var qs []struct{ Messages int }
+		require.NoError(t, json.Unmarshal([]byte(c.ok("--format", "json", "list", "queues", "--name", "^perf-by-overview$")), &qs))
+		return len(qs) == 1 && qs[0].Messages > 0
+	}, "perf published to this broker")
+}

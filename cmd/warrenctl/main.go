@@ -45,7 +45,7 @@ func newApp() *cli.App {
 			&cli.StringFlag{Name: "password", Aliases: []string{"p"}, Value: "guest", EnvVars: []string{"WARREN_PASSWORD"}, Usage: "password"},
 			&cli.StringFlag{Name: "vhost", Value: "/", EnvVars: []string{"WARREN_VHOST"}, Usage: "virtual host"},
 			&cli.StringFlag{Name: "format", Value: "table", EnvVars: []string{"WARREN_FORMAT"}, Usage: "output: table or json"},
-			&cli.StringFlag{Name: "amqp-url", EnvVars: []string{"WARREN_AMQP_URL"}, Usage: "AMQP URL for consume and perf (default: the management host on port 5672 with --user, --password and --vhost)"},
+			&cli.StringFlag{Name: "amqp-url", EnvVars: []string{"WARREN_AMQP_URL"}, Usage: "AMQP URL for consume and perf (default: the AMQP listener that GET /api/overview lists, else the management host on port 5672, with --user, --password and --vhost)"},
 		},
 		Before: func(c *cli.Context) error {
 			if f := c.String("format"); f != "table" && f != "json" {
