@@ -70,8 +70,8 @@ func (fr *FrameReader) ReadFrame() (Frame, error) {
 	// "since quite a few [clients] get it wrong" (rabbit_reader.erl,
 	// ?FRAME_SIZE_FUDGE): a payload of exactly frame_max is accepted, one
 	// octet more is refused with this text (observed on RabbitMQ 3.10 with
-	// frame_max 4096: "... {frame_too_large,4097,4088}"). What Warren sends
-	// stays within frame_max: AppendContent splits bodies at frame_max-8.
+	// frame_max 4096: "... {frame_too_large,4097,4088}"). Output stays
+	// strict: AppendContent splits bodies at frame_max-8.
 	if size > fr.Max {
 		return f, &Error{Code: FrameError, Text: fmt.Sprintf("FRAME_ERROR - type %d, all octets = <<>>: {frame_too_large,%d,%d}", f.Type, size, int64(fr.Max)-FrameOverhead)}
 	}
