@@ -165,6 +165,41 @@ func TestFrameReaderRejectsOversizeBeforeAllocating(t *testing.T) {
 	require.Nil(t, fr.buf, "nothing allocated for the declared size")
 }
 
+// TestFrameReaderPayloadLimit: as RabbitMQ's reader, the limit applies to the
+// payload, so a frame of frame_max+8 octets in total is accepted and one
+// more octet is refused with RabbitMQ's text.
+func TestFrameReaderPayloadLimit(t *testing.T) {
+	for _, tc := range []struct {
+		max, payload uint32
+		err          string
+	}{
+		{4096, 0, ""},
+		{4096, 4088, ""},
+		{4096, 4096, ""},
+		{4096, 4097, "FRAME_ERROR - type 3, all octets = <<>>: {frame_too_large,4097,4088}"},
+		{131072, 131072, ""},
+		{131072, 131073, "FRAME_ERROR - type 3, all octets = <<>>: {frame_too_large,131073,131064}"},
+	} {
+		b := AppendFrameHeader(nil, FrameBody, 1, int(tc.payload))
+		b = append(append(b, bytes.Repeat([]byte{'x'}, int(tc.payload))...), FrameEnd)
+		b = AppendHeartbeat(b)
+		fr := NewFrameReader(bufio.NewReader(bytes.NewReader(b)), tc.max)
+		f, err := fr.ReadFrame()
+		if tc.err != "" {
+			var ae *Error
+			require.True(t, errors.As(err, &ae), "max %d payload %d: %v", tc.max, tc.payload, err)
+			require.Equal(t, uint16(FrameError), ae.Code)
+			require.Equal(t, tc.err, ae.Text)
+			continue
+		}
+		require.NoError(t, err, "max %d payload %d", tc.max, tc.payload)
+		require.Equal(t, int(tc.payload), len(f.Payload))
+		f, err = fr.ReadFrame()
+		require.NoError(t, err, "the stream stays in sync after a frame at the limit")
+		require.Equal(t, uint8(FrameHeartbeat), f.Type)
+	}
+}
+
 func TestFrameReaderBadFrameEnd(t *testing.T) {
 	b := AppendHeartbeat(nil)
 	b[len(b)-1] = 0

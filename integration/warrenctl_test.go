@@ -169,7 +169,18 @@ func TestWarrenctl(t *testing.T) {
 	bad.url = "http://127.0.0.1:1"
 	bad.fails(1, "cannot reach the broker", "list", "queues")
 	c.fails(2, "--format must be table or json", "--format", "xml", "list", "queues")
-	c.fails(2, "flags go before the arguments", "get", "orders", "--count", "2")
+
+	// Flags after the arguments, global and command flags alike; "--" ends
+	// the flags and a flag's value may start with '-'.
+	js = c.ok("list", "queues", "--format", "json", "--name", "^orders$")
+	require.Contains(t, js, `"name": "orders"`)
+	require.NotContains(t, js, `"name": "spread-0"`)
+	c.ok("publish", "--routing-key", "orders", "--", "-dash-")
+	require.Contains(t, c.ok("get", "orders", "--count", "5", "--ack-mode", "ack", "--format", "json"), `"payload": "-dash-"`)
+	c.ok("declare", "queue", "--", "-x")
+	require.Contains(t, c.ok("publish", "body", "--routing-key", "-x"), "published and routed")
+	require.Contains(t, c.ok("consume", "--count", "1", "--", "-x"), "-x\tbody")
+	c.fails(2, "flag needs an argument: --count", "get", "orders", "--count")
 
 	// --help on every command shows an example.
 	for _, args := range [][]string{{"list"}, {"declare", "queue"}, {"declare", "exchange"}, {"declare", "binding"}, {"declare", "user"},
@@ -179,4 +190,30 @@ func TestWarrenctl(t *testing.T) {
 		require.Contains(t, help, "warrenctl ", "%v --help", args)
 		require.Regexp(t, `(?i)example`, help, "%v --help has an example", args)
 	}
+}
+
+// TestWarrenctlFindsAMQPListener: without --amqp-url, consume and perf dial
+// the AMQP listener that GET /api/overview lists (RabbitMQ's shape: node,
+// protocol "amqp", ip_address, port), not the management host on 5672: the
+// broker here listens on a port the kernel picked. The queues exist on this
+// broker only, so reaching another one on 5672 fails the test too.
+func TestWarrenctlFindsAMQPListener(t *testing.T) {
+	b := startBroker(t, server.Config{})
+	require.NotEqual(t, "127.0.0.1:5672", b.addr)
+	hs := httptest.NewServer(mgmt.NewHandler(b.Server))
+	t.Cleanup(hs.Close)
+	c := &ctl{t: t, bin: buildCtl(t), url: hs.URL} // --amqp-url "" is no --amqp-url
+
+	c.ok("declare", "queue", "found-by-overview")
+	c.ok("publish", "--routing-key", "found-by-overview", "hello")
+	require.Contains(t, c.ok("consume", "--count", "1", "found-by-overview"), "found-by-overview\thello")
+
+	// Producers only: the queue stays, with what perf sent to this broker.
+	perf := c.ok("perf", "--consumers", "0", "--duration", "1s", "--rate", "200", "--queue-pattern", "perf-by-overview")
+	require.Regexp(t, `summary: .* sent [1-9]\d* `, perf)
+	eventually(t, func() bool {
+		var qs []struct{ Messages int }
+		require.NoError(t, json.Unmarshal([]byte(c.ok("--format", "json", "list", "queues", "--name", "^perf-by-overview$")), &qs))
+		return len(qs) == 1 && qs[0].Messages > 0
+	}, "perf published to this broker")
 }

@@ -116,7 +116,11 @@ func newConn(s *Server, nc net.Conn) *conn {
 		frameMax:  s.cfg.FrameMax,
 	}
 	c.name = fmt.Sprintf("%s -> %s", nc.RemoteAddr(), nc.LocalAddr())
-	c.fr = amqp.NewFrameReader(c.br, s.cfg.FrameMax)
+	// Until tune-ok, RabbitMQ reads with its initial_frame_max (default
+	// 4096, the spec's frame-min-size, 4.2.3): a bigger start-ok is dropped
+	// (rabbit_reader.erl start_connection; observed on 3.10: payload 4096
+	// accepted, 4097 refused). Tune-ok raises it to the negotiated frame_max.
+	c.fr = amqp.NewFrameReader(c.br, amqp.FrameMinSize)
 	return c
 }
 

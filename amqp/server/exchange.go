@@ -74,14 +74,18 @@ func (v *Vhost) declareExchange(m *amqp.ExchangeDeclare, matcher exchange.Matche
 	v.mu.Lock()
 	defer v.mu.Unlock()
 	if x, ok := v.exchanges[m.Exchange]; ok {
+		// An existing exchange, amq.* included, is only checked for
+		// equivalence: a different type is 406 "inequivalent arg 'type'"
+		// (rabbit_channel's exchange.declare calls
+		// rabbit_exchange:assert_equivalence on whatever the lookup found;
+		// observed on RabbitMQ 3.10.8 for amq.direct redeclared as fanout).
 		if err := exchangeEquivalent(x, m, v.Name); err != nil {
-			if strings.HasPrefix(m.Exchange, "amq.") {
-				return amqp.Errorf(amqp.AccessRefused, "exchange name '%s' contains reserved prefix 'amq.*'", m.Exchange)
-			}
 			return err
 		}
-		return nil
+		return nil // not the typed nil *amqp.Error, which a non-nil error would carry
 	}
+	// The reserved prefix is checked only when the declare would create the
+	// exchange (rabbit_channel: check_name on lookup's not_found branch).
 	if strings.HasPrefix(m.Exchange, "amq.") {
 		return amqp.Errorf(amqp.AccessRefused, "exchange name '%s' contains reserved prefix 'amq.*'", m.Exchange)
 	}

@@ -7,6 +7,8 @@ import (
 	"net/url"
 	"os"
 	"os/signal"
+	"strconv"
+	"sync"
 	"sync/atomic"
 	"syscall"
 	"time"
@@ -15,34 +17,98 @@ import (
 	"github.com/urfave/cli/v2"
 )
 
-// amqpURL is --amqp-url, or the management host on port 5672 with the
-// management credentials and --vhost.
-func amqpURL() (string, error) {
+// amqpTarget is the AMQP URL consume and perf dial; guess says why its
+// host:port is a guess (empty when the broker told it).
+type amqpTarget struct{ url, guess string }
+
+// amqpURL is --amqp-url or, without it, the AMQP listener that the
+// management API's GET /api/overview lists (see amqpListener), with --user,
+// --password and --vhost; only when it lists none, or cannot be read, the
+// management host on port 5672 (5671 with amqps for an https --url).
+// Resolved once: perf dials many connections.
+var amqpURL = sync.OnceValues(func() (amqpTarget, error) {
 	if u := globals.amqpURL; u != "" {
-		return u, nil
+		return amqpTarget{url: u}, nil
 	}
 	mu, err := url.Parse(globals.url)
 	if err != nil || mu.Host == "" {
-		return "", usagef("bad --url %q", globals.url)
+		return amqpTarget{}, usagef("bad --url %q", globals.url)
 	}
 	u := url.URL{Scheme: "amqp", User: url.UserPassword(globals.user, globals.password),
-		Host: net.JoinHostPort(mu.Hostname(), "5672"), Path: "/" + globals.vhost}
-	if mu.Scheme == "https" {
-		u.Scheme, u.Host = "amqps", net.JoinHostPort(mu.Hostname(), "5671")
+		Path: "/" + globals.vhost, RawPath: "/" + url.PathEscape(globals.vhost)}
+	var o overview
+	guess := ""
+	if err := newClient(nil).do("GET", "/api/overview", nil, &o); err != nil {
+		guess = fmt.Sprintf("GET /api/overview failed (%v), so the default port was tried", err)
+	} else if u.Scheme, u.Host = o.amqpListener(mu); u.Host == "" {
+		guess = "/api/overview lists no AMQP listener, so the default port was tried"
 	}
-	u.RawPath = "/" + url.PathEscape(globals.vhost)
-	return u.String(), nil
+	if u.Host == "" {
+		u.Host = net.JoinHostPort(mu.Hostname(), "5672")
+		if mu.Scheme == "https" {
+			u.Scheme, u.Host = "amqps", net.JoinHostPort(mu.Hostname(), "5671")
+		}
+	}
+	return amqpTarget{url: u.String(), guess: guess}, nil
+})
+
+// overview is what amqpURL reads of GET /api/overview: the node that
+// answered and every listener of the cluster, in RabbitMQ's shape
+// ({"node": "rabbit@h", "protocol": "amqp", "ip_address": "::", "port": 5672};
+// protocol "amqp/ssl" for TLS, and others such as "http" and "clustering").
+type overview struct {
+	Node      string `json:"node"`
+	Listeners []struct {
+		Node      string `json:"node"`
+		Protocol  string `json:"protocol"`
+		IPAddress string `json:"ip_address"`
+		Port      int    `json:"port"`
+	} `json:"listeners"`
+}
+
+// amqpListener picks the AMQP listener of the node behind the management
+// URL mu ("amqp/ssl" first when mu is https, "amqp" first otherwise) and
+// returns its URL scheme and host:port, or an empty host when there is
+// none. A wildcard address ("::", "0.0.0.0") means every interface, so the
+// management URL's host reaches it; another address is used as it is.
+func (o *overview) amqpListener(mu *url.URL) (scheme, host string) {
+	order := []string{"amqp", "amqp/ssl"}
+	if mu.Scheme == "https" {
+		order = []string{"amqp/ssl", "amqp"}
+	}
+	for _, proto := range order {
+		for _, sameNode := range []bool{true, false} {
+			for _, l := range o.Listeners {
+				if l.Protocol != proto || (l.Node == o.Node) != sameNode || l.Port <= 0 {
+					continue
+				}
+				h := l.IPAddress
+				if ip := net.ParseIP(h); h == "" || ip != nil && ip.IsUnspecified() {
+					h = mu.Hostname()
+				}
+				scheme = "amqp"
+				if proto == "amqp/ssl" {
+					scheme = "amqps"
+				}
+				return scheme, net.JoinHostPort(h, strconv.Itoa(l.Port))
+			}
+		}
+	}
+	return "amqp", ""
 }
 
 // dial opens an AMQP connection named name and a channel on it.
 func dial(c *cli.Context, name string) (*amqp.Connection, *amqp.Channel, error) {
-	u, err := amqpURL()
+	t, err := amqpURL()
 	if err != nil {
 		return nil, nil, err
 	}
-	conn, err := amqp.DialConfig(u, amqp.Config{Properties: amqp.Table{"connection_name": name}, Dial: amqp.DefaultDial(10 * time.Second)})
+	conn, err := amqp.DialConfig(t.url, amqp.Config{Properties: amqp.Table{"connection_name": name}, Dial: amqp.DefaultDial(10 * time.Second)})
 	if err != nil {
-		return nil, nil, fmt.Errorf("AMQP connection to %s failed: %v", redact(u), err)
+		if t.guess != "" {
+			return nil, nil, fmt.Errorf("AMQP connection to %s failed: %v (%s; give --amqp-url)", redact(t.url), err, t.guess)
+		}
+		return nil, nil, fmt.Errorf("AMQP connection to %s failed: %v", redact(t.url), err)
 	}
 	ch, err := conn.Channel()
 	if err != nil {

@@ -66,9 +66,6 @@ func listCommand() *cli.Command {
 			&cli.StringFlag{Name: "name", Usage: "only names matching this regular expression"},
 		},
 		Action: func(c *cli.Context) error {
-			if err := flagsFirst(c); err != nil {
-				return err
-			}
 			what := c.Args().First()
 			l, ok := listings[what]
 			if c.NArg() != 1 || !ok {
@@ -248,21 +245,7 @@ func destType(s string) (string, error) {
 	return "", usagef("--destination-type must be queue or exchange, not %q", s)
 }
 
-// flagsFirst refuses a flag given after an argument, which urfave/cli
-// would silently take as another argument.
-func flagsFirst(c *cli.Context) error {
-	for _, a := range c.Args().Slice()[min(1, c.NArg()):] {
-		if strings.HasPrefix(a, "-") && a != "-" {
-			return usagef("%s: flags go before the arguments (got %q after them)", c.Command.FullName(), a)
-		}
-	}
-	return nil
-}
-
 func oneArg(c *cli.Context, what string) (string, error) {
-	if err := flagsFirst(c); err != nil {
-		return "", err
-	}
 	if c.NArg() != 1 {
 		return "", usagef("%s: expected one %s (see --help)", c.Command.FullName(), what)
 	}

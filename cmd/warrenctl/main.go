@@ -14,7 +14,24 @@ import (
 )
 
 func main() {
-	app := &cli.App{
+	app := newApp()
+	args, err := flagsAnywhere(app, os.Args)
+	if err == nil {
+		err = app.Run(args)
+	}
+	if err != nil {
+		var ue usageError
+		if errors.As(err, &ue) {
+			fmt.Fprintln(os.Stderr, "warrenctl:", err)
+			os.Exit(2)
+		}
+		fmt.Fprintln(os.Stderr, "warrenctl:", oneLine(err.Error()))
+		os.Exit(1)
+	}
+}
+
+func newApp() *cli.App {
+	return &cli.App{
 		Name:  "warrenctl",
 		Usage: "manage a Warren (or RabbitMQ) broker through its management API",
 		Description: "Examples:\n" +
@@ -28,7 +45,7 @@ func main() {
 			&cli.StringFlag{Name: "password", Aliases: []string{"p"}, Value: "guest", EnvVars: []string{"WARREN_PASSWORD"}, Usage: "password"},
 			&cli.StringFlag{Name: "vhost", Value: "/", EnvVars: []string{"WARREN_VHOST"}, Usage: "virtual host"},
 			&cli.StringFlag{Name: "format", Value: "table", EnvVars: []string{"WARREN_FORMAT"}, Usage: "output: table or json"},
-			&cli.StringFlag{Name: "amqp-url", EnvVars: []string{"WARREN_AMQP_URL"}, Usage: "AMQP URL for consume and perf (default: the management host on port 5672 with --user, --password and --vhost)"},
+			&cli.StringFlag{Name: "amqp-url", EnvVars: []string{"WARREN_AMQP_URL"}, Usage: "AMQP URL for consume and perf (default: the AMQP listener that GET /api/overview lists, else the management host on port 5672, with --user, --password and --vhost)"},
 		},
 		Before: func(c *cli.Context) error {
 			if f := c.String("format"); f != "table" && f != "json" {
@@ -43,15 +60,6 @@ func main() {
 			consumeCommand(), definitionsCommand(), closeCommand(), overviewCommand(), healthCommand(), perfCommand(),
 		},
 		ExitErrHandler: func(*cli.Context, error) {},
-	}
-	if err := app.Run(os.Args); err != nil {
-		var ue usageError
-		if errors.As(err, &ue) {
-			fmt.Fprintln(os.Stderr, "warrenctl:", err)
-			os.Exit(2)
-		}
-		fmt.Fprintln(os.Stderr, "warrenctl:", oneLine(err.Error()))
-		os.Exit(1)
 	}
 }
 
