@@ -279,7 +279,8 @@ func (c *testCluster) stop(id uint64) {
 	if err := n.tr.Close(); err != nil {
 		c.t.Errorf("transport close: %v", err)
 	}
-	if err := <-n.done; err != nil {
+	// Serve may not have started before Close: then it returns ErrClosed.
+	if err := <-n.done; err != nil && !errors.Is(err, transport.ErrClosed) {
 		c.t.Errorf("serve: %v", err)
 	}
 	if err := n.h.Close(); err != nil {
