@@ -1,0 +1,62 @@
+package multiraft
+
+import (
+	"errors"
+	"fmt"
+)
+
+// Entry is a committed, applied log entry as the state machine sees it.
+type Entry struct {
+	Index, Term uint64
+	Data        []byte
+}
+
+// Result is what the state machine's Apply made of one entry. Propose
+// returns it to the proposer on the node that proposed it.
+type Result struct {
+	Value any
+	Err   error
+}
+
+// StateMachine is one group's replicated state. The host calls it from its
+// ready loop only, never concurrently for the same group.
+type StateMachine interface {
+	// Apply applies committed entries in log order and returns one Result
+	// per entry (missing ones count as zero Results). It must be
+	// deterministic. The slice is reused after Apply returns; Data may be kept.
+	Apply(entries []Entry) []Result
+	// Snapshot returns the state as of the last applied entry.
+	Snapshot() ([]byte, error)
+	// Restore replaces the state with a snapshot's.
+	Restore(data []byte) error
+}
+
+// Errors.
+var (
+	// ErrNotLeader is matched (errors.Is) by every *NotLeaderError.
+	ErrNotLeader = errors.New("multiraft: not the leader")
+	// ErrLeadershipLost: this node stopped leading while the proposal was in
+	// flight; it may or may not commit. It comes wrapped with a
+	// *NotLeaderError naming the new leader if known.
+	ErrLeadershipLost = errors.New("multiraft: leadership lost, outcome unknown")
+	ErrGroupExists    = errors.New("multiraft: group already started")
+	ErrGroupStopped   = errors.New("multiraft: group stopped")
+	ErrClosed         = errors.New("multiraft: host closed")
+)
+
+// NotLeaderError says this node does not lead the group, and who does
+// (Leader 0: nobody known yet, e.g. during an election), so the caller can
+// forward the request there.
+type NotLeaderError struct {
+	Group, Leader uint64
+}
+
+func (e *NotLeaderError) Error() string {
+	if e.Leader == 0 {
+		return fmt.Sprintf("multiraft: group %d: not the leader; no leader known", e.Group)
+	}
+	return fmt.Sprintf("multiraft: group %d: not the leader; leader is node %d", e.Group, e.Leader)
+}
+
+// Is makes errors.Is(err, ErrNotLeader) true.
+func (e *NotLeaderError) Is(target error) bool { return target == ErrNotLeader }

@@ -1,0 +1,296 @@
+package multiraft
+
+import (
+	"context"
+	"fmt"
+	"sync"
+	"sync/atomic"
+
+	"go.etcd.io/raft/v3"
+	pb "go.etcd.io/raft/v3/raftpb"
+	"go.uber.org/zap"
+	"google.golang.org/protobuf/proto"
+)
+
+// Group is one Raft group running on a Host.
+type Group struct {
+	id      uint64
+	h       *Host
+	sm      StateMachine
+	storage *raft.MemoryStorage
+
+	// mu guards the RawNode, which is not safe for concurrent use, and the
+	// fields below. Lock order: Host.mu, then Group.mu; Host.readyMu is a
+	// leaf. Never held across I/O or a state machine call.
+	mu       sync.Mutex
+	rn       *raft.RawNode          // Lock must be held.
+	waiters  map[uint64]chan Result // proposals by sequence number. Lock must be held.
+	snapReqs []chan error           // Snapshot calls waiting. Lock must be held.
+	lead     uint64                 // leader as of the last Ready. Lock must be held.
+	leadCh   chan struct{}          // closed when lead changes. Lock must be held.
+	stopErr  error                  // non-nil once stopped. Lock must be held.
+
+	queued bool // in Host.ready. Host.readyMu must be held.
+
+	// Owned by the ready loop (and StartGroup before the group is shared).
+	applied   atomic.Uint64 // read by others: Applied
+	snapIndex uint64
+	confState *pb.ConfState
+	snapWant  atomic.Bool
+}
+
+// ID returns the group ID.
+func (g *Group) ID() uint64 { return g.id }
+
+// Leader returns the current leader's node ID (0 if none is known) and
+// whether it is this node.
+func (g *Group) Leader() (id uint64, local bool) {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	st := g.rn.BasicStatus()
+	return st.Lead, st.RaftState == raft.StateLeader
+}
+
+// LeaderChanged returns a channel closed at the next leader change this node
+// sees; call it again for the one after.
+func (g *Group) LeaderChanged() <-chan struct{} {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	return g.leadCh
+}
+
+// Status returns raft's full status (allocates; for tools and tests).
+func (g *Group) Status() raft.Status {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	return g.rn.Status()
+}
+
+// Applied returns the index of the last entry applied to the state machine.
+func (g *Group) Applied() uint64 { return g.applied.Load() }
+
+// Propose proposes data and returns once the entry is committed and applied
+// on this node, with the state machine's Result for it. Only the leader
+// proposes: elsewhere it fails at once with a *NotLeaderError naming the
+// leader (errors.Is(err, ErrNotLeader)), so the caller can forward. If this
+// node loses leadership first, the error wraps ErrLeadershipLost: the entry
+// may still commit. On ctx's end the entry may also still commit.
+func (g *Group) Propose(ctx context.Context, data []byte) (any, error) {
+	seq := g.h.seq.Add(1)
+	buf := appendProposal(make([]byte, 0, proposalHeaderSize+len(data)), g.h.cfg.NodeID, seq, data)
+	return g.wait(ctx, seq, func() error { return g.rn.Propose(buf) })
+}
+
+// AddNode adds a voter through a ConfChangeV2 and returns once the change is
+// applied here. The new node starts the group empty (StartGroup with no
+// peers); its transport must know the node's address. One change at a time.
+func (g *Group) AddNode(ctx context.Context, node uint64) error {
+	return g.changeConf(ctx, pb.ConfChangeAddNode, node)
+}
+
+// RemoveNode removes a member through a ConfChangeV2. A removed leader
+// steps down.
+func (g *Group) RemoveNode(ctx context.Context, node uint64) error {
+	return g.changeConf(ctx, pb.ConfChangeRemoveNode, node)
+}
+
+func (g *Group) changeConf(ctx context.Context, typ pb.ConfChangeType, node uint64) error {
+	seq := g.h.seq.Add(1)
+	cc := &pb.ConfChangeV2{
+		Changes: []*pb.ConfChangeSingle{{Type: typ.Enum(), NodeId: new(node)}},
+		Context: appendProposal(nil, g.h.cfg.NodeID, seq, nil),
+	}
+	_, err := g.wait(ctx, seq, func() error { return g.rn.ProposeConfChange(cc) })
+	return err
+}
+
+// wait registers a waiter for seq, runs propose under the lock if this node
+// leads, and waits for the result.
+func (g *Group) wait(ctx context.Context, seq uint64, propose func() error) (any, error) {
+	ch := make(chan Result, 1)
+	g.mu.Lock()
+	if g.stopErr != nil {
+		g.mu.Unlock()
+		return nil, g.stopErr
+	}
+	if st := g.rn.BasicStatus(); st.RaftState != raft.StateLeader {
+		g.mu.Unlock()
+		return nil, &NotLeaderError{Group: g.id, Leader: st.Lead}
+	}
+	g.waiters[seq] = ch
+	if err := propose(); err != nil {
+		delete(g.waiters, seq)
+		g.mu.Unlock()
+		return nil, fmt.Errorf("multiraft: group %d: %w", g.id, err)
+	}
+	g.mu.Unlock()
+	g.h.markReady(g)
+	select {
+	case r := <-ch:
+		return r.Value, r.Err
+	case <-ctx.Done():
+		g.mu.Lock()
+		delete(g.waiters, seq)
+		g.mu.Unlock()
+		return nil, ctx.Err()
+	}
+}
+
+// TransferLeadership asks the leader (this node) to hand leadership to node
+// to; watch LeaderChanged for the outcome.
+func (g *Group) TransferLeadership(to uint64) {
+	g.mu.Lock()
+	g.rn.TransferLeader(to)
+	g.mu.Unlock()
+	g.h.markReady(g)
+}
+
+// Campaign makes this node campaign now instead of waiting for an election
+// timeout (with pre-vote, it only wins if its log is up to date).
+func (g *Group) Campaign() error {
+	g.mu.Lock()
+	err := g.rn.Campaign()
+	g.mu.Unlock()
+	g.h.markReady(g)
+	return err
+}
+
+// Snapshot makes the host take a snapshot of the group now, compact its log
+// and release WAL segments, and waits for it.
+func (g *Group) Snapshot(ctx context.Context) error {
+	ch := make(chan error, 1)
+	g.mu.Lock()
+	if g.stopErr != nil {
+		g.mu.Unlock()
+		return g.stopErr
+	}
+	g.snapReqs = append(g.snapReqs, ch)
+	g.mu.Unlock()
+	g.h.markReady(g)
+	select {
+	case err := <-ch:
+		return err
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
+
+// afterAdvanceLocked tracks the leader and fails the proposals of a leader
+// that stepped down. g.mu must be held.
+func (g *Group) afterAdvanceLocked(ss *raft.SoftState) {
+	if ss == nil {
+		return
+	}
+	if ss.Lead != g.lead {
+		g.lead = ss.Lead
+		close(g.leadCh)
+		g.leadCh = make(chan struct{})
+	}
+	if ss.RaftState != raft.StateLeader && len(g.waiters) > 0 {
+		err := fmt.Errorf("%w: %w", ErrLeadershipLost, &NotLeaderError{Group: g.id, Leader: ss.Lead})
+		for seq, ch := range g.waiters {
+			ch <- Result{Err: err}
+			delete(g.waiters, seq)
+		}
+	}
+}
+
+// stopWith stops the group and fails its waiters with err.
+func (g *Group) stopWith(err error) {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	if g.stopErr != nil {
+		return
+	}
+	g.stopErr = err
+	for seq, ch := range g.waiters {
+		ch <- Result{Err: err}
+		delete(g.waiters, seq)
+	}
+	for _, ch := range g.snapReqs {
+		ch <- err
+	}
+	g.snapReqs = nil
+}
+
+// apply hands committed entries to the state machine in order, applies
+// configuration changes to raft, and answers the local proposers.
+// Called by the ready loop only.
+func (h *Host) apply(g *Group, ents []*pb.Entry) {
+	if len(ents) == 0 {
+		return
+	}
+	var run []Entry
+	var seqs []uint64 // sequence numbers of this node's proposals in run; 0 for others'
+	flush := func() {
+		if len(run) == 0 {
+			return
+		}
+		results := g.sm.Apply(run)
+		g.mu.Lock()
+		for i, seq := range seqs {
+			if seq == 0 {
+				continue
+			}
+			if ch := g.waiters[seq]; ch != nil {
+				var r Result
+				if i < len(results) {
+					r = results[i]
+				}
+				ch <- r
+				delete(g.waiters, seq)
+			}
+		}
+		g.mu.Unlock()
+		h.applied.Add(uint64(len(run)))
+		run, seqs = run[:0], seqs[:0]
+	}
+	for _, e := range ents {
+		switch e.GetType() {
+		case pb.EntryNormal:
+			node, seq, data, ok := parseProposal(e.GetData())
+			if !ok {
+				continue // a new leader's empty entry
+			}
+			if node != h.cfg.NodeID {
+				seq = 0
+			}
+			run = append(run, Entry{Index: e.GetIndex(), Term: e.GetTerm(), Data: data})
+			seqs = append(seqs, seq)
+		case pb.EntryConfChange, pb.EntryConfChangeV2:
+			flush()
+			h.applyConfChange(g, e)
+		}
+	}
+	flush()
+	g.applied.Store(ents[len(ents)-1].GetIndex())
+}
+
+func (h *Host) applyConfChange(g *Group, e *pb.Entry) {
+	var cc pb.ConfChangeI
+	var ctx []byte
+	if e.GetType() == pb.EntryConfChange {
+		var c pb.ConfChange
+		if err := proto.Unmarshal(e.GetData(), &c); err != nil {
+			h.log.Error("bad conf change entry", zap.Uint64("group", g.id), zap.Error(err))
+			return
+		}
+		cc, ctx = &c, c.GetContext()
+	} else {
+		var c pb.ConfChangeV2
+		if err := proto.Unmarshal(e.GetData(), &c); err != nil {
+			h.log.Error("bad conf change entry", zap.Uint64("group", g.id), zap.Error(err))
+			return
+		}
+		cc, ctx = &c, c.GetContext()
+	}
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	g.confState = g.rn.ApplyConfChange(cc)
+	if node, seq, _, ok := parseProposal(ctx); ok && node == h.cfg.NodeID {
+		if ch := g.waiters[seq]; ch != nil {
+			ch <- Result{}
+			delete(g.waiters, seq)
+		}
+	}
+}

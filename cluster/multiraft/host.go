@@ -1,0 +1,787 @@
+package multiraft
+
+import (
+	"errors"
+	"fmt"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"go.etcd.io/raft/v3"
+	pb "go.etcd.io/raft/v3/raftpb"
+	"go.uber.org/zap"
+
+	"github.com/warren-mq/warren/cluster/transport"
+	"github.com/warren-mq/warren/cluster/wal"
+)
+
+// KindRaft is the transport frame kind of Raft message batches.
+const KindRaft = transport.FirstUserKind
+
+// Config configures a Host. Zero values take the defaults in brackets.
+type Config struct {
+	// NodeID is this node's ID, the same as the transport's; never 0.
+	NodeID uint64
+	// Dir holds the WAL segments and the snapshot files.
+	Dir string
+	// Transport carries Raft batches; the host registers KindRaft on it.
+	// The caller owns it: close the transport before the host.
+	Transport *transport.Transport
+	// Logger [zap.NewNop()].
+	Logger *zap.Logger
+
+	// TickInterval is one Raft tick [100 ms]. ElectionTicks [10] and
+	// HeartbeatTicks [1] count ticks.
+	TickInterval                  time.Duration
+	ElectionTicks, HeartbeatTicks int
+	// MaxSizePerMsg [1 MiB] and MaxInflightMsgs [256] shape replication.
+	MaxSizePerMsg   uint64
+	MaxInflightMsgs int
+
+	// SegmentSize is the WAL segment size [64 MiB].
+	SegmentSize int64
+	// SnapshotEntries: a group takes a snapshot after this many entries
+	// applied since its last one [10000].
+	SnapshotEntries uint64
+	// CompactKeep: entries kept in memory below a snapshot so slightly slow
+	// followers catch up without one [1000]; negative keeps none.
+	CompactKeep int
+
+	// OnUnknownGroup, if set, is called (on a transport goroutine, without
+	// locks) when a Raft message arrives for a group this host does not run,
+	// e.g. so the broker can start a replica it was just added to.
+	OnUnknownGroup func(group, from uint64)
+}
+
+func (c *Config) setDefaults() {
+	if c.Logger == nil {
+		c.Logger = zap.NewNop()
+	}
+	if c.TickInterval == 0 {
+		c.TickInterval = 100 * time.Millisecond
+	}
+	if c.ElectionTicks == 0 {
+		c.ElectionTicks = 10
+	}
+	if c.HeartbeatTicks == 0 {
+		c.HeartbeatTicks = 1
+	}
+	if c.MaxSizePerMsg == 0 {
+		c.MaxSizePerMsg = 1 << 20
+	}
+	if c.MaxInflightMsgs == 0 {
+		c.MaxInflightMsgs = 256
+	}
+	if c.SnapshotEntries == 0 {
+		c.SnapshotEntries = 10000
+	}
+	if c.CompactKeep == 0 {
+		c.CompactKeep = 1000
+	}
+	if c.CompactKeep < 0 {
+		c.CompactKeep = 0
+	}
+}
+
+// Stats are cumulative counters of a Host.
+type Stats struct {
+	WAL          wal.Stats
+	Cycles       uint64 // ready-loop iterations that did work
+	Applied      uint64 // entries applied to state machines
+	Messages     uint64 // Raft messages sent
+	Frames       uint64 // transport frames sent (one per peer per cycle)
+	SendFailures uint64 // messages reported unreachable
+	SkippedTicks uint64 // ticks skipped while a ready cycle ran long
+	Snapshots    uint64 // snapshots taken
+	Restores     uint64 // snapshots received and restored
+}
+
+// Host runs every Raft group of one node with a fixed set of goroutines: a
+// ticker and a ready loop (see doc.go).
+type Host struct {
+	cfg     Config
+	log     *zap.Logger
+	raftLog raftLogger
+	wal     *wal.WAL
+	tr      *transport.Transport
+	seq     atomic.Uint64 // last proposal number
+	stop    chan struct{}
+	wg      sync.WaitGroup
+	closed  atomic.Bool
+	failed  atomic.Pointer[error]
+
+	cycles, applied, messages, frames, sendFailures, snapshots, restores, skippedTicks atomic.Uint64
+
+	// inCycle and cyclesDone let the ticker see a ready cycle longer than a
+	// tick: it then skips the tick rather than let elections and CheckQuorum
+	// fire on a node too busy to have read its peers' answers.
+	inCycle    atomic.Bool
+	cyclesDone atomic.Uint64
+
+	mu        sync.RWMutex
+	groups    map[uint64]*Group          // Lock must be held.
+	list      []*Group                   // the same groups, for the ticker. Lock must be held.
+	recovered map[uint64]*wal.GroupState // replayed, not yet started. Lock must be held.
+	removals  []uint64                   // groups to record as removed. Lock must be held.
+
+	readyMu sync.Mutex
+	ready   []*Group      // groups with possible work. readyMu must be held.
+	kick    chan struct{} // 1-slot: ready is not empty
+
+	// Owned by the ready loop.
+	batch    wal.Batch
+	work     []work
+	out      map[uint64][]groupMsg
+	sendBuf  []byte
+	markers  []marker
+	lastSegs int
+}
+
+type work struct {
+	g        *Group
+	rd       raft.Ready
+	has      bool
+	snapReqs []chan error
+}
+
+type marker struct{ group, index, term uint64 }
+
+// NewHost opens the WAL in cfg.Dir, replays it, and starts the host's
+// goroutines. Groups found in the WAL wait for StartGroup to get their state
+// machines; RecoveredGroups lists them.
+func NewHost(cfg Config) (*Host, error) {
+	cfg.setDefaults()
+	if cfg.NodeID == 0 || cfg.Transport == nil || cfg.Dir == "" {
+		return nil, errors.New("multiraft: NodeID, Transport and Dir are required")
+	}
+	log := cfg.Logger.With(zap.Uint64("node", cfg.NodeID))
+	w, states, err := wal.Open(cfg.Dir, wal.Options{SegmentSize: cfg.SegmentSize, Logger: log})
+	if err != nil {
+		return nil, fmt.Errorf("multiraft: %w", err)
+	}
+	h := &Host{
+		cfg:       cfg,
+		log:       log,
+		raftLog:   newRaftLogger(log),
+		wal:       w,
+		tr:        cfg.Transport,
+		stop:      make(chan struct{}),
+		groups:    make(map[uint64]*Group),
+		recovered: states,
+		kick:      make(chan struct{}, 1),
+		out:       make(map[uint64][]groupMsg),
+	}
+	// Proposal numbers must not repeat across restarts: an entry proposed
+	// before a restart may be applied after it.
+	h.seq.Store(uint64(time.Now().UnixNano()))
+	h.tr.Handle(KindRaft, h.onRaft)
+	h.wg.Add(2)
+	go func() {
+		defer h.wg.Done()
+		h.tickLoop()
+	}()
+	go func() {
+		defer h.wg.Done()
+		h.readyLoop()
+	}()
+	return h, nil
+}
+
+// RecoveredGroups returns the IDs of groups replayed from the WAL that have
+// not been started yet.
+func (h *Host) RecoveredGroups() []uint64 {
+	h.mu.RLock()
+	defer h.mu.RUnlock()
+	ids := make([]uint64, 0, len(h.recovered))
+	for id := range h.recovered {
+		ids = append(ids, id)
+	}
+	return ids
+}
+
+// Group returns a started group, or nil.
+func (h *Host) Group(id uint64) *Group {
+	h.mu.RLock()
+	defer h.mu.RUnlock()
+	return h.groups[id]
+}
+
+// StartGroup starts group id on this node with sm as its state machine.
+//   - If the WAL holds the group, it restarts from there: sm is restored from
+//     the group's snapshot and the entries after it are applied again;
+//     peers is ignored.
+//   - Otherwise, with peers (node IDs, this node included), it bootstraps a
+//     new group; every initial member must pass the same peers.
+//   - Otherwise (no peers) it starts empty, to join a group that adds this
+//     node with AddNode; the leader then sends it the log or a snapshot.
+func (h *Host) StartGroup(id uint64, peers []uint64, sm StateMachine) (*Group, error) {
+	if err := h.usable(); err != nil {
+		return nil, err
+	}
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if h.groups[id] != nil {
+		return nil, fmt.Errorf("%w: %d", ErrGroupExists, id)
+	}
+	g := &Group{
+		id:      id,
+		h:       h,
+		sm:      sm,
+		storage: raft.NewMemoryStorage(),
+		waiters: make(map[uint64]chan Result),
+		leadCh:  make(chan struct{}),
+	}
+	var applied uint64
+	if rs := h.recovered[id]; rs != nil {
+		if rs.Snapshot != nil {
+			if err := g.storage.ApplySnapshot(rs.Snapshot); err != nil {
+				return nil, fmt.Errorf("multiraft: group %d: %w", id, err)
+			}
+			if err := sm.Restore(rs.Snapshot.GetData()); err != nil {
+				return nil, fmt.Errorf("multiraft: group %d: restore: %w", id, err)
+			}
+			applied = rs.Snapshot.GetMetadata().GetIndex()
+			g.confState = rs.Snapshot.GetMetadata().GetConfState()
+		}
+		if rs.HardState != nil {
+			if err := g.storage.SetHardState(rs.HardState); err != nil {
+				return nil, fmt.Errorf("multiraft: group %d: %w", id, err)
+			}
+		}
+		if err := g.storage.Append(rs.Entries); err != nil {
+			return nil, fmt.Errorf("multiraft: group %d: %w", id, err)
+		}
+	}
+	g.applied.Store(applied)
+	g.snapIndex = applied
+	rn, err := raft.NewRawNode(&raft.Config{
+		ID:                        h.cfg.NodeID,
+		ElectionTick:              h.cfg.ElectionTicks,
+		HeartbeatTick:             h.cfg.HeartbeatTicks,
+		Storage:                   g.storage,
+		Applied:                   applied,
+		MaxSizePerMsg:             h.cfg.MaxSizePerMsg,
+		MaxInflightMsgs:           h.cfg.MaxInflightMsgs,
+		MaxUncommittedEntriesSize: 64 << 20,
+		CheckQuorum:               true,
+		PreVote:                   true,
+		DisableProposalForwarding: true,
+		StepDownOnRemoval:         true,
+		Logger:                    h.raftLog,
+	})
+	if err != nil {
+		return nil, fmt.Errorf("multiraft: group %d: %w", id, err)
+	}
+	if h.recovered[id] == nil && len(peers) > 0 {
+		rp := make([]raft.Peer, len(peers))
+		for i, p := range peers {
+			rp[i] = raft.Peer{ID: p}
+		}
+		if err := rn.Bootstrap(rp); err != nil {
+			return nil, fmt.Errorf("multiraft: group %d: bootstrap: %w", id, err)
+		}
+	}
+	delete(h.recovered, id)
+	g.rn = rn
+	h.groups[id] = g
+	h.list = append(h.list, g)
+	h.markReady(g)
+	return g, nil
+}
+
+// RemoveGroup stops a group on this node and records its removal in the
+// WAL, so it is not recovered again; its snapshot file is deleted. Use it
+// after the group removed this node, or when the group is deleted.
+func (h *Host) RemoveGroup(id uint64) error {
+	h.mu.Lock()
+	g := h.groups[id]
+	delete(h.groups, id)
+	delete(h.recovered, id)
+	for i, x := range h.list {
+		if x == g {
+			h.list = append(h.list[:i], h.list[i+1:]...)
+			break
+		}
+	}
+	h.removals = append(h.removals, id)
+	h.mu.Unlock()
+	if g != nil {
+		g.stopWith(fmt.Errorf("%w: %d", ErrGroupStopped, id))
+	}
+	h.kickLoop()
+	return nil
+}
+
+// Stats returns the host's counters.
+func (h *Host) Stats() Stats {
+	return Stats{
+		WAL:          h.wal.Stats(),
+		Cycles:       h.cycles.Load(),
+		Applied:      h.applied.Load(),
+		Messages:     h.messages.Load(),
+		Frames:       h.frames.Load(),
+		SendFailures: h.sendFailures.Load(),
+		SkippedTicks: h.skippedTicks.Load(),
+		Snapshots:    h.snapshots.Load(),
+		Restores:     h.restores.Load(),
+	}
+}
+
+// Close stops the host's goroutines, fails every waiting proposal with
+// ErrClosed and closes the WAL. Close the transport first, so no Raft batch
+// arrives during Close.
+func (h *Host) Close() error {
+	if !h.closed.CompareAndSwap(false, true) {
+		return nil
+	}
+	close(h.stop)
+	h.wg.Wait()
+	h.mu.Lock()
+	groups := h.list
+	h.list, h.groups = nil, map[uint64]*Group{}
+	h.mu.Unlock()
+	for _, g := range groups {
+		g.stopWith(ErrClosed)
+	}
+	return h.wal.Close()
+}
+
+func (h *Host) usable() error {
+	if h.closed.Load() {
+		return ErrClosed
+	}
+	if p := h.failed.Load(); p != nil {
+		return *p
+	}
+	return nil
+}
+
+// fail stops the host after a storage failure: nothing can be made durable
+// any more, so no group may go on acknowledging. Called by the ready loop.
+func (h *Host) fail(err error) {
+	h.log.Error("raft host failed; restart the node", zap.Error(err))
+	err = fmt.Errorf("multiraft: host failed: %w", err)
+	h.failed.CompareAndSwap(nil, &err)
+	h.mu.RLock()
+	groups := append([]*Group(nil), h.list...)
+	h.mu.RUnlock()
+	for _, g := range groups {
+		g.stopWith(err)
+	}
+}
+
+// markReady queues groups for the ready loop and kicks it.
+func (h *Host) markReady(gs ...*Group) {
+	if len(gs) == 0 {
+		return
+	}
+	h.readyMu.Lock()
+	for _, g := range gs {
+		if !g.queued {
+			g.queued = true
+			h.ready = append(h.ready, g)
+		}
+	}
+	h.readyMu.Unlock()
+	h.kickLoop()
+}
+
+func (h *Host) kickLoop() {
+	select {
+	case h.kick <- struct{}{}:
+	default:
+	}
+}
+
+// tickLoop ticks every group once per TickInterval.
+func (h *Host) tickLoop() {
+	t := time.NewTicker(h.cfg.TickInterval)
+	defer t.Stop()
+	var list, marks []*Group
+	var lastDone uint64
+	for {
+		select {
+		case <-h.stop:
+			return
+		case <-t.C:
+		}
+		done := h.cyclesDone.Load()
+		if h.inCycle.Load() && done == lastDone {
+			h.skippedTicks.Add(1)
+			continue
+		}
+		lastDone = done
+		h.mu.RLock()
+		list = append(list[:0], h.list...)
+		h.mu.RUnlock()
+		marks = marks[:0]
+		for _, g := range list {
+			g.mu.Lock()
+			if g.stopErr == nil {
+				g.rn.Tick()
+				if g.rn.HasReady() {
+					marks = append(marks, g)
+				}
+			}
+			g.mu.Unlock()
+		}
+		h.markReady(marks...)
+		clear(list)
+	}
+}
+
+// onRaft steps a batch of Raft messages from a peer into their groups. It
+// runs on the transport's reader goroutine for that peer.
+func (h *Host) onRaft(from uint64, payload []byte, reply func([]byte, error)) {
+	if reply != nil {
+		reply(nil, errors.New("raft batches are one-way"))
+	}
+	if h.closed.Load() {
+		return
+	}
+	msgs, err := decodeBatch(payload)
+	if err != nil {
+		h.log.Warn("bad raft batch", zap.Uint64("peer", from), zap.Error(err))
+		return
+	}
+	marks := make([]*Group, 0, len(msgs))
+	h.mu.RLock()
+	for i := range msgs {
+		msgs[i].g = h.groups[msgs[i].group]
+	}
+	h.mu.RUnlock()
+	for _, m := range msgs {
+		g := m.g
+		if g == nil {
+			if h.cfg.OnUnknownGroup != nil {
+				h.cfg.OnUnknownGroup(m.group, from)
+			}
+			continue
+		}
+		g.mu.Lock()
+		if g.stopErr == nil {
+			if err := g.rn.Step(m.msg); err != nil {
+				if ce := h.log.Check(zap.DebugLevel, "step"); ce != nil {
+					ce.Write(zap.Uint64("group", g.id), zap.Error(err))
+				}
+			}
+		}
+		g.mu.Unlock()
+		if len(marks) == 0 || marks[len(marks)-1] != g {
+			marks = append(marks, g)
+		}
+	}
+	h.markReady(marks...)
+}
+
+// readyLoop handles the groups marked ready, batch after batch.
+func (h *Host) readyLoop() {
+	for {
+		select {
+		case <-h.stop:
+			return
+		case <-h.kick:
+		}
+		if h.failed.Load() != nil {
+			continue
+		}
+		h.inCycle.Store(true)
+		err := h.cycle()
+		h.inCycle.Store(false)
+		h.cyclesDone.Add(1)
+		if err != nil {
+			h.fail(err)
+		}
+	}
+}
+
+// cycle: collect a Ready from every marked group with work, persist all of
+// them with one WAL write and one fsync, send all messages (one frame per
+// peer), apply committed entries, Advance, then take due snapshots.
+func (h *Host) cycle() error {
+	h.readyMu.Lock()
+	list := h.ready
+	h.ready = nil
+	for _, g := range list {
+		g.queued = false
+	}
+	h.readyMu.Unlock()
+
+	h.mu.Lock()
+	removals := h.removals
+	h.removals = nil
+	h.mu.Unlock()
+
+	h.work = h.work[:0]
+	for _, g := range list {
+		w := work{g: g}
+		g.mu.Lock()
+		if g.stopErr == nil {
+			if g.rn.HasReady() {
+				w.rd, w.has = g.rn.Ready(), true
+			}
+			w.snapReqs, g.snapReqs = g.snapReqs, nil
+		}
+		g.mu.Unlock()
+		if w.has || len(w.snapReqs) > 0 || g.snapWant.Load() {
+			h.work = append(h.work, w)
+		}
+	}
+	if len(h.work) == 0 && len(removals) == 0 && len(h.markers) == 0 {
+		return nil
+	}
+	h.cycles.Add(1)
+
+	// Persist.
+	h.batch.Reset()
+	mustSync := false
+	for _, m := range h.markers {
+		h.batch.Snapshot(m.group, m.index, m.term, false)
+	}
+	h.markers = h.markers[:0]
+	for _, id := range removals {
+		h.batch.Remove(id)
+	}
+	for i := range h.work {
+		w := &h.work[i]
+		if !w.has {
+			continue
+		}
+		rd := &w.rd
+		if !raft.IsEmptySnap(rd.Snapshot) {
+			if err := h.wal.SaveSnapshot(w.g.id, rd.Snapshot, true); err != nil {
+				return err
+			}
+			md := rd.Snapshot.GetMetadata()
+			h.batch.Snapshot(w.g.id, md.GetIndex(), md.GetTerm(), true)
+			mustSync = true
+		}
+		if len(rd.Entries) > 0 {
+			h.batch.Entries(w.g.id, rd.Entries)
+		}
+		if !raft.IsEmptyHardState(rd.HardState) {
+			h.batch.HardState(w.g.id, rd.HardState)
+		}
+		mustSync = mustSync || rd.MustSync
+	}
+	if err := h.wal.Append(&h.batch, mustSync || len(removals) > 0); err != nil {
+		return err
+	}
+
+	// Make the persisted state visible to raft's storage.
+	for i := range h.work {
+		w := &h.work[i]
+		if !w.has {
+			continue
+		}
+		if err := h.store(w.g, &w.rd); err != nil {
+			return err
+		}
+	}
+
+	h.send()
+
+	for i := range h.work {
+		w := &h.work[i]
+		if w.has {
+			h.apply(w.g, w.rd.CommittedEntries)
+		}
+	}
+
+	var again []*Group
+	for i := range h.work {
+		w := &h.work[i]
+		if !w.has {
+			continue
+		}
+		g := w.g
+		g.mu.Lock()
+		if g.stopErr == nil {
+			g.rn.Advance(w.rd)
+			g.afterAdvanceLocked(w.rd.SoftState)
+			if g.rn.HasReady() {
+				again = append(again, g)
+			}
+		}
+		g.mu.Unlock()
+	}
+	h.markReady(again...)
+
+	took := false
+	for i := range h.work {
+		w := &h.work[i]
+		g := w.g
+		due := g.applied.Load()-g.snapIndex >= h.cfg.SnapshotEntries
+		if due || len(w.snapReqs) > 0 || g.snapWant.Swap(false) {
+			err := h.snapshot(g)
+			for _, ch := range w.snapReqs {
+				ch <- err
+			}
+			if err != nil {
+				h.log.Error("snapshot failed", zap.Uint64("group", g.id), zap.Error(err))
+				continue
+			}
+			took = true
+		}
+		h.work[i] = work{}
+	}
+	return h.release(took)
+}
+
+// store applies a persisted Ready to the group's MemoryStorage, and a
+// received snapshot to its state machine.
+func (h *Host) store(g *Group, rd *raft.Ready) error {
+	snap := !raft.IsEmptySnap(rd.Snapshot)
+	g.mu.Lock()
+	var err error
+	if snap {
+		err = g.storage.ApplySnapshot(rd.Snapshot)
+	}
+	if err == nil {
+		err = g.storage.Append(rd.Entries)
+	}
+	if err == nil && !raft.IsEmptyHardState(rd.HardState) {
+		err = g.storage.SetHardState(rd.HardState)
+	}
+	g.mu.Unlock()
+	if err != nil {
+		return fmt.Errorf("group %d: storage: %w", g.id, err)
+	}
+	if snap {
+		if err := g.sm.Restore(rd.Snapshot.GetData()); err != nil {
+			return fmt.Errorf("group %d: restore snapshot: %w", g.id, err)
+		}
+		md := rd.Snapshot.GetMetadata()
+		g.applied.Store(md.GetIndex())
+		g.snapIndex = md.GetIndex()
+		g.confState = md.GetConfState()
+		h.restores.Add(1)
+	}
+	return nil
+}
+
+// send writes every message of this cycle, one frame per peer, and reports
+// failures to raft.
+func (h *Host) send() {
+	for i := range h.work {
+		w := &h.work[i]
+		for _, m := range w.rd.Messages {
+			to := m.GetTo()
+			h.out[to] = append(h.out[to], groupMsg{group: w.g.id, g: w.g, msg: m})
+		}
+	}
+	for to, msgs := range h.out {
+		if len(msgs) == 0 {
+			delete(h.out, to)
+			continue
+		}
+		var err error
+		h.sendBuf, err = appendBatch(h.sendBuf[:0], msgs)
+		if err == nil {
+			err = h.tr.Send(to, KindRaft, h.sendBuf)
+		}
+		if err == nil {
+			h.frames.Add(1)
+			h.messages.Add(uint64(len(msgs)))
+		} else {
+			h.sendFailures.Add(uint64(len(msgs)))
+			if ce := h.log.Check(zap.DebugLevel, "raft send failed"); ce != nil {
+				ce.Write(zap.Uint64("peer", to), zap.Int("messages", len(msgs)), zap.Error(err))
+			}
+		}
+		for _, m := range msgs {
+			snap := m.msg.GetType() == pb.MsgSnap
+			if err == nil && !snap {
+				continue
+			}
+			m.g.mu.Lock()
+			if m.g.stopErr == nil {
+				if err != nil {
+					m.g.rn.ReportUnreachable(to)
+				}
+				if snap {
+					// The snapshot travels inline in the frame: queued on a
+					// live connection counts as delivered.
+					status := raft.SnapshotFinish
+					if err != nil {
+						status = raft.SnapshotFailure
+					}
+					m.g.rn.ReportSnapshot(to, status)
+				}
+			}
+			m.g.mu.Unlock()
+		}
+		clear(msgs)
+		h.out[to] = msgs[:0]
+	}
+	if cap(h.sendBuf) > 4<<20 {
+		h.sendBuf = nil
+	}
+}
+
+// snapshot takes a snapshot of g at its applied index, saves it, and
+// compacts the in-memory log below it (keeping CompactKeep entries).
+func (h *Host) snapshot(g *Group) error {
+	applied := g.applied.Load()
+	if applied <= g.snapIndex {
+		return nil
+	}
+	data, err := g.sm.Snapshot()
+	if err != nil {
+		return fmt.Errorf("multiraft: group %d: state machine snapshot: %w", g.id, err)
+	}
+	g.mu.Lock()
+	cs := g.confState
+	if cs == nil {
+		_, cs, _ = g.storage.InitialState() // MemoryStorage never fails here
+	}
+	snap, err := g.storage.CreateSnapshot(applied, cs, data)
+	g.mu.Unlock()
+	if errors.Is(err, raft.ErrSnapOutOfDate) {
+		return nil
+	}
+	if err != nil {
+		return fmt.Errorf("multiraft: group %d: %w", g.id, err)
+	}
+	if err := h.wal.SaveSnapshot(g.id, snap, false); err != nil {
+		return err
+	}
+	h.markers = append(h.markers, marker{g.id, applied, snap.GetMetadata().GetTerm()})
+	g.snapIndex = applied
+	h.snapshots.Add(1)
+	if keep := uint64(h.cfg.CompactKeep); applied > keep {
+		g.mu.Lock()
+		err := g.storage.Compact(applied - keep)
+		g.mu.Unlock()
+		if err != nil && !errors.Is(err, raft.ErrCompacted) {
+			return fmt.Errorf("multiraft: group %d: compact: %w", g.id, err)
+		}
+	}
+	return nil
+}
+
+// release deletes WAL segments no group needs. When the WAL has rolled, the
+// groups whose old entries pin its oldest segment are asked for a snapshot,
+// so one idle group cannot keep old segments forever.
+func (h *Host) release(took bool) error {
+	segs := h.wal.Stats().Segments
+	if !took && segs == h.lastSegs {
+		return nil
+	}
+	if _, err := h.wal.ReleaseSegments(); err != nil {
+		return err
+	}
+	segs = h.wal.Stats().Segments
+	if segs > 1 && segs != h.lastSegs {
+		var marks []*Group
+		for id, idx := range h.wal.Pinning() {
+			if g := h.Group(id); g != nil && g.applied.Load() >= idx {
+				g.snapWant.Store(true)
+				marks = append(marks, g)
+			}
+		}
+		h.markReady(marks...)
+	}
+	h.lastSegs = segs
+	return nil
+}
