@@ -114,6 +114,12 @@ func TestWarrenctl(t *testing.T) {
 	require.Regexp(t, `queues\s+1`, c.ok("overview"))
 	require.Equal(t, "ok\n", c.ok("health"))
 
+	// Firehose tracing on and off (rabbitmqctl trace_on / trace_off).
+	require.Contains(t, c.ok("trace", "on"), "tracing on for vhost /")
+	require.True(t, b.Tracing("/"))
+	require.Contains(t, c.ok("trace", "off", "--vhost", "/"), "tracing off for vhost /")
+	require.False(t, b.Tracing("/"))
+
 	// Definitions: export, delete, import restores the topology.
 	dir := t.TempDir()
 	file := filepath.Join(dir, "defs.json")

@@ -558,3 +558,33 @@ func progress(what string) (done func()) {
 	}()
 	return func() { close(stop); <-finished }
 }
+
+// traceCommand turns firehose tracing of --vhost on or off, as rabbitmqctl
+// trace_on / trace_off do.
+func traceCommand() *cli.Command {
+	set := func(on bool) cli.ActionFunc {
+		return func(c *cli.Context) error {
+			if c.NArg() > 0 {
+				return usagef("trace: no arguments (the vhost is --vhost)")
+			}
+			cl := newClient(c)
+			if err := cl.do("PUT", "/api/vhosts/"+esc(cl.vhost), map[string]any{"tracing": on}, nil); err != nil {
+				return err
+			}
+			state := map[bool]string{true: "on", false: "off"}[on]
+			fmt.Printf("tracing %s for vhost %s: copies go to amq.rabbitmq.trace (publish.<exchange>, deliver.<queue>)\n", state, cl.vhost)
+			return nil
+		}
+	}
+	return &cli.Command{
+		Name:  "trace",
+		Usage: "turn firehose tracing of a vhost on or off (every publish and delivery copied to amq.rabbitmq.trace)",
+		Description: "Examples:\n   warrenctl trace on --vhost /\n" +
+			"   warrenctl declare queue firehose && warrenctl declare binding --source amq.rabbitmq.trace --destination firehose --routing-key '#'\n" +
+			"   warrenctl trace off",
+		Subcommands: []*cli.Command{
+			{Name: "on", Usage: "start tracing --vhost", Action: set(true)},
+			{Name: "off", Usage: "stop tracing --vhost", Action: set(false)},
+		},
+	}
+}
