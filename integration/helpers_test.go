@@ -138,3 +138,12 @@ func closeReason(t testing.TB, closed <-chan *amqp.Error, err error) error {
 	}
 	return err
 }
+
+// must returns v, failing the test on err: for the broker's (value, error)
+// administration calls.
+func must[T any](v T, err error) T {
+	if err != nil {
+		panic(err)
+	}
+	return v
+}

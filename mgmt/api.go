@@ -21,7 +21,9 @@ import (
 
 // api serves RabbitMQ's management HTTP API over a running broker.
 type api struct {
-	b *server.Server
+	b        *server.Server
+	nodeName string  // this node's name (server.Config.NodeName)
+	cluster  Cluster // nil on a single node
 
 	rates *rateState
 }
@@ -97,9 +99,14 @@ type ctxKey struct{}
 
 func who(r *http.Request) principal { return r.Context().Value(ctxKey{}).(principal) }
 
-// NewHandler returns the HTTP handler of the management API.
-func NewHandler(b *server.Server) http.Handler {
-	a := &api{b: b, rates: &rateState{b: b}}
+// NewHandler returns the HTTP handler of the management API of a single
+// node.
+func NewHandler(b *server.Server) http.Handler { return NewClusterHandler(b, nil) }
+
+// NewClusterHandler returns the HTTP handler of the management API of a
+// cluster's node (c nil: a single node).
+func NewClusterHandler(b *server.Server, c Cluster) http.Handler {
+	a := &api{b: b, nodeName: b.NodeName(), cluster: c, rates: &rateState{b: b}}
 	// A sampler every second keeps rates meaningful for one-shot readers
 	// (warrenctl overview); it stops when the handler is garbage.
 	stop := make(chan struct{})
@@ -137,6 +144,10 @@ func NewHandler(b *server.Server) http.Handler {
 	h("/api/whoami", levelManagement, a.whoami, get)
 	h("/api/nodes", levelMonitoring, a.nodes, get)
 	h("/api/nodes/{node}", levelMonitoring, a.node, get)
+	h("/api/cluster", levelMonitoring, a.clusterStatus, get)
+	h("/api/cluster/join", levelAdministrator, a.clusterJoin, post)
+	h("/api/cluster/leave", levelAdministrator, a.clusterLeave, post)
+	h("/api/cluster/nodes/{node}", levelAdministrator, a.clusterForget, del)
 	h("/api/extensions", levelManagement, func(w http.ResponseWriter, _ *http.Request) { writeJSON(w, 200, []any{}) }, get)
 
 	h("/api/connections", levelManagement, a.listConnections, get)
@@ -347,10 +358,23 @@ func readBody(r *http.Request, into any) error {
 	return nil
 }
 
+// unavailable answers 503 for a metadata change the cluster could not
+// commit (no majority reachable) and reports whether it did.
+func unavailable(w http.ResponseWriter, err error) bool {
+	if !errors.Is(err, server.ErrNoQuorum) {
+		return false
+	}
+	writeJSON(w, http.StatusServiceUnavailable, errBody("unavailable", err.Error()))
+	return true
+}
+
 // amqpFailure answers for a refused AMQP operation as RabbitMQ's API does:
 // 404 for a missing object, 401 for a permission refusal, 400 otherwise
 // with the reason text (without its "NAME - " prefix).
 func amqpFailure(w http.ResponseWriter, err error) {
+	if unavailable(w, err) {
+		return
+	}
 	var ae *amqp.Error
 	if !errors.As(err, &ae) {
 		if errors.Is(err, server.ErrNotFound) {
@@ -408,7 +432,5 @@ func (a *api) hasPermissions(user, vhost string) bool {
 	_, ok = u.Permissions[vhost]
 	return ok
 }
-
-const nodeName = "warren@localhost"
 
 func msNow() int64 { return time.Now().UnixMilli() }

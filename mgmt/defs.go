@@ -201,7 +201,9 @@ func (a *api) importDefs(d *definitions, only string) error {
 	}
 	if only == "" {
 		for _, v := range d.Vhosts {
-			a.b.AddVhost(v.Name)
+			if _, err := a.b.AddVhost(v.Name); err != nil {
+				return fmt.Errorf("vhost '%s': %v", v.Name, err)
+			}
 		}
 		for _, u := range d.Users {
 			tags, err := parseTags(orEmpty(u.Tags))
@@ -233,7 +235,9 @@ func (a *api) importDefs(d *definitions, only string) error {
 			// This broker keeps its own identity; every other global
 			// parameter is taken as given.
 			if name != "internal_cluster_id" {
-				a.b.PutGlobalParameter(name, value)
+				if _, err := a.b.PutGlobalParameter(name, value); err != nil {
+					return fmt.Errorf("global parameter '%s': %v", name, err)
+				}
 			}
 		}
 	}

@@ -95,6 +95,7 @@ func (a *api) setLimit(w http.ResponseWriter, r *http.Request, user bool, n int6
 	switch {
 	case errors.Is(err, server.ErrNotFound):
 		notFound(w)
+	case unavailable(w, err):
 	case err != nil:
 		badRequest(w, err.Error())
 	default:

@@ -95,7 +95,7 @@ func (c *collector) Collect(ch chan<- prometheus.Metric) {
 	counter(dAcked, t.Acked, "amqp091", "rabbit_classic_queue")
 	gauge(dGConsumers, float64(t.Consumers), "amqp091")
 	gauge(dBuild, 1, server.RabbitVersion, server.RabbitVersion, runtime.Version())
-	gauge(dIdentity, 1, nodeName, nodeName)
+	gauge(dIdentity, 1, c.b.NodeName(), c.b.NodeName())
 	alarms := c.b.Alarms()
 	gauge(dAlarms, boolf(contains(alarms, "memory")))
 	gauge(dDiskAlarm, boolf(contains(alarms, "disk")))

@@ -101,7 +101,7 @@ func (a *api) overview(w http.ResponseWriter, r *http.Request) {
 		"product_name":              "RabbitMQ",
 		"erlang_version":            runtime.Version(),
 		"cluster_name":              a.clusterName(),
-		"node":                      nodeName,
+		"node":                      a.nodeName,
 		"rates_mode":                "basic",
 		"statistics_db_event_queue": 0,
 		"object_totals": map[string]any{
@@ -113,7 +113,7 @@ func (a *api) overview(w http.ResponseWriter, r *http.Request) {
 		},
 		"message_stats": ms,
 		"listeners":     a.listeners(),
-		"contexts":      []any{map[string]any{"node": nodeName, "description": "RabbitMQ Management", "path": "/"}},
+		"contexts":      []any{map[string]any{"node": a.nodeName, "description": "RabbitMQ Management", "path": "/"}},
 		"exchange_types": []map[string]any{
 			{"name": "direct"}, {"name": "fanout"}, {"name": "topic"}, {"name": "headers"},
 		},
@@ -136,7 +136,7 @@ func (a *api) nodeInfo() map[string]any {
 	var ms runtime.MemStats
 	runtime.ReadMemStats(&ms)
 	return map[string]any{
-		"name": nodeName, "type": "disc", "running": true, "mem_used": ms.Sys,
+		"name": a.nodeName, "type": "disc", "running": true, "mem_used": ms.Sys,
 		"mem_alarm": contains(a.b.Alarms(), "memory"), "disk_free_alarm": contains(a.b.Alarms(), "disk"),
 		"proc_used": runtime.NumGoroutine(), "processors": runtime.NumCPU(), "uptime": time.Since(started).Milliseconds(),
 	}
@@ -154,22 +154,24 @@ func contains(xs []string, s string) bool {
 }
 
 func (a *api) nodes(w http.ResponseWriter, r *http.Request) {
-	writeList(w, r, []item{a.nodeInfo()})
+	writeList(w, r, a.clusterNodes())
 }
 
 func (a *api) node(w http.ResponseWriter, r *http.Request) {
-	if var_(r, "node") != nodeName {
-		notFound(w)
-		return
+	for _, n := range a.clusterNodes() {
+		if n["name"] == var_(r, "node") {
+			writeJSON(w, http.StatusOK, n)
+			return
+		}
 	}
-	writeJSON(w, http.StatusOK, a.nodeInfo())
+	notFound(w)
 }
 
 func (a *api) healthAlarms(w http.ResponseWriter, _ *http.Request) {
 	if alarms := a.b.Alarms(); len(alarms) > 0 {
 		list := make([]map[string]any, len(alarms))
 		for i, al := range alarms {
-			list[i] = map[string]any{"node": nodeName, "resource": al}
+			list[i] = map[string]any{"node": a.nodeName, "resource": al}
 		}
 		writeJSON(w, http.StatusServiceUnavailable, map[string]any{
 			"status": "failed", "reason": "resource alarm(s) in effect in the cluster", "alarms": list})
@@ -211,14 +213,14 @@ func (a *api) aliveness(w http.ResponseWriter, r *http.Request) {
 
 // --- connections, channels, consumers ---
 
-func connItem(c server.ConnectionInfo) item {
+func connItem(node string, c server.ConnectionInfo) item {
 	it := item{
 		"name": c.Name, "user": c.User, "vhost": c.Vhost,
 		"peer_host": c.PeerHost, "peer_port": c.PeerPort, "host": c.Host, "port": c.Port,
 		"channels": c.Channels, "client_properties": c.ClientProperties,
 		"connected_at": c.ConnectedAt.UnixMilli(), "frame_max": c.FrameMax, "channel_max": c.ChannelMax,
 		"timeout": int(c.Heartbeat / time.Second), "protocol": "AMQP 0-9-1", "type": "network",
-		"state": "running", "node": nodeName, "auth_mechanism": "PLAIN",
+		"state": "running", "node": node, "auth_mechanism": "PLAIN",
 		"ssl": c.SSL, "ssl_protocol": nullIfEmpty(c.SSLProtocol), "peer_cert_subject": nullIfEmpty(c.PeerCertSubject),
 	}
 	if n, ok := c.ClientProperties["connection_name"].(string); ok {
@@ -237,7 +239,7 @@ func (a *api) listConnections(w http.ResponseWriter, r *http.Request) {
 	items := []item{}
 	for _, c := range a.b.Connections() {
 		if (vhost == "" || c.Vhost == vhost) && visibleConn(p, c.User) {
-			items = append(items, connItem(c))
+			items = append(items, connItem(a.nodeName, c))
 		}
 	}
 	writeList(w, r, items)
@@ -247,7 +249,7 @@ func (a *api) getConnection(w http.ResponseWriter, r *http.Request) {
 	name := var_(r, "name")
 	for _, c := range a.b.Connections() {
 		if c.Name == name && visibleConn(who(r), c.User) {
-			writeJSON(w, http.StatusOK, connItem(c))
+			writeJSON(w, http.StatusOK, connItem(a.nodeName, c))
 			return
 		}
 	}
@@ -275,7 +277,7 @@ func (a *api) listChannels(w http.ResponseWriter, r *http.Request) {
 			continue
 		}
 		items = append(items, item{
-			"name": c.Name, "number": c.Number, "user": c.User, "vhost": c.Vhost, "node": nodeName,
+			"name": c.Name, "number": c.Number, "user": c.User, "vhost": c.Vhost, "node": a.nodeName,
 			"connection_details":      map[string]any{"name": c.Connection},
 			"consumer_count":          c.Consumers,
 			"messages_unacknowledged": c.Unacked,
@@ -317,7 +319,7 @@ func (a *api) vhostItem(name string) item {
 		"name": name, "description": "", "tags": []string{}, "default_queue_type": "classic",
 		"metadata": map[string]any{"description": "", "tags": []string{}}, "tracing": a.b.Tracing(name),
 		"messages": ready + unacked, "messages_ready": ready, "messages_unacknowledged": unacked,
-		"cluster_state": map[string]any{nodeName: "running"},
+		"cluster_state": map[string]any{a.nodeName: "running"},
 	}
 }
 
@@ -359,19 +361,28 @@ func (a *api) putVhost(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	v := var_(r, "vhost")
-	isNew := a.b.AddVhost(v)
-	if isNew {
+	isNew, err := a.b.AddVhost(v)
+	if err == nil && isNew {
 		// The creating user gets full permissions on it, as in RabbitMQ.
-		a.b.SetPermission(who(r).name, v, server.Permission{Configure: ".*", Write: ".*", Read: ".*"})
+		err = a.b.SetPermission(who(r).name, v, server.Permission{Configure: ".*", Write: ".*", Read: ".*"})
 	}
-	if body.Tracing != nil {
-		a.b.SetTracing(v, bool(*body.Tracing))
+	if err == nil && body.Tracing != nil {
+		err = a.b.SetTracing(v, bool(*body.Tracing))
+	}
+	if err != nil {
+		if !unavailable(w, err) {
+			badRequest(w, err.Error())
+		}
+		return
 	}
 	created(w, isNew)
 }
 
 func (a *api) deleteVhost(w http.ResponseWriter, r *http.Request) {
 	if err := a.b.DeleteVhost(var_(r, "vhost")); err != nil {
+		if unavailable(w, err) {
+			return
+		}
 		notFound(w)
 		return
 	}
@@ -457,7 +468,9 @@ func (a *api) putUser(w http.ResponseWriter, r *http.Request) {
 	}
 	isNew, err := a.putUserFrom(name, body, tags)
 	if err != nil {
-		badRequest(w, err.Error())
+		if !unavailable(w, err) {
+			badRequest(w, err.Error())
+		}
 		return
 	}
 	created(w, isNew)
@@ -489,11 +502,14 @@ func (a *api) putUserFrom(name string, body map[string]any, tags []string) (bool
 			hash = u.PasswordHash
 		}
 	}
-	return a.b.PutUser(name, hash, tags), nil
+	return a.b.PutUser(name, hash, tags)
 }
 
 func (a *api) deleteUser(w http.ResponseWriter, r *http.Request) {
 	if err := a.b.DeleteUser(var_(r, "user")); err != nil {
+		if unavailable(w, err) {
+			return
+		}
 		notFound(w)
 		return
 	}
@@ -588,6 +604,9 @@ func (a *api) putPermission(w http.ResponseWriter, r *http.Request) {
 	}
 	_, existed := u.Permissions[vhost]
 	if err := a.b.SetPermission(user, vhost, p); err != nil {
+		if unavailable(w, err) {
+			return
+		}
 		badRequest(w, err.Error())
 		return
 	}
@@ -616,6 +635,9 @@ func permissionFrom(body map[string]any) (server.Permission, error) {
 
 func (a *api) deletePermission(w http.ResponseWriter, r *http.Request) {
 	if err := a.b.ClearPermission(var_(r, "user"), var_(r, "vhost")); err != nil {
+		if unavailable(w, err) {
+			return
+		}
 		notFound(w)
 		return
 	}
@@ -673,7 +695,7 @@ func (a *api) clusterName() string {
 	if n := a.b.ClusterName(); n != "" {
 		return n
 	}
-	return nodeName
+	return a.nodeName
 }
 
 // listeners lists the node's sockets in RabbitMQ's shape; an unspecified
@@ -688,7 +710,7 @@ func (a *api) listeners() []item {
 				ip = ta.IP.String()
 			}
 		}
-		out = append(out, item{"node": nodeName, "protocol": l.Protocol, "ip_address": ip, "port": port})
+		out = append(out, item{"node": a.nodeName, "protocol": l.Protocol, "ip_address": ip, "port": port})
 	}
 	return out
 }

@@ -168,12 +168,24 @@ func (a *api) putGlobalParameter(w http.ResponseWriter, r *http.Request) {
 		badRequest(w, "[{key_missing,value}]")
 		return
 	}
-	created(w, a.b.PutGlobalParameter(var_(r, "name"), value))
+	isNew, err := a.b.PutGlobalParameter(var_(r, "name"), value)
+	if err != nil {
+		if !unavailable(w, err) {
+			badRequest(w, err.Error())
+		}
+		return
+	}
+	created(w, isNew)
 }
 
 func (a *api) deleteGlobalParameter(w http.ResponseWriter, r *http.Request) {
 	if err := a.b.DeleteGlobalParameter(var_(r, "name")); errors.Is(err, server.ErrNotFound) {
 		notFound(w)
+		return
+	} else if err != nil {
+		if !unavailable(w, err) {
+			badRequest(w, err.Error())
+		}
 		return
 	}
 	w.WriteHeader(http.StatusNoContent)

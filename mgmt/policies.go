@@ -91,7 +91,9 @@ func (a *api) putPolicy(w http.ResponseWriter, r *http.Request) {
 	}
 	isNew, err := a.b.PutPolicy(p)
 	if err != nil {
-		badRequest(w, err.Error())
+		if !unavailable(w, err) {
+			badRequest(w, err.Error())
+		}
 		return
 	}
 	created(w, isNew)
@@ -99,7 +101,9 @@ func (a *api) putPolicy(w http.ResponseWriter, r *http.Request) {
 
 func (a *api) deletePolicy(w http.ResponseWriter, r *http.Request) {
 	if err := a.b.DeletePolicy(var_(r, "vhost"), var_(r, "name")); err != nil {
-		notFound(w)
+		if !unavailable(w, err) {
+			notFound(w)
+		}
 		return
 	}
 	w.WriteHeader(http.StatusNoContent)

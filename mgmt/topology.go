@@ -119,7 +119,7 @@ func queueItem(q server.QueueInfo, detail bool) item {
 	ms := map[string]any{"publish": q.Published, "deliver_get": q.Delivered, "redeliver": q.Redelivered, "ack": q.Acked}
 	it := item{
 		"name": q.Name, "vhost": q.Vhost, "durable": q.Durable, "auto_delete": q.AutoDelete, "exclusive": q.Exclusive,
-		"arguments": argsOrEmpty(q.Arguments), "node": nodeName, "state": "running", "type": "classic",
+		"arguments": argsOrEmpty(q.Arguments), "node": q.Node, "state": "running", "type": "classic",
 		"messages": q.Ready + q.Unacked, "messages_ready": q.Ready, "messages_unacknowledged": q.Unacked,
 		"message_bytes_ready": q.ReadyBytes, "consumers": len(q.Consumers),
 		"policy": nil, "effective_policy_definition": map[string]any{}, "operator_policy": nil,

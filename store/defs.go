@@ -16,6 +16,7 @@ const (
 	KindUser     byte = 'u'
 	KindPolicy   byte = 'p'
 	KindGlobal   byte = 'g' // global parameters
+	KindMeta     byte = 'i' // the cluster metadata log index applied
 )
 
 func defKey(kind byte, name string) []byte {

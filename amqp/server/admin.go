@@ -40,6 +40,7 @@ var ErrNotFound = errors.New("not found")
 func (s *Server) newVhostLocked(name string) *Vhost {
 	v := newVhost(name, s.log)
 	v.store = s.store
+	v.node = s.cfg.NodeName
 	v.retired = &s.closedStats
 	v.nextQueueID = func() uint64 { return s.lastQueueID.Add(1) }
 	v.pageWindow = s.cfg.PageWindow
@@ -63,8 +64,8 @@ func (s *Server) VhostNames() []string {
 	return names
 }
 
-// AddVhost creates a vhost; created is false when it existed.
-func (s *Server) AddVhost(name string) (created bool) {
+// addVhost creates a vhost; created is false when it existed.
+func (s *Server) addVhost(name string) (created bool) {
 	s.mu.Lock()
 	if _, ok := s.vhosts[name]; ok {
 		s.mu.Unlock()
@@ -76,9 +77,9 @@ func (s *Server) AddVhost(name string) (created bool) {
 	return true
 }
 
-// DeleteVhost deletes a vhost with everything in it, closing its
+// deleteVhost deletes a vhost with everything in it, closing its
 // connections with 320.
-func (s *Server) DeleteVhost(name string) error {
+func (s *Server) deleteVhost(name string) error {
 	s.mu.Lock()
 	v, ok := s.vhosts[name]
 	if ok {
@@ -116,9 +117,9 @@ func (s *Server) DeleteVhost(name string) error {
 	return nil
 }
 
-// PutUser creates or replaces a user with a password hash in RabbitMQ's
+// putUser creates or replaces a user with a password hash in RabbitMQ's
 // format; created is false when the user existed (its permissions stay).
-func (s *Server) PutUser(name, passwordHash string, tags []string) (created bool) {
+func (s *Server) putUser(name, passwordHash string, tags []string) (created bool) {
 	s.mu.Lock()
 	u, ok := s.users[name]
 	if !ok {
@@ -132,9 +133,9 @@ func (s *Server) PutUser(name, passwordHash string, tags []string) (created bool
 	return !ok
 }
 
-// DeleteUser deletes a user and closes its connections with 320, as
+// deleteUser deletes a user and closes its connections with 320, as
 // RabbitMQ does.
-func (s *Server) DeleteUser(name string) error {
+func (s *Server) deleteUser(name string) error {
 	s.mu.Lock()
 	_, ok := s.users[name]
 	delete(s.users, name)
@@ -153,8 +154,8 @@ func (s *Server) DeleteUser(name string) error {
 	return nil
 }
 
-// SetPermission sets a user's configure/write/read regexps on a vhost.
-func (s *Server) SetPermission(user, vhost string, p Permission) error {
+// setPermission sets a user's configure/write/read regexps on a vhost.
+func (s *Server) setPermission(user, vhost string, p Permission) error {
 	for _, re := range []string{p.Configure, p.Write, p.Read} {
 		if _, err := regexp.Compile(re); err != nil {
 			return fmt.Errorf("invalid regexp %q: %w", re, err)
@@ -174,8 +175,8 @@ func (s *Server) SetPermission(user, vhost string, p Permission) error {
 	return nil
 }
 
-// ClearPermission removes a user's permissions on a vhost.
-func (s *Server) ClearPermission(user, vhost string) error {
+// clearPermission removes a user's permissions on a vhost.
+func (s *Server) clearPermission(user, vhost string) error {
 	s.mu.Lock()
 	u, ok := s.users[user]
 	if !ok {

@@ -177,7 +177,12 @@ func (ch *channel) route(pm *amqp.BasicPublish, msg *queue.Message, seq uint64) 
 	if durable {
 		msg.StoreInline = oneDurable(qs)
 	}
+	remoteN := 0
 	for _, q := range qs {
+		if q.remote(v.node) {
+			remoteN++ // forwarded to its home node below (forward.go)
+			continue
+		}
 		switch q.Publish(msg, ttl) {
 		case queue.Rejected:
 			rejected = true
@@ -187,6 +192,10 @@ func (ch *channel) route(pm *amqp.BasicPublish, msg *queue.Message, seq uint64) 
 	}
 	held := holdDelayed(ch.r, msg)
 	persisted = persisted || held == heldPersisted
+	if remoteN > 0 {
+		ch.forwardCopies(v, qs, msg, ttl, seq, rejected, persisted)
+		seq = 0 // its confirm is settled by the answers
+	}
 	v.mu.RUnlock()
 	// Flow control: wait (bounded) for queues far behind their consumers.
 	for _, q := range qs {
@@ -262,6 +271,9 @@ func (ch *channel) basicConsume(m *amqp.BasicConsume) error {
 	if err != nil {
 		return err
 	}
+	if q.remote(ch.vhost().node) {
+		return errElsewhere(q, ch.vhost().Name)
+	}
 	tag := m.ConsumerTag
 	if tag == "" {
 		tag = genName("amq.ctag-")
@@ -323,6 +335,9 @@ func (ch *channel) basicGet(m *amqp.BasicGet) error {
 	q, err := ch.queueFor(permRead, m.Queue)
 	if err != nil {
 		return err
+	}
+	if q.remote(ch.vhost().node) {
+		return errElsewhere(q, ch.vhost().Name)
 	}
 	// Tag assignment and the frames go out under the channel lock, like a
 	// delivery, so tags stay in wire order.

@@ -32,6 +32,8 @@ type QueueInfo struct {
 	Owner string
 	// Policy is the policy that applies, if any.
 	Policy *Policy
+	// Node is the queue's home node, where its messages are.
+	Node string
 	queue.Snapshot
 }
 
@@ -146,6 +148,7 @@ func queueInfo(v *Vhost, q *Queue) QueueInfo {
 		qi.Owner = q.owner.name
 	}
 	qi.Policy = q.policy.Load()
+	qi.Node = q.home
 	return qi
 }
 

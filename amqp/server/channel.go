@@ -229,6 +229,9 @@ func (ch *channel) handleMethod(p []byte) error {
 }
 
 func (ch *channel) dispatch(m amqp.Method) error {
+	if ch.replicated(m) {
+		return ch.proposeMethod(m)
+	}
 	switch m := m.(type) {
 	case *amqp.ChannelOpen:
 		return amqp.Errorf(amqp.ChannelError, "second 'channel.open' seen")

@@ -11,6 +11,7 @@ const (
 	confirmWaiting uint8 = iota // persisted, waiting for the sync
 	confirmAck
 	confirmNack
+	confirmRemote // waiting for other nodes (and maybe the local sync): pending
 )
 
 // confirmer sends a channel's publisher confirms in publish order. A publish
@@ -32,6 +33,54 @@ type confirmer struct {
 	// Owned by the reader: the highest seq that waits for a sync, and the
 	// highest seq an AfterSync callback already covers.
 	waitingUpTo, registered uint64
+
+	// pending counts, per publish in confirmRemote, the answers it still
+	// waits for (other nodes' and the local sync's); nack says one refused.
+	// Guarded by mu.
+	pending map[uint64]*remoteWait
+}
+
+type remoteWait struct {
+	n    int
+	nack bool
+}
+
+// addRemote records publish seq as waiting for n answers (settleRemote).
+func (c *confirmer) addRemote(seq uint64, n int) {
+	c.mu.Lock()
+	if c.head == len(c.states) {
+		c.states, c.head, c.base = c.states[:0], 0, seq
+	}
+	c.states = append(c.states, confirmRemote)
+	if c.pending == nil {
+		c.pending = map[uint64]*remoteWait{}
+	}
+	c.pending[seq] = &remoteWait{n: n}
+	c.mu.Unlock()
+}
+
+// settleRemote takes one answer for publish seq: once all are in, it is
+// acked (nacked if any answer was a refusal) and confirms go out.
+func (c *confirmer) settleRemote(seq uint64, ok bool) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	w := c.pending[seq]
+	if w == nil {
+		return
+	}
+	w.n--
+	w.nack = w.nack || !ok
+	if w.n > 0 {
+		return
+	}
+	delete(c.pending, seq)
+	if i := c.head + int(seq-c.base); seq >= c.base && i < len(c.states) && c.states[i] == confirmRemote {
+		c.states[i] = confirmAck
+		if w.nack {
+			c.states[i] = confirmNack
+		}
+	}
+	c.flushLocked()
 }
 
 // add records publish seq's state. seq must be the next publish.
@@ -90,7 +139,7 @@ func (c *confirmer) flushLocked() {
 	for c.head < len(c.states) {
 		seq := c.base
 		switch c.states[c.head] {
-		case confirmWaiting:
+		case confirmWaiting, confirmRemote:
 			send()
 			c.compact()
 			return

@@ -68,6 +68,14 @@ type conn struct {
 	// hbWriter is heartbeat for the writer goroutine, set once at tune-ok.
 	hbWriter    atomic.Int64
 	clientProps amqp.Table
+	// applying marks the in-process sessions that apply the cluster's
+	// metadata log: their topology changes are local (meta.go).
+	applying bool
+	// home, on an applying session, is the node that proposed the command
+	// being applied: a queue it declares lives there. generated says that
+	// node generated the queue's amq.gen- name.
+	home        string
+	generated   bool
 	capCancel   bool // consumer_cancel_notify
 	capAuthFail bool // authentication_failure_close
 	capBlocked  bool // connection.blocked

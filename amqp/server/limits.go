@@ -34,8 +34,8 @@ func limitOf(m map[string]int64, name string) int64 {
 	return -1
 }
 
-// SetVhostLimit sets (value >= 0) or clears (value < 0) a vhost limit.
-func (s *Server) SetVhostLimit(vhost, name string, value int64) error {
+// setVhostLimit sets (value >= 0) or clears (value < 0) a vhost limit.
+func (s *Server) setVhostLimit(vhost, name string, value int64) error {
 	if !validLimit(VhostLimitNames, name) {
 		return fmt.Errorf("unknown vhost limit %q (max-connections, max-queues)", name)
 	}
@@ -76,8 +76,8 @@ func (v *Vhost) limitMap() map[string]int64 {
 	return nil
 }
 
-// SetUserLimit sets (value >= 0) or clears (value < 0) a user limit.
-func (s *Server) SetUserLimit(user, name string, value int64) error {
+// setUserLimit sets (value >= 0) or clears (value < 0) a user limit.
+func (s *Server) setUserLimit(user, name string, value int64) error {
 	if !validLimit(UserLimitNames, name) {
 		return fmt.Errorf("unknown user limit %q (max-connections, max-channels)", name)
 	}

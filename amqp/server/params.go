@@ -29,9 +29,9 @@ func newClusterID() string {
 	return "rabbitmq-cluster-id-" + base64.RawURLEncoding.EncodeToString(b[:])
 }
 
-// PutGlobalParameter stores a global parameter; created is false when it
+// putGlobalParameter stores a global parameter; created is false when it
 // replaced one.
-func (s *Server) PutGlobalParameter(name string, value any) (created bool) {
+func (s *Server) putGlobalParameter(name string, value any) (created bool) {
 	s.mu.Lock()
 	_, existed := s.globals[name]
 	s.globals[name] = value
@@ -40,8 +40,8 @@ func (s *Server) PutGlobalParameter(name string, value any) (created bool) {
 	return !existed
 }
 
-// DeleteGlobalParameter removes a global parameter.
-func (s *Server) DeleteGlobalParameter(name string) error {
+// deleteGlobalParameter removes a global parameter.
+func (s *Server) deleteGlobalParameter(name string) error {
 	s.mu.Lock()
 	_, ok := s.globals[name]
 	delete(s.globals, name)

@@ -30,6 +30,8 @@ type queueRecord struct {
 	ID         uint64 `json:"id"`
 	AutoDelete bool   `json:"auto_delete"`
 	Args       []byte `json:"arguments"`
+	// Home is the node the queue lives on, in a cluster ("": this node).
+	Home string `json:"home,omitempty"`
 }
 
 type bindingRecord struct {
@@ -91,7 +93,7 @@ func (v *Vhost) persistQueue(q *Queue) {
 		return
 	}
 	v.store.PutDef(store.KindQueue, nameKey(v.Name, q.Name), queueRecord{
-		Vhost: v.Name, Name: q.Name, ID: q.ID, AutoDelete: q.AutoDelete, Args: amqp.AppendTable(nil, q.Args),
+		Vhost: v.Name, Name: q.Name, ID: q.ID, AutoDelete: q.AutoDelete, Args: amqp.AppendTable(nil, q.Args), Home: q.homeRecord(v.node),
 	})
 }
 
@@ -136,7 +138,7 @@ func (v *Vhost) newQueue(cfg queue.Config, owner *conn) *Queue {
 	}
 	p, def := v.queuePolicy(cfg.Name)
 	cfg.Policy = def
-	q := &Queue{Queue: queue.New(cfg), owner: owner}
+	q := &Queue{Queue: queue.New(cfg), owner: owner, home: v.node}
 	q.policy.Store(p)
 	if owner != nil {
 		owner.addExclusive(q)
@@ -186,6 +188,9 @@ func (s *Server) Restore() error {
 		return err
 	}
 	if err := s.restoreGlobals(); err != nil {
+		return err
+	}
+	if err := s.restoreMetaApplied(); err != nil {
 		return err
 	}
 	s.mu.Lock()
@@ -273,7 +278,10 @@ func (s *Server) Restore() error {
 			s.lastQueueID.Store(r.ID)
 		}
 		p, def := v.queuePolicy(r.Name)
-		q := &Queue{Queue: queue.New(queue.Config{Name: r.Name, Vhost: v.Name, Durable: true, AutoDelete: r.AutoDelete, Args: args, ID: r.ID, Journal: st, PageWindow: v.pageWindow, Policy: def})}
+		q := &Queue{Queue: queue.New(queue.Config{Name: r.Name, Vhost: v.Name, Durable: true, AutoDelete: r.AutoDelete, Args: args, ID: r.ID, Journal: st, PageWindow: v.pageWindow, Policy: def}), home: v.node}
+		if r.Home != "" {
+			q.home = r.Home
+		}
 		q.policy.Store(p)
 		es, disk, watermark, err := st.LoadQueue(r.ID, window, cache)
 		if err != nil {
@@ -357,4 +365,13 @@ func delayID(x *Exchange) uint64 {
 		return 0
 	}
 	return x.delay.id
+}
+
+// homeRecord is the home stored for q: empty when it is this node, so a
+// single node's records do not name it.
+func (q *Queue) homeRecord(node string) string {
+	if q.home == node {
+		return ""
+	}
+	return q.home
 }

@@ -199,9 +199,9 @@ func (v *Vhost) applyPolicies() {
 	}
 }
 
-// PutPolicy validates and stores a policy, applying it at once; created is
+// putPolicy validates and stores a policy, applying it at once; created is
 // false when it replaced one.
-func (s *Server) PutPolicy(p Policy) (created bool, err error) {
+func (s *Server) putPolicy(p Policy) (created bool, err error) {
 	if err := p.normalize(); err != nil {
 		return false, err
 	}
@@ -223,8 +223,8 @@ func (s *Server) PutPolicy(p Policy) (created bool, err error) {
 	return !existed, nil
 }
 
-// DeletePolicy removes a policy; objects fall back to the next match.
-func (s *Server) DeletePolicy(vhost, name string) error {
+// deletePolicy removes a policy; objects fall back to the next match.
+func (s *Server) deletePolicy(vhost, name string) error {
 	s.mu.Lock()
 	v := s.vhosts[vhost]
 	s.mu.Unlock()

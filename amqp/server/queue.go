@@ -217,7 +217,7 @@ func (ch *channel) queueDeclare(m *amqp.QueueDeclare) error {
 	}
 	if name == "" {
 		name = genName("amq.gen-")
-	} else if strings.HasPrefix(name, "amq.") {
+	} else if strings.HasPrefix(name, "amq.") && !ch.conn.generated {
 		return amqp.Errorf(amqp.AccessRefused, "queue name '%s' contains reserved prefix 'amq.*'", name)
 	}
 	if err := ch.mayQueue(permConfigure, name); err != nil {
@@ -258,6 +258,9 @@ func (ch *channel) queueDeclare(m *amqp.QueueDeclare) error {
 			Name: name, Vhost: v.Name, Durable: m.Durable, Exclusive: m.Exclusive,
 			AutoDelete: m.AutoDelete, Args: m.Arguments,
 		}, owner)
+		if h := ch.conn.home; h != "" {
+			q.home = h // declared through the cluster by that node (meta.go)
+		}
 		v.persistQueue(q)
 	}
 	v.mu.Unlock()
@@ -345,6 +348,9 @@ func (ch *channel) queuePurge(m *amqp.QueuePurge) error {
 	q, err := ch.queueFor(permRead, m.Queue)
 	if err != nil {
 		return err
+	}
+	if q.remote(ch.vhost().node) {
+		return errElsewhere(q, ch.vhost().Name)
 	}
 	n := q.Purge()
 	if !m.NoWait {

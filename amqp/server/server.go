@@ -128,6 +128,10 @@ type Server struct {
 	closing   bool
 
 	store       *store.Store
+	meta        MetaLog // the cluster's metadata log; nil on a single node (meta.go)
+	applier     applier
+	peers       Peers    // the other nodes of a cluster; nil on a single node (forward.go)
+	forwards    forwards // forwarded copies awaiting their home node's answer
 	lastQueueID atomic.Uint64
 	alarm       alarms
 	replies     replyRegistry

@@ -185,9 +185,9 @@ func propertiesTable(p *amqp.Properties) amqp.Table {
 	return t
 }
 
-// SetTracing turns firehose tracing of vhost on or off; it is stored with
+// setTracing turns firehose tracing of vhost on or off; it is stored with
 // the vhost and survives restarts.
-func (s *Server) SetTracing(vhost string, on bool) error {
+func (s *Server) setTracing(vhost string, on bool) error {
 	s.mu.Lock()
 	v := s.vhosts[vhost]
 	if v == nil {

@@ -41,6 +41,9 @@ func (x *Exchange) destName() string { return x.Name }
 // Queue is a declared queue with the bindings that point at it.
 type Queue struct {
 	*queue.Queue
+	// home is the node the queue lives on (its messages and consumers): the
+	// node that declared it. On a single node, always this node.
+	home   string
 	owner  *conn // exclusive owner, nil for shared queues
 	in     []binding
 	policy atomic.Pointer[Policy] // the policy that applies
@@ -71,6 +74,7 @@ type Vhost struct {
 	restoring bool
 
 	store       *store.Store
+	node        string      // this node's name
 	retired     *statTotals // where a deleted queue's counters go
 	nextQueueID func() uint64
 	pageWindow  int

@@ -25,6 +25,7 @@ import (
 	"gopkg.in/yaml.v3"
 
 	"github.com/warren-mq/warren/amqp/server"
+	"github.com/warren-mq/warren/cluster"
 	"github.com/warren-mq/warren/mgmt"
 	"github.com/warren-mq/warren/store"
 )
@@ -61,6 +62,10 @@ var flags = []cli.Flag{
 	altsrc.NewDurationFlag(&cli.DurationFlag{Name: "auth-failure-window", Value: time.Minute, EnvVars: []string{"WARREN_AUTH_FAILURE_WINDOW"}, Usage: "the window of --auth-failure-limit"}),
 	altsrc.NewIntFlag(&cli.IntFlag{Name: "queue-memory-window", Value: 20000, EnvVars: []string{"WARREN_QUEUE_MEMORY_WINDOW"}, Usage: "ready messages a queue keeps in memory; the rest wait on disk"}),
 	altsrc.NewIntFlag(&cli.IntFlag{Name: "delayed-memory-window", Value: 10000, EnvVars: []string{"WARREN_DELAYED_MEMORY_WINDOW"}, Usage: "pending messages a delayed-message exchange keeps in memory; the rest wait on disk"}),
+	altsrc.NewStringFlag(&cli.StringFlag{Name: "node-name", Value: defaultNodeName(), EnvVars: []string{"WARREN_NODE_NAME"}, Usage: "this node's name, name@host as RabbitMQ's (distinct for every node of a cluster)"}),
+	altsrc.NewStringFlag(&cli.StringFlag{Name: "cluster-listen", EnvVars: []string{"WARREN_CLUSTER_LISTEN"}, Usage: "inter-node listen address (e.g. :25672); with --cluster-seeds, makes this node part of a cluster"}),
+	altsrc.NewStringSliceFlag(&cli.StringSliceFlag{Name: "cluster-seeds", EnvVars: []string{"WARREN_CLUSTER_SEEDS"}, Usage: "host:port of the cluster's founding nodes' --cluster-listen, the same list on every node (repeat, or comma-separated); may include this node; DNS names allowed"}),
+	altsrc.NewDurationFlag(&cli.DurationFlag{Name: "cluster-tick", Value: 100 * time.Millisecond, EnvVars: []string{"WARREN_CLUSTER_TICK"}, Usage: "Raft tick; a leader is suspected lost after 10 ticks without word from it"}),
 	altsrc.NewBoolFlag(&cli.BoolFlag{Name: "pprof", EnvVars: []string{"WARREN_PPROF"}, Usage: "serve Go's /debug/pprof/ on the HTTP listener (for profiling)"}),
 }
 
@@ -140,6 +145,14 @@ func run(c *cli.Context) error {
 	if err != nil {
 		return fmt.Errorf("--amqp-listen: %w", err)
 	}
+	node, err := startCluster(c, srv, log, dataDir, l.Addr().String())
+	if err != nil {
+		l.Close()
+		return err
+	}
+	if node != nil {
+		defer node.Close()
+	}
 	errc := make(chan error, 5)
 	srv.AnnounceListener("amqp", l.Addr())
 	go func() { errc <- srv.Serve(l) }()
@@ -154,7 +167,7 @@ func run(c *cli.Context) error {
 		log.Info("AMQPS listening", zap.Stringer("addr", tl.Addr()))
 	}
 
-	var h http.Handler = mgmt.NewHandler(srv)
+	var h http.Handler = mgmt.NewClusterHandler(srv, mgmtCluster(node))
 	if c.Bool("pprof") {
 		mux := http.NewServeMux()
 		mux.Handle("/", h)
@@ -203,6 +216,60 @@ func run(c *cli.Context) error {
 	srv.Shutdown(ctx)
 	log.Info("stopped")
 	return nil
+}
+
+// startCluster joins or forms the cluster that --cluster-listen and
+// --cluster-seeds describe; without them the node is alone (nil).
+func startCluster(c *cli.Context, srv *server.Server, log *zap.Logger, dataDir, amqpAddr string) (*cluster.Node, error) {
+	listen, seedList := c.String("cluster-listen"), c.StringSlice("cluster-seeds")
+	if listen == "" && len(seedList) == 0 {
+		return nil, nil
+	}
+	if listen == "" || len(seedList) == 0 {
+		return nil, fmt.Errorf("--cluster-listen and --cluster-seeds go together")
+	}
+	seeds, err := cluster.ParseSeeds(seedList)
+	if err != nil {
+		return nil, fmt.Errorf("--cluster-seeds: %w", err)
+	}
+	cl, err := net.Listen("tcp", listen)
+	if err != nil {
+		return nil, fmt.Errorf("--cluster-listen: %w", err)
+	}
+	srv.AnnounceListener("clustering", cl.Addr())
+	node := cluster.New(cluster.Config{
+		NodeName: c.String("node-name"), Listener: cl, Seeds: seeds, Dir: filepath.Join(dataDir, "cluster"),
+		Logger: log, Broker: srv, AMQP: amqpAddr, HTTP: c.String("http-listen"), TickInterval: c.Duration("cluster-tick"),
+	})
+	srv.SetMetaLog(node)
+	srv.SetPeers(node)
+	if err := node.Start(); err != nil {
+		return nil, err
+	}
+	log.Info("CLUSTER listening", zap.Stringer("addr", cl.Addr()), zap.String("node", c.String("node-name")))
+	return node, nil
+}
+
+// mgmtCluster hands the management API the cluster, if any (a nil
+// *cluster.Node must not become a non-nil interface).
+func mgmtCluster(n *cluster.Node) mgmt.Cluster {
+	if n == nil {
+		return nil
+	}
+	return n
+}
+
+// defaultNodeName is warren@ and this machine's short name, as RabbitMQ's
+// rabbit@hostname.
+func defaultNodeName() string {
+	h, err := os.Hostname()
+	if err != nil || h == "" {
+		return "warren@localhost"
+	}
+	if i := strings.IndexByte(h, '.'); i > 0 {
+		h = h[:i]
+	}
+	return "warren@" + h
 }
 
 // parseBytes reads sizes like "50MB", "1GB", "512kB" or a plain byte count.
@@ -301,6 +368,7 @@ func serverConfig(c *cli.Context) (server.Config, error) {
 	}
 	cfg.FrameMax, cfg.ChannelMax, cfg.HandshakeTimeout, cfg.MaxMessageSize = uint32(fm), uint16(cm), c.Duration("handshake-timeout"), mms
 	cfg.Heartbeat = uint16(hb)
+	cfg.NodeName = c.String("node-name")
 	if cfg.WriteTimeout = c.Duration("write-timeout"); cfg.WriteTimeout <= 0 {
 		return cfg, fmt.Errorf("--write-timeout must be positive")
 	}

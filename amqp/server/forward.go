@@ -1,0 +1,304 @@
+package server
+
+import (
+	"encoding/binary"
+	"errors"
+	"sync"
+
+	"go.uber.org/zap"
+
+	"github.com/warren-mq/warren/amqp"
+	"github.com/warren-mq/warren/queue"
+)
+
+// In a cluster a classic queue lives on its home node (the node that
+// declared it, as in RabbitMQ). A message published on another node is
+// routed there, on the receiving node, and each copy for a queue at home
+// elsewhere is forwarded to that node over the cluster's connection (one
+// binary frame per copy, batched by the transport), where it is enqueued as
+// if published locally. With publisher confirms, the publish is confirmed
+// once every node holding a copy has it (on disk when persistent), and
+// nacked when one refused it or its node could not be reached.
+
+// Peers carries the broker's own traffic between nodes (cluster.Node).
+type Peers interface {
+	// Send queues payload for node (by name); it fails at once when the
+	// node is unknown or unreachable.
+	Send(node string, payload []byte) error
+}
+
+// SetPeers connects the broker to the other nodes of its cluster. Call
+// before Serve.
+func (s *Server) SetPeers(p Peers) { s.peers = p }
+
+// Frame types of the broker's inter-node payloads (first byte).
+const (
+	peerForward    = 1 // fwdID(8) vhost queue exchange key (shortstrs) ttl(8) hdrLen(4) header body
+	peerForwardAck = 2 // fwdID(8) ok(1)
+)
+
+// forwards tracks forwarded copies awaiting their home node's answer, for
+// publisher confirms.
+type forwards struct {
+	mu      sync.Mutex
+	next    uint64
+	pending map[uint64]forwardWait // guarded by mu
+}
+
+type forwardWait struct {
+	c    *confirmer
+	seq  uint64
+	node string
+}
+
+func (f *forwards) add(node string, c *confirmer, seq uint64) uint64 {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.next++
+	if f.pending == nil {
+		f.pending = map[uint64]forwardWait{}
+	}
+	f.pending[f.next] = forwardWait{c: c, seq: seq, node: node}
+	return f.next
+}
+
+func (f *forwards) take(id uint64) (forwardWait, bool) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	w, ok := f.pending[id]
+	delete(f.pending, id)
+	return w, ok
+}
+
+// failNode nacks every copy waiting on node (its connection went down: the
+// copies may or may not have arrived, so the publisher must decide).
+func (f *forwards) failNode(node string) {
+	f.mu.Lock()
+	var failed []forwardWait
+	for id, w := range f.pending {
+		if w.node == node {
+			failed = append(failed, w)
+			delete(f.pending, id)
+		}
+	}
+	f.mu.Unlock()
+	for _, w := range failed {
+		w.c.settleRemote(w.seq, false)
+	}
+}
+
+// PeerDown is told when the connection to node is lost.
+func (s *Server) PeerDown(node string) { s.forwards.failNode(node) }
+
+// forward sends a copy of msg for queue q to q's home node. With a
+// confirmer it returns false when the copy could not even be sent (the
+// caller counts it as refused); the answer settles seq later.
+func (s *Server) forward(v *Vhost, q *Queue, msg *queue.Message, ttl int64, c *confirmer, seq uint64) bool {
+	var id uint64
+	if c != nil {
+		id = s.forwards.add(q.home, c, seq)
+	}
+	b := make([]byte, 0, 64+len(v.Name)+len(q.Name)+len(msg.Exchange)+len(msg.RoutingKey)+len(msg.Header)+len(msg.Body))
+	b = append(b, peerForward)
+	b = binary.BigEndian.AppendUint64(b, id)
+	b = appendShortstr(b, v.Name)
+	b = appendShortstr(b, q.Name)
+	b = appendShortstr(b, msg.Exchange)
+	b = appendShortstr(b, msg.RoutingKey)
+	b = binary.BigEndian.AppendUint64(b, uint64(ttl))
+	b = binary.BigEndian.AppendUint32(b, uint32(len(msg.Header)))
+	b = append(b, msg.Header...)
+	b = append(b, msg.Body...)
+	if s.peers == nil || s.peers.Send(q.home, b) != nil {
+		if c != nil {
+			s.forwards.take(id)
+		}
+		return false
+	}
+	return true
+}
+
+var errShort = errors.New("short peer frame")
+
+type peerReader struct {
+	b   []byte
+	err error
+}
+
+func (r *peerReader) u64() uint64 {
+	if len(r.b) < 8 {
+		r.err = errShort
+		return 0
+	}
+	v := binary.BigEndian.Uint64(r.b)
+	r.b = r.b[8:]
+	return v
+}
+
+func (r *peerReader) u32() uint32 {
+	if len(r.b) < 4 {
+		r.err = errShort
+		return 0
+	}
+	v := binary.BigEndian.Uint32(r.b)
+	r.b = r.b[4:]
+	return v
+}
+
+func (r *peerReader) shortstr() string {
+	if len(r.b) < 1 || len(r.b) < 1+int(r.b[0]) {
+		r.err = errShort
+		return ""
+	}
+	n := int(r.b[0])
+	v := string(r.b[1 : 1+n])
+	r.b = r.b[1+n:]
+	return v
+}
+
+func (r *peerReader) bytes(n uint32) []byte {
+	if uint64(len(r.b)) < uint64(n) {
+		r.err = errShort
+		return nil
+	}
+	v := r.b[:n]
+	r.b = r.b[n:]
+	return v
+}
+
+// HandlePeer takes one payload another node sent this broker. It runs on
+// the cluster connection's reader and must not block.
+func (s *Server) HandlePeer(from string, payload []byte) {
+	if len(payload) == 0 {
+		return
+	}
+	r := &peerReader{b: payload[1:]}
+	switch payload[0] {
+	case peerForward:
+		id := r.u64()
+		vhost, qname, exch, key := r.shortstr(), r.shortstr(), r.shortstr(), r.shortstr()
+		ttl := int64(r.u64())
+		header := r.bytes(r.u32())
+		body := r.b
+		if r.err != nil {
+			s.log.Warn("malformed forwarded message", zapNode(from))
+			return
+		}
+		ok := s.enqueueForwarded(vhost, qname, exch, key, header, body, ttl, func(ok bool) {
+			if id != 0 {
+				s.answerForward(from, id, ok)
+			}
+		})
+		if !ok && id != 0 {
+			s.answerForward(from, id, false)
+		}
+	case peerForwardAck:
+		id := r.u64()
+		ok := r.bytes(1)
+		if r.err != nil {
+			return
+		}
+		if w, found := s.forwards.take(id); found {
+			w.c.settleRemote(w.seq, ok[0] == 1)
+		}
+	}
+}
+
+func (s *Server) answerForward(to string, id uint64, ok bool) {
+	b := make([]byte, 0, 10)
+	b = append(b, peerForwardAck)
+	b = binary.BigEndian.AppendUint64(b, id)
+	if ok {
+		b = append(b, 1)
+	} else {
+		b = append(b, 0)
+	}
+	if s.peers != nil {
+		s.peers.Send(to, b) // a lost answer is a lost connection: the sender nacks
+	}
+}
+
+// enqueueForwarded puts a forwarded copy into its queue here. done is
+// called with the outcome once it is settled (after the sync for a
+// persistent message in a durable queue); false means it was refused at
+// once (no such queue).
+func (s *Server) enqueueForwarded(vhost, qname, exch, key string, header, body []byte, ttl int64, done func(bool)) bool {
+	s.mu.Lock()
+	v := s.vhosts[vhost]
+	s.mu.Unlock()
+	if v == nil {
+		return false
+	}
+	h, err := amqp.DecodeContentHeader(header)
+	if err != nil {
+		return false
+	}
+	// The frame's payload is ours to keep (transport.Handler).
+	msg := &queue.Message{Exchange: exch, RoutingKey: key, Header: header, Body: body, Props: h.Properties}
+	v.mu.RLock()
+	q := v.queues[qname]
+	if q == nil || q.remote(v.node) {
+		v.mu.RUnlock()
+		return false
+	}
+	durable := msg.Persistent() && s.store != nil && q.Durable
+	msg.StoreInline = durable
+	res := q.Publish(msg, ttl)
+	v.mu.RUnlock()
+	switch {
+	case res == queue.Rejected:
+		done(false)
+	case durable && res == queue.Enqueued:
+		s.store.AfterSync(func() { done(true) })
+	default:
+		done(true)
+	}
+	return true
+}
+
+// remote reports whether q lives on another node than node.
+func (q *Queue) remote(node string) bool { return q.home != node }
+
+// forwardCopies sends msg to the home nodes of the remote queues among qs
+// and, for a confirmed publish (seq > 0), records what its confirm waits
+// for: every node's answer, and the local sync when a local copy was
+// persisted. Vhost read lock held.
+func (ch *channel) forwardCopies(v *Vhost, qs []*Queue, msg *queue.Message, ttl int64, seq uint64, rejected, persisted bool) {
+	s := ch.conn.srv
+	var c *confirmer
+	if seq != 0 {
+		c = &ch.confirms
+		if rejected {
+			ch.confirms.add(seq, confirmNack)
+			c = nil
+		} else {
+			n := 0
+			for _, q := range qs {
+				if q.remote(v.node) {
+					n++
+				}
+			}
+			if persisted {
+				n++
+			}
+			// Recorded before anything is sent, so no answer can come first.
+			c.addRemote(seq, n)
+		}
+	}
+	for _, q := range qs {
+		if q.remote(v.node) && !s.forward(v, q, msg, ttl, c, seq) && c != nil {
+			c.settleRemote(seq, false)
+		}
+	}
+	if c != nil && persisted {
+		s.store.AfterSync(func() { c.settleRemote(seq, true) })
+	}
+}
+
+func zapNode(node string) zap.Field { return zap.String("node", node) }
+
+// errElsewhere refuses an operation on a queue whose messages are on
+// another node, which this node does not serve.
+func errElsewhere(q *Queue, vhost string) *amqp.Error {
+	return amqp.Errorf(amqp.PreconditionFailed, "queue '%s' in vhost '%s' is on node '%s'; consume, get and purge it through a connection to that node", q.Name, vhost, q.home)
+}
