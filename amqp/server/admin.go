@@ -117,6 +117,7 @@ func (s *Server) PutUser(name, passwordHash string, tags []string) (created bool
 		s.users[name] = u
 	}
 	u.PasswordHash, u.Tags = passwordHash, slices.Clone(tags)
+	s.permGen.Add(1)
 	rec := userRecordOf(u)
 	s.mu.Unlock()
 	s.persist(store.KindUser, name, rec)
@@ -159,6 +160,7 @@ func (s *Server) SetPermission(user, vhost string, p Permission) error {
 		return ErrNotFound
 	}
 	u.Permissions[vhost] = p
+	s.permGen.Add(1)
 	rec := userRecordOf(u)
 	s.mu.Unlock()
 	s.persist(store.KindUser, user, rec)
@@ -178,6 +180,7 @@ func (s *Server) ClearPermission(user, vhost string) error {
 		return ErrNotFound
 	}
 	delete(u.Permissions, vhost)
+	s.permGen.Add(1)
 	rec := userRecordOf(u)
 	s.mu.Unlock()
 	s.persist(store.KindUser, user, rec)

@@ -117,6 +117,10 @@ type Server struct {
 	vhosts    map[string]*Vhost
 	users     map[string]*User
 	closing   bool
+	// permGen counts changes to users' permissions and tags (made under
+	// mu): a channel's checker made before a change is stale, since
+	// RabbitMQ checks every operation against the permissions as they are.
+	permGen atomic.Uint64
 
 	store       *store.Store
 	lastQueueID atomic.Uint64
