@@ -34,11 +34,12 @@ test-oracle:
 
 # The clients the integration tests drive: amqplib and playwright-core from
 # npm (pinned in integration/clients/node and integration/web lock files);
-# pika, Celery, amqp-tools and Chromium from Debian (installed with apt-get
+# pika, Celery, amqp-tools, Chromium and rabbitmq-server (for its
+# rabbitmqadmin, /usr/bin/rabbitmqadmin) from Debian (installed with apt-get
 # when missing, which needs root).
-DEBIAN_CLIENTS := python3-pika python3-celery amqp-tools chromium docker-compose file
+DEBIAN_CLIENTS := python3-pika python3-celery amqp-tools chromium docker-compose file rabbitmq-server
 client-deps:
-	@if ! command -v amqp-publish >/dev/null || ! command -v chromium >/dev/null || ! command -v docker-compose >/dev/null || ! command -v file >/dev/null || ! /usr/bin/python3 -c 'import pika, celery' 2>/dev/null; then \
+	@if ! command -v amqp-publish >/dev/null || ! command -v chromium >/dev/null || ! command -v docker-compose >/dev/null || ! command -v file >/dev/null || ! command -v rabbitmqadmin >/dev/null || ! /usr/bin/python3 -c 'import pika, celery' 2>/dev/null; then \
 	  echo "installing $(DEBIAN_CLIENTS)"; \
 	  apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q $(DEBIAN_CLIENTS); fi
 	@if [ ! -d integration/clients/node/node_modules/amqplib ]; then \
