@@ -11,6 +11,7 @@ import (
 )
 
 func TestResourceAlarmBlocksPublishersNotConsumers(t *testing.T) {
+	warrenOnly(t, "raises a memory alarm with Server.SetAlarm")
 	b := startBroker(t, server.Config{})
 	pubConn, pub := b.channel(t)
 	_, cons := b.channel(t)
@@ -54,6 +55,7 @@ func TestResourceAlarmBlocksPublishersNotConsumers(t *testing.T) {
 // a memory limit below the broker's RSS, a free-disk limit above what the
 // disk has.
 func TestResourceWatcherRaisesAlarms(t *testing.T) {
+	warrenOnly(t, "configures memory and disk limits (server.Config)")
 	for _, c := range []struct {
 		name string
 		cfg  server.Config

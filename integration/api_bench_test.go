@@ -4,13 +4,11 @@ import (
 	"fmt"
 	"io"
 	"net/http"
-	"net/http/httptest"
 	"testing"
 
 	"github.com/stretchr/testify/require"
 
 	"github.com/warren-mq/warren/amqp/server"
-	"github.com/warren-mq/warren/mgmt"
 )
 
 // BenchmarkAPIQueuesPage10k: one page of 100 queues out of 10,000, sorted
@@ -22,13 +20,12 @@ func BenchmarkAPIQueuesPage10k(b *testing.B) {
 		_, err := ch.QueueDeclare(fmt.Sprintf("queue-%05d", i), false, false, false, false, nil)
 		require.NoError(b, err)
 	}
-	hs := httptest.NewServer(mgmt.NewHandler(br.Server))
-	b.Cleanup(hs.Close)
+	base := br.api(b)
 	for _, path := range []string{"/api/queues?page=37&page_size=100&sort=name", "/api/queues?page=1&page_size=100&sort=messages&sort_reverse=true&name=queue-0"} {
 		b.Run(path, func(b *testing.B) {
 			for b.Loop() {
-				req, _ := http.NewRequest(http.MethodGet, hs.URL+path, nil)
-				req.SetBasicAuth("guest", "guest")
+				req, _ := http.NewRequest(http.MethodGet, base+path, nil)
+				req.SetBasicAuth(br.user, br.pass)
 				resp, err := http.DefaultClient.Do(req)
 				require.NoError(b, err)
 				io.Copy(io.Discard, resp.Body)

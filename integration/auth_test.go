@@ -25,6 +25,7 @@ func dialFrom(local string) func(network, addr string) (net.Conn, error) {
 }
 
 func TestFailedLoginsAreRateLimitedPerSourceAndLogged(t *testing.T) {
+	warrenOnly(t, "rate-limits failed logins per source, a Warren feature (server.Config) with its log")
 	core, logs := observer.New(zapcore.InfoLevel)
 	b := startBroker(t, server.Config{Logger: zap.New(core), AuthFailureLimit: 3, AuthFailureWindow: 500 * time.Millisecond})
 	b.PutUser("app", server.HashPassword("right-password"), nil)
@@ -71,6 +72,7 @@ func TestFailedLoginsAreRateLimitedPerSourceAndLogged(t *testing.T) {
 }
 
 func TestGuestOnlyFromLoopbackNetworks(t *testing.T) {
+	warrenOnly(t, "configures the loopback networks guest may come from (server.Config)")
 	_, only1, _ := net.ParseCIDR("127.0.0.1/32")
 	b := startBroker(t, server.Config{LoopbackNetworks: []*net.IPNet{only1}})
 	c, err := amqp.DialConfig(b.url, amqp.Config{Dial: dialFrom("127.0.0.1")})

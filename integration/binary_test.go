@@ -33,6 +33,7 @@ var listenRe = regexp.MustCompile(`(AMQPS?|HTTPS?|PROMETHEUS) listening\s+\{"add
 // environment variables, and checks it starts quickly and closes clients
 // with 320 on SIGTERM.
 func TestBinaryFlagsEnvAndSIGTERM(t *testing.T) {
+	warrenOnly(t, "starts bin/warren")
 	bin := buildWarren(t)
 	cmd := exec.Command(bin, "--http-listen", "127.0.0.1:0", "--prometheus-listen", "127.0.0.1:0")
 	cmd.Env = append(os.Environ(), "WARREN_AMQP_LISTEN=127.0.0.1:0", "WARREN_DATA_DIR="+t.TempDir(), "WARREN_LOG_LEVEL=info")
@@ -85,6 +86,7 @@ func TestBinaryFlagsEnvAndSIGTERM(t *testing.T) {
 // TestBinaryConfigFile: settings from --config, overridden by the
 // environment and then by flags; a typo in the file is an error.
 func TestBinaryConfigFile(t *testing.T) {
+	warrenOnly(t, "starts bin/warren with a config file")
 	bin := buildWarren(t)
 	dir := t.TempDir()
 	cfg := filepath.Join(dir, "warren.yaml")

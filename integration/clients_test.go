@@ -21,6 +21,7 @@ import (
 // EXTERNAL). noSlash drops the URLs' trailing "/" (rabbitmq-c reads "host/"
 // as the vhost "", as RabbitMQ's URI spec says).
 func clientBroker(t *testing.T, noSlash bool) []string {
+	t.Helper()
 	p := newPKI(t)
 	b, tlsAddr := startTLSBroker(t, p, false)
 	url, tlsURL := b.url, "amqps://guest:guest@"+tlsAddr+"/"
@@ -60,6 +61,7 @@ func clientDir(t *testing.T, name string) string {
 }
 
 func TestClientNodeAmqplib(t *testing.T) {
+	warrenOnly(t, "the client suites also run over TLS and EXTERNAL, against Warren's TLS listener with the test's PKI")
 	dir := clientDir(t, "node")
 	if _, err := os.Stat(filepath.Join(dir, "node_modules", "amqplib")); err != nil {
 		t.Fatalf("amqplib is not installed in %s (run `make client-deps`)", dir)
@@ -71,14 +73,17 @@ func TestClientNodeAmqplib(t *testing.T) {
 }
 
 func TestClientPythonPika(t *testing.T) {
+	warrenOnly(t, "the client suites also run over TLS and EXTERNAL, against Warren's TLS listener with the test's PKI")
 	runClient(t, clientDir(t, "python"), clientBroker(t, false), 2*time.Minute, "/usr/bin/python3", "-m", "unittest", "-v", "test_pika")
 }
 
 func TestClientCelery(t *testing.T) {
+	warrenOnly(t, "the client suites also run over TLS and EXTERNAL, against Warren's TLS listener with the test's PKI")
 	runClient(t, clientDir(t, "python"), clientBroker(t, false), 3*time.Minute, "/usr/bin/python3", "-m", "unittest", "-v", "test_celery")
 }
 
 func TestClientAmqpTools(t *testing.T) {
+	warrenOnly(t, "the client suites also run over TLS and EXTERNAL, against Warren's TLS listener with the test's PKI")
 	if _, err := exec.LookPath("amqp-publish"); err != nil {
 		t.Fatalf("amqp-tools not installed (run `make client-deps`): %v", err)
 	}

@@ -14,6 +14,7 @@ import (
 // name each other as seeds form one cluster; definitions made on any node
 // (AMQP or the management API) are on every node.
 func TestClusterFormsAndReplicatesMetadata(t *testing.T) {
+	warrenOnly(t, "starts a cluster of bin/warren processes")
 	nodes := startTestCluster(t, 3, 0)
 	waitFor(t, "three running members with a leader", func() bool {
 		st := nodes[0].status()
@@ -86,6 +87,7 @@ func TestClusterFormsAndReplicatesMetadata(t *testing.T) {
 // confirmed once the home node has it; consumers on the home node get
 // every message in order.
 func TestClusterPublishOnAnyNode(t *testing.T) {
+	warrenOnly(t, "starts a cluster of bin/warren processes")
 	nodes := startTestCluster(t, 3, 0)
 	home, err := amqp.Dial(nodes[0].url())
 	require.NoError(t, err)
@@ -134,6 +136,7 @@ func TestClusterPublishOnAnyNode(t *testing.T) {
 // metadata changes fail with a clear error (503), while the queue on the
 // remaining node keeps taking and delivering messages.
 func TestClusterSurvivesAMinorityAndRefusesWithoutQuorum(t *testing.T) {
+	warrenOnly(t, "starts a cluster of bin/warren processes")
 	nodes := startTestCluster(t, 3, 0)
 	code, raw := nodes[0].api("PUT", "/api/queues/%2F/before", `{"durable":true}`)
 	require.Equal(t, 201, code, string(raw))
@@ -168,6 +171,7 @@ func TestClusterSurvivesAMinorityAndRefusesWithoutQuorum(t *testing.T) {
 // TestClusterGrowAndShrink: a node started with the cluster's seeds but not
 // among them joins by itself; forgetting it (stopped) removes it.
 func TestClusterGrowAndShrink(t *testing.T) {
+	warrenOnly(t, "starts a cluster of bin/warren processes")
 	nodes := startTestCluster(t, 3, 1)
 	code, raw := nodes[0].api("PUT", "/api/queues/%2F/grown", `{"durable":true}`)
 	require.Equal(t, 201, code, string(raw))

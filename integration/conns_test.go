@@ -34,6 +34,7 @@ func vmRSS(t *testing.T, pid int) int64 {
 // queue and a consumer, delivers one message to every one of them, and
 // reports the broker's memory per connection.
 func TestManyConnections(t *testing.T) {
+	warrenOnly(t, "starts bin/warren and reads its memory")
 	n := 500
 	if v, err := strconv.Atoi(os.Getenv("WARREN_CONNS")); err == nil && v > 0 {
 		n = v

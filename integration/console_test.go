@@ -23,6 +23,7 @@ import (
 // charts, paged lists, queue page actions, admin forms, definitions. `make
 // client-deps` installs both.
 func TestWebConsole(t *testing.T) {
+	warrenOnly(t, "drives Warren's own web console")
 	chromium, err := exec.LookPath("chromium")
 	if err != nil {
 		t.Fatalf("chromium not found (run `make client-deps`): %v", err)

@@ -16,6 +16,7 @@ import (
 // without the rabbitmq profile, and the Dockerfile's build commands produce
 // static binaries that start. Building and running the image is not checked.
 func TestDockerFiles(t *testing.T) {
+	warrenOnly(t, "checks Warren's Dockerfile and compose file; no broker involved")
 	dc, err := exec.LookPath("docker-compose")
 	if err != nil {
 		t.Fatalf("docker-compose not found (run `make client-deps`): %v", err)

@@ -53,10 +53,11 @@ func startDurableCfg(t *testing.T, dir string, cfg server.Config) *durableBroker
 	}
 	t.Cleanup(stop)
 	addr := l.Addr().String()
-	return &durableBroker{broker: &broker{Server: s, addr: addr, url: "amqp://guest:guest@" + addr + "/"}, st: st, stop: stop}
+	return &durableBroker{broker: localBroker(t, s, addr), st: st, stop: stop}
 }
 
 func TestRestartKeepsDurableDefinitionsAndPersistentMessages(t *testing.T) {
+	warrenOnly(t, "restarts an in-process Warren on its data directory")
 	dir := t.TempDir()
 	b := startDurable(t, dir)
 	conn, err := amqp.Dial(b.url)
@@ -139,6 +140,7 @@ func TestRestartKeepsDurableDefinitionsAndPersistentMessages(t *testing.T) {
 }
 
 func TestRestartAfterDeletesForgets(t *testing.T) {
+	warrenOnly(t, "restarts an in-process Warren on its data directory")
 	dir := t.TempDir()
 	b := startDurable(t, dir)
 	_, ch := b.channel(t)
@@ -162,6 +164,7 @@ func TestRestartAfterDeletesForgets(t *testing.T) {
 }
 
 func TestCorruptDataDirectoryIsAClearError(t *testing.T) {
+	warrenOnly(t, "opens Warren's store; no broker involved")
 	dir := t.TempDir()
 	b := startDurable(t, dir)
 	b.stop()
@@ -173,6 +176,7 @@ func TestCorruptDataDirectoryIsAClearError(t *testing.T) {
 }
 
 func TestRestartKeepsVhostsUsersAndPermissions(t *testing.T) {
+	warrenOnly(t, "restarts an in-process Warren on its data directory")
 	dir := t.TempDir()
 	b := startDurable(t, dir)
 	require.True(t, must(b.AddVhost("billing")))
@@ -240,6 +244,7 @@ func TestRestartKeepsVhostsUsersAndPermissions(t *testing.T) {
 
 // TTL deadlines, x-death headers and priorities survive a restart.
 func TestRestartKeepsTTLDeadlinesDeathsAndPriorities(t *testing.T) {
+	warrenOnly(t, "restarts an in-process Warren on its data directory")
 	dir := t.TempDir()
 	b := startDurable(t, dir)
 	_, ch := b.channel(t)

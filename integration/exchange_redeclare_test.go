@@ -1,6 +1,7 @@
 package integration
 
 import (
+	"strings"
 	"testing"
 
 	amqp "github.com/rabbitmq/amqp091-go"
@@ -32,20 +33,20 @@ func TestExchangeRedeclareInequivalent(t *testing.T) {
 	}{
 		{"amq.direct", "direct", true, false, false, 0, ""},
 		{"amq.direct", "fanout", true, false, false, amqp.PreconditionFailed,
-			"PRECONDITION_FAILED - inequivalent arg 'type' for exchange 'amq.direct' in vhost '/': received 'fanout' but current is 'direct'"},
+			"PRECONDITION_FAILED - inequivalent arg 'type' for exchange 'amq.direct' in vhost '{vhost}': received 'fanout' but current is 'direct'"},
 		{"amq.topic", "headers", true, false, false, amqp.PreconditionFailed,
-			"PRECONDITION_FAILED - inequivalent arg 'type' for exchange 'amq.topic' in vhost '/': received 'headers' but current is 'topic'"},
+			"PRECONDITION_FAILED - inequivalent arg 'type' for exchange 'amq.topic' in vhost '{vhost}': received 'headers' but current is 'topic'"},
 		{"amq.direct", "direct", false, false, false, amqp.PreconditionFailed,
-			"PRECONDITION_FAILED - inequivalent arg 'durable' for exchange 'amq.direct' in vhost '/': received 'false' but current is 'true'"},
+			"PRECONDITION_FAILED - inequivalent arg 'durable' for exchange 'amq.direct' in vhost '{vhost}': received 'false' but current is 'true'"},
 		{"amq.direct", "direct", true, true, false, amqp.PreconditionFailed,
-			"PRECONDITION_FAILED - inequivalent arg 'auto_delete' for exchange 'amq.direct' in vhost '/': received 'true' but current is 'false'"},
+			"PRECONDITION_FAILED - inequivalent arg 'auto_delete' for exchange 'amq.direct' in vhost '{vhost}': received 'true' but current is 'false'"},
 		{"amq.newone", "direct", true, false, false, amqp.AccessRefused,
 			"ACCESS_REFUSED - exchange name 'amq.newone' contains reserved prefix 'amq.*'"},
 		{"userx", "direct", true, false, false, 0, ""},
 		{"userx", "fanout", true, false, false, amqp.PreconditionFailed,
-			"PRECONDITION_FAILED - inequivalent arg 'type' for exchange 'userx' in vhost '/': received 'fanout' but current is 'direct'"},
+			"PRECONDITION_FAILED - inequivalent arg 'type' for exchange 'userx' in vhost '{vhost}': received 'fanout' but current is 'direct'"},
 		{"userx", "direct", true, false, true, amqp.PreconditionFailed,
-			"PRECONDITION_FAILED - inequivalent arg 'internal' for exchange 'userx' in vhost '/': received 'true' but current is 'false'"},
+			"PRECONDITION_FAILED - inequivalent arg 'internal' for exchange 'userx' in vhost '{vhost}': received 'true' but current is 'false'"},
 	} {
 		err := channel().ExchangeDeclare(tc.name, tc.kind, tc.durable, tc.autoDelete, tc.intern, false, nil)
 		if tc.code == 0 {
@@ -53,7 +54,7 @@ func TestExchangeRedeclareInequivalent(t *testing.T) {
 			continue
 		}
 		ae := amqpErr(t, err, tc.code)
-		require.Equal(t, tc.text, ae.Reason, "%s as %s", tc.name, tc.kind)
+		require.Equal(t, strings.ReplaceAll(tc.text, "{vhost}", b.vhost), ae.Reason, "%s as %s", tc.name, tc.kind)
 	}
 	require.False(t, conn.IsClosed(), "inequivalence is a channel error, not a connection error")
 	// A passive declare checks existence only, whatever type it names.

@@ -206,7 +206,7 @@ func TestPublishToMissingExchangeClosesChannel(t *testing.T) {
 	select {
 	case e := <-closed:
 		require.Equal(t, amqp.NotFound, e.Code)
-		require.Equal(t, "NOT_FOUND - no exchange 'nope' in vhost '/'", e.Reason)
+		require.Equal(t, "NOT_FOUND - no exchange 'nope' in vhost '"+b.vhost+"'", e.Reason)
 	case <-time.After(5 * time.Second):
 		t.Fatal("channel not closed")
 	}

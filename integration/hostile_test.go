@@ -20,6 +20,7 @@ import (
 // no more deliveries once its outbound buffer is full, is closed after the
 // write timeout, and the publisher and other clients carry on.
 func TestStuckConsumerIsClosed(t *testing.T) {
+	warrenOnly(t, "sets a 1 s write timeout (server.Config) and counts connections with Server.Connections")
 	b := startBroker(t, server.Config{WriteTimeout: time.Second})
 	_, ch := b.channel(t)
 	_, err := ch.QueueDeclare("stuck", false, false, false, false, nil)
@@ -54,6 +55,7 @@ func TestStuckConsumerIsClosed(t *testing.T) {
 // abandoned mid-handshake, and channels opened and closed in a loop; the
 // broker keeps serving and holds nothing afterwards.
 func TestConnectionAndChannelStorms(t *testing.T) {
+	warrenOnly(t, "sets a 2 s handshake timeout (server.Config) and counts connections with Server.Connections")
 	b := startBroker(t, server.Config{HandshakeTimeout: 2 * time.Second})
 	var wg sync.WaitGroup
 	for i := range 200 {
@@ -91,6 +93,7 @@ func TestConnectionAndChannelStorms(t *testing.T) {
 // headers) larger than the negotiated frame_max is a connection error 501
 // before it is buffered; a 255-byte queue name (the protocol's maximum) works.
 func TestMessageAndHeaderSizeLimits(t *testing.T) {
+	warrenOnly(t, "sets a 1000-byte maximum message size (server.Config)")
 	b := startBroker(t, server.Config{MaxMessageSize: 1000})
 	c, ch := b.channel(t)
 	q, err := ch.QueueDeclare(strings.Repeat("q", 255), false, true, false, false, nil)

@@ -73,6 +73,7 @@ func runWarrenListeners(t *testing.T, cmd *exec.Cmd, names ...string) map[string
 // and in order, and that acked messages stay gone. WARREN_KILL_ROUNDS sets
 // the number of kill/restart rounds (make kill-test runs 50).
 func TestSIGKILLLosesNoConfirmedMessage(t *testing.T) {
+	warrenOnly(t, "SIGKILLs and restarts bin/warren")
 	rounds := 3
 	if s := os.Getenv("WARREN_KILL_ROUNDS"); s != "" {
 		n, err := strconv.Atoi(s)

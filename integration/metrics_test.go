@@ -38,6 +38,7 @@ func metric(t *testing.T, text, series string) float64 {
 }
 
 func TestPrometheusMetrics(t *testing.T) {
+	warrenOnly(t, "scrapes Warren's Prometheus handler (RabbitMQ's prometheus plugin is not enabled here)")
 	b := startBroker(t, server.Config{})
 	_, ch := b.channel(t)
 	_, err := ch.QueueDeclare("orders", false, false, false, false, nil)

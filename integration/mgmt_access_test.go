@@ -40,8 +40,20 @@ func TestManagementAccessControlMatchesRabbitMQ(t *testing.T) {
 
 	// The same set-up as the recording script: two vhosts with an exchange,
 	// a queue, a binding, a policy and a limit each; one user per tag.
+	// The recording's names and vhosts are fixed; against a shared broker
+	// they may exist from an earlier run, and are removed afterwards.
 	const v, root = "acl-v", "%2F"
-	api.expect(201, "PUT", "/api/vhosts/"+v, map[string]any{})
+	t.Cleanup(func() {
+		api.do("DELETE", "/api/vhosts/"+v, nil)
+		for _, u := range []string{"acl-none", "acl-mgmt", "acl-pol", "acl-mon", "acl-adm"} {
+			api.do("DELETE", "/api/users/"+u, nil)
+		}
+		for _, path := range []string{"/api/exchanges/" + root + "/acl-x", "/api/queues/" + root + "/acl-q",
+			"/api/policies/" + root + "/acl-p", "/api/vhost-limits/" + root + "/max-connections"} {
+			api.do("DELETE", path, nil)
+		}
+	})
+	api.do("PUT", "/api/vhosts/"+v, map[string]any{})
 	api.do("PUT", "/api/permissions/"+v+"/guest", map[string]any{"configure": ".*", "write": ".*", "read": ".*"})
 	for _, u := range []struct{ name, tags string }{
 		{"acl-none", ""}, {"acl-mgmt", "management"}, {"acl-pol", "policymaker"}, {"acl-mon", "monitoring"}, {"acl-adm", "administrator"},
@@ -50,11 +62,19 @@ func TestManagementAccessControlMatchesRabbitMQ(t *testing.T) {
 		api.do("PUT", "/api/permissions/"+root+"/"+u.name, map[string]any{"configure": ".*", "write": ".*", "read": ".*"})
 	}
 	for _, vh := range []string{v, root} {
-		api.expect(201, "PUT", "/api/exchanges/"+vh+"/acl-x", map[string]any{"type": "direct", "durable": true})
-		api.expect(201, "PUT", "/api/queues/"+vh+"/acl-q", map[string]any{"durable": true})
-		api.expect(201, "POST", "/api/bindings/"+vh+"/e/acl-x/q/acl-q", map[string]any{"routing_key": "k"})
-		api.expect(201, "PUT", "/api/policies/"+vh+"/acl-p", map[string]any{"pattern": "^zzz", "definition": map[string]any{"max-length": 5}})
-		api.expect(204, "PUT", "/api/vhost-limits/"+vh+"/max-connections", map[string]any{"value": 100})
+		for _, call := range []struct {
+			method, path string
+			body         map[string]any
+		}{
+			{"PUT", "/api/exchanges/" + vh + "/acl-x", map[string]any{"type": "direct", "durable": true}},
+			{"PUT", "/api/queues/" + vh + "/acl-q", map[string]any{"durable": true}},
+			{"POST", "/api/bindings/" + vh + "/e/acl-x/q/acl-q", map[string]any{"routing_key": "k"}},
+			{"PUT", "/api/policies/" + vh + "/acl-p", map[string]any{"pattern": "^zzz", "definition": map[string]any{"max-length": 5}}},
+			{"PUT", "/api/vhost-limits/" + vh + "/max-connections", map[string]any{"value": 100}},
+		} {
+			r := api.do(call.method, call.path, call.body)
+			require.Contains(t, []int{201, 204}, r.status, "%s %s: %s", call.method, call.path, r.raw)
+		}
 	}
 
 	f, err := os.Open("testdata/mgmt-access-rabbitmq-3.10.8.jsonl")

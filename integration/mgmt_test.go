@@ -1,9 +1,7 @@
 package integration
 
 import (
-	"encoding/json"
 	"net/http"
-	"net/http/httptest"
 	"net/url"
 	"testing"
 
@@ -11,49 +9,44 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/warren-mq/warren/amqp/server"
-	"github.com/warren-mq/warren/mgmt"
 )
 
 func TestConnectionsAPIListAndForceClose(t *testing.T) {
 	b := startBroker(t, server.Config{})
-	hs := httptest.NewServer(mgmt.NewHandler(b.Server))
-	t.Cleanup(hs.Close)
+	api := startAPI(t, b)
 
 	cfg := amqp.Config{Properties: amqp.Table{"connection_name": "my-app"}}
 	c, err := amqp.DialConfig(b.url, cfg)
 	require.NoError(t, err)
 	defer c.Close()
 
-	get := func(user, pass string) *http.Response {
-		req, _ := http.NewRequest(http.MethodGet, hs.URL+"/api/connections/", nil)
-		req.SetBasicAuth(user, pass)
-		resp, err := http.DefaultClient.Do(req)
-		require.NoError(t, err)
-		return resp
-	}
-	resp := get("guest", "wrong")
-	require.Equal(t, http.StatusUnauthorized, resp.StatusCode)
-	require.Contains(t, resp.Header.Get("WWW-Authenticate"), "Basic")
-	resp.Body.Close()
+	r := api.as(b.user, "wrong").do(http.MethodGet, "/api/connections/", nil)
+	require.Equal(t, http.StatusUnauthorized, r.status)
+	require.Contains(t, r.header.Get("WWW-Authenticate"), "Basic")
 
-	resp = get("guest", "guest")
-	require.Equal(t, http.StatusOK, resp.StatusCode)
-	var conns []struct {
-		Name             string         `json:"name"`
-		User             string         `json:"user"`
-		ClientProperties map[string]any `json:"client_properties"`
+	// The test's vhost holds its one connection (RabbitMQ lists a new
+	// connection once its statistics arrive).
+	var conns []any
+	eventually(t, func() bool {
+		conns = api.expect(http.StatusOK, http.MethodGet, "/api/vhosts/{vhost}/connections", nil).list(t)
+		return len(conns) == 1
+	}, "the connection is listed")
+	conn := conns[0].(map[string]any)
+	require.Equal(t, b.user, conn["user"])
+	require.Equal(t, "my-app", conn["client_properties"].(map[string]any)["connection_name"])
+	name := conn["name"].(string)
+	found := false
+	for _, o := range api.expect(http.StatusOK, http.MethodGet, "/api/connections/", nil).list(t) {
+		found = found || o.(map[string]any)["name"] == name
 	}
-	require.NoError(t, json.NewDecoder(resp.Body).Decode(&conns))
-	resp.Body.Close()
-	require.Len(t, conns, 1)
-	require.Equal(t, "guest", conns[0].User)
-	require.Equal(t, "my-app", conns[0].ClientProperties["connection_name"])
+	require.True(t, found, "/api/connections lists it too")
 
 	closed := c.NotifyClose(make(chan *amqp.Error, 1))
-	req, _ := http.NewRequest(http.MethodDelete, hs.URL+"/api/connections/"+url.PathEscape(conns[0].Name), nil)
-	req.SetBasicAuth("guest", "guest")
+	req, err := http.NewRequest(http.MethodDelete, api.base+"/api/connections/"+url.PathEscape(name), nil)
+	require.NoError(t, err)
+	req.SetBasicAuth(api.user, api.pass)
 	req.Header.Set("X-Reason", "maintenance window")
-	resp, err = http.DefaultClient.Do(req)
+	resp, err := http.DefaultClient.Do(req)
 	require.NoError(t, err)
 	resp.Body.Close()
 	require.Equal(t, http.StatusNoContent, resp.StatusCode)
@@ -65,10 +58,5 @@ func TestConnectionsAPIListAndForceClose(t *testing.T) {
 		t.Fatal("connection not closed")
 	}
 
-	req, _ = http.NewRequest(http.MethodDelete, hs.URL+"/api/connections/nope", nil)
-	req.SetBasicAuth("guest", "guest")
-	resp, err = http.DefaultClient.Do(req)
-	require.NoError(t, err)
-	resp.Body.Close()
-	require.Equal(t, http.StatusNotFound, resp.StatusCode)
+	api.expect(http.StatusNotFound, http.MethodDelete, "/api/connections/nope", nil)
 }

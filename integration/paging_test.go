@@ -15,6 +15,7 @@ import (
 // read it back in order: transient messages spill, persistent ones stay
 // journaled, and nothing is lost, duplicated or reordered.
 func TestPagingKeepsOrderAndCounts(t *testing.T) {
+	warrenOnly(t, "sets Warren's paging window (server.Config) and restarts it")
 	dir := t.TempDir()
 	b := startDurableCfg(t, dir, server.Config{PageWindow: 10})
 	_, ch := b.channel(t)
@@ -84,6 +85,7 @@ func TestPagingKeepsOrderAndCounts(t *testing.T) {
 }
 
 func TestPagingPurgeAndMaxLength(t *testing.T) {
+	warrenOnly(t, "sets Warren's paging window (server.Config)")
 	b := startDurableCfg(t, t.TempDir(), server.Config{PageWindow: 8})
 	_, ch := b.channel(t)
 	_, err := ch.QueueDeclare("purge-me", false, false, false, false, nil)

@@ -26,6 +26,7 @@ import (
 // WARREN_SOAK (default 15s) and WARREN_SOAK_KILL_EVERY (default 4s) set
 // the length; `make soak` runs 30 minutes.
 func TestSoakWithKills(t *testing.T) {
+	warrenOnly(t, "SIGKILLs and restarts bin/warren")
 	total := envDuration("WARREN_SOAK", 15*time.Second)
 	killEvery := envDuration("WARREN_SOAK_KILL_EVERY", 4*time.Second)
 	bin := buildWarren(t)

@@ -111,6 +111,7 @@ func startTLSBroker(t testing.TB, p *testPKI, requirePeer bool) (b *broker, amqp
 }
 
 func TestTLS(t *testing.T) {
+	warrenOnly(t, "serves TLS with a test PKI (server.TLSConfig, Server.Connections)")
 	p := newPKI(t)
 	b, addr := startTLSBroker(t, p, false)
 	url := "amqps://guest:guest@" + addr + "/"
@@ -211,6 +212,7 @@ func newCertFromPKI(t testing.TB, p *testPKI, cn string) (*ecdsa.PrivateKey, *x5
 }
 
 func TestTLSRequirePeerCertificate(t *testing.T) {
+	warrenOnly(t, "serves TLS with a test PKI (server.TLSConfig)")
 	p := newPKI(t)
 	_, addr := startTLSBroker(t, p, true)
 	_, err := amqp.DialTLS("amqps://guest:guest@"+addr+"/", &tls.Config{RootCAs: p.pool})
@@ -223,6 +225,7 @@ func TestTLSRequirePeerCertificate(t *testing.T) {
 }
 
 func TestTLSConfigErrors(t *testing.T) {
+	warrenOnly(t, "checks Warren's TLS configuration errors; no broker involved")
 	p := newPKI(t)
 	garbage := filepath.Join(t.TempDir(), "garbage.pem")
 	require.NoError(t, os.WriteFile(garbage, []byte("not a certificate"), 0o600))
@@ -250,6 +253,7 @@ func TestTLSConfigErrors(t *testing.T) {
 // TestBinaryTLSListeners runs bin/warren with AMQPS and HTTPS, and checks a
 // bad certificate file stops it at startup with an error naming the file.
 func TestBinaryTLSListeners(t *testing.T) {
+	warrenOnly(t, "starts bin/warren with TLS listeners")
 	bin := buildWarren(t)
 	p := newPKI(t)
 	cmd := exec.Command(bin, "--amqp-listen", "127.0.0.1:0", "--http-listen", "", "--prometheus-listen", "", "--amqps-listen", "127.0.0.1:0",

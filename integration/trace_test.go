@@ -21,7 +21,7 @@ func TestFirehoseTracing(t *testing.T) {
 
 	// amq.rabbitmq.trace is one of the seven default exchanges: a durable,
 	// internal topic exchange that clients cannot publish to.
-	x := api.expect(200, "GET", "/api/exchanges/%2F/amq.rabbitmq.trace", nil).obj(t)
+	x := api.expect(200, "GET", "/api/exchanges/{vhost}/amq.rabbitmq.trace", nil).obj(t)
 	require.Equal(t, "topic", x["type"])
 	require.Equal(t, true, x["internal"])
 	require.Equal(t, true, x["durable"])
@@ -37,10 +37,10 @@ func TestFirehoseTracing(t *testing.T) {
 	// Off: nothing is traced.
 	publish(t, ch, "tr.x", "k", body("before"))
 	require.Equal(t, "before", getBody(t, ch, "tr.q"))
-	require.Equal(t, false, api.expect(200, "GET", "/api/vhosts/%2F", nil).obj(t)["tracing"])
+	require.Equal(t, false, api.expect(200, "GET", "/api/vhosts/{vhost}", nil).obj(t)["tracing"])
 
-	api.expect(204, "PUT", "/api/vhosts/%2F", map[string]any{"tracing": true})
-	require.Equal(t, true, api.expect(200, "GET", "/api/vhosts/%2F", nil).obj(t)["tracing"])
+	api.expect(204, "PUT", "/api/vhosts/{vhost}", map[string]any{"tracing": true})
+	require.Equal(t, true, api.expect(200, "GET", "/api/vhosts/{vhost}", nil).obj(t)["tracing"])
 
 	publish(t, ch, "tr.x", "k", amqp.Publishing{Body: []byte("hi"), ContentType: "text/plain", DeliveryMode: 2, Priority: 3,
 		MessageId: "m1", Headers: amqp.Table{"CC": []any{"k2"}, "h": int32(1)}})
@@ -57,11 +57,12 @@ func TestFirehoseTracing(t *testing.T) {
 	require.NoError(t, err)
 	wantProps := amqp.Table{"content_type": "text/plain", "delivery_mode": int32(2), "priority": int32(3), "message_id": "m1",
 		"headers": amqp.Table{"CC": []any{"k2"}, "h": int32(1)}}
+	node := api.expect(200, "GET", "/api/overview", nil).obj(t)["node"]
 	common := func(tr amqp.Delivery) {
 		t.Helper()
 		require.Equal(t, "amq.rabbitmq.trace", tr.Exchange)
-		require.Equal(t, "warren@localhost", tr.Headers["node"])
-		require.Equal(t, "/", tr.Headers["vhost"])
+		require.Equal(t, node, tr.Headers["node"])
+		require.Equal(t, b.vhost, tr.Headers["vhost"])
 		require.Equal(t, "guest", tr.Headers["user"])
 		require.Equal(t, int32(1), tr.Headers["channel"])
 		require.Equal(t, conn.LocalAddr().String()+" -> "+conn.RemoteAddr().String(), tr.Headers["connection"])
@@ -104,10 +105,10 @@ func TestFirehoseTracing(t *testing.T) {
 	require.NoError(t, ch3.PublishWithContext(context.Background(), "amq.rabbitmq.trace", "x", false, false, body("no")))
 	e := <-closed
 	require.Equal(t, 403, e.Code)
-	require.Equal(t, "ACCESS_REFUSED - cannot publish to internal exchange 'amq.rabbitmq.trace' in vhost '/'", e.Reason)
+	require.Equal(t, "ACCESS_REFUSED - cannot publish to internal exchange 'amq.rabbitmq.trace' in vhost '"+b.vhost+"'", e.Reason)
 
 	// Off again: nothing more.
-	api.expect(204, "PUT", "/api/vhosts/%2F", map[string]any{"tracing": "false"})
+	api.expect(204, "PUT", "/api/vhosts/{vhost}", map[string]any{"tracing": "false"})
 	publish(t, ch, "tr.x", "k", body("after"))
 	require.Equal(t, "after", string(recv(t, ds).Body))
 	none(t, traces)
@@ -116,6 +117,7 @@ func TestFirehoseTracing(t *testing.T) {
 // TestTracingAndGlobalParametersSurviveRestart: the vhost's tracing flag,
 // its limits and the global parameters are stored.
 func TestTracingAndGlobalParametersSurviveRestart(t *testing.T) {
+	warrenOnly(t, "restarts Warren on its data directory")
 	dir := t.TempDir()
 	d := startDurable(t, dir)
 	require.NoError(t, d.SetTracing("/", true))

@@ -69,6 +69,7 @@ func buildCtl(t *testing.T) string {
 }
 
 func TestWarrenctl(t *testing.T) {
+	warrenOnly(t, "drives warrenctl, Warren's own CLI, against an in-process Warren's management handler")
 	b := startBroker(t, server.Config{})
 	hs := httptest.NewServer(mgmt.NewHandler(b.Server))
 	t.Cleanup(hs.Close)
@@ -204,6 +205,7 @@ func TestWarrenctl(t *testing.T) {
 // broker here listens on a port the kernel picked. The queues exist on this
 // broker only, so reaching another one on 5672 fails the test too.
 func TestWarrenctlFindsAMQPListener(t *testing.T) {
+	warrenOnly(t, "drives warrenctl against an in-process Warren's management handler")
 	b := startBroker(t, server.Config{})
 	require.NotEqual(t, "127.0.0.1:5672", b.addr)
 	hs := httptest.NewServer(mgmt.NewHandler(b.Server))

@@ -396,7 +396,8 @@ func amqpFailure(w http.ResponseWriter, err error) {
 	case amqp.NotFound:
 		writeJSON(w, http.StatusNotFound, errBody("Object Not Found", reason))
 	case amqp.AccessRefused:
-		writeJSON(w, http.StatusUnauthorized, errBody("not_authorised", reason))
+		// RabbitMQ's API does not pass the AMQP text on.
+		writeJSON(w, http.StatusUnauthorized, errBody("not_authorised", "Access refused."))
 	default:
 		badRequest(w, reason)
 	}

@@ -97,8 +97,9 @@ func (a *api) exportDefinitions(w http.ResponseWriter, r *http.Request) {
 		}
 		return v
 	}
+	d.RabbitVersion = server.RabbitVersion // in a per-vhost export too, as RabbitMQ
 	if vhost == "" {
-		d.RabbitVersion, d.RabbitMQVersion = server.RabbitVersion, server.RabbitVersion
+		d.RabbitMQVersion = server.RabbitVersion
 		d.ProductName, d.ProductVersion = "RabbitMQ", server.RabbitVersion
 		d.TopicPermissions, d.GlobalParameters = []any{}, []any{}
 		d.Users, d.Vhosts, d.Permissions = []defUser{}, []defVhost{}, []defPermission{}
@@ -119,18 +120,13 @@ func (a *api) exportDefinitions(w http.ResponseWriter, r *http.Request) {
 			d.GlobalParameters = append(d.GlobalParameters, item{"name": g.Name, "value": g.Value})
 		}
 	}
+	// Parameters and policies keep their vhost in a per-vhost export too
+	// (RabbitMQ's shape).
 	for _, it := range a.vhostParameters(principal{tags: []string{"administrator"}}, "", vhost) {
-		if vhost != "" {
-			delete(it, "vhost")
-		}
 		d.Parameters = append(d.Parameters, it)
 	}
 	for _, p := range a.b.Policies(vhost) {
-		it := policyItem(p)
-		if vhost != "" {
-			delete(it, "vhost")
-		}
-		d.Policies = append(d.Policies, it)
+		d.Policies = append(d.Policies, policyItem(p))
 	}
 	for _, q := range a.b.Queues(vhost) {
 		if q.Exclusive {

@@ -93,6 +93,9 @@ func (a *api) setLimit(w http.ResponseWriter, r *http.Request, user bool, n int6
 		err = a.b.SetVhostLimit(var_(r, "vhost"), var_(r, "name"), n)
 	}
 	switch {
+	case errors.Is(err, server.ErrNotFound) && user:
+		// RabbitMQ's answer for limits of a user that does not exist.
+		writeJSON(w, http.StatusBadRequest, map[string]any{"error": "bad_request", "reason": []any{"no_such_user", var_(r, "user")}})
 	case errors.Is(err, server.ErrNotFound):
 		notFound(w)
 	case unavailable(w, err):

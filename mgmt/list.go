@@ -22,7 +22,8 @@ const pageSizeMax = 500
 func writeList(w http.ResponseWriter, r *http.Request, items []item) {
 	q := r.URL.Query()
 	total := len(items)
-	if name := q.Get("name"); name != "" {
+	// RabbitMQ filters by name only in paged requests.
+	if name := q.Get("name"); name != "" && q.Has("page") {
 		match, err := nameMatcher(name, q.Get("use_regex") == "true")
 		if err != nil {
 			badRequest(w, err.Error())

@@ -3,8 +3,8 @@ package mgmt
 import (
 	"encoding/json"
 	"errors"
+	"fmt"
 	"net/http"
-	"strconv"
 
 	"github.com/warren-mq/warren/amqp/server"
 )
@@ -33,18 +33,24 @@ func (a *api) getPolicy(w http.ResponseWriter, r *http.Request) {
 	notFound(w)
 }
 
-// policyFrom reads a policy body: pattern and definition are required;
-// priority may be a number or a numeric string.
+// policyFrom reads a policy body as RabbitMQ does: a missing pattern or
+// definition is Erlang's key_missing term, and priority must be a JSON
+// number (a string, even of digits, is refused, with RabbitMQ's text).
 func policyFrom(vhost, name string, body map[string]any) (server.Policy, error) {
 	p := server.Policy{Vhost: vhost, Name: name}
+	for _, k := range []string{"pattern", "definition"} {
+		if _, ok := body[k]; !ok {
+			return p, errors.New("[{key_missing," + k + "}]")
+		}
+	}
 	pat, ok := body["pattern"].(string)
 	if !ok {
-		return p, errors.New("Validation failed\n\npattern is mandatory (a string)\n")
+		return p, fmt.Errorf("Validation failed\n\npattern should be a binary but was %v\n", body["pattern"])
 	}
 	p.Pattern = pat
 	def, ok := body["definition"].(map[string]any)
 	if !ok {
-		return p, errors.New("Validation failed\n\ndefinition is mandatory (an object)\n")
+		return p, errors.New("Validation failed\n\ndefinition must be an object\n")
 	}
 	p.Definition = def
 	if at, ok := body["apply-to"]; ok {
@@ -55,22 +61,23 @@ func policyFrom(vhost, name string, body map[string]any) (server.Policy, error) 
 		p.ApplyTo = s
 	}
 	if pr, ok := body["priority"]; ok {
-		var n int64
-		var err error
-		switch v := pr.(type) {
-		case json.Number:
-			n, err = v.Int64()
-		case string:
-			n, err = strconv.ParseInt(v, 10, 64)
-		default:
-			err = errors.New("not a number")
+		n, isNum := pr.(json.Number)
+		i, err := n.Int64()
+		if !isNum || err != nil {
+			return p, fmt.Errorf("Validation failed\n\npriority should be a number, actually was %s\n", erlangTerm(pr))
 		}
-		if err != nil {
-			return p, errors.New("Validation failed\n\npriority must be an integer\n")
-		}
-		p.Priority = int(n)
+		p.Priority = int(i)
 	}
 	return p, nil
+}
+
+// erlangTerm writes a JSON value as RabbitMQ's validation messages show it
+// (a string is a binary, <<"...">>).
+func erlangTerm(v any) string {
+	if s, ok := v.(string); ok {
+		return fmt.Sprintf("<<%q>>", s)
+	}
+	return fmt.Sprint(v)
 }
 
 func (a *api) putPolicy(w http.ResponseWriter, r *http.Request) {

@@ -9,7 +9,6 @@ import (
 	"net/url"
 	"sort"
 	"strconv"
-	"strings"
 	"time"
 	"unicode/utf8"
 
@@ -504,15 +503,19 @@ func (a *api) publish(w http.ResponseWriter, r *http.Request) {
 		badBody(w, err)
 		return
 	}
-	for k, v := range map[string]bool{"routing_key": body.RoutingKey != nil, "payload": body.Payload != nil} {
-		if !v {
-			badRequest(w, "[{key_missing,"+k+"}]")
+	// RabbitMQ requires all four, in this order.
+	for _, k := range []struct {
+		name string
+		set  bool
+	}{{"routing_key", body.RoutingKey != nil}, {"payload", body.Payload != nil}, {"payload_encoding", body.PayloadEncoding != ""}} {
+		if !k.set {
+			badRequest(w, "[{key_missing,"+k.name+"}]")
 			return
 		}
 	}
 	payload := []byte(*body.Payload)
 	switch body.PayloadEncoding {
-	case "", "string":
+	case "string":
 	case "base64":
 		var err error
 		if payload, err = base64.StdEncoding.DecodeString(*body.Payload); err != nil {
@@ -727,12 +730,9 @@ func (a *api) postBinding(dt string) http.HandlerFunc {
 			amqpFailure(w, err)
 			return
 		}
-		srcName := src
-		if srcName == "" {
-			srcName = "amq.default"
-		}
-		w.Header().Set("Location", strings.Join([]string{"/api/bindings", url.PathEscape(vhost), "e", url.PathEscape(srcName),
-			dt, url.PathEscape(dst), propertiesKey(body.RoutingKey, args)}, "/"))
+		// RabbitMQ's Location is relative to the POST's path, with the
+		// properties key escaped once more (rabbit_web_dispatch_util:relativise).
+		w.Header().Set("Location", url.PathEscape(dst)+"/"+url.PathEscape(propertiesKey(body.RoutingKey, args)))
 		w.WriteHeader(http.StatusCreated)
 	}
 }

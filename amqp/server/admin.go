@@ -127,6 +127,7 @@ func (s *Server) putUser(name, passwordHash string, tags []string) (created bool
 		s.users[name] = u
 	}
 	u.PasswordHash, u.Tags = passwordHash, slices.Clone(tags)
+	s.permGen.Add(1)
 	rec := userRecordOf(u)
 	s.mu.Unlock()
 	s.persist(store.KindUser, name, rec)
@@ -169,6 +170,7 @@ func (s *Server) setPermission(user, vhost string, p Permission) error {
 		return ErrNotFound
 	}
 	u.Permissions[vhost] = p
+	s.permGen.Add(1)
 	rec := userRecordOf(u)
 	s.mu.Unlock()
 	s.persist(store.KindUser, user, rec)
@@ -188,6 +190,7 @@ func (s *Server) clearPermission(user, vhost string) error {
 		return ErrNotFound
 	}
 	delete(u.Permissions, vhost)
+	s.permGen.Add(1)
 	rec := userRecordOf(u)
 	s.mu.Unlock()
 	s.persist(store.KindUser, user, rec)

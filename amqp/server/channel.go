@@ -58,7 +58,7 @@ type channel struct {
 	txPubs     []txPublish
 	txAcks     []txAck
 	r          *router
-	checker    *checker // the user's permissions, taken at first use
+	checker    *checker // the user's permissions, taken at first use and after a change
 	prefetch   int32    // for new consumers (basic.qos global=false)
 	// Direct reply-to consumer: its tag and the token in reply addresses.
 	// Written by the reader; repliers read them under mu.

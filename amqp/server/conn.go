@@ -84,6 +84,11 @@ type conn struct {
 	// Owned by the reader goroutine.
 	state    connState
 	channels map[uint16]*channel
+	// freed remembers the last few channel ids closed and freed, so that a
+	// late close or close-ok for one of them is told from a frame on a
+	// channel never opened (reader goroutine only).
+	freed [4]uint16
+	freedN int
 	// exclusive queues owned by this connection; guarded by srv vhost lock for
 	// registration, read by the reader at teardown.
 	exclusive []*Queue
@@ -428,14 +433,22 @@ func (c *conn) handleFrame(f amqp.Frame) error {
 		case *amqp.ChannelOpen:
 		case *amqp.ChannelCloseOk:
 			// Our close and the client's close crossed and the channel is
-			// already gone: nothing to do.
-			return nil
+			// already gone: nothing to do. On a channel never opened it is
+			// RabbitMQ's 504, below.
+			if c.recentlyFreed(f.Channel) {
+				return nil
+			}
+			return amqp.Errorf(amqp.ChannelError, "expected 'channel.open'").For(m)
 		case *amqp.ChannelClose:
 			// A client that took our channel.close, answered it, and then
 			// sent its own close (amqp091-go does when Channel.Close races
 			// the server's close) gets its close-ok, as spec 2.3.7 asks.
-			c.sendMethod(f.Channel, &amqp.ChannelCloseOk{})
-			return nil
+			// RabbitMQ answers 504 here; Warren is lenient with this race.
+			if c.recentlyFreed(f.Channel) {
+				c.sendMethod(f.Channel, &amqp.ChannelCloseOk{})
+				return nil
+			}
+			return amqp.Errorf(amqp.ChannelError, "expected 'channel.open'").For(m)
 		default:
 			return amqp.Errorf(amqp.ChannelError, "expected 'channel.open'").For(m)
 		}
@@ -513,7 +526,19 @@ func (c *conn) channelsChanged() {
 
 func (c *conn) dropChannel(id uint16) {
 	delete(c.channels, id)
+	c.freed[c.freedN%len(c.freed)] = id
+	c.freedN++
 	c.channelsChanged()
+}
+
+// recentlyFreed reports whether channel id was among the last closed.
+func (c *conn) recentlyFreed(id uint16) bool {
+	for i := range min(c.freedN, len(c.freed)) {
+		if c.freed[i] == id {
+			return true
+		}
+	}
+	return false
 }
 
 func (c *conn) addExclusive(q *Queue) {

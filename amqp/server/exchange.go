@@ -142,11 +142,13 @@ func (ch *channel) exchangeDelete(m *amqp.ExchangeDelete) error {
 	if m.Exchange == "" {
 		return errDefaultExchange()
 	}
+	// RabbitMQ (rabbit_channel, check_exchange_deletion) refuses this
+	// before it checks permissions.
+	if strings.HasPrefix(m.Exchange, "amq.") {
+		return amqp.Errorf(amqp.AccessRefused, "deletion of system exchange '%s' in vhost '%s' not allowed", m.Exchange, v.Name)
+	}
 	if err := ch.mayExchange(permConfigure, m.Exchange); err != nil {
 		return err
-	}
-	if strings.HasPrefix(m.Exchange, "amq.") {
-		return amqp.Errorf(amqp.AccessRefused, "deletion of system exchange '%s' in vhost '%s' refused", m.Exchange, v.Name)
 	}
 	v.mu.Lock()
 	if x, ok := v.exchanges[m.Exchange]; ok {

@@ -135,7 +135,7 @@ func (s *Server) checkConnectionLimits(c *conn, u *User, v *Vhost) *amqp.Error {
 		return amqp.Errorf(amqp.NotAllowed, "access to vhost '%s' refused for user '%s': connection limit (%d) is reached", v.Name, u.Name, vl)
 	}
 	if ul >= 0 && nu >= ul {
-		return amqp.Errorf(amqp.NotAllowed, "Connection refused for user '%s': user connection limit (%d) is reached", u.Name, ul)
+		return amqp.Errorf(amqp.NotAllowed, "connection refused for user '%s': user connection limit (%d) is reached", u.Name, ul)
 	}
 	return nil
 }

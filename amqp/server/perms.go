@@ -25,6 +25,7 @@ const (
 
 // checker is a channel's compiled view of its user's permissions on its vhost.
 type checker struct {
+	gen          uint64 // the Server's permGen it was made at
 	user, vhost  string
 	impersonator bool              // may publish with another user_id
 	re           [3]*regexp.Regexp // nil: everything allowed (".*")
@@ -54,7 +55,7 @@ func compilePermission(p string) (*regexp.Regexp, error) {
 func (s *Server) newChecker(u *User, vhost string) *checker {
 	s.mu.Lock()
 	p := u.Permissions[vhost]
-	c := &checker{user: u.Name, vhost: vhost, impersonator: slices.Contains(u.Tags, "impersonator")}
+	c := &checker{gen: s.permGen.Load(), user: u.Name, vhost: vhost, impersonator: slices.Contains(u.Tags, "impersonator")}
 	s.mu.Unlock()
 	for i, pat := range []string{p.Configure, p.Write, p.Read} {
 		if pat == ".*" {
@@ -89,9 +90,10 @@ func (c *checker) check(kind permKind, resource, name string) error {
 	return nil
 }
 
-// perms is the channel's checker, made on first use.
+// perms is the channel's checker, made on first use and again after a
+// change of permissions: RabbitMQ applies a change to open channels too.
 func (ch *channel) perms() *checker {
-	if ch.checker == nil {
+	if ch.checker == nil || ch.checker.gen != ch.conn.srv.permGen.Load() {
 		ch.checker = ch.conn.srv.newChecker(ch.conn.user, ch.vhost().Name)
 	}
 	return ch.checker

@@ -126,6 +126,10 @@ type Server struct {
 	users     map[string]*User
 	globals   map[string]any // global parameters (params.go)
 	closing   bool
+	// permGen counts changes to users' permissions and tags (made under
+	// mu): a channel's checker made before a change is stale, since
+	// RabbitMQ checks every operation against the permissions as they are.
+	permGen atomic.Uint64
 
 	store       *store.Store
 	meta        MetaLog // the cluster's metadata log; nil on a single node (meta.go)

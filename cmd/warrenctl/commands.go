@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"regexp"
 	"strings"
 	"time"
 
@@ -71,14 +72,29 @@ func listCommand() *cli.Command {
 			if c.NArg() != 1 || !ok {
 				return usagef("list what? one of %s", targets())
 			}
-			cl := newClient(c)
-			path := l.path(cl, c.Bool("all-vhosts"))
+			// --name filters here: RabbitMQ's API filters by name only in
+			// paged requests.
+			var match *regexp.Regexp
 			if n := c.String("name"); n != "" {
-				path += "?use_regex=true&name=" + esc(n)
+				re, err := regexp.Compile(n)
+				if err != nil {
+					return usagef("--name: %v", err)
+				}
+				match = re
 			}
+			cl := newClient(c)
 			var rows []map[string]any
-			if err := cl.do("GET", path, nil, &rows); err != nil {
+			if err := cl.do("GET", l.path(cl, c.Bool("all-vhosts")), nil, &rows); err != nil {
 				return err
+			}
+			if match != nil {
+				kept := rows[:0]
+				for _, r := range rows {
+					if name, _ := r["name"].(string); match.MatchString(name) {
+						kept = append(kept, r)
+					}
+				}
+				rows = kept
 			}
 			return emit(c, rows, l.cols)
 		},
