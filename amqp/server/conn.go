@@ -87,7 +87,7 @@ type conn struct {
 	// freed remembers the last few channel ids closed and freed, so that a
 	// late close or close-ok for one of them is told from a frame on a
 	// channel never opened (reader goroutine only).
-	freed [4]uint16
+	freed  [4]uint16
 	freedN int
 	// exclusive queues owned by this connection; guarded by srv vhost lock for
 	// registration, read by the reader at teardown.
