@@ -26,9 +26,10 @@ type Broker interface {
 	// and stored: entries at or below it are skipped when the log is
 	// replayed at startup.
 	MetaApplied() uint64
-	// HandlePeer takes a payload another node's broker sent (KindBroker).
-	// It runs on the connection's reader and must not block.
-	HandlePeer(from string, payload []byte)
+	// HandlePeer takes a payload another node's broker sent (KindBroker);
+	// reply is set for a request and must be called once. It runs on the
+	// connection's reader and must not block.
+	HandlePeer(from string, payload []byte, reply func([]byte, error))
 	// PeerDown is told when the connection to a node is lost.
 	PeerDown(node string)
 }

@@ -109,10 +109,15 @@ func (n *Node) Start() error {
 	n.id = NodeID(n.addr)
 	n.tr = transport.New(transport.Config{NodeID: n.id, TLS: cfg.TLS, Logger: n.log.Named("transport")})
 	n.tr.Handle(KindRPC, n.onRPC)
-	n.tr.Handle(KindBroker, func(from uint64, payload []byte, _ func([]byte, error)) {
-		if m, ok := n.sm.member(from); ok && cfg.Broker != nil {
-			cfg.Broker.HandlePeer(m.Name, payload)
+	n.tr.Handle(KindBroker, func(from uint64, payload []byte, reply func([]byte, error)) {
+		m, ok := n.sm.member(from)
+		if !ok || cfg.Broker == nil {
+			if reply != nil {
+				reply(nil, ErrUnknownNode)
+			}
+			return
 		}
+		cfg.Broker.HandlePeer(m.Name, payload, reply)
 	})
 	n.tr.OnPeerDown(func(peer uint64) {
 		if m, ok := n.sm.member(peer); ok && cfg.Broker != nil {
@@ -229,6 +234,16 @@ func (n *Node) Send(node string, payload []byte) error {
 		return fmt.Errorf("%w: %s", ErrUnknownNode, node)
 	}
 	return n.tr.Send(m.ID, KindBroker, payload)
+}
+
+// Call sends a broker request to the node named node and waits for its
+// answer (server.PeerCaller).
+func (n *Node) Call(ctx context.Context, node string, payload []byte) ([]byte, error) {
+	m, ok := n.sm.memberByName(node)
+	if !ok {
+		return nil, fmt.Errorf("%w: %s", ErrUnknownNode, node)
+	}
+	return n.tr.Request(ctx, m.ID, KindBroker, payload)
 }
 
 // ID is this node's ID.

@@ -197,3 +197,109 @@ func TestClusterGrowAndShrink(t *testing.T) {
 	code, raw = nodes[2].api("PUT", "/api/queues/%2F/after-shrink", `{"durable":true}`)
 	require.Equal(t, 201, code, string(raw))
 }
+
+// TestClusterConsumeOnAnyNode: a queue at home on node 1 is consumed, got,
+// purged and declared passively through nodes 2 and 3, with the client's
+// prefetch, acks, requeues and order kept; when the consumer's channel
+// closes, or its node dies, what it had not acked goes back to the queue.
+func TestClusterConsumeOnAnyNode(t *testing.T) {
+	warrenOnly(t, "starts a cluster of bin/warren processes")
+	nodes := startTestCluster(t, 3, 0)
+	dial := func(nd *clusterNode) *amqp.Channel {
+		c, err := amqp.Dial(nd.url())
+		require.NoError(t, err)
+		t.Cleanup(func() { c.Close() })
+		ch, err := c.Channel()
+		require.NoError(t, err)
+		return ch
+	}
+	home := dial(nodes[0])
+	_, err := home.QueueDeclare("cl.c", true, false, false, false, nil)
+	require.NoError(t, err)
+	for _, nd := range nodes[1:] {
+		waitFor(t, "the queue on "+nd.name, func() bool { return slices.Contains(nd.names("/api/queues/%2F"), "cl.c") })
+	}
+	pub := dial(nodes[1])
+	require.NoError(t, pub.Confirm(false))
+	send := func(from, n int) {
+		t.Helper()
+		for i := from; i < from+n; i++ {
+			dc, err := pub.PublishWithDeferredConfirmWithContext(context.Background(), "", "cl.c", false, false,
+				amqp.Publishing{Body: []byte(fmt.Sprint(i)), DeliveryMode: amqp.Persistent})
+			require.NoError(t, err)
+			require.True(t, dc.Wait())
+		}
+	}
+	send(0, 300)
+
+	// Consumed on node 3 with a prefetch of 10 and manual acks.
+	far := dial(nodes[2])
+	require.NoError(t, far.Qos(10, 0, false))
+	ds, err := far.Consume("cl.c", "far", false, false, false, false, nil)
+	require.NoError(t, err)
+	for i := range 300 {
+		d := recv(t, ds)
+		require.Equal(t, fmt.Sprint(i), string(d.Body))
+		require.False(t, d.Redelivered)
+		require.NoError(t, d.Ack(false))
+	}
+	// The prefetch holds at the home node: ten unacked, no more.
+	send(300, 20)
+	held := make([]amqp.Delivery, 0, 10)
+	for range 10 {
+		held = append(held, recv(t, ds))
+	}
+	none(t, ds)
+	require.NoError(t, held[0].Ack(false))
+	require.Equal(t, "310", string(recv(t, ds).Body))
+
+	// Passive declare and get through node 2: counts come from the home.
+	got := dial(nodes[1])
+	q, err := got.QueueDeclarePassive("cl.c", true, false, false, false, nil)
+	require.NoError(t, err)
+	require.Equal(t, 9, q.Messages, "320 sent, 300 acked, 11 held by the consumer")
+	require.Equal(t, 1, q.Consumers)
+
+	// Closing the consumer's channel requeues what it held, in order (the
+	// home node learns it over its own connection: wait for it).
+	require.NoError(t, far.Close())
+	waitFor(t, "the held messages back in the queue", func() bool {
+		q, err := got.QueueDeclarePassive("cl.c", true, false, false, false, nil)
+		require.NoError(t, err)
+		return q.Messages == 19 && q.Consumers == 0
+	})
+	d, ok, err := got.Get("cl.c", false)
+	require.NoError(t, err)
+	require.True(t, ok)
+	require.Equal(t, "301", string(d.Body))
+	require.True(t, d.Redelivered)
+	require.NoError(t, d.Nack(false, true))
+	d, ok, err = got.Get("cl.c", false)
+	require.NoError(t, err)
+	require.True(t, ok)
+	require.Equal(t, "301", string(d.Body), "nacked with requeue: back at the head")
+	require.NoError(t, d.Ack(false))
+
+	// Purge through node 3.
+	purger := dial(nodes[2])
+	n, err := purger.QueuePurge("cl.c", false)
+	require.NoError(t, err)
+	require.Equal(t, 18, n)
+
+	// A consumer's node killed: its unacked messages return to the queue.
+	send(1000, 5)
+	victim := dial(nodes[2])
+	vds, err := victim.Consume("cl.c", "victim", false, false, false, false, nil)
+	require.NoError(t, err)
+	for i := range 5 {
+		require.Equal(t, fmt.Sprint(1000+i), string(recv(t, vds).Body))
+	}
+	nodes[2].kill()
+	hds, err := home.Consume("cl.c", "home", false, false, false, false, nil)
+	require.NoError(t, err)
+	for i := range 5 {
+		d := recv(t, hds)
+		require.Equal(t, fmt.Sprint(1000+i), string(d.Body))
+		require.True(t, d.Redelivered)
+	}
+}

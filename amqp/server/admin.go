@@ -41,6 +41,7 @@ func (s *Server) newVhostLocked(name string) *Vhost {
 	v := newVhost(name, s.log)
 	v.store = s.store
 	v.node = s.cfg.NodeName
+	v.srv = s
 	v.retired = &s.closedStats
 	v.nextQueueID = func() uint64 { return s.lastQueueID.Add(1) }
 	v.pageWindow = s.cfg.PageWindow

@@ -271,9 +271,6 @@ func (ch *channel) basicConsume(m *amqp.BasicConsume) error {
 	if err != nil {
 		return err
 	}
-	if q.remote(ch.vhost().node) {
-		return errElsewhere(q, ch.vhost().Name)
-	}
 	tag := m.ConsumerTag
 	if tag == "" {
 		tag = genName("amq.ctag-")
@@ -285,6 +282,9 @@ func (ch *channel) basicConsume(m *amqp.BasicConsume) error {
 		return amqp.Errorf(amqp.NotAllowed, "attempt to reuse consumer tag '%s'", tag)
 	}
 	prio, _ := amqp.Int(m.Arguments["x-priority"])
+	if q.remote(ch.vhost().node) {
+		return ch.remoteConsume(m, q, tag, prio)
+	}
 	ci := &consumerInfo{ch: ch, q: q, prefetch: ch.prefetch}
 	c := &queue.Consumer{Tag: tag, NoAck: m.NoAck, Exclusive: m.Exclusive, Priority: prio, Sink: ch, Owner: ci}
 	ci.c = c
@@ -322,7 +322,9 @@ func (ch *channel) basicCancel(m *amqp.BasicCancel) error {
 	ci := ch.consumers[m.ConsumerTag]
 	delete(ch.consumers, m.ConsumerTag)
 	ch.mu.Unlock()
-	if ci != nil {
+	if ci != nil && ci.remote != 0 {
+		ch.conn.srv.cancelRemote(ci)
+	} else if ci != nil {
 		ci.q.RemoveConsumer(ci.c)
 	}
 	if !m.NoWait {
@@ -337,7 +339,7 @@ func (ch *channel) basicGet(m *amqp.BasicGet) error {
 		return err
 	}
 	if q.remote(ch.vhost().node) {
-		return errElsewhere(q, ch.vhost().Name)
+		return ch.remoteGet(m, q)
 	}
 	// Tag assignment and the frames go out under the channel lock, like a
 	// delivery, so tags stay in wire order.

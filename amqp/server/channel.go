@@ -32,6 +32,9 @@ type consumerInfo struct {
 	unacked  atomic.Int32
 	// active is set once consume-ok is queued.
 	active atomic.Bool
+	// remote is the id of a consumer of a queue at home on another node
+	// (remote.go), 0 for a local queue.
+	remote uint64
 }
 
 // unackedEntry is one delivery awaiting ack. c is nil for basic.get.
@@ -195,6 +198,10 @@ func (ch *channel) release() {
 	ch.mu.Unlock()
 	ch.replyRelease()
 	for _, ci := range consumers {
+		if ci.remote != 0 {
+			ch.conn.srv.cancelRemote(ci)
+			continue
+		}
 		ci.q.RemoveConsumer(ci.c)
 	}
 	ch.mu.Lock()
@@ -525,7 +532,9 @@ func settleEntries(es []unackedEntry, how int) {
 				batch = append(batch, u.e)
 			}
 		}
-		if q := es[i].q; len(batch) > 0 {
+		if q := es[i].q; q.remote(q.homeNode()) {
+			settleRemote(q, es[i:j], how)
+		} else if len(batch) > 0 {
 			switch how {
 			case settleAck:
 				q.Ack(batch)

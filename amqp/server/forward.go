@@ -87,8 +87,19 @@ func (f *forwards) failNode(node string) {
 	}
 }
 
-// PeerDown is told when the connection to node is lost.
-func (s *Server) PeerDown(node string) { s.forwards.failNode(node) }
+// PeerDown is told when the connection to node is lost: copies forwarded
+// there are nacked, consumers of its queues cancelled, and what its
+// clients had not acked here requeued.
+func (s *Server) PeerDown(node string) {
+	s.forwards.failNode(node)
+	remoteCancelled(s.remotes.onNode(node))
+	for _, p := range s.proxies.ofNode(node) {
+		p.cancel(true)
+	}
+	for q, es := range s.gets.take(node, nil, true) {
+		settleEntriesOf(q, es, settleRequeue)
+	}
+}
 
 // forward sends a copy of msg for queue q to q's home node. With a
 // confirmer it returns false when the copy could not even be sent (the
@@ -166,14 +177,55 @@ func (r *peerReader) bytes(n uint32) []byte {
 	return v
 }
 
-// HandlePeer takes one payload another node sent this broker. It runs on
-// the cluster connection's reader and must not block.
-func (s *Server) HandlePeer(from string, payload []byte) {
+// HandlePeer takes one payload another node sent this broker; reply is set
+// for a request. It runs on the cluster connection's reader and must not
+// block: requests are served on a goroutine of their own.
+func (s *Server) HandlePeer(from string, payload []byte, reply func([]byte, error)) {
 	if len(payload) == 0 {
+		if reply != nil {
+			reply(nil, errShort)
+		}
 		return
 	}
 	r := &peerReader{b: payload[1:]}
+	if reply != nil {
+		go func() { reply(s.handleRemoteRequest(from, payload[0], r), nil) }()
+		return
+	}
 	switch payload[0] {
+	case peerActivate:
+		if p := s.proxies.get(proxyKey{from, r.u64()}); p != nil && r.err == nil {
+			p.active.Store(true)
+			p.q.Kick()
+		}
+	case peerCancel:
+		if p := s.proxies.get(proxyKey{from, r.u64()}); p != nil && r.err == nil {
+			p.cancel(false)
+		}
+	case peerDeliver:
+		s.remoteDelivery(r)
+	case peerSettle:
+		id := r.u64()
+		how := r.bytes(1)
+		n := r.u32()
+		if r.err != nil || uint64(len(r.b)) < 8*uint64(n) {
+			return
+		}
+		tags := make([]uint64, n)
+		for i := range tags {
+			tags[i] = r.u64()
+		}
+		if id == 0 {
+			for q, es := range s.gets.take(from, tags, false) {
+				settleEntriesOf(q, es, int(how[0]))
+			}
+		} else if p := s.proxies.get(proxyKey{from, id}); p != nil {
+			p.settle(int(how[0]), tags)
+		}
+	case peerCancelled:
+		if ci := s.remotes.take(r.u64()); ci != nil && r.err == nil {
+			remoteCancelled([]*consumerInfo{ci})
+		}
 	case peerForward:
 		id := r.u64()
 		vhost, qname, exch, key := r.shortstr(), r.shortstr(), r.shortstr(), r.shortstr()
@@ -259,6 +311,14 @@ func (s *Server) enqueueForwarded(vhost, qname, exch, key string, header, body [
 // remote reports whether q lives on another node than node.
 func (q *Queue) remote(node string) bool { return q.home != node }
 
+// homeNode is this node's name as q knows it (its vhost's node).
+func (q *Queue) homeNode() string {
+	if q.srv == nil {
+		return q.home
+	}
+	return q.srv.cfg.NodeName
+}
+
 // forwardCopies sends msg to the home nodes of the remote queues among qs
 // and, for a confirmed publish (seq > 0), records what its confirm waits
 // for: every node's answer, and the local sync when a local copy was
@@ -297,8 +357,3 @@ func (ch *channel) forwardCopies(v *Vhost, qs []*Queue, msg *queue.Message, ttl 
 
 func zapNode(node string) zap.Field { return zap.String("node", node) }
 
-// errElsewhere refuses an operation on a queue whose messages are on
-// another node, which this node does not serve.
-func errElsewhere(q *Queue, vhost string) *amqp.Error {
-	return amqp.Errorf(amqp.PreconditionFailed, "queue '%s' in vhost '%s' is on node '%s'; consume, get and purge it through a connection to that node", q.Name, vhost, q.home)
-}

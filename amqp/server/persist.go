@@ -138,7 +138,7 @@ func (v *Vhost) newQueue(cfg queue.Config, owner *conn) *Queue {
 	}
 	p, def := v.queuePolicy(cfg.Name)
 	cfg.Policy = def
-	q := &Queue{Queue: queue.New(cfg), owner: owner, home: v.node}
+	q := &Queue{Queue: queue.New(cfg), owner: owner, home: v.node, srv: v.srv}
 	q.policy.Store(p)
 	if owner != nil {
 		owner.addExclusive(q)
@@ -278,7 +278,7 @@ func (s *Server) Restore() error {
 			s.lastQueueID.Store(r.ID)
 		}
 		p, def := v.queuePolicy(r.Name)
-		q := &Queue{Queue: queue.New(queue.Config{Name: r.Name, Vhost: v.Name, Durable: true, AutoDelete: r.AutoDelete, Args: args, ID: r.ID, Journal: st, PageWindow: v.pageWindow, Policy: def}), home: v.node}
+		q := &Queue{Queue: queue.New(queue.Config{Name: r.Name, Vhost: v.Name, Durable: true, AutoDelete: r.AutoDelete, Args: args, ID: r.ID, Journal: st, PageWindow: v.pageWindow, Policy: def}), home: v.node, srv: s}
 		if r.Home != "" {
 			q.home = r.Home
 		}

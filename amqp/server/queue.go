@@ -209,6 +209,13 @@ func (ch *channel) queueDeclare(m *amqp.QueueDeclare) error {
 		}
 		q.Touch() // a passive declare counts as use for x-expires
 		ready, _, consumers := q.Counts()
+		if q.remote(v.node) {
+			r, c, err := ch.remoteCounts(q, peerCount)
+			if err != nil {
+				return err
+			}
+			ready, consumers = int(r), int(c)
+		}
 		ch.lastQueue = q.Name
 		if !m.NoWait {
 			ch.sendMethod(&amqp.QueueDeclareOk{Queue: q.Name, MessageCount: uint32(ready), ConsumerCount: uint32(consumers)})
@@ -349,10 +356,16 @@ func (ch *channel) queuePurge(m *amqp.QueuePurge) error {
 	if err != nil {
 		return err
 	}
+	var n int
 	if q.remote(ch.vhost().node) {
-		return errElsewhere(q, ch.vhost().Name)
+		purged, _, err := ch.remoteCounts(q, peerPurge)
+		if err != nil {
+			return err
+		}
+		n = int(purged)
+	} else {
+		n = q.Purge()
 	}
-	n := q.Purge()
 	if !m.NoWait {
 		ch.sendMethod(&amqp.QueuePurgeOk{MessageCount: uint32(n)})
 	}

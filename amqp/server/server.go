@@ -136,6 +136,9 @@ type Server struct {
 	applier     applier
 	peers       Peers    // the other nodes of a cluster; nil on a single node (forward.go)
 	forwards    forwards // forwarded copies awaiting their home node's answer
+	remotes     remoteConsumers // this node's consumers of queues elsewhere (remote.go)
+	proxies     proxies         // consumers here for clients of other nodes
+	gets        gets            // other nodes' unacked basic.get deliveries
 	lastQueueID atomic.Uint64
 	alarm       alarms
 	replies     replyRegistry

@@ -44,7 +44,8 @@ type Queue struct {
 	// home is the node the queue lives on (its messages and consumers): the
 	// node that declared it. On a single node, always this node.
 	home   string
-	owner  *conn // exclusive owner, nil for shared queues
+	srv    *Server // for a queue elsewhere: the way to its home (remote.go)
+	owner  *conn   // exclusive owner, nil for shared queues
 	in     []binding
 	policy atomic.Pointer[Policy] // the policy that applies
 }
@@ -75,6 +76,7 @@ type Vhost struct {
 
 	store       *store.Store
 	node        string      // this node's name
+	srv         *Server
 	retired     *statTotals // where a deleted queue's counters go
 	nextQueueID func() uint64
 	pageWindow  int
