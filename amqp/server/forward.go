@@ -356,4 +356,3 @@ func (ch *channel) forwardCopies(v *Vhost, qs []*Queue, msg *queue.Message, ttl 
 }
 
 func zapNode(node string) zap.Field { return zap.String("node", node) }
-

@@ -134,8 +134,8 @@ type Server struct {
 	store       *store.Store
 	meta        MetaLog // the cluster's metadata log; nil on a single node (meta.go)
 	applier     applier
-	peers       Peers    // the other nodes of a cluster; nil on a single node (forward.go)
-	forwards    forwards // forwarded copies awaiting their home node's answer
+	peers       Peers           // the other nodes of a cluster; nil on a single node (forward.go)
+	forwards    forwards        // forwarded copies awaiting their home node's answer
 	remotes     remoteConsumers // this node's consumers of queues elsewhere (remote.go)
 	proxies     proxies         // consumers here for clients of other nodes
 	gets        gets            // other nodes' unacked basic.get deliveries

@@ -75,7 +75,7 @@ type Vhost struct {
 	restoring bool
 
 	store       *store.Store
-	node        string      // this node's name
+	node        string // this node's name
 	srv         *Server
 	retired     *statTotals // where a deleted queue's counters go
 	nextQueueID func() uint64
