@@ -158,7 +158,7 @@ func (ch *channel) route(pm *amqp.BasicPublish, msg *queue.Message, seq uint64) 
 			return nil
 		}
 	}
-	qs := v.route(ch.r, x, routeKeys, hdrs)
+	qs := v.route(ch.r, x, routeKeys, &msg.Props)
 	if t := v.trace.Load(); t != nil {
 		t.tracePublish(ch, pm.Exchange, routeKeys, msg, qs)
 	}

@@ -31,7 +31,7 @@ func (v *Vhost) deadLetter(q *Queue, dls []queue.DeadLetter) {
 		v.mu.RLock()
 		x := v.exchanges[dlx]
 		if x != nil {
-			for _, dq := range v.route(r, x, keys, msg.Props.Headers) {
+			for _, dq := range v.route(r, x, keys, &msg.Props) {
 				dq.Publish(msg, messageTTL(msg))
 			}
 		}

@@ -275,7 +275,7 @@ func (d *delayer) route(r *router, due []queue.Entry) {
 			}
 		}
 		keys := ccKeys([]string{msg.RoutingKey}, msg.Props.Headers)
-		qs := v.route(r, d.x, keys, msg.Props.Headers)
+		qs := v.route(r, d.x, keys, &msg.Props)
 		if msg.Persistent() && d.st != nil {
 			msg.StoreInline = oneDurable(qs)
 		}

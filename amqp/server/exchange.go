@@ -45,6 +45,9 @@ func (ch *channel) exchangeDeclare(m *amqp.ExchangeDeclare) error {
 	if !ok {
 		return amqp.Errorf(amqp.CommandInvalid, "unknown exchange type '%s'", m.Type)
 	}
+	if err := configurePicker(matcher, m.Arguments); err != nil {
+		return err
+	}
 	if err := ch.mayExchange(permConfigure, m.Exchange); err != nil {
 		return err
 	}
@@ -93,6 +96,7 @@ func (v *Vhost) declareExchange(m *amqp.ExchangeDeclare, matcher exchange.Matche
 		Name: m.Exchange, Kind: m.Type, Durable: m.Durable, AutoDelete: m.AutoDelete,
 		Internal: m.Internal, Args: m.Arguments, m: matcher,
 	}
+	x.pick, _ = matcher.(exchange.Picker[dest])
 	x.policy = v.policyFor("exchanges", x.Name)
 	x.AE = exchangeAE(x)
 	if x.Kind == DelayedType {
@@ -181,7 +185,10 @@ func (v *Vhost) lookupExchanges(dst, src string) (*Exchange, *Exchange, error) {
 	return d, s, nil
 }
 
-func validateBindArgs(x *Exchange, args amqp.Table) error {
+func validateBindArgs(x *Exchange, key string, args amqp.Table) error {
+	if x.routingKind() == exchange.ConsistentHash {
+		return validateWeight(key)
+	}
 	if x.routingKind() != exchange.Headers {
 		return nil
 	}
@@ -214,7 +221,7 @@ func (ch *channel) exchangeBind(m *amqp.ExchangeBind) error {
 	v.mu.Lock()
 	d, s, err := v.lookupExchanges(m.Destination, m.Source)
 	if err == nil {
-		err = validateBindArgs(s, m.Arguments)
+		err = validateBindArgs(s, m.RoutingKey, m.Arguments)
 	}
 	if err == nil {
 		v.bind(s, d, m.RoutingKey, m.Arguments)

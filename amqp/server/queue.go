@@ -295,7 +295,7 @@ func (ch *channel) queueBind(m *amqp.QueueBind) error {
 		v.mu.Unlock()
 		return errNoExchange(m.Exchange, v.Name)
 	}
-	if err := validateBindArgs(x, m.Arguments); err != nil {
+	if err := validateBindArgs(x, m.RoutingKey, m.Arguments); err != nil {
 		v.mu.Unlock()
 		return err
 	}
