@@ -16,6 +16,7 @@ const (
 	KindUser     byte = 'u'
 	KindPolicy   byte = 'p'
 	KindGlobal   byte = 'g' // global parameters
+	KindDedup    byte = 'x' // ids a deduplicating durable exchange remembers
 )
 
 func defKey(kind byte, name string) []byte {

@@ -48,6 +48,9 @@ func (ch *channel) exchangeDeclare(m *amqp.ExchangeDeclare) error {
 	if err := configurePicker(matcher, m.Arguments); err != nil {
 		return err
 	}
+	if err := validateDedupArgs(m.Arguments); err != nil {
+		return err
+	}
 	if err := ch.mayExchange(permConfigure, m.Exchange); err != nil {
 		return err
 	}
@@ -97,6 +100,7 @@ func (v *Vhost) declareExchange(m *amqp.ExchangeDeclare, matcher exchange.Matche
 		Internal: m.Internal, Args: m.Arguments, m: matcher,
 	}
 	x.pick, _ = matcher.(exchange.Picker[dest])
+	x.dedup = v.newDedupCache(x)
 	x.policy = v.policyFor("exchanges", x.Name)
 	x.AE = exchangeAE(x)
 	if x.Kind == DelayedType {

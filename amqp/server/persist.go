@@ -241,6 +241,7 @@ func (s *Server) Restore() error {
 		configurePicker(m, args) // validated when declared
 		x := &Exchange{Name: r.Name, Kind: r.Type, Durable: true, AutoDelete: r.AutoDelete, Internal: r.Internal, Args: args, m: m}
 		x.pick, _ = m.(exchange.Picker[dest])
+		x.dedup = v.newDedupCache(x)
 		x.policy = v.policyFor("exchanges", x.Name)
 		x.AE = exchangeAE(x)
 		if r.Type == DelayedType {
@@ -254,6 +255,10 @@ func (s *Server) Restore() error {
 			}
 		}
 		v.exchanges[r.Name] = x
+	}
+
+	if err := restoreDedupCaches(st, vhosts); err != nil {
+		return err
 	}
 
 	records, err := loadRecords[queueRecord](st, store.KindQueue)

@@ -32,6 +32,8 @@ type Exchange struct {
 	delay *delayer
 	// pick is m when it routes to one destination at most (hash.go).
 	pick exchange.Picker[dest]
+	// dedup remembers message ids (x-message-deduplication); nil when off.
+	dedup *dedupCache
 
 	m exchange.Matcher[dest]
 	// in lists bindings that have this exchange as their destination.
@@ -219,6 +221,9 @@ func (v *Vhost) route(r *router, x *Exchange, keys []string, props *amqp.Propert
 		r.headers = props.Headers
 	}
 	r.firstKey = keys[0]
+	if x.dedup != nil && x.dedup.duplicate(props) {
+		return r.queues // a duplicate goes nowhere (dedup.go)
+	}
 	for _, k := range keys {
 		r.key = k
 		if x.Name == "" {
@@ -296,6 +301,7 @@ func (v *Vhost) autoDeleteLocked(x *Exchange) {
 // Lock must be held.
 func (v *Vhost) deleteExchangeLocked(x *Exchange) {
 	delete(v.exchanges, x.Name)
+	x.dedup.drop()
 	if x.delay != nil {
 		// Its scheduler may be waiting for this lock to route: stop it
 		// and drop the pending messages without the lock.
