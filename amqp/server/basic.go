@@ -336,7 +336,7 @@ func (ch *channel) basicGet(m *amqp.BasicGet) error {
 	ch.nextTag++
 	tag := ch.nextTag
 	if !m.NoAck {
-		ch.unacked = append(ch.unacked, unackedEntry{tag: tag, q: q, e: e})
+		ch.unacked = append(ch.unacked, unackedEntry{tag: tag, q: q, e: e, at: ch.conn.srv.clock.Load()})
 		ch.unackedN.Add(1)
 	}
 	msg := e.Msg
