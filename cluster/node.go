@@ -107,7 +107,7 @@ func (n *Node) Start() error {
 		n.addr = advertised(cfg.Listener.Addr())
 	}
 	n.id = NodeID(n.addr)
-	n.tr = transport.New(transport.Config{NodeID: n.id, TLS: cfg.TLS, Logger: n.log.Named("transport")})
+	n.tr = transport.New(transport.Config{NodeID: n.id, TLS: cfg.TLS, Logger: n.log.Named("transport"), Advertise: n.addr})
 	n.tr.Handle(KindRPC, n.onRPC)
 	n.tr.Handle(KindBroker, func(from uint64, payload []byte, reply func([]byte, error)) {
 		m, ok := n.sm.member(from)
@@ -200,10 +200,20 @@ func (n *Node) announce(join bool) {
 	}
 }
 
-// askToJoin asks each seed in turn to add this node to the cluster.
+// askToJoin asks each seed in turn to add this node to the cluster. A
+// seed with a lower ID dials this node, which it does not know yet: it is
+// told where this node is first (Knock).
 func (n *Node) askToJoin(me Member) error {
 	var last error = ErrNoQuorum
 	for _, s := range n.cfg.Seeds {
+		if id := NodeID(s); id < n.id && !n.tr.Connected(id) {
+			ctx, cancel := context.WithTimeout(n.ctx, 2*time.Second)
+			n.tr.Knock(ctx, s)
+			cancel()
+			for wait := 0; wait < 50 && !n.tr.Connected(id) && n.ctx.Err() == nil; wait++ {
+				time.Sleep(20 * time.Millisecond)
+			}
+		}
 		ctx, cancel := context.WithTimeout(n.ctx, 5*time.Second)
 		_, err := n.rpc(ctx, NodeID(s), rpcRequest{Op: "join", Member: &me})
 		cancel()

@@ -51,6 +51,12 @@ func NewMatcher[D comparable](kind string) (Matcher[D], bool) {
 		return &topic[D]{root: &topicNode[D]{}}, true
 	case Headers:
 		return &headers[D]{}, true
+	case ConsistentHash:
+		return &consistentHash[D]{}, true
+	case ModulusHash:
+		return &modulusHash[D]{}, true
+	case Random:
+		return &random[D]{}, true
 	}
 	return nil, false
 }

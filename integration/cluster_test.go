@@ -303,3 +303,71 @@ func TestClusterConsumeOnAnyNode(t *testing.T) {
 		require.True(t, d.Redelivered)
 	}
 }
+
+// TestClusterFeaturesAcrossNodes: dead-lettering from a queue on one node
+// into a queue on another, TTL, an auto-delete queue's deletion and a
+// queue.delete with if-empty are the same through any node.
+func TestClusterFeaturesAcrossNodes(t *testing.T) {
+	warrenOnly(t, "starts a cluster of bin/warren processes")
+	nodes := startTestCluster(t, 3, 0)
+	dial := func(nd *clusterNode) *amqp.Channel {
+		c, err := amqp.Dial(nd.url())
+		require.NoError(t, err)
+		t.Cleanup(func() { c.Close() })
+		ch, err := c.Channel()
+		require.NoError(t, err)
+		return ch
+	}
+	ch1, ch2, ch3 := dial(nodes[0]), dial(nodes[1]), dial(nodes[2])
+	// The dead-letter queue lives on node 2, the expiring queue on node 1.
+	_, err := ch2.QueueDeclare("cl.dead", true, false, false, false, nil)
+	require.NoError(t, err)
+	_, err = ch1.QueueDeclare("cl.ttl", true, false, false, false, amqp.Table{
+		"x-message-ttl": int32(50), "x-dead-letter-exchange": "", "x-dead-letter-routing-key": "cl.dead"})
+	require.NoError(t, err)
+	waitFor(t, "both queues on node 3", func() bool {
+		qs := nodes[2].names("/api/queues/%2F")
+		return slices.Contains(qs, "cl.dead") && slices.Contains(qs, "cl.ttl")
+	})
+	require.NoError(t, ch3.Confirm(false))
+	dc, err := ch3.PublishWithDeferredConfirmWithContext(context.Background(), "", "cl.ttl", false, false,
+		amqp.Publishing{Body: []byte("expires"), DeliveryMode: amqp.Persistent})
+	require.NoError(t, err)
+	require.True(t, dc.Wait())
+	ds, err := ch3.Consume("cl.dead", "dead", false, false, false, false, nil)
+	require.NoError(t, err)
+	d := recv(t, ds)
+	require.Equal(t, "expires", string(d.Body))
+	deaths, _ := d.Headers["x-death"].([]any)
+	require.Len(t, deaths, 1)
+	require.Equal(t, "cl.ttl", deaths[0].(amqp.Table)["queue"])
+	require.Equal(t, "expired", deaths[0].(amqp.Table)["reason"])
+	require.NoError(t, d.Ack(false))
+	require.NoError(t, ch3.Cancel("dead", false))
+
+	// if-empty is judged where the messages are.
+	publish(t, ch2, "", "cl.ttl", body("x")) // expires into cl.dead
+	publish(t, ch2, "", "cl.dead", body("kept"))
+	probe := dial(nodes[0])
+	waitFor(t, "a message in cl.dead", func() bool {
+		q, err := probe.QueueDeclarePassive("cl.dead", true, false, false, false, nil)
+		require.NoError(t, err)
+		return q.Messages >= 1
+	})
+	_, err = probe.QueueDelete("cl.dead", false, true, false)
+	amqpErr(t, err, 406)
+	require.Contains(t, nodes[2].names("/api/queues/%2F"), "cl.dead")
+
+	// An auto-delete queue consumed through node 3 goes away on every node
+	// when its last consumer leaves.
+	_, err = ch1.QueueDeclare("cl.auto", false, true, false, false, nil)
+	require.NoError(t, err)
+	waitFor(t, "cl.auto on node 3", func() bool { return slices.Contains(nodes[2].names("/api/queues/%2F"), "cl.auto") })
+	cons := dial(nodes[2])
+	_, err = cons.Consume("cl.auto", "auto", true, false, false, false, nil)
+	require.NoError(t, err)
+	require.NoError(t, cons.Cancel("auto", false))
+	for _, nd := range nodes {
+		waitFor(t, "cl.auto gone on "+nd.name, func() bool { return !slices.Contains(nd.names("/api/queues/%2F"), "cl.auto") })
+	}
+}

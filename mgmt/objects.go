@@ -111,12 +111,10 @@ func (a *api) overview(w http.ResponseWriter, r *http.Request) {
 		"queue_totals": map[string]any{
 			"messages": t.Ready + t.Unacked, "messages_ready": t.Ready, "messages_unacknowledged": t.Unacked,
 		},
-		"message_stats": ms,
-		"listeners":     a.listeners(),
-		"contexts":      []any{map[string]any{"node": a.nodeName, "description": "RabbitMQ Management", "path": "/"}},
-		"exchange_types": []map[string]any{
-			{"name": "direct"}, {"name": "fanout"}, {"name": "topic"}, {"name": "headers"},
-		},
+		"message_stats":  ms,
+		"listeners":      a.listeners(),
+		"contexts":       []any{map[string]any{"node": a.nodeName, "description": "RabbitMQ Management", "path": "/"}},
+		"exchange_types": exchangeTypes,
 	})
 }
 
@@ -713,4 +711,19 @@ func (a *api) listeners() []item {
 		out = append(out, item{"node": a.nodeName, "protocol": l.Protocol, "ip_address": ip, "port": port})
 	}
 	return out
+}
+
+// exchangeTypes lists the types Warren routes, in RabbitMQ's shape (name,
+// description, enabled), with the plugins' own descriptions where RabbitMQ
+// has one (3.10.8 with rabbitmq_consistent_hash_exchange and
+// rabbitmq_random_exchange enabled).
+var exchangeTypes = []map[string]any{
+	{"name": "direct", "description": "AMQP direct exchange, as per the AMQP specification", "enabled": true},
+	{"name": "fanout", "description": "AMQP fanout exchange, as per the AMQP specification", "enabled": true},
+	{"name": "headers", "description": "AMQP headers exchange, as per the AMQP specification", "enabled": true},
+	{"name": "topic", "description": "AMQP topic exchange, as per the AMQP specification", "enabled": true},
+	{"name": "x-consistent-hash", "description": "Consistent Hashing Exchange", "enabled": true},
+	{"name": "x-delayed-message", "description": "Delayed Message Exchange.", "enabled": true},
+	{"name": "x-modulus-hash", "description": "Modulus Hashing Exchange", "enabled": true},
+	{"name": "x-random", "description": "Randomly picks a binding (queue) to route via (to).", "enabled": true},
 }

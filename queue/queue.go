@@ -93,6 +93,7 @@ type Queue struct {
 
 	mu sync.Mutex
 	// Guarded by mu.
+	dedup       *dedupSet // x-message-deduplication; nil when off (dedup.go)
 	ready       readyList
 	nextSeq     uint64
 	consumers   []*Consumer
@@ -155,6 +156,7 @@ func New(cfg Config) *Queue {
 		done:   make(chan struct{}),
 	}
 	q.ready = newReadyList(q.lim.maxPriority)
+	q.dedup = newDedupSet(cfg.Args)
 	if q.PageWindow == 0 {
 		q.PageWindow = DefaultPageWindow
 	}
@@ -279,6 +281,9 @@ func (q *Queue) DeadLetterRejected(es []Entry) {
 
 // forgetLocked tells the journal that e left the queue. Lock must be held.
 func (q *Queue) forgetLocked(e *Entry) {
+	if q.dedup != nil {
+		q.dedup.leaveLocked(e.Msg)
+	}
 	if e.Journaled {
 		q.Journal.Remove(q.ID, e.Seq, e.Msg)
 		if e.ReturnsJournaled {
@@ -298,6 +303,9 @@ func (q *Queue) handedLocked(e *Entry, noAck bool) {
 		q.stats.Redelivered++
 	}
 	if !e.Journaled {
+		if noAck && q.dedup != nil {
+			q.dedup.leaveLocked(e.Msg)
+		}
 		return
 	}
 	if noAck {
@@ -559,11 +567,18 @@ func (q *Queue) Publish(m *Message, ttl int64) PublishResult {
 		q.mu.Unlock()
 		return Gone
 	}
+	if q.dedup != nil && !q.dedup.enterLocked(m) {
+		q.mu.Unlock()
+		return Duplicate
+	}
 	if q.lim.ttl >= 0 && (ttl < 0 || q.lim.ttl < ttl) {
 		ttl = q.lim.ttl
 	}
 	size := int64(len(m.Body))
 	if q.lim.overflow != DropHead && (int64(q.readyCountLocked()) >= q.lim.maxLen || q.readyBytes+size > q.lim.maxLenBytes) {
+		if q.dedup != nil {
+			q.dedup.leaveLocked(m)
+		}
 		q.mu.Unlock()
 		if q.lim.overflow == RejectPublishDLX {
 			q.deadLetter([]DeadLetter{{Msg: m, Reason: ReasonMaxLen}})
@@ -621,6 +636,9 @@ func (q *Queue) Publish(m *Message, ttl int64) PublishResult {
 			}
 			c.Sink.Deliver(q, c, e)
 		} else {
+			if q.dedup != nil {
+				q.dedup.leaveLocked(m)
+			}
 			dead = append(dead, DeadLetter{Msg: m, Reason: ReasonExpired})
 		}
 		q.mu.Unlock()
@@ -840,6 +858,9 @@ func (q *Queue) Restore(es []Entry, disk DiskPart, watermark uint64) {
 	if disk.N > 0 && q.nextSeq < disk.Last {
 		q.nextSeq = disk.Last
 	}
+	if q.dedup != nil {
+		q.restoreDedupLocked(es)
+	}
 }
 
 // Stats are a queue's message counters since it was created (or restored).
@@ -882,7 +903,11 @@ func (q *Queue) Purge() int {
 	q.mu.Lock()
 	defer q.mu.Unlock()
 	q.ready.each(q.forgetLocked)
+	disk := q.disk.N
 	n := q.ready.clear() + q.dropDiskLocked()
+	if q.dedup != nil && disk > 0 {
+		q.dedupDiskDroppedLocked()
+	}
 	q.readyBytes = 0
 	q.releaseFlowLocked()
 	return n

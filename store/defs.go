@@ -17,6 +17,7 @@ const (
 	KindPolicy   byte = 'p'
 	KindGlobal   byte = 'g' // global parameters
 	KindMeta     byte = 'i' // the cluster metadata log index applied
+	KindDedup    byte = 'x' // ids a deduplicating durable exchange remembers
 )
 
 func defKey(kind byte, name string) []byte {

@@ -158,7 +158,7 @@ func (ch *channel) route(pm *amqp.BasicPublish, msg *queue.Message, seq uint64) 
 			return nil
 		}
 	}
-	qs := v.route(ch.r, x, routeKeys, hdrs)
+	qs := v.route(ch.r, x, routeKeys, &msg.Props)
 	if t := v.trace.Load(); t != nil {
 		t.tracePublish(ch, pm.Exchange, routeKeys, msg, qs)
 	}
@@ -353,7 +353,7 @@ func (ch *channel) basicGet(m *amqp.BasicGet) error {
 	ch.nextTag++
 	tag := ch.nextTag
 	if !m.NoAck {
-		ch.unacked = append(ch.unacked, unackedEntry{tag: tag, q: q, e: e})
+		ch.unacked = append(ch.unacked, unackedEntry{tag: tag, q: q, e: e, at: ch.conn.srv.clock.Load()})
 		ch.unackedN.Add(1)
 	}
 	msg := e.Msg

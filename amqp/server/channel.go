@@ -44,6 +44,7 @@ type unackedEntry struct {
 	e     queue.Entry
 	c     *consumerInfo
 	acked bool
+	at    int64 // Server.clock at delivery (consumer_timeout.go)
 }
 
 type channel struct {
@@ -81,6 +82,7 @@ type channel struct {
 
 	globalPrefetch atomic.Int32
 	unackedN       atomic.Int32
+	timedOut       atomic.Int64 // set by the consumer-timeout sweep: the timeout exceeded (ms)
 
 	// For listings and statistics, read by other goroutines.
 	stats      chanStats
@@ -355,7 +357,7 @@ func (ch *channel) Deliver(q *queue.Queue, c *queue.Consumer, e queue.Entry) {
 	ch.nextTag++
 	tag := ch.nextTag
 	if !c.NoAck {
-		ch.unacked = append(ch.unacked, unackedEntry{tag: tag, q: ci.q, e: e, c: ci})
+		ch.unacked = append(ch.unacked, unackedEntry{tag: tag, q: ci.q, e: e, c: ci, at: ch.conn.srv.clock.Load()})
 		ci.unacked.Add(1)
 		ch.unackedN.Add(1)
 	}

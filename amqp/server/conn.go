@@ -109,6 +109,12 @@ type conn struct {
 	stopWrite chan struct{} // closed by the reader when it exits
 	writeDone chan struct{}
 	forced    chan *amqp.Error // server-initiated close (shutdown, management)
+	// timeoutKick: the consumer-timeout sweep marked channels to close.
+	timeoutKick chan struct{}
+	// rmu guards blocked and woken: the sweep wakes the reader only while
+	// it waits for input between frames (consumer_timeout.go).
+	rmu            sync.Mutex
+	blocked, woken bool
 }
 
 func newConn(s *Server, nc net.Conn) *conn {
@@ -116,17 +122,18 @@ func newConn(s *Server, nc net.Conn) *conn {
 		tc.SetNoDelay(true)
 	}
 	c := &conn{
-		srv:       s,
-		nc:        nc,
-		remote:    nc.RemoteAddr(),
-		log:       s.log.With(zap.Stringer("remote", nc.RemoteAddr())),
-		br:        bufio.NewReaderSize(nc, 64<<10),
-		channels:  map[uint16]*channel{},
-		outKick:   make(chan struct{}, 1),
-		stopWrite: make(chan struct{}),
-		writeDone: make(chan struct{}),
-		forced:    make(chan *amqp.Error, 1),
-		frameMax:  s.cfg.FrameMax,
+		srv:         s,
+		nc:          nc,
+		remote:      nc.RemoteAddr(),
+		log:         s.log.With(zap.Stringer("remote", nc.RemoteAddr())),
+		br:          bufio.NewReaderSize(nc, 64<<10),
+		channels:    map[uint16]*channel{},
+		outKick:     make(chan struct{}, 1),
+		stopWrite:   make(chan struct{}),
+		writeDone:   make(chan struct{}),
+		forced:      make(chan *amqp.Error, 1),
+		timeoutKick: make(chan struct{}, 1),
+		frameMax:    s.cfg.FrameMax,
 	}
 	c.name = fmt.Sprintf("%s -> %s", nc.RemoteAddr(), nc.LocalAddr())
 	// Until tune-ok, RabbitMQ reads with its initial_frame_max (default
@@ -316,6 +323,8 @@ func (c *conn) readLoop() error {
 		case e := <-c.forced:
 			c.closeWith(e)
 			return c.awaitCloseOk()
+		case <-c.timeoutKick:
+			c.closeTimedOut()
 		default:
 		}
 		if c.br.Buffered() == 0 {
@@ -327,13 +336,16 @@ func (c *conn) readLoop() error {
 				if now := time.Now(); now.Sub(deadlineSet) > c.heartbeat/4 {
 					c.nc.SetReadDeadline(now.Add(c.heartbeat * 2))
 					deadlineSet = now
-					if len(c.forced) > 0 {
-						continue // forceClose's wake-up deadline was just overwritten
+					if len(c.forced) > 0 || len(c.timeoutKick) > 0 {
+						continue // a wake-up deadline was just overwritten
 					}
 				}
 			} else if deadlineSet.IsZero() {
 				c.nc.SetReadDeadline(time.Time{})
 				deadlineSet = time.Now()
+			}
+			if c.waitInput(deadlineSet) {
+				continue // channels to close for a consumer timeout
 			}
 		}
 		f, err := c.fr.ReadFrame()
@@ -349,6 +361,10 @@ func (c *conn) readLoop() error {
 				case e := <-c.forced:
 					c.closeWith(e)
 					return c.awaitCloseOk()
+				case <-c.timeoutKick:
+					c.closeTimedOut()
+					deadlineSet = time.Time{}
+					continue
 				default:
 				}
 				if c.heartbeat > 0 {

@@ -31,8 +31,8 @@ func (v *Vhost) deadLetter(q *Queue, dls []queue.DeadLetter) {
 		v.mu.RLock()
 		x := v.exchanges[dlx]
 		if x != nil {
-			for _, dq := range v.route(r, x, keys, msg.Props.Headers) {
-				dq.Publish(msg, messageTTL(msg))
+			for _, dq := range v.route(r, x, keys, &msg.Props) {
+				v.publishTo(dq, msg, messageTTL(msg))
 			}
 		}
 		v.mu.RUnlock()

@@ -275,12 +275,12 @@ func (d *delayer) route(r *router, due []queue.Entry) {
 			}
 		}
 		keys := ccKeys([]string{msg.RoutingKey}, msg.Props.Headers)
-		qs := v.route(r, d.x, keys, msg.Props.Headers)
+		qs := v.route(r, d.x, keys, &msg.Props)
 		if msg.Persistent() && d.st != nil {
 			msg.StoreInline = oneDurable(qs)
 		}
 		for _, q := range qs {
-			q.Publish(msg, messageTTL(msg))
+			v.publishTo(q, msg, messageTTL(msg))
 		}
 		holdDelayed(r, msg) // a further delayed exchange down the line
 	}

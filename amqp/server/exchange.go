@@ -45,6 +45,12 @@ func (ch *channel) exchangeDeclare(m *amqp.ExchangeDeclare) error {
 	if !ok {
 		return amqp.Errorf(amqp.CommandInvalid, "unknown exchange type '%s'", m.Type)
 	}
+	if err := configurePicker(matcher, m.Arguments); err != nil {
+		return err
+	}
+	if err := validateDedupArgs(m.Arguments); err != nil {
+		return err
+	}
 	if err := ch.mayExchange(permConfigure, m.Exchange); err != nil {
 		return err
 	}
@@ -93,6 +99,8 @@ func (v *Vhost) declareExchange(m *amqp.ExchangeDeclare, matcher exchange.Matche
 		Name: m.Exchange, Kind: m.Type, Durable: m.Durable, AutoDelete: m.AutoDelete,
 		Internal: m.Internal, Args: m.Arguments, m: matcher,
 	}
+	x.pick, _ = matcher.(exchange.Picker[dest])
+	x.dedup = v.newDedupCache(x)
 	x.policy = v.policyFor("exchanges", x.Name)
 	x.AE = exchangeAE(x)
 	if x.Kind == DelayedType {
@@ -183,7 +191,10 @@ func (v *Vhost) lookupExchanges(dst, src string) (*Exchange, *Exchange, error) {
 	return d, s, nil
 }
 
-func validateBindArgs(x *Exchange, args amqp.Table) error {
+func validateBindArgs(x *Exchange, key string, args amqp.Table) error {
+	if x.routingKind() == exchange.ConsistentHash {
+		return validateWeight(key)
+	}
 	if x.routingKind() != exchange.Headers {
 		return nil
 	}
@@ -216,7 +227,7 @@ func (ch *channel) exchangeBind(m *amqp.ExchangeBind) error {
 	v.mu.Lock()
 	d, s, err := v.lookupExchanges(m.Destination, m.Source)
 	if err == nil {
-		err = validateBindArgs(s, m.Arguments)
+		err = validateBindArgs(s, m.RoutingKey, m.Arguments)
 	}
 	if err == nil {
 		v.bind(s, d, m.RoutingKey, m.Arguments)

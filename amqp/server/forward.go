@@ -356,3 +356,15 @@ func (ch *channel) forwardCopies(v *Vhost, qs []*Queue, msg *queue.Message, ttl 
 }
 
 func zapNode(node string) zap.Field { return zap.String("node", node) }
+
+// publishTo enqueues a message the broker itself routes (dead-lettered,
+// delayed, traced) into q, forwarding it when q lives on another node
+// (without a confirm: as RabbitMQ's at-most-once dead-lettering). Vhost
+// read lock held.
+func (v *Vhost) publishTo(q *Queue, msg *queue.Message, ttl int64) queue.PublishResult {
+	if q.remote(v.node) {
+		v.srv.forward(v, q, msg, ttl, nil, 0)
+		return queue.Enqueued
+	}
+	return q.Publish(msg, ttl)
+}

@@ -9,6 +9,8 @@ import (
 	"sync"
 	"time"
 
+	"go.uber.org/zap"
+
 	"github.com/warren-mq/warren/amqp"
 	"github.com/warren-mq/warren/store"
 )
@@ -207,6 +209,15 @@ func (ch *channel) proposeMethod(m amqp.Method) error {
 		if m.Queue == "" {
 			m.Queue = ch.lastQueue
 		}
+		// if-unused and if-empty are judged here, on the queue's counts at
+		// its home, and the delete proposed without them: every node must
+		// apply it alike, and only the home knows the counts.
+		if m.IfUnused || m.IfEmpty {
+			if err := ch.checkDeletable(m); err != nil {
+				return err
+			}
+			m.IfUnused, m.IfEmpty = false, false
+		}
 	}
 	noWait := noWaitOf(m)
 	r, err := ch.conn.srv.propose(metaCmd{Op: "amqp", Vhost: ch.vhost().Name, User: ch.conn.user.Name, Method: amqp.EncodeMethod(m), Generated: generated})
@@ -320,8 +331,33 @@ func (s *Server) applyMeta(c *metaCmd) metaResult {
 		return resultOf(false, s.deleteGlobalParameter(c.Name))
 	case "tracing":
 		return resultOf(false, s.setTracing(c.Vhost, c.On))
+	case "queue.drop":
+		s.mu.Lock()
+		v := s.vhosts[c.Vhost]
+		s.mu.Unlock()
+		if v == nil {
+			return resultOf(false, ErrNotFound)
+		}
+		v.mu.RLock()
+		q := v.queues[c.Name]
+		v.mu.RUnlock()
+		if q == nil || q.Exclusive {
+			return resultOf(false, ErrNotFound)
+		}
+		v.deleteQueue(q)
+		v.syncDefs()
+		return resultOf(false, nil)
 	}
 	return resultOf(false, fmt.Errorf("unknown metadata command %q", c.Op))
+}
+
+// dropQueue deletes a shared queue on every node of the cluster, for its
+// home node when the queue's auto-delete or x-expires comes due.
+func (s *Server) dropQueue(vhost, name string) {
+	if _, err := s.proposeAdmin(metaCmd{Op: "queue.drop", Vhost: vhost, Name: name}); err != nil {
+		s.log.Warn("deleting an unused queue through the cluster failed; it stays until it is unused again",
+			zap.String("vhost", vhost), zap.String("queue", name), zap.Error(err))
+	}
 }
 
 // applySession returns the session commands of user on vhost run in; a

@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"sort"
+	"time"
 
 	"github.com/warren-mq/warren/amqp"
 	"github.com/warren-mq/warren/exchange"
@@ -41,6 +42,9 @@ type bindingRecord struct {
 	ToExchange  bool   `json:"to_exchange"`
 	RoutingKey  string `json:"routing_key"`
 	Args        []byte `json:"arguments"`
+	// Seq orders bindings at restore as they were made, so a
+	// consistent-hash exchange rebuilds the same ring (hash.go).
+	Seq int64 `json:"seq,omitempty"`
 }
 
 func nameKey(vhost, name string) string { return vhost + "\x00" + name }
@@ -110,6 +114,7 @@ func (v *Vhost) persistBinding(src *Exchange, d dest, key string, args amqp.Tabl
 	}
 	r := bindingRecordOf(v.Name, src.Name, d, key)
 	r.Args = amqp.AppendTable(nil, args)
+	r.Seq = time.Now().UnixNano()
 	v.store.PutDef(store.KindBinding, recordKey(r, args), r)
 }
 
@@ -154,6 +159,12 @@ func (v *Vhost) attachQueue(q *Queue) {
 	q.OnUnused = func(*queue.Queue) {
 		if q.owner != nil {
 			q.owner.removeExclusive(q)
+		}
+		// In a cluster a shared queue's deletion (auto-delete, x-expires)
+		// goes through the metadata log, so every node drops it.
+		if v.srv != nil && v.srv.meta != nil && !q.Exclusive {
+			go v.srv.dropQueue(v.Name, q.Name)
+			return
 		}
 		v.deleteQueue(q)
 	}
@@ -238,7 +249,10 @@ func (s *Server) Restore() error {
 		if !ok {
 			return fmt.Errorf("exchange %q has unknown type %q", r.Name, r.Type)
 		}
+		configurePicker(m, args) // validated when declared
 		x := &Exchange{Name: r.Name, Kind: r.Type, Durable: true, AutoDelete: r.AutoDelete, Internal: r.Internal, Args: args, m: m}
+		x.pick, _ = m.(exchange.Picker[dest])
+		x.dedup = v.newDedupCache(x)
 		x.policy = v.policyFor("exchanges", x.Name)
 		x.AE = exchangeAE(x)
 		if r.Type == DelayedType {
@@ -252,6 +266,10 @@ func (s *Server) Restore() error {
 			}
 		}
 		v.exchanges[r.Name] = x
+	}
+
+	if err := restoreDedupCaches(st, vhosts); err != nil {
+		return err
 	}
 
 	records, err := loadRecords[queueRecord](st, store.KindQueue)
@@ -303,6 +321,7 @@ func (s *Server) Restore() error {
 	if err != nil {
 		return err
 	}
+	sort.SliceStable(bindings, func(i, j int) bool { return bindings[i].Seq < bindings[j].Seq })
 	for _, r := range bindings {
 		v, err := vhostOf(r.Vhost)
 		if err != nil {

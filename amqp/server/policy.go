@@ -44,6 +44,7 @@ var policyKeys = map[string]func(v any) (any, bool){
 	"max-length":              nonNegInt,
 	"max-length-bytes":        nonNegInt,
 	"delivery-limit":          nonNegInt,
+	"consumer-timeout":        policyTimeout, // consumer_timeout.go
 	"overflow":                oneOf("drop-head", "reject-publish", "reject-publish-dlx"),
 	"dead-letter-exchange":    str,
 	"dead-letter-routing-key": str,

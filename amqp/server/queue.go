@@ -305,7 +305,7 @@ func (ch *channel) queueBind(m *amqp.QueueBind) error {
 		v.mu.Unlock()
 		return errNoExchange(m.Exchange, v.Name)
 	}
-	if err := validateBindArgs(x, m.Arguments); err != nil {
+	if err := validateBindArgs(x, m.RoutingKey, m.Arguments); err != nil {
 		v.mu.Unlock()
 		return err
 	}
@@ -368,6 +368,31 @@ func (ch *channel) queuePurge(m *amqp.QueuePurge) error {
 	}
 	if !m.NoWait {
 		ch.sendMethod(&amqp.QueuePurgeOk{MessageCount: uint32(n)})
+	}
+	return nil
+}
+
+// checkDeletable refuses a queue.delete whose if-unused or if-empty fails,
+// with the queue's counts from its home node.
+func (ch *channel) checkDeletable(m *amqp.QueueDelete) error {
+	q, err := ch.queueFor(permConfigure, m.Queue)
+	if err != nil {
+		return nil // the delete itself answers (a missing queue is deleted quietly)
+	}
+	v := ch.vhost()
+	ready, _, consumers := q.Counts()
+	if q.remote(v.node) {
+		r, c, err := ch.remoteCounts(q, peerCount)
+		if err != nil {
+			return err
+		}
+		ready, consumers = int(r), int(c)
+	}
+	if m.IfUnused && consumers > 0 {
+		return amqp.Errorf(amqp.PreconditionFailed, "queue '%s' in vhost '%s' in use", q.Name, v.Name)
+	}
+	if m.IfEmpty && ready > 0 {
+		return amqp.Errorf(amqp.PreconditionFailed, "queue '%s' in vhost '%s' is not empty", q.Name, v.Name)
 	}
 	return nil
 }

@@ -66,6 +66,11 @@ type Config struct {
 	// Store persists durable definitions and persistent messages; nil keeps
 	// everything in memory. The server does not close it.
 	Store *store.Store
+	// ConsumerTimeout closes a channel whose oldest delivery has waited
+	// longer than this for its ack (default 30 minutes, RabbitMQ's
+	// consumer_timeout; negative: off). Queues override it with
+	// x-consumer-timeout or the consumer-timeout policy key.
+	ConsumerTimeout time.Duration
 }
 
 func (c *Config) setDefaults() {
@@ -111,6 +116,9 @@ func (c *Config) setDefaults() {
 	if c.DefaultUser == "" {
 		c.DefaultUser, c.DefaultPass = "guest", "guest"
 	}
+	if c.ConsumerTimeout == 0 {
+		c.ConsumerTimeout = defaultConsumerTimeout
+	}
 }
 
 // Server is an AMQP 0-9-1 broker.
@@ -145,6 +153,7 @@ type Server struct {
 	stopWatch   chan struct{}
 	closedStats statTotals // counters of closed channels and deleted queues
 	authFails   failureTracker
+	clock       atomic.Int64 // Unix ms, advanced by the consumer-timeout sweep
 
 	wg sync.WaitGroup
 }
@@ -164,6 +173,9 @@ func New(cfg Config) *Server {
 		alarm:   alarms{reasons: map[string]bool{}},
 	}
 	s.stopWatch = make(chan struct{})
+	s.clock.Store(time.Now().UnixMilli())
+	s.wg.Add(1)
+	go s.sweepConsumerTimeouts(s.stopWatch)
 	if cfg.MemoryLimit > 0 || cfg.DiskFreeLimit > 0 {
 		go s.watchResources(s.stopWatch)
 	}

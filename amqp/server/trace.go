@@ -77,7 +77,7 @@ func (t *tracer) run() {
 			v.mu.RLock()
 			if x := v.exchanges[traceExchange]; x != nil {
 				for _, q := range v.route(r, x, keys, nil) {
-					q.Publish(m, -1)
+					v.publishTo(q, m, -1)
 				}
 			}
 			v.mu.RUnlock()

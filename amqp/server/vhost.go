@@ -30,6 +30,10 @@ type Exchange struct {
 	policy *Policy // the policy that applies, guarded by the vhost's mu
 	// delay holds the pending messages of an x-delayed-message exchange.
 	delay *delayer
+	// pick is m when it routes to one destination at most (hash.go).
+	pick exchange.Picker[dest]
+	// dedup remembers message ids (x-message-deduplication); nil when off.
+	dedup *dedupCache
 
 	m exchange.Matcher[dest]
 	// in lists bindings that have this exchange as their destination.
@@ -141,6 +145,11 @@ type router struct {
 	emit    func(dest)
 	key     string
 	headers amqp.Table
+	props   *amqp.Properties // nil: none (hash-property reads it)
+	// picked lists the one-destination exchanges already routed through:
+	// they route a message once, on its first routing key (hash.go).
+	picked   []*Exchange
+	firstKey string
 	// holdDelayed: a delayed-message exchange reached through an
 	// exchange-to-exchange binding holds a message with an x-delay header
 	// (as the plugin's does) instead of routing it on; the exchanges are
@@ -198,16 +207,29 @@ func (r *router) routeFrom(x *Exchange) {
 		return
 	}
 	r.visited = append(r.visited, x)
+	if x.pick != nil {
+		r.pickFrom(x)
+		return
+	}
 	x.m.Match(r.key, r.headers, r.emit)
 }
 
-// route returns the queues a message goes to. Lock must be held (read).
-func (v *Vhost) route(r *router, x *Exchange, keys []string, headers amqp.Table) []*Queue {
+// route returns the queues a message with properties props (nil: none)
+// goes to. Lock must be held (read).
+func (v *Vhost) route(r *router, x *Exchange, keys []string, props *amqp.Properties) []*Queue {
 	r.queues = r.queues[:0]
 	r.visited = r.visited[:0]
 	r.delayed = r.delayed[:0]
+	r.picked = r.picked[:0]
 	clear(r.seen)
-	r.headers = headers
+	r.props, r.headers = props, nil
+	if props != nil {
+		r.headers = props.Headers
+	}
+	r.firstKey = keys[0]
+	if x.dedup != nil && x.dedup.duplicate(props) {
+		return r.queues // a duplicate goes nowhere (dedup.go)
+	}
 	for _, k := range keys {
 		r.key = k
 		if x.Name == "" {
@@ -285,6 +307,7 @@ func (v *Vhost) autoDeleteLocked(x *Exchange) {
 // Lock must be held.
 func (v *Vhost) deleteExchangeLocked(x *Exchange) {
 	delete(v.exchanges, x.Name)
+	x.dedup.drop()
 	if x.delay != nil {
 		// Its scheduler may be waiting for this lock to route: stop it
 		// and drop the pending messages without the lock.

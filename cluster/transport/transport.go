@@ -63,6 +63,10 @@ type Config struct {
 	IdleTimeout time.Duration
 	// Dial replaces net.Dialer for tests; TLS still applies.
 	Dial func(ctx context.Context, addr string) (net.Conn, error)
+	// Advertise is the address other nodes dial for this one, sent in the
+	// hello so that a lower-ID node that does not know this node yet can
+	// learn where to dial it (see Knock).
+	Advertise string
 }
 
 func (c *Config) setDefaults() {
@@ -173,6 +177,19 @@ func (t *Transport) AddPeer(id uint64, addr string) {
 			t.dialLoop(p)
 		}()
 	}
+}
+
+// knows reports whether the peer's address is known (it is being dialed).
+func (t *Transport) knows(id uint64) bool {
+	t.mu.Lock()
+	p := t.peers[id]
+	t.mu.Unlock()
+	if p == nil {
+		return false
+	}
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.addr != "" && !p.removed
 }
 
 // RemovePeer forgets a peer and closes its connection.
@@ -373,7 +390,7 @@ func (t *Transport) dialLoop(p *peer) {
 		nc, err := t.dial(addr)
 		if err == nil {
 			var remote uint64
-			remote, err = t.handshake(nc)
+			remote, _, err = t.handshake(nc)
 			if err == nil && remote != p.id {
 				err = fmt.Errorf("transport: dialed node %d at %s, answered by node %d", p.id, addr, remote)
 			}
@@ -448,9 +465,15 @@ func (t *Transport) accepted(nc net.Conn) {
 		}
 		nc = tc
 	}
-	remote, err := t.handshake(nc)
+	remote, addr, err := t.handshake(nc)
 	if err == nil && remote >= t.cfg.NodeID {
-		err = fmt.Errorf("transport: node %d dialed node %d; the lower ID dials", remote, t.cfg.NodeID)
+		// A knock from a higher node: learn where it is and dial it (the
+		// lower ID dials), unless it is already known.
+		if addr != "" && !t.knows(remote) {
+			t.AddPeer(remote, addr)
+		}
+		nc.Close()
+		return
 	}
 	if err != nil {
 		t.log.Debug("handshake failed", zap.Stringer("remote", nc.RemoteAddr()), zap.Error(err))
@@ -468,33 +491,70 @@ func (t *Transport) accepted(nc net.Conn) {
 	t.run(p, nc)
 }
 
-// handshake exchanges hello frames and returns the remote node ID.
-func (t *Transport) handshake(nc net.Conn) (uint64, error) {
+// maxHello bounds a hello's payload: magic, node ID, and an advertised
+// address of at most 255 bytes behind its length byte.
+const maxHello = 16 + 1 + 255
+
+// handshake exchanges hello frames and returns the remote node ID and the
+// address it advertises ("" when it sent none).
+func (t *Transport) handshake(nc net.Conn) (uint64, string, error) {
 	deadline := time.Now().Add(t.cfg.DialTimeout)
 	_ = nc.SetDeadline(deadline) // a failed deadline shows up as a failed read or write
 	defer nc.SetDeadline(time.Time{})
-	var hello [16]byte
+	hello := make([]byte, 16, maxHello)
 	binary.BigEndian.PutUint64(hello[0:8], helloMagic)
 	binary.BigEndian.PutUint64(hello[8:16], t.cfg.NodeID)
-	if _, err := nc.Write(AppendFrame(nil, KindHello, 0, 0, hello[:])); err != nil {
-		return 0, fmt.Errorf("transport: write hello: %w", err)
+	if a := t.cfg.Advertise; a != "" && len(a) <= 255 {
+		hello = append(append(hello, byte(len(a))), a...)
 	}
-	var buf [HeaderSize + 16]byte
-	if _, err := io.ReadFull(nc, buf[:]); err != nil {
-		return 0, fmt.Errorf("transport: read hello: %w", err)
+	if _, err := nc.Write(AppendFrame(nil, KindHello, 0, 0, hello)); err != nil {
+		return 0, "", fmt.Errorf("transport: write hello: %w", err)
 	}
-	h, err := DecodeHeader(buf[:], 16)
+	var hb [HeaderSize]byte
+	if _, err := io.ReadFull(nc, hb[:]); err != nil {
+		return 0, "", fmt.Errorf("transport: read hello: %w", err)
+	}
+	h, err := DecodeHeader(hb[:], maxHello)
 	if err != nil {
-		return 0, err
+		return 0, "", err
 	}
-	if h.Kind != KindHello || h.Length != 16 || binary.BigEndian.Uint64(buf[HeaderSize:]) != helloMagic {
-		return 0, errors.New("transport: bad hello")
+	if h.Kind != KindHello || h.Length < 16 {
+		return 0, "", errors.New("transport: bad hello")
 	}
-	id := binary.BigEndian.Uint64(buf[HeaderSize+8:])
+	body := make([]byte, h.Length)
+	if _, err := io.ReadFull(nc, body); err != nil {
+		return 0, "", fmt.Errorf("transport: read hello: %w", err)
+	}
+	if binary.BigEndian.Uint64(body) != helloMagic {
+		return 0, "", errors.New("transport: bad hello")
+	}
+	id := binary.BigEndian.Uint64(body[8:16])
 	if id == 0 || id == t.cfg.NodeID {
-		return 0, fmt.Errorf("transport: bad remote node ID %d", id)
+		return 0, "", fmt.Errorf("transport: bad remote node ID %d", id)
 	}
-	return id, nil
+	var addr string
+	if rest := body[16:]; len(rest) > 0 {
+		if len(rest) != 1+int(rest[0]) {
+			return 0, "", errors.New("transport: bad hello")
+		}
+		addr = string(rest[1:])
+	}
+	return id, addr, nil
+}
+
+// Knock tells the node at addr where this node is, for a node whose ID is
+// lower than this one's (it does the dialing between the two) that may not
+// know this node yet: a node joining a cluster knocks on the seeds. It
+// opens a connection, exchanges hellos and closes; the other node then
+// dials this one.
+func (t *Transport) Knock(ctx context.Context, addr string) error {
+	nc, err := t.dial(addr)
+	if err != nil {
+		return err
+	}
+	defer nc.Close()
+	_, _, err = t.handshake(nc)
+	return err
 }
 
 // run attaches nc as the peer's connection (closing any older one), runs its

@@ -61,6 +61,7 @@ var flags = []cli.Flag{
 	altsrc.NewIntFlag(&cli.IntFlag{Name: "auth-failure-limit", Value: 10, EnvVars: []string{"WARREN_AUTH_FAILURE_LIMIT"}, Usage: "failed logins one address may make per --auth-failure-window before its logins are refused until the window passes (-1: no limit)"}),
 	altsrc.NewDurationFlag(&cli.DurationFlag{Name: "auth-failure-window", Value: time.Minute, EnvVars: []string{"WARREN_AUTH_FAILURE_WINDOW"}, Usage: "the window of --auth-failure-limit"}),
 	altsrc.NewIntFlag(&cli.IntFlag{Name: "queue-memory-window", Value: 20000, EnvVars: []string{"WARREN_QUEUE_MEMORY_WINDOW"}, Usage: "ready messages a queue keeps in memory; the rest wait on disk"}),
+	altsrc.NewStringFlag(&cli.StringFlag{Name: "consumer-timeout", Value: "30m", EnvVars: []string{"WARREN_CONSUMER_TIMEOUT"}, Usage: "close a channel whose delivery waits longer than this for its ack (RabbitMQ's consumer_timeout); 0 or false: off"}),
 	altsrc.NewIntFlag(&cli.IntFlag{Name: "delayed-memory-window", Value: 10000, EnvVars: []string{"WARREN_DELAYED_MEMORY_WINDOW"}, Usage: "pending messages a delayed-message exchange keeps in memory; the rest wait on disk"}),
 	altsrc.NewStringFlag(&cli.StringFlag{Name: "node-name", Value: defaultNodeName(), EnvVars: []string{"WARREN_NODE_NAME"}, Usage: "this node's name, name@host as RabbitMQ's (distinct for every node of a cluster)"}),
 	altsrc.NewStringFlag(&cli.StringFlag{Name: "cluster-listen", EnvVars: []string{"WARREN_CLUSTER_LISTEN"}, Usage: "inter-node listen address (e.g. :25672); with --cluster-seeds, makes this node part of a cluster"}),
@@ -382,6 +383,19 @@ func serverConfig(c *cli.Context) (server.Config, error) {
 		}
 	}
 	cfg.PageWindow, cfg.DelayWindow = qw, dw
+	switch ct := c.String("consumer-timeout"); ct {
+	case "0", "false":
+		cfg.ConsumerTimeout = -1 // off
+	default:
+		d, err := time.ParseDuration(ct)
+		if err != nil || d < 0 {
+			return cfg, fmt.Errorf("--consumer-timeout %q: a duration like 30m, or 0 or false for off", ct)
+		}
+		cfg.ConsumerTimeout = d
+		if d == 0 {
+			cfg.ConsumerTimeout = -1 // "0s": off too
+		}
+	}
 	for _, n := range c.StringSlice("loopback-networks") {
 		_, ipn, err := net.ParseCIDR(strings.TrimSpace(n))
 		if err != nil {

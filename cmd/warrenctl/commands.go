@@ -131,9 +131,11 @@ func declareCommand() *cli.Command {
 			{
 				Name: "exchange", Usage: "declare an exchange", ArgsUsage: "NAME",
 				Description: "Examples:\n   warrenctl declare exchange --type topic --durable events\n" +
-					"   warrenctl declare exchange --type x-delayed-message --arg x-delayed-type=direct --durable retries",
+					"   warrenctl declare exchange --type x-delayed-message --arg x-delayed-type=direct --durable retries\n" +
+					"   warrenctl declare exchange --type x-consistent-hash --arg hash-header=user --durable shards\n" +
+					"   warrenctl declare exchange --arg x-message-deduplication=true --arg x-cache-size=100000 --durable orders",
 				Flags: []cli.Flag{
-					&cli.StringFlag{Name: "type", Value: "direct", Usage: "direct, fanout, topic, headers or x-delayed-message"},
+					&cli.StringFlag{Name: "type", Value: "direct", Usage: "direct, fanout, topic, headers, x-delayed-message, x-consistent-hash, x-modulus-hash or x-random"},
 					&cli.BoolFlag{Name: "durable"}, &cli.BoolFlag{Name: "auto-delete"}, &cli.BoolFlag{Name: "internal"}, argFlag,
 				},
 				Action: func(c *cli.Context) error {

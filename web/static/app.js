@@ -349,11 +349,11 @@ async function createForm(kind, reload) {
     <div class="toolbar">
       <label>Vhost <select name="vhost">${opts}</select></label>
       <label>Name <input name="name" required></label>
-      ${kind === 'exchange' ? '<label>Type <select name="type"><option>direct</option><option>fanout</option><option>topic</option><option>headers</option><option>x-delayed-message</option></select></label>' : ''}
+      ${kind === 'exchange' ? '<label>Type <select name="type"><option>direct</option><option>fanout</option><option>topic</option><option>headers</option><option>x-delayed-message</option><option>x-consistent-hash</option><option>x-modulus-hash</option><option>x-random</option></select></label>' : ''}
       <label class="inline"><input type="checkbox" name="durable" checked> durable</label>
       <label class="inline"><input type="checkbox" name="auto_delete"> auto-delete</label>
     </div>
-    <label>Arguments (JSON) <textarea name="arguments" placeholder='${kind === 'queue' ? '{"x-message-ttl": 60000}' : '{"x-delayed-type": "direct"}'}'></textarea></label>
+    <label>Arguments (JSON) <textarea name="arguments" placeholder='${kind === 'queue' ? '{"x-message-ttl": 60000, "x-consumer-timeout": 600000, "x-message-deduplication": true}' : '{"x-delayed-type": "direct"} or {"hash-header": "user"} or {"x-message-deduplication": true, "x-cache-size": 10000}'}'></textarea></label>
     <div><button type="submit">Add ${kind}</button></div>
   </form>`);
   form.addEventListener('submit', async (e) => {
