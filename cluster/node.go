@@ -256,6 +256,18 @@ func (n *Node) Call(ctx context.Context, node string, payload []byte) ([]byte, e
 	return n.tr.Request(ctx, m.ID, KindBroker, payload)
 }
 
+// Others names the other members that are reachable now
+// (server.PeerLister).
+func (n *Node) Others() []string {
+	var out []string
+	for _, m := range n.sm.memberList() {
+		if m.ID != n.id && m.Name != "" && n.tr.Connected(m.ID) {
+			out = append(out, m.Name)
+		}
+	}
+	return out
+}
+
 // ID is this node's ID.
 func (n *Node) ID() uint64 { return n.id }
 

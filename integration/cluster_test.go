@@ -2,6 +2,7 @@ package integration
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"slices"
 	"testing"
@@ -370,4 +371,96 @@ func TestClusterFeaturesAcrossNodes(t *testing.T) {
 	for _, nd := range nodes {
 		waitFor(t, "cl.auto gone on "+nd.name, func() bool { return !slices.Contains(nd.names("/api/queues/%2F"), "cl.auto") })
 	}
+}
+
+// TestClusterManagementCoversAllNodes: any node's management API lists the
+// whole cluster: queues with their home node's figures, every node's
+// connections and consumers, and cluster-wide totals in the overview.
+func TestClusterManagementCoversAllNodes(t *testing.T) {
+	warrenOnly(t, "starts a cluster of bin/warren processes")
+	nodes := startTestCluster(t, 3, 0)
+	dial := func(nd *clusterNode) *amqp.Channel {
+		c, err := amqp.Dial(nd.url())
+		require.NoError(t, err)
+		t.Cleanup(func() { c.Close() })
+		ch, err := c.Channel()
+		require.NoError(t, err)
+		return ch
+	}
+	home := dial(nodes[0])
+	_, err := home.QueueDeclare("cl.m", true, false, false, false, nil)
+	require.NoError(t, err)
+	waitFor(t, "the queue on node 2", func() bool { return slices.Contains(nodes[1].names("/api/queues/%2F"), "cl.m") })
+	pub := dial(nodes[1])
+	require.NoError(t, pub.Confirm(false))
+	for range 3 {
+		dc, err := pub.PublishWithDeferredConfirmWithContext(context.Background(), "", "cl.m", false, false, body("m"))
+		require.NoError(t, err)
+		require.True(t, dc.Wait())
+	}
+	cons := dial(nodes[2])
+	_, err = cons.QueueDeclare("cl.m2", false, false, false, false, nil)
+	require.NoError(t, err)
+	_, err = cons.Consume("cl.m2", "far-consumer", false, false, false, false, nil)
+	require.NoError(t, err)
+
+	var q struct {
+		Node     string `json:"node"`
+		Messages int    `json:"messages"`
+	}
+	code, raw := nodes[1].api("GET", "/api/queues/%2F/cl.m", "")
+	require.Equal(t, 200, code)
+	require.NoError(t, json.Unmarshal(raw, &q))
+	require.Equal(t, "warren1@localhost", q.Node)
+	require.Equal(t, 3, q.Messages, "the home node's figures, read through node 2")
+
+	code, raw = nodes[2].api("GET", "/api/queues/%2F", "")
+	require.Equal(t, 200, code)
+	var qs []struct {
+		Name     string `json:"name"`
+		Node     string `json:"node"`
+		Messages int    `json:"messages"`
+	}
+	require.NoError(t, json.Unmarshal(raw, &qs))
+	found := 0
+	for _, x := range qs {
+		if x.Name == "cl.m" {
+			found++
+			require.Equal(t, 3, x.Messages)
+		}
+	}
+	require.Equal(t, 1, found, "one entry per queue")
+
+	waitFor(t, "every node's connections listed on node 1", func() bool {
+		code, raw := nodes[0].api("GET", "/api/connections", "")
+		require.Equal(t, 200, code)
+		var cs []struct {
+			Node string `json:"node"`
+		}
+		require.NoError(t, json.Unmarshal(raw, &cs))
+		seen := map[string]bool{}
+		for _, c := range cs {
+			seen[c.Node] = true
+		}
+		return seen["warren1@localhost"] && seen["warren2@localhost"] && seen["warren3@localhost"]
+	})
+	code, raw = nodes[0].api("GET", "/api/consumers", "")
+	require.Equal(t, 200, code)
+	require.Contains(t, string(raw), "far-consumer")
+
+	code, raw = nodes[1].api("GET", "/api/overview", "")
+	require.Equal(t, 200, code)
+	var o struct {
+		Totals struct {
+			Connections int `json:"connections"`
+			Consumers   int `json:"consumers"`
+		} `json:"object_totals"`
+		Queue struct {
+			Messages int `json:"messages"`
+		} `json:"queue_totals"`
+	}
+	require.NoError(t, json.Unmarshal(raw, &o))
+	require.GreaterOrEqual(t, o.Totals.Connections, 3)
+	require.GreaterOrEqual(t, o.Totals.Consumers, 1)
+	require.GreaterOrEqual(t, o.Queue.Messages, 3)
 }

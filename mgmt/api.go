@@ -107,6 +107,9 @@ func NewHandler(b *server.Server) http.Handler { return NewClusterHandler(b, nil
 // cluster's node (c nil: a single node).
 func NewClusterHandler(b *server.Server, c Cluster) http.Handler {
 	a := &api{b: b, nodeName: b.NodeName(), cluster: c, rates: &rateState{b: b}}
+	if c != nil {
+		b.SetPeerAPI(a.servePeer)
+	}
 	// A sampler every second keeps rates meaningful for one-shot readers
 	// (warrenctl overview); it stops when the handler is garbage.
 	stop := make(chan struct{})

@@ -94,6 +94,20 @@ func (a *api) overview(w http.ResponseWriter, r *http.Request) {
 	stat(ms, "deliver_get", t.Delivered, rates)
 	stat(ms, "redeliver", t.Redelivered, rates)
 	stat(ms, "ack", t.Acked, rates)
+	if a.cluster != nil {
+		// The whole cluster's objects and messages (message rates stay
+		// this node's).
+		p := who(r)
+		t.Connections = len(a.gather(r, peerList{List: "connections"}, a.connectionItems(p, "")))
+		t.Channels = len(a.gather(r, peerList{List: "channels"}, a.channelItems(p, "", "")))
+		t.Consumers = len(a.gather(r, peerList{List: "consumers"}, a.consumerItems(p, "")))
+		qs := a.gather(r, peerList{List: "queues"}, a.queueItems(p, ""))
+		t.Queues, t.Ready, t.Unacked = len(qs), 0, 0
+		for _, q := range qs {
+			t.Ready += toInt(q["messages_ready"])
+			t.Unacked += toInt(q["messages_unacknowledged"])
+		}
+	}
 	writeJSON(w, http.StatusOK, map[string]any{
 		"management_version":        server.RabbitVersion,
 		"rabbitmq_version":          server.RabbitVersion,
@@ -233,14 +247,18 @@ func visibleConn(p principal, user string) bool {
 }
 
 func (a *api) listConnections(w http.ResponseWriter, r *http.Request) {
-	p, vhost := who(r), var_(r, "vhost")
+	vhost := var_(r, "vhost")
+	writeList(w, r, a.gather(r, peerList{List: "connections", Vhost: vhost}, a.connectionItems(who(r), vhost)))
+}
+
+func (a *api) connectionItems(p principal, vhost string) []item {
 	items := []item{}
 	for _, c := range a.b.Connections() {
 		if (vhost == "" || c.Vhost == vhost) && visibleConn(p, c.User) {
 			items = append(items, connItem(a.nodeName, c))
 		}
 	}
-	writeList(w, r, items)
+	return items
 }
 
 func (a *api) getConnection(w http.ResponseWriter, r *http.Request) {
@@ -268,7 +286,11 @@ func (a *api) deleteConnection(w http.ResponseWriter, r *http.Request) {
 }
 
 func (a *api) listChannels(w http.ResponseWriter, r *http.Request) {
-	p, vhost, conn := who(r), var_(r, "vhost"), var_(r, "name")
+	vhost, conn := var_(r, "vhost"), var_(r, "name")
+	writeList(w, r, a.gather(r, peerList{List: "channels", Vhost: vhost, Conn: conn}, a.channelItems(who(r), vhost, conn)))
+}
+
+func (a *api) channelItems(p principal, vhost, conn string) []item {
 	items := []item{}
 	for _, c := range a.b.Channels() {
 		if (vhost != "" && c.Vhost != vhost) || (conn != "" && c.Connection != conn) || !visibleConn(p, c.User) {
@@ -284,11 +306,15 @@ func (a *api) listChannels(w http.ResponseWriter, r *http.Request) {
 			"message_stats": map[string]any{"publish": c.Published, "confirm": c.Confirmed},
 		})
 	}
-	writeList(w, r, items)
+	return items
 }
 
 func (a *api) listConsumers(w http.ResponseWriter, r *http.Request) {
-	p, vhost := who(r), var_(r, "vhost")
+	vhost := var_(r, "vhost")
+	writeList(w, r, a.gather(r, peerList{List: "consumers", Vhost: vhost}, a.consumerItems(who(r), vhost)))
+}
+
+func (a *api) consumerItems(p principal, vhost string) []item {
 	items := []item{}
 	for _, c := range a.b.Consumers() {
 		if (vhost != "" && c.Vhost != vhost) || !a.vhostVisible(p, c.Vhost) {
@@ -302,7 +328,7 @@ func (a *api) listConsumers(w http.ResponseWriter, r *http.Request) {
 			"priority": c.Priority,
 		})
 	}
-	writeList(w, r, items)
+	return items
 }
 
 // --- vhosts ---

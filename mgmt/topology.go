@@ -148,8 +148,22 @@ func queueItem(q server.QueueInfo, detail bool) item {
 }
 
 func (a *api) listQueues(w http.ResponseWriter, r *http.Request) {
-	writeVhostList(a, w, r, a.b.Queues, func(q server.QueueInfo) string { return q.Vhost },
-		func(q server.QueueInfo) item { return queueItem(q, false) })
+	vhost := var_(r, "vhost")
+	if vhost != "" && !a.vhostExists(vhost) {
+		notFound(w)
+		return
+	}
+	writeList(w, r, a.gather(r, peerList{List: "queues", Vhost: vhost}, a.queueItems(who(r), vhost)))
+}
+
+func (a *api) queueItems(p principal, vhost string) []item {
+	items := []item{}
+	for _, q := range a.b.Queues(vhost) {
+		if a.vhostVisible(p, q.Vhost) {
+			items = append(items, queueItem(q, false))
+		}
+	}
+	return items
 }
 
 func (a *api) getQueue(w http.ResponseWriter, r *http.Request) {
@@ -159,7 +173,16 @@ func (a *api) getQueue(w http.ResponseWriter, r *http.Request) {
 		notFound(w)
 		return
 	}
-	writeJSON(w, http.StatusOK, queueItem(q, true))
+	it := queueItem(q, true)
+	if q.Node != a.nodeName {
+		// A queue at home elsewhere: its figures are there.
+		for _, h := range a.gather(r, peerList{List: "queues", Vhost: vhost}, []item{it}) {
+			if h["name"] == q.Name {
+				it = h
+			}
+		}
+	}
+	writeJSON(w, http.StatusOK, it)
 }
 
 func (a *api) putQueue(w http.ResponseWriter, r *http.Request) {

@@ -509,6 +509,16 @@ func (s *Server) localQueue(vhost, name string) (*Queue, error) {
 // request (off the connection's reader: it may wait for the queue's lock).
 func (s *Server) handleRemoteRequest(from string, op byte, r *peerReader) []byte {
 	switch op {
+	case peerAPI:
+		h := s.peerAPI.Load()
+		if h == nil {
+			return nil
+		}
+		out, err := (*h)(r.b)
+		if err != nil {
+			return nil
+		}
+		return out
 	case peerConsume:
 		id := r.u64()
 		flags := r.bytes(1)

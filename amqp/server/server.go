@@ -142,11 +142,12 @@ type Server struct {
 	store       *store.Store
 	meta        MetaLog // the cluster's metadata log; nil on a single node (meta.go)
 	applier     applier
-	peers       Peers           // the other nodes of a cluster; nil on a single node (forward.go)
-	forwards    forwards        // forwarded copies awaiting their home node's answer
-	remotes     remoteConsumers // this node's consumers of queues elsewhere (remote.go)
-	proxies     proxies         // consumers here for clients of other nodes
-	gets        gets            // other nodes' unacked basic.get deliveries
+	peers       Peers                                        // the other nodes of a cluster; nil on a single node (forward.go)
+	forwards    forwards                                     // forwarded copies awaiting their home node's answer
+	remotes     remoteConsumers                              // this node's consumers of queues elsewhere (remote.go)
+	proxies     proxies                                      // consumers here for clients of other nodes
+	gets        gets                                         // other nodes' unacked basic.get deliveries
+	peerAPI     atomic.Pointer[func([]byte) ([]byte, error)] // other nodes' management requests (peerapi.go)
 	lastQueueID atomic.Uint64
 	alarm       alarms
 	replies     replyRegistry
