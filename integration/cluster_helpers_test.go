@@ -24,6 +24,7 @@ type clusterNode struct {
 	bin, name, dir         string
 	amqp, http, clusterAdr string
 	seeds                  string
+	args                   []string // more flags
 	cmd                    *exec.Cmd
 	log                    *os.File
 }
@@ -65,14 +66,14 @@ func warrenBinary(t *testing.T) string {
 // startTestCluster starts n nodes that name each other as seeds. extra
 // nodes are prepared (ports, data directories) but not started, with the
 // same seeds: they join when started.
-func startTestCluster(t *testing.T, n, extra int) []*clusterNode {
+func startTestCluster(t *testing.T, n, extra int, args ...string) []*clusterNode {
 	t.Helper()
 	bin := warrenBinary(t)
 	nodes := make([]*clusterNode, n+extra)
 	var seeds []string
 	for i := range nodes {
 		nodes[i] = &clusterNode{t: t, bin: bin, name: fmt.Sprintf("warren%d@localhost", i+1), dir: t.TempDir(),
-			amqp: freePort(t), http: freePort(t), clusterAdr: freePort(t)}
+			amqp: freePort(t), http: freePort(t), clusterAdr: freePort(t), args: args}
 		if i < n {
 			seeds = append(seeds, nodes[i].clusterAdr)
 		}
@@ -100,9 +101,10 @@ func (nd *clusterNode) start() {
 	f, err := os.OpenFile(filepath.Join(nd.dir, "warren.log"), os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
 	require.NoError(t, err)
 	nd.log = f
-	nd.cmd = exec.Command(nd.bin, "--node-name", nd.name, "--data-dir", filepath.Join(nd.dir, "data"),
+	args := append([]string{"--node-name", nd.name, "--data-dir", filepath.Join(nd.dir, "data"),
 		"--amqp-listen", nd.amqp, "--http-listen", nd.http, "--prometheus-listen", "",
-		"--cluster-listen", nd.clusterAdr, "--cluster-seeds", nd.seeds, "--cluster-tick", "50ms", "--log-level", "info")
+		"--cluster-listen", nd.clusterAdr, "--cluster-seeds", nd.seeds, "--cluster-tick", "50ms", "--log-level", "info"}, nd.args...)
+	nd.cmd = exec.Command(nd.bin, args...)
 	nd.cmd.Stdout, nd.cmd.Stderr = f, f
 	require.NoError(t, nd.cmd.Start())
 }

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"slices"
 	"testing"
+	"time"
 
 	amqp "github.com/rabbitmq/amqp091-go"
 	"github.com/stretchr/testify/require"
@@ -463,4 +464,34 @@ func TestClusterManagementCoversAllNodes(t *testing.T) {
 	require.GreaterOrEqual(t, o.Totals.Connections, 3)
 	require.GreaterOrEqual(t, o.Totals.Consumers, 1)
 	require.GreaterOrEqual(t, o.Queue.Messages, 3)
+}
+
+// TestClusterTLS: with --tls-cert, --tls-key and --tls-ca the nodes talk
+// mutual TLS to each other, and a node without a certificate of that CA
+// cannot join.
+func TestClusterTLS(t *testing.T) {
+	warrenOnly(t, "starts a cluster of bin/warren processes")
+	p := newPKI(t)
+	nodes := startTestCluster(t, 3, 0, "--tls-cert", p.cert, "--tls-key", p.key, "--tls-ca", p.ca)
+	code, raw := nodes[0].api("PUT", "/api/queues/%2F/over-tls", `{"durable":true}`)
+	require.Equal(t, 201, code, string(raw))
+	waitFor(t, "the queue on node 3", func() bool { return slices.Contains(nodes[2].names("/api/queues/%2F"), "over-tls") })
+
+	// A node with a certificate of another CA is refused by the others.
+	other := newPKI(t)
+	stranger := startTestCluster(t, 1, 0, "--tls-cert", other.cert, "--tls-key", other.key, "--tls-ca", other.ca)[0]
+	stranger.kill()
+	stranger.name, stranger.dir, stranger.seeds = "stranger@localhost", t.TempDir(), nodes[0].seeds
+	stranger.start()
+	stranger.waitHTTP()
+	// It keeps knocking and asking for a second; none of it gets through.
+	deadline := time.Now().Add(time.Second)
+	for time.Now().Before(deadline) {
+		st := nodes[0].status()
+		require.Len(t, st.Nodes, 3, "a node without the cluster's CA joined")
+		for _, n := range st.Nodes {
+			require.NotEqual(t, stranger.name, n.Name, "a node without the cluster's CA joined")
+		}
+	}
+	require.Contains(t, stranger.logText(), "joining the cluster through the seeds")
 }

@@ -441,7 +441,13 @@ func (t *Transport) dial(addr string) (net.Conn, error) {
 		_ = tc.SetNoDelay(true) // already the default; an error here changes nothing
 	}
 	if t.cfg.TLS != nil {
-		tc := tls.Client(nc, t.cfg.TLS)
+		cfg := t.cfg.TLS
+		if cfg.ServerName == "" {
+			// Verify the peer's certificate against the name it is dialed by.
+			cfg = cfg.Clone()
+			cfg.ServerName, _, _ = net.SplitHostPort(addr)
+		}
+		tc := tls.Client(nc, cfg)
 		if err := tc.HandshakeContext(ctx); err != nil {
 			nc.Close()
 			return nil, fmt.Errorf("transport: tls handshake with %s: %w", addr, err)
