@@ -157,6 +157,12 @@ test('connections list and exchange page', async () => {
   assert.match(await page.textContent('main h1'), /Exchange amq\.topic/);
 });
 
+test('nodes list', async () => {
+  await page.click('nav a[href="#/nodes"]');
+  await page.waitForSelector('main h1:text("Nodes")');
+  await page.waitForSelector('#list tbody td:text("warren@localhost")');
+});
+
 test('admin: users, vhosts, permissions and policies', async () => {
   await page.click('nav a[href="#/admin"]');
   await page.waitForSelector('#users table');

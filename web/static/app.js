@@ -129,6 +129,7 @@ const routes = [
   [/^#\/channels$/, () => listPage('channels')],
   [/^#\/exchanges$/, () => listPage('exchanges')],
   [/^#\/queues$/, () => listPage('queues')],
+  [/^#\/nodes$/, () => listPage('nodes')],
   [/^#\/queue\/([^/]+)\/(.+)$/, (v, n) => queuePage(decodeURIComponent(v), decodeURIComponent(n))],
   [/^#\/exchange\/([^/]+)\/(.*)$/, (v, n) => exchangePage(decodeURIComponent(v), decodeURIComponent(n))],
   [/^#\/admin$/, adminPage],
@@ -246,9 +247,13 @@ const lists = {
     link: (r) => `#/exchange/${enc(r.vhost)}/${enc(r.name || 'amq.default')}`,
     create: 'exchange',
   },
+  nodes: {
+    title: 'Nodes', path: '/api/nodes', sort: 'name',
+    cols: [['name', 'Node'], ['running', 'Running'], ['leader', 'Leads metadata'], ['cluster_address', 'Cluster address'], ['amqp_address', 'AMQP address'], ['uptime', 'Uptime (ms)', 'num'], ['mem_used', 'Memory', 'num']],
+  },
   queues: {
     title: 'Queues', path: '/api/queues', sort: 'name',
-    cols: [['vhost', 'Vhost'], ['name', 'Name'], ['durable', 'Durable'], ['policy', 'Policy'], ['messages_ready', 'Ready', 'num'], ['messages_unacknowledged', 'Unacked', 'num'], ['messages', 'Total', 'num'], ['consumers', 'Consumers', 'num']],
+    cols: [['vhost', 'Vhost'], ['name', 'Name'], ['node', 'Node'], ['durable', 'Durable'], ['policy', 'Policy'], ['messages_ready', 'Ready', 'num'], ['messages_unacknowledged', 'Unacked', 'num'], ['messages', 'Total', 'num'], ['consumers', 'Consumers', 'num']],
     link: (r) => `#/queue/${enc(r.vhost)}/${enc(r.name)}`,
     create: 'queue',
   },
