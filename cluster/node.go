@@ -404,9 +404,21 @@ func (n *Node) addMember(ctx context.Context, m Member) error {
 }
 
 // Join adds the node listening on the cluster address addr (a node started
-// with this cluster's seeds that is not a member yet, or one that left).
+// with this cluster's seeds that is not a member yet, or one that left),
+// with the name and addresses it reports.
 func (n *Node) Join(ctx context.Context, addr string) error {
-	return n.addMember(ctx, Member{ID: NodeID(addr), Addr: addr})
+	m := Member{ID: NodeID(addr), Addr: addr}
+	n.tr.AddPeer(m.ID, addr)
+	raw, err := n.rpc(ctx, m.ID, rpcRequest{Op: "info"})
+	if err != nil {
+		return fmt.Errorf("cluster: node at %s does not answer: %w", addr, err)
+	}
+	var info Info
+	if err := json.Unmarshal(raw, &info); err != nil {
+		return err
+	}
+	m.Name, m.AMQP, m.HTTP = info.Name, info.AMQP, info.HTTP
+	return n.addMember(ctx, m)
 }
 
 // Forget removes a node from the cluster (it should be stopped, or gone for
@@ -437,6 +449,19 @@ func (n *Node) Leave(ctx context.Context) error {
 			if m.ID != n.id && n.tr.Connected(m.ID) {
 				n.meta.TransferLeadership(m.ID)
 				break
+			}
+		}
+		// Proposals are dropped while leadership moves: wait for the new
+		// leader, who then removes this node.
+		for {
+			if lead, local := n.meta.Leader(); !local && lead != 0 {
+				break
+			}
+			select {
+			case <-ctx.Done():
+				return ErrNoQuorum
+			case <-n.meta.LeaderChanged():
+			case <-time.After(50 * time.Millisecond):
 			}
 		}
 	}
@@ -480,6 +505,8 @@ type Info struct {
 	Name     string  `json:"name"`
 	Uptime   float64 `json:"uptime_seconds"`
 	RaftRole string  `json:"raft_role"`
+	AMQP     string  `json:"amqp,omitempty"`
+	HTTP     string  `json:"http,omitempty"`
 }
 
 func (n *Node) localInfo() Info {
@@ -489,7 +516,7 @@ func (n *Node) localInfo() Info {
 	} else if st.RaftState == raft.StateCandidate || st.RaftState == raft.StatePreCandidate {
 		role = "candidate"
 	}
-	return Info{ID: n.id, Name: n.cfg.NodeName, Uptime: time.Since(n.started).Seconds(), RaftRole: role}
+	return Info{ID: n.id, Name: n.cfg.NodeName, Uptime: time.Since(n.started).Seconds(), RaftRole: role, AMQP: n.cfg.AMQP, HTTP: n.cfg.HTTP}
 }
 
 // Close leaves the cluster's connections (not the cluster: a restarted node
