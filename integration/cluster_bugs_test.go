@@ -142,3 +142,22 @@ func TestClusterBugJoinWithHighestID(t *testing.T) {
 			return "BUG: the joining node's ID is above every seed's; its log:\n" + nodes[3].logText()
 		})
 }
+
+// TestClusterBugForwardToCutOffLeader — KNOWN BUG, fails today (cluster/
+// is not this test's to fix; found by TestClusterFaultPartition). The
+// leader's links are cut (packets dropped, as in a real partition) and a
+// queue is declared on a follower at once: the follower forwards the
+// proposal to the leader it still knows, over a connection that has gone
+// silent, and waits for the answer until the broker's 10 s metaTimeout
+// (the transport notices the dead link only after its 10 s IdleTimeout),
+// then answers 503 "no majority" although the two others elected a new
+// leader within about half a second. proposeCommand does not give up a
+// forwarded proposal when LeaderChanged fires.
+func TestClusterBugForwardToCutOffLeader(t *testing.T) {
+	warrenOnly(t, "starts a cluster of bin/warren processes behind fault-injecting proxies")
+	fc := startFaultCluster(t)
+	lead := fc.leader(0, 0, 1, 2)
+	fc.isolate(lead, true)
+	code, raw := fc.nodes[(lead+1)%3].api("PUT", "/api/queues/%2F/forwarded-at-cut", `{"durable":true}`)
+	require.Equal(t, 201, code, "BUG: declared on the majority right after the leader was cut off: %s", raw)
+}
