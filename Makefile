@@ -5,7 +5,7 @@ DATA_DIR  ?= ./data
 FUZZTIME  ?= 10s
 BENCHTIME ?= 1s
 
-.PHONY: test-oracle conn-test soak fuzz-long bench-compare bench-profile all build run test test-short lint generate check-generated fuzz bench conformance clean kill-test client-deps
+.PHONY: run-cluster stop-cluster cluster-faults test-oracle conn-test soak fuzz-long bench-compare bench-profile all build run test test-short lint generate check-generated fuzz bench conformance clean kill-test client-deps
 
 all: build
 
@@ -17,6 +17,32 @@ build:
 # user, which may connect from loopback only, like RabbitMQ.
 run: build
 	./$(BIN)/warren --data-dir $(DATA_DIR)
+
+# Three nodes on loopback forming one cluster, in the background: node N
+# (1..3) is warrenN@localhost with AMQP on 567(1+N), HTTP on 1567(1+N),
+# Prometheus on 1569(1+N) and the cluster listener on 2567(1+N); data and
+# log (warren.log) in $(DATA_DIR)/nodeN, pid in $(DATA_DIR)/nodeN/warren.pid.
+# make stop-cluster stops them (SIGTERM).
+CLUSTER_SEEDS := 127.0.0.1:25672,127.0.0.1:25673,127.0.0.1:25674
+run-cluster: build
+	@for n in 1 2 3; do \
+	  d=$(DATA_DIR)/node$$n; mkdir -p $$d; \
+	  if [ -f $$d/warren.pid ] && kill -0 $$(cat $$d/warren.pid) 2>/dev/null; then echo "node $$n already runs (pid $$(cat $$d/warren.pid))"; continue; fi; \
+	  p=$$((n+1)); \
+	  nohup ./$(BIN)/warren --node-name warren$$n@localhost --data-dir $$d \
+	    --amqp-listen 127.0.0.1:567$$p --http-listen 127.0.0.1:1567$$p --prometheus-listen 127.0.0.1:1569$$p \
+	    --cluster-listen 127.0.0.1:2567$$p --cluster-seeds $(CLUSTER_SEEDS) >>$$d/warren.log 2>&1 & \
+	  echo $$! >$$d/warren.pid; \
+	  echo "warren$$n@localhost: amqp://127.0.0.1:567$$p  http://127.0.0.1:1567$$p  log $$d/warren.log"; \
+	done
+	@for i in $$(seq 100); do ./$(BIN)/warrenctl --url http://127.0.0.1:15672 cluster status 2>/dev/null | grep -q ' true  *true  *true' && break; sleep 0.1; done
+	@./$(BIN)/warrenctl --url http://127.0.0.1:15672 cluster status
+
+stop-cluster:
+	@for n in 1 2 3; do \
+	  f=$(DATA_DIR)/node$$n/warren.pid; \
+	  if [ -f $$f ]; then kill $$(cat $$f) 2>/dev/null && echo "stopped node $$n"; rm -f $$f; fi; \
+	done
 
 # Every test, with the race detector, integration tests included (the real
 # client libraries among them: see client-deps).
@@ -118,6 +144,13 @@ conformance: build
 
 clean:
 	rm -rf $(BIN)
+
+# The cluster fault tests (partition through a fault-injecting proxy,
+# SIGSTOP of the leader, kill -9 of the leader under a stream of declares),
+# each for ROUNDS rounds (default 10; make test runs one).
+ROUNDS ?= 10
+cluster-faults:
+	WARREN_CLUSTER_FAULT_ROUNDS=$(ROUNDS) $(GO) test -race -count=1 -timeout 60m -run TestClusterFault -v ./integration
 
 # The SIGKILL durability test, repeated: N kill/restart rounds (default 50).
 N ?= 50

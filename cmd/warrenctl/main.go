@@ -58,6 +58,7 @@ func newApp() *cli.App {
 		Commands: []*cli.Command{
 			listCommand(), declareCommand(), deleteCommand(), purgeCommand(), publishCommand(), getCommand(),
 			consumeCommand(), definitionsCommand(), closeCommand(), overviewCommand(), healthCommand(), perfCommand(), traceCommand(),
+			clusterCommand(),
 		},
 		ExitErrHandler: func(*cli.Context, error) {},
 	}
