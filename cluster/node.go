@@ -28,6 +28,9 @@ const (
 	KindBroker = multiraft.KindRaft + 2
 )
 
+// forwardWait bounds one attempt at a change forwarded to the leader.
+const forwardWait = 2 * time.Second
+
 // ErrNoQuorum is returned for a metadata change when no leader can be
 // reached (the node is in a minority, or an election is running).
 var ErrNoQuorum = errors.New("cluster: no majority of the cluster's nodes is reachable; metadata changes are unavailable")
@@ -296,7 +299,11 @@ func (n *Node) proposeCommand(ctx context.Context, c command, res *[]byte) error
 			v, err = n.meta.Propose(ctx, data)
 			out, _ = v.([]byte)
 		case lead != 0:
-			out, err = n.rpc(ctx, lead, rpcRequest{Op: "propose", Data: data})
+			// A leader cut off by a partition does not answer: give up on it
+			// after a few election timeouts and ask whoever leads then.
+			actx, cancel := context.WithTimeout(ctx, forwardWait)
+			out, err = n.rpc(actx, lead, rpcRequest{Op: "propose", Data: data})
+			cancel()
 		default:
 			err = ErrNoQuorum
 		}

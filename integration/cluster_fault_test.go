@@ -37,9 +37,8 @@ func TestClusterFaultPartition(t *testing.T) {
 		sameNames(t, fc.nodes, "/api/queues/%2F", []string{home}, nil)
 
 		fc.isolate(victim, true)
-		// Wait for the majority's own leader first: a change forwarded to
-		// the cut-off leader just before that is a known bug
-		// (TestClusterBugForwardToCutOffLeader).
+		// Wait for the majority's own leader first (a change forwarded to
+		// the cut-off leader before that is TestClusterForwardToCutOffLeader's).
 		require.NotEqual(t, victim, fc.leader(a, a, b), "the majority has a leader of its own")
 		majQ, majU, isoQ := fmt.Sprintf("part-maj-%d", r), fmt.Sprintf("part-user-%d", r), fmt.Sprintf("part-iso-%d", r)
 		code, raw = maj.api("PUT", "/api/queues/%2F/"+majQ, `{"durable":true}`)

@@ -81,8 +81,8 @@ func TestWarrenctlCluster(t *testing.T) {
 	}
 
 	// A fourth node started with the seeds joins by itself; forget removes
-	// it once stopped. (Its address is chosen so that it can join: see
-	// TestClusterBugJoinWithHighestID.)
+	// it once stopped. (Its ID below the seeds': the other order is
+	// TestClusterJoinWithHighestID's.)
 	nodes[3].clusterAdr = joinAddr(t, nodes, false)
 	nodes[3].start()
 	nodes[3].waitHTTP()
@@ -95,8 +95,8 @@ func TestWarrenctlCluster(t *testing.T) {
 	c1.fails(1, "404", "cluster", "forget", "warren4@localhost")
 
 	// leave: a follower leaves (the others then list two nodes); join brings
-	// it back, running and voting. (Leaving from the leader and the rejoined
-	// node's name are known bugs: see cluster_bugs_test.go.)
+	// it back, running and voting (leaving from the leader and the rejoined
+	// node's name: cluster_membership_test.go).
 	lead := leaderIndex(nodes, 0)
 	require.GreaterOrEqual(t, lead, 0)
 	leaver, stay := nodes[(lead+1)%3], ctlFor(t, bin, nodes[lead])

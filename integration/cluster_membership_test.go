@@ -27,37 +27,28 @@ func leaderIndex(nodes []*clusterNode, from int) int {
 	return -1
 }
 
-// TestClusterBugLeaveOnLeader — KNOWN BUG, fails today (cluster/node.go is
-// not this test's to fix). POST /api/cluster/leave on the node that leads
-// the metadata group answers 400 {"reason":"multiraft: group 1: raft
-// proposal dropped"}: Leave starts a leadership transfer and proposes its
-// own removal at once, and etcd raft drops proposals while a transfer is
-// under way (the error is not ErrNotLeader, so proposeCommand does not wait
-// for the new leader and retry).
-func TestClusterBugLeaveOnLeader(t *testing.T) {
+// TestClusterLeaveOnLeader: POST /api/cluster/leave on the node that leads
+// the metadata group hands the leadership over first (etcd raft drops
+// proposals while a transfer is under way) and is then removed.
+func TestClusterLeaveOnLeader(t *testing.T) {
 	warrenOnly(t, "starts a cluster of bin/warren processes")
 	nodes := startTestCluster(t, 3, 0)
 	var lead int
 	waitFor(t, "a leader", func() bool { lead = leaderIndex(nodes, 0); return lead >= 0 })
 	code, raw := nodes[lead].api("POST", "/api/cluster/leave", "")
-	require.Equal(t, 204, code, "BUG: leave on the leader: %s", raw)
+	require.Equal(t, 204, code, "leave on the leader: %s", raw)
 }
 
-// TestClusterBugRejoinAfterLeave — KNOWN BUG, fails today (found while
-// testing `warrenctl cluster leave` / `join`; cluster/ is not this test's
-// to fix). A running node that left (POST /api/cluster/leave) and is added
-// back (POST /api/cluster/join with its cluster address) comes back as a
-// voter, but without its name: Join records Member{ID, Addr} only, and the
-// node's own announce (which carries its name, AMQP and HTTP addresses)
-// ran once at startup and is not repeated. /api/cluster lists it with an
-// empty name, and everything that finds a node by name (forwarding to the
-// queues at home there) cannot reach it.
-func TestClusterBugRejoinAfterLeave(t *testing.T) {
+// TestClusterRejoinAfterLeave: a running node that left (POST
+// /api/cluster/leave) and is added back (POST /api/cluster/join with its
+// cluster address) comes back as a voter with its name (Join asks the node
+// for it), so forwarding to the queues at home there works again.
+func TestClusterRejoinAfterLeave(t *testing.T) {
 	warrenOnly(t, "starts a cluster of bin/warren processes")
 	nodes := startTestCluster(t, 3, 0)
 	var lead int
 	waitFor(t, "a leader", func() bool { lead = leaderIndex(nodes, 0); return lead >= 0 })
-	leaver := (lead + 1) % 3 // a follower (see TestClusterBugLeaveOnLeader)
+	leaver := (lead + 1) % 3 // a follower (see TestClusterLeaveOnLeader)
 	other := (lead + 2) % 3
 	lv := nodes[leaver]
 	code, raw := lv.api("PUT", "/api/queues/%2F/rejoin-home", `{"durable":true}`)
@@ -82,7 +73,7 @@ func TestClusterBugRejoinAfterLeave(t *testing.T) {
 			name = n.Name
 		}
 	}
-	assert.Equal(t, lv.name, name, "BUG: the rejoined node is listed without its name")
+	assert.Equal(t, lv.name, name, "the rejoined node is listed with its name")
 
 	// What the missing name breaks: a message published on another node to
 	// the queue at home on the rejoined one.
@@ -94,7 +85,7 @@ func TestClusterBugRejoinAfterLeave(t *testing.T) {
 	require.NoError(t, ch.Confirm(false))
 	dc, err := ch.PublishWithDeferredConfirmWithContext(context.Background(), "", "rejoin-home", false, false, amqp.Publishing{Body: []byte("x")})
 	require.NoError(t, err)
-	assert.True(t, dc.Wait(), "BUG: published to a queue at home on the rejoined node: nacked")
+	assert.True(t, dc.Wait(), "published to a queue at home on the rejoined node: confirmed")
 }
 
 // joinAddr returns a free loopback address for a node that is not a seed
@@ -123,15 +114,11 @@ func maxU(a, b uint64) uint64 {
 	return b
 }
 
-// TestClusterBugJoinWithHighestID — KNOWN BUG, fails today (cluster/ is not
-// this test's to fix; found as a flaky TestWarrenctlCluster). A node that
-// is not a seed joins by asking a seed over the transport, and of two nodes
-// only the lower ID dials. When the joining node's ID (the FNV hash of its
-// address) is above every seed's, it dials none of them and none of them
-// knows it yet: it logs "joining the cluster through the seeds" and never
-// joins. With random ports that is one new node in four (TestClusterGrowAndShrink
-// is flaky for the same reason).
-func TestClusterBugJoinWithHighestID(t *testing.T) {
+// TestClusterJoinWithHighestID: a node that is not a seed joins by asking a
+// seed over the transport, and of two nodes only the lower ID dials. A
+// joining node whose ID (the FNV hash of its address) is above every
+// seed's knocks on them (transport.Knock) so that they dial it.
+func TestClusterJoinWithHighestID(t *testing.T) {
 	warrenOnly(t, "starts a cluster of bin/warren processes")
 	nodes := startTestCluster(t, 3, 1)
 	nodes[3].clusterAdr = joinAddr(t, nodes, true)
@@ -139,25 +126,20 @@ func TestClusterBugJoinWithHighestID(t *testing.T) {
 	nodes[3].waitHTTP()
 	waitForOr(t, "the fourth node to join", func() bool { return len(nodes[0].status().Nodes) == 4 },
 		func() string {
-			return "BUG: the joining node's ID is above every seed's; its log:\n" + nodes[3].logText()
+			return "the joining node's ID is above every seed's; its log:\n" + nodes[3].logText()
 		})
 }
 
-// TestClusterBugForwardToCutOffLeader — KNOWN BUG, fails today (cluster/
-// is not this test's to fix; found by TestClusterFaultPartition). The
-// leader's links are cut (packets dropped, as in a real partition) and a
-// queue is declared on a follower at once: the follower forwards the
-// proposal to the leader it still knows, over a connection that has gone
-// silent, and waits for the answer until the broker's 10 s metaTimeout
-// (the transport notices the dead link only after its 10 s IdleTimeout),
-// then answers 503 "no majority" although the two others elected a new
-// leader within about half a second. proposeCommand does not give up a
-// forwarded proposal when LeaderChanged fires.
-func TestClusterBugForwardToCutOffLeader(t *testing.T) {
+// TestClusterForwardToCutOffLeader: the leader's links are cut (packets
+// dropped, as in a real partition) and a queue is declared on a follower
+// at once: the follower's forward to the leader it still knows goes
+// unanswered, and after a few election timeouts (forwardWait) it asks the
+// new leader the other two elected meanwhile.
+func TestClusterForwardToCutOffLeader(t *testing.T) {
 	warrenOnly(t, "starts a cluster of bin/warren processes behind fault-injecting proxies")
 	fc := startFaultCluster(t)
 	lead := fc.leader(0, 0, 1, 2)
 	fc.isolate(lead, true)
 	code, raw := fc.nodes[(lead+1)%3].api("PUT", "/api/queues/%2F/forwarded-at-cut", `{"durable":true}`)
-	require.Equal(t, 201, code, "BUG: declared on the majority right after the leader was cut off: %s", raw)
+	require.Equal(t, 201, code, "declared on the majority right after the leader was cut off: %s", raw)
 }
