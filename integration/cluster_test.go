@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"slices"
+	"strings"
 	"testing"
 	"time"
 
@@ -464,6 +465,18 @@ func TestClusterManagementCoversAllNodes(t *testing.T) {
 	require.GreaterOrEqual(t, o.Totals.Connections, 3)
 	require.GreaterOrEqual(t, o.Totals.Consumers, 1)
 	require.GreaterOrEqual(t, o.Queue.Messages, 3)
+
+	// The cluster's name, set on one node, names it everywhere: in the
+	// overview and in each node's Prometheus identity.
+	code, raw = nodes[0].api("PUT", "/api/global-parameters/cluster_name", `{"value":"east"}`)
+	require.Equal(t, 201, code, string(raw))
+	waitFor(t, "the cluster name on node 3", func() bool {
+		_, raw := nodes[2].api("GET", "/api/overview", "")
+		return strings.Contains(string(raw), `"cluster_name":"east"`)
+	})
+	code, raw = nodes[1].api("GET", "/metrics", "")
+	require.Equal(t, 200, code)
+	require.Contains(t, string(raw), `rabbitmq_identity_info{rabbitmq_cluster="east",rabbitmq_node="warren2@localhost"} 1`)
 }
 
 // TestClusterTLS: with --tls-cert, --tls-key and --tls-ca the nodes talk

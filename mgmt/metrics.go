@@ -95,7 +95,13 @@ func (c *collector) Collect(ch chan<- prometheus.Metric) {
 	counter(dAcked, t.Acked, "amqp091", "rabbit_classic_queue")
 	gauge(dGConsumers, float64(t.Consumers), "amqp091")
 	gauge(dBuild, 1, server.RabbitVersion, server.RabbitVersion, runtime.Version())
-	gauge(dIdentity, 1, c.b.NodeName(), c.b.NodeName())
+	// RabbitMQ's rabbitmq_cluster is the cluster_name (the node's name
+	// until one is set).
+	cluster := c.b.ClusterName()
+	if cluster == "" {
+		cluster = c.b.NodeName()
+	}
+	gauge(dIdentity, 1, c.b.NodeName(), cluster)
 	alarms := c.b.Alarms()
 	gauge(dAlarms, boolf(contains(alarms, "memory")))
 	gauge(dDiskAlarm, boolf(contains(alarms, "disk")))
