@@ -99,9 +99,11 @@ func TestSoakWithKills(t *testing.T) {
 	// Producer: persistent messages with confirms, ~1,000/s; every tenth
 	// goes to soak.ttl, where it expires after 100 ms into soak.dead.
 	publishing, stopPublishing := context.WithCancel(ctx)
+	producerDone := make(chan struct{})
 	wg.Add(1)
 	go func() {
 		defer wg.Done()
+		defer close(producerDone)
 		next := 0
 		for publishing.Err() == nil {
 			c := dialLoop(publishing)
@@ -275,6 +277,10 @@ func TestSoakWithKills(t *testing.T) {
 	}
 	time.Sleep(time.Until(end))
 	stopPublishing()
+	// The producer collects the confirms still on their way before it
+	// returns: a message confirmed after the drain below began would
+	// otherwise count as lost with the consumers already stopped.
+	<-producerDone
 
 	// Drain: every confirmed message must end up acked somewhere.
 	missing := func() []int {
