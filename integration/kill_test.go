@@ -166,7 +166,7 @@ func TestSIGKILLLosesNoConfirmedMessage(t *testing.T) {
 				next++
 			}
 		}()
-		confDone := make(chan struct{})
+		confDone, firstConfirm := make(chan struct{}), make(chan struct{})
 		go func() {
 			defer close(confDone)
 			for c := range confirms {
@@ -175,6 +175,9 @@ func TestSIGKILLLosesNoConfirmedMessage(t *testing.T) {
 				}
 				mu.Lock()
 				if s, ok := bySeqTag[c.DeliveryTag]; ok {
+					if len(confirmed) == 0 {
+						close(firstConfirm)
+					}
 					confirmed = append(confirmed, s)
 					if s > lastConfirmed {
 						lastConfirmed = s
@@ -183,7 +186,14 @@ func TestSIGKILLLosesNoConfirmedMessage(t *testing.T) {
 				mu.Unlock()
 			}
 		}()
-		time.Sleep(time.Duration(20+rng.Intn(200)) * time.Millisecond)
+		// Kill at a random moment once something is confirmed (a loaded
+		// machine may take longer than the random delay to confirm any).
+		select {
+		case <-firstConfirm:
+		case <-time.After(30 * time.Second):
+			t.Fatalf("round %d: no confirm within 30 s", round)
+		}
+		time.Sleep(time.Duration(rng.Intn(200)) * time.Millisecond)
 		require.NoError(t, cmd.Process.Signal(syscall.SIGKILL))
 		cmd.Wait()
 		close(stop)
