@@ -129,6 +129,15 @@ soak:
 bench-compare:
 	./integration/bench/compare.sh
 
+# Three Warren nodes against the three-node RabbitMQ 3.10.8 cluster of
+# ../shared/tools/rabbitmq-cluster.sh: amqpbench transient and confirm
+# (publish on node 1, consume on node 2) and 10,000 durable queue declares
+# with bindings; prints a markdown table (about 20 minutes, most of it the
+# declares).
+.PHONY: bench-cluster
+bench-cluster:
+	./integration/bench/cluster.sh
+
 # A CPU profile of Warren under each amqpbench scenario (top functions printed,
 # profiles kept in /tmp/warren-profiles).
 bench-profile:
