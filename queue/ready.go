@@ -1,7 +1,5 @@
 package queue
 
-import "github.com/warren-mq/warren/amqp"
-
 // readyList holds a queue's ready messages: one deque, or one per priority
 // level for a priority queue (x-max-priority). Higher levels pop first;
 // within a level it is FIFO, and a requeued message returns to its place in
@@ -18,10 +16,14 @@ func newReadyList(maxPriority int) readyList {
 // level is the priority level of e: a message without a priority counts as
 // 0, one above the maximum as the maximum.
 func (r *readyList) level(e *Entry) int {
-	if len(r.levels) == 1 || e.Msg.Props.Flags&amqp.FlagPriority == 0 {
+	if len(r.levels) == 1 {
 		return 0
 	}
-	return min(int(e.Msg.Props.Priority), len(r.levels)-1)
+	p, ok := e.Msg.Priority()
+	if !ok {
+		return 0
+	}
+	return min(int(p), len(r.levels)-1)
 }
 
 func (r *readyList) len() int { return r.n }

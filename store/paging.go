@@ -29,7 +29,7 @@ func recordBodyLen(rec []byte) int64 {
 
 // decodeEntry turns a stored entry into a queue entry, loading a shared
 // record through cache.
-func (s *Store) decodeEntry(txn *badger.Txn, seq uint64, v []byte, cache map[uint64]*queue.Message) (queue.Entry, error) {
+func (s *Store) decodeEntry(txn *badger.Txn, seq uint64, v []byte, cache map[uint64]*queue.Message, names *queue.Names) (queue.Entry, error) {
 	if len(v) < 9 {
 		return queue.Entry{}, errCorrupt
 	}
@@ -37,7 +37,7 @@ func (s *Store) decodeEntry(txn *badger.Txn, seq uint64, v []byte, cache map[uin
 	payload := v[9:]
 	switch v[0] {
 	case kindInline, kindSpill:
-		m, err := decodeMessage(payload)
+		m, err := decodeMessage(payload, names)
 		if err != nil {
 			return e, err
 		}
@@ -57,7 +57,7 @@ func (s *Store) decodeEntry(txn *badger.Txn, seq uint64, v []byte, cache map[uin
 			}
 			if err := item.Value(func(rec []byte) error {
 				var derr error
-				m, derr = decodeMessage(rec)
+				m, derr = decodeMessage(rec, names)
 				return derr
 			}); err != nil {
 				return e, fmt.Errorf("message %d: %w", id, err)
@@ -84,6 +84,7 @@ func (s *Store) LoadQueue(qid uint64, window int, cache map[uint64]*queue.Messag
 	var disk queue.DiskPart
 	var watermark uint64
 	var spilled [][]byte
+	var names queue.Names
 	refs := map[uint64]int32{}
 	err := s.db.View(func(txn *badger.Txn) error {
 		if item, err := txn.Get(idKey(prefixDelivered, qid)); err == nil {
@@ -118,7 +119,7 @@ func (s *Store) LoadQueue(qid uint64, window int, cache map[uint64]*queue.Messag
 					}
 				}
 				if len(es) < window && disk.N == 0 {
-					e, err := s.decodeEntry(txn, seq, v, cache)
+					e, err := s.decodeEntry(txn, seq, v, cache, &names)
 					if err != nil {
 						return err
 					}
@@ -169,6 +170,7 @@ func (s *Store) LoadQueue(qid uint64, window int, cache map[uint64]*queue.Messag
 func (s *Store) Load(qid, from uint64, max int) ([]queue.Entry, error) {
 	s.Flush() // entries still in the pending batch must be readable
 	var es []queue.Entry
+	var names queue.Names
 	cache := map[uint64]*queue.Message{}
 	err := s.db.View(func(txn *badger.Txn) error {
 		it := txn.NewIterator(badger.IteratorOptions{PrefetchValues: true, PrefetchSize: min(max, 1000), Prefix: idKey(prefixEntry, qid)})
@@ -177,7 +179,7 @@ func (s *Store) Load(qid, from uint64, max int) ([]queue.Entry, error) {
 			item := it.Item()
 			seq := binary.BigEndian.Uint64(item.Key()[9:])
 			if err := item.Value(func(v []byte) error {
-				e, err := s.decodeEntry(txn, seq, v, cache)
+				e, err := s.decodeEntry(txn, seq, v, cache, &names)
 				es = append(es, e)
 				return err
 			}); err != nil {

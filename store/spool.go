@@ -153,6 +153,7 @@ func (sp *spool) fail(err error) {
 func (sp *spool) read(max int) ([]queue.Entry, error) {
 	sp.flush()
 	var es []queue.Entry
+	var names queue.Names
 	for len(es) < max {
 		rec, err := sp.next()
 		if err != nil {
@@ -164,7 +165,7 @@ func (sp *spool) read(max int) ([]queue.Entry, error) {
 		if len(rec) < 16 {
 			return es, fmt.Errorf("store: spool %s: %w", sp.dir, errCorrupt)
 		}
-		m, err := decodeMessage(rec[16:])
+		m, err := decodeMessage(rec[16:], &names)
 		if err != nil {
 			return es, fmt.Errorf("store: spool %s: %w", sp.dir, err)
 		}

@@ -279,13 +279,6 @@ func (s *Server) Restore() error {
 		if err != nil {
 			return err
 		}
-		for _, e := range es {
-			if m := e.Msg; m.Props.Flags == 0 && len(m.Header) > 0 {
-				if h, err := amqp.DecodeContentHeader(m.Header); err == nil {
-					m.Props = h.Properties
-				}
-			}
-		}
 		q.Restore(es, disk, watermark)
 		v.attachQueue(q)
 		live[r.ID] = true
