@@ -7,6 +7,10 @@ package queue
 type readyList struct {
 	levels []deque
 	n      int
+	// bytes is what the entries cost in memory (cost), mirrored into
+	// budget when the queue shares one.
+	bytes  int64
+	budget *Budget
 }
 
 func newReadyList(maxPriority int) readyList {
@@ -37,14 +41,23 @@ func (r *readyList) approxLen() int64 {
 	return n
 }
 
+func (r *readyList) charge(n int64) {
+	r.bytes += n
+	if r.budget != nil {
+		r.budget.add(n)
+	}
+}
+
 func (r *readyList) push(e Entry) {
 	r.levels[r.level(&e)].push(e)
 	r.n++
+	r.charge(cost(&e))
 }
 
 func (r *readyList) insert(e Entry) {
 	r.levels[r.level(&e)].insert(e)
 	r.n++
+	r.charge(cost(&e))
 }
 
 // top returns the highest non-empty level; the list must not be empty.
@@ -61,7 +74,26 @@ func (r *readyList) peek() *Entry { return r.top().peek() }
 
 func (r *readyList) pop() Entry {
 	r.n--
-	return r.top().pop()
+	e := r.top().pop()
+	r.charge(-cost(&e))
+	return e
+}
+
+// popBack removes the newest entry that was never requeued, for paging the
+// in-memory tail out; ok is false when there is none. Only for a list of
+// one level: a priority queue's levels are not in Seq order.
+func (r *readyList) popBack() (e Entry, ok bool) {
+	d := &r.levels[0]
+	if len(r.levels) != 1 || !d.backOK() {
+		return e, false
+	}
+	if b := d.back(); b.Redelivered || b.Returns > 0 {
+		return e, false
+	}
+	e = d.popBack()
+	r.n--
+	r.charge(-cost(&e))
+	return e, true
 }
 
 func (r *readyList) clear() int {
@@ -70,6 +102,7 @@ func (r *readyList) clear() int {
 		r.levels[i].clear()
 	}
 	r.n = 0
+	r.charge(-r.bytes)
 	return n
 }
 

@@ -133,6 +133,7 @@ func (v *Vhost) newQueue(cfg queue.Config, owner *conn) *Queue {
 		cfg.ID = v.nextQueueID()
 		cfg.Journal = v.store
 		cfg.PageWindow = v.pageWindow
+		cfg.Budget = v.budget
 	}
 	p, def := v.queuePolicy(cfg.Name)
 	cfg.Policy = def
@@ -273,7 +274,7 @@ func (s *Server) Restore() error {
 			s.lastQueueID.Store(r.ID)
 		}
 		p, def := v.queuePolicy(r.Name)
-		q := &Queue{Queue: queue.New(queue.Config{Name: r.Name, Vhost: v.Name, Durable: true, AutoDelete: r.AutoDelete, Args: args, ID: r.ID, Journal: st, PageWindow: v.pageWindow, Policy: def})}
+		q := &Queue{Queue: queue.New(queue.Config{Name: r.Name, Vhost: v.Name, Durable: true, AutoDelete: r.AutoDelete, Args: args, ID: r.ID, Journal: st, PageWindow: v.pageWindow, Budget: v.budget, Policy: def})}
 		q.policy.Store(p)
 		es, disk, watermark, err := st.LoadQueue(r.ID, window, cache)
 		if err != nil {
