@@ -39,8 +39,8 @@ const entryOverhead = 160
 // tight: enough that consumers start without waiting for the disk.
 const minHead = 4 << 10
 
-// cost is what an entry is charged against the budget.
-func cost(e *Entry) int64 {
+// Cost is what an entry is charged against the budget.
+func Cost(e *Entry) int64 {
 	return entryOverhead + int64(len(e.Msg.Header)+len(e.Msg.Body))
 }
 
@@ -180,4 +180,10 @@ func (b *Budget) Usage() Usage {
 		q.mu.Unlock()
 	}
 	return u
+}
+
+// RestoreShare is how many bytes (as Cost counts them) each of queues
+// queues reads back into memory at startup: the budget divided among them.
+func (b *Budget) RestoreShare(queues int) int64 {
+	return max(b.limit/int64(max(queues, 1)), minHead)
 }

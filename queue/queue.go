@@ -418,9 +418,13 @@ func (q *Queue) popLocked() Entry {
 // expireLocked drops expired messages at the head, appending them to dead.
 // Lock must be held.
 func (q *Queue) expireLocked(dead []DeadLetter) []DeadLetter {
-	q.pageInLocked()
 	if q.ready.len() == 0 {
-		return dead
+		// Only an empty head needs the disk: a queue without consumers
+		// (after a restart, say) keeps the rest there until they come.
+		q.pageInLocked()
+		if q.ready.len() == 0 {
+			return dead
+		}
 	}
 	now := int64(0)
 	for q.ready.len() > 0 {

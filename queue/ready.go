@@ -51,13 +51,13 @@ func (r *readyList) charge(n int64) {
 func (r *readyList) push(e Entry) {
 	r.levels[r.level(&e)].push(e)
 	r.n++
-	r.charge(cost(&e))
+	r.charge(Cost(&e))
 }
 
 func (r *readyList) insert(e Entry) {
 	r.levels[r.level(&e)].insert(e)
 	r.n++
-	r.charge(cost(&e))
+	r.charge(Cost(&e))
 }
 
 // top returns the highest non-empty level; the list must not be empty.
@@ -75,7 +75,7 @@ func (r *readyList) peek() *Entry { return r.top().peek() }
 func (r *readyList) pop() Entry {
 	r.n--
 	e := r.top().pop()
-	r.charge(-cost(&e))
+	r.charge(-Cost(&e))
 	return e
 }
 
@@ -92,7 +92,7 @@ func (r *readyList) popBack() (e Entry, ok bool) {
 	}
 	e = d.popBack()
 	r.n--
-	r.charge(-cost(&e))
+	r.charge(-Cost(&e))
 	return e, true
 }
 

@@ -3,6 +3,7 @@ package store
 import (
 	"encoding/binary"
 	"fmt"
+	"math"
 
 	"github.com/dgraph-io/badger/v4"
 
@@ -80,6 +81,16 @@ func (s *Store) decodeEntry(txn *badger.Txn, seq uint64, v []byte, cache map[uin
 // deletes spilled transient entries. cache shares message objects of shared
 // records across queues.
 func (s *Store) LoadQueue(qid uint64, window int, cache map[uint64]*queue.Message) ([]queue.Entry, queue.DiskPart, uint64, error) {
+	return s.LoadQueueHead(qid, window, math.MaxInt64, cache)
+}
+
+// LoadQueueHead is LoadQueue with the head also bounded by maxBytes as
+// queue.Cost counts them (at least one entry is read): a restart reads back only
+// what the memory budget holds. The rest is only counted, without copying
+// or decoding its values, which is what makes a restart with a deep backlog
+// fast; the queue reads it as its consumers reach it.
+func (s *Store) LoadQueueHead(qid uint64, window int, maxBytes int64, cache map[uint64]*queue.Message) ([]queue.Entry, queue.DiskPart, uint64, error) {
+	var headBytes int64
 	var es []queue.Entry
 	var disk queue.DiskPart
 	var watermark uint64
@@ -96,7 +107,9 @@ func (s *Store) LoadQueue(qid uint64, window int, cache map[uint64]*queue.Messag
 			})
 		}
 		prefix := idKey(prefixEntry, qid)
-		it := txn.NewIterator(badger.IteratorOptions{PrefetchValues: true, PrefetchSize: 1000, Prefix: prefix})
+		// No prefetch: values of small messages sit in the LSM tree next to
+		// their keys, so reading the ones needed costs no copy.
+		it := txn.NewIterator(badger.IteratorOptions{Prefix: prefix})
 		defer it.Close()
 		for it.Rewind(); it.Valid(); it.Next() {
 			item := it.Item()
@@ -118,13 +131,14 @@ func (s *Store) LoadQueue(qid uint64, window int, cache map[uint64]*queue.Messag
 						refs[binary.BigEndian.Uint64(v[9:])]++
 					}
 				}
-				if len(es) < window && disk.N == 0 {
+				if len(es) < window && headBytes < maxBytes && disk.N == 0 {
 					e, err := s.decodeEntry(txn, seq, v, cache, &names)
 					if err != nil {
 						return err
 					}
 					e.Redelivered = seq <= watermark
 					es = append(es, e)
+					headBytes += queue.Cost(&e)
 					return nil
 				}
 				if disk.N == 0 {
@@ -262,15 +276,23 @@ func (s *Store) Sweep(live map[uint64]bool) error {
 		it := txn.NewIterator(badger.IteratorOptions{PrefetchValues: false})
 		defer it.Close()
 		for _, p := range []byte{prefixEntry, prefixDelivered, prefixReturns, prefixMessage} {
-			for it.Seek([]byte{p}); it.ValidForPrefix([]byte{p}); it.Next() {
+			for it.Seek([]byte{p}); it.ValidForPrefix([]byte{p}); {
 				k := it.Item().Key()
 				if len(k) < 9 {
+					it.Next()
 					continue
 				}
 				id := binary.BigEndian.Uint64(k[1:9])
-				if p == prefixMessage && !shared[id] || p != prefixMessage && !live[id] {
+				if p != prefixMessage && live[id] {
+					// A live queue's keys are all kept: skip its range in
+					// one seek instead of visiting each of its entries.
+					it.Seek(idKey(p, id+1))
+					continue
+				}
+				if p == prefixMessage && !shared[id] || p != prefixMessage {
 					dead = append(dead, it.Item().KeyCopy(nil))
 				}
+				it.Next()
 			}
 		}
 		return nil

@@ -3,6 +3,7 @@ package server
 import (
 	"encoding/json"
 	"fmt"
+	"math"
 	"sort"
 
 	"github.com/warren-mq/warren/amqp"
@@ -255,13 +256,22 @@ func (s *Server) Restore() error {
 		return err
 	}
 	sort.Slice(records, func(i, j int) bool { return records[i].ID < records[j].ID })
-	cache := map[uint64]*queue.Message{}
 	live := map[uint64]bool{}
 	window := s.cfg.PageWindow
 	if window == 0 {
 		window = queue.DefaultPageWindow
 	}
-	for _, r := range records {
+	// Each queue reads back only its head, its share of the memory budget;
+	// the rest stays on disk until consumers reach it.
+	head := int64(math.MaxInt64)
+	if s.budget != nil {
+		head = s.budget.RestoreShare(len(records))
+	}
+	loads, err := loadHeads(st, records, window, head)
+	if err != nil {
+		return err
+	}
+	for i, r := range records {
 		v, err := vhostOf(r.Vhost)
 		if err != nil {
 			return err
@@ -276,11 +286,7 @@ func (s *Server) Restore() error {
 		p, def := v.queuePolicy(r.Name)
 		q := &Queue{Queue: queue.New(queue.Config{Name: r.Name, Vhost: v.Name, Durable: true, AutoDelete: r.AutoDelete, Args: args, ID: r.ID, Journal: st, PageWindow: v.pageWindow, Budget: v.budget, Policy: def})}
 		q.policy.Store(p)
-		es, disk, watermark, err := st.LoadQueue(r.ID, window, cache)
-		if err != nil {
-			return err
-		}
-		q.Restore(es, disk, watermark)
+		q.Restore(loads[i].es, loads[i].disk, loads[i].watermark)
 		v.attachQueue(q)
 		live[r.ID] = true
 	}
