@@ -3,13 +3,17 @@ package integration
 import (
 	"context"
 	"encoding/binary"
+	"encoding/json"
 	"fmt"
+	"net/http"
+	"net/http/httptest"
 	"testing"
 
 	amqp "github.com/rabbitmq/amqp091-go"
 	"github.com/stretchr/testify/require"
 
 	"github.com/warren-mq/warren/amqp/server"
+	"github.com/warren-mq/warren/mgmt"
 )
 
 func seqBody(i, size int) []byte {
@@ -72,6 +76,24 @@ func TestMemoryBudgetBoundsManyQueues(t *testing.T) {
 	// full, so the sum stays within the budget plus one share per queue
 	// (those that were still under theirs).
 	require.LessOrEqual(t, u.MemoryBytes, int64(2*budget), "%+v", u)
+
+	// /api/nodes shows the same figures.
+	hs := httptest.NewServer(mgmt.NewHandler(b.Server))
+	t.Cleanup(hs.Close)
+	req, _ := http.NewRequest(http.MethodGet, hs.URL+"/api/nodes", nil)
+	req.SetBasicAuth("guest", "guest")
+	resp, err := http.DefaultClient.Do(req)
+	require.NoError(t, err)
+	var nodes []map[string]any
+	require.NoError(t, json.NewDecoder(resp.Body).Decode(&nodes))
+	resp.Body.Close()
+	require.Len(t, nodes, 1)
+	require.EqualValues(t, budget, nodes[0]["message_memory_budget"])
+	require.EqualValues(t, u.PagedMessages, nodes[0]["messages_paged_out"])
+	require.EqualValues(t, u.MemoryMessages, nodes[0]["messages_ram"])
+	require.EqualValues(t, u.MemoryBytes, nodes[0]["message_bytes_ram"])
+	require.EqualValues(t, u.PagedBytes, nodes[0]["message_bytes_paged_out"])
+	require.Positive(t, nodes[0]["queues_paging"])
 	for q := 0; q < queues; q++ {
 		drainInOrder(t, ch, fmt.Sprint("bq-", q), per)
 	}
