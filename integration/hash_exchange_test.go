@@ -62,9 +62,9 @@ func hashSetup(t *testing.T, ch *amqp.Channel, kind string, args amqp.Table, key
 	return x, qs
 }
 
-// publishConfirmed publishes each message and waits for its confirm, so
+// publishAllConfirmed publishes each message and waits for its confirm, so
 // that the queues hold every routed copy afterwards.
-func publishConfirmed(t *testing.T, ch *amqp.Channel, x string, ps map[string]amqp.Publishing) {
+func publishAllConfirmed(t *testing.T, ch *amqp.Channel, x string, ps map[string]amqp.Publishing) {
 	t.Helper()
 	require.NoError(t, ch.Confirm(false))
 	for key, p := range ps {
@@ -144,8 +144,8 @@ func TestConsistentHashRoutesByKeyAndMovesOnlyNewShare(t *testing.T) {
 	x, qs := hashSetup(t, ch, "x-consistent-hash", nil, "1", "1", "2", "4")
 	const n = 800
 	msgs := keyed(n, func(i int) amqp.Publishing { return amqp.Publishing{Body: []byte("key-" + strconv.Itoa(i))} })
-	publishConfirmed(t, ch, x, msgs)
-	publishConfirmed(t, ch, x, msgs) // the same keys again
+	publishAllConfirmed(t, ch, x, msgs)
+	publishAllConfirmed(t, ch, x, msgs) // the same keys again
 	where := drain(t, ch, qs)
 	require.Len(t, where, n)
 	perQueue := make([]int, len(qs))
@@ -166,7 +166,7 @@ func TestConsistentHashRoutesByKeyAndMovesOnlyNewShare(t *testing.T) {
 	require.NoError(t, err)
 	require.NoError(t, ch.QueueBind(q5.Name, "8", x, false, nil))
 	qs = append(qs, q5.Name)
-	publishConfirmed(t, ch, x, msgs)
+	publishAllConfirmed(t, ch, x, msgs)
 	after := drain(t, ch, qs)
 	moved := 0
 	for k, at := range after {
@@ -185,7 +185,7 @@ func TestConsistentHashOnHeaderAndProperty(t *testing.T) {
 	x, qs := hashSetup(t, ch, "x-consistent-hash", amqp.Table{"hash-header": "user"}, "10", "10", "10", "10")
 	// The header decides, not the routing key: user u<i%20> always lands
 	// together; 20 users spread over more than one queue.
-	publishConfirmed(t, ch, x, keyed(200, func(i int) amqp.Publishing {
+	publishAllConfirmed(t, ch, x, keyed(200, func(i int) amqp.Publishing {
 		return amqp.Publishing{Headers: amqp.Table{"user": fmt.Sprintf("u%d", i%20)}, Body: []byte(fmt.Sprintf("%d u%d", i, i%20))}
 	}))
 	where := drain(t, ch, qs)
@@ -206,7 +206,7 @@ func TestConsistentHashOnHeaderAndProperty(t *testing.T) {
 
 	// Without the header every message goes to one and the same queue
 	// (RabbitMQ hashes the missing value like any other).
-	publishConfirmed(t, ch, x, keyed(40, func(i int) amqp.Publishing { return amqp.Publishing{Body: []byte(strconv.Itoa(i))} }))
+	publishAllConfirmed(t, ch, x, keyed(40, func(i int) amqp.Publishing { return amqp.Publishing{Body: []byte(strconv.Itoa(i))} }))
 	where = drain(t, ch, qs)
 	require.Len(t, where, 40)
 	used = map[int]bool{}
@@ -216,7 +216,7 @@ func TestConsistentHashOnHeaderAndProperty(t *testing.T) {
 	require.Len(t, used, 1)
 
 	xp, qp := hashSetup(t, ch, "x-consistent-hash", amqp.Table{"hash-property": "message_id"}, "1", "1", "1", "1")
-	publishConfirmed(t, ch, xp, keyed(100, func(i int) amqp.Publishing {
+	publishAllConfirmed(t, ch, xp, keyed(100, func(i int) amqp.Publishing {
 		return amqp.Publishing{MessageId: fmt.Sprintf("id%d", i%10), Body: []byte(fmt.Sprintf("%d id%d", i, i%10))}
 	}))
 	where = drain(t, ch, qp)
@@ -237,7 +237,7 @@ func TestConsistentHashCCAddsNoCopies(t *testing.T) {
 	url, _ := pluginURL(t)
 	_, ch := dialURL(t, url)
 	x, qs := hashSetup(t, ch, "x-consistent-hash", nil, "1", "1", "1", "1")
-	publishConfirmed(t, ch, x, keyed(40, func(i int) amqp.Publishing {
+	publishAllConfirmed(t, ch, x, keyed(40, func(i int) amqp.Publishing {
 		cc := []any{}
 		for j := range 5 {
 			cc = append(cc, fmt.Sprintf("cc-%d-%d", i, j))
@@ -274,7 +274,7 @@ func TestRandomExchange(t *testing.T) {
 		require.NoError(t, ch.QueueBind(q.Name, k, x, false, nil))
 		qs = append(qs, q.Name)
 	}
-	publishConfirmed(t, ch, x, keyed(200, func(i int) amqp.Publishing { return amqp.Publishing{Body: []byte(strconv.Itoa(i))} }))
+	publishAllConfirmed(t, ch, x, keyed(200, func(i int) amqp.Publishing { return amqp.Publishing{Body: []byte(strconv.Itoa(i))} }))
 	where := drain(t, ch, qs)
 	require.Len(t, where, 200)
 	per := []int{0, 0}
@@ -294,8 +294,8 @@ func TestModulusHash(t *testing.T) {
 	x, qs := hashSetup(t, ch, "x-modulus-hash", nil, "ignored", "ignored", "ignored")
 	const n = 300
 	msgs := keyed(n, func(i int) amqp.Publishing { return amqp.Publishing{Body: []byte("key-" + strconv.Itoa(i))} })
-	publishConfirmed(t, ch, x, msgs)
-	publishConfirmed(t, ch, x, msgs)
+	publishAllConfirmed(t, ch, x, msgs)
+	publishAllConfirmed(t, ch, x, msgs)
 	where := drain(t, ch, qs)
 	require.Len(t, where, n)
 	used := map[int]bool{}
@@ -325,7 +325,7 @@ func TestConsistentHashRingSurvivesRestart(t *testing.T) {
 			require.NoError(t, ch.QueueBind(name, w, "ring", false, nil))
 			qs = append(qs, name)
 		}
-		publishConfirmed(t, ch, "ring", keyed(200, func(i int) amqp.Publishing { return amqp.Publishing{Body: []byte("key-" + strconv.Itoa(i))} }))
+		publishAllConfirmed(t, ch, "ring", keyed(200, func(i int) amqp.Publishing { return amqp.Publishing{Body: []byte("key-" + strconv.Itoa(i))} }))
 		out := map[string]int{}
 		for k, at := range drain(t, ch, qs) {
 			out[k] = at[0]

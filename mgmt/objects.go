@@ -147,11 +147,13 @@ func tagsOrEmpty(t []string) []string {
 func (a *api) nodeInfo() map[string]any {
 	var ms runtime.MemStats
 	runtime.ReadMemStats(&ms)
-	return map[string]any{
+	n := map[string]any{
 		"name": a.nodeName, "type": "disc", "running": true, "mem_used": ms.Sys,
 		"mem_alarm": contains(a.b.Alarms(), "memory"), "disk_free_alarm": contains(a.b.Alarms(), "disk"),
 		"proc_used": runtime.NumGoroutine(), "processors": runtime.NumCPU(), "uptime": time.Since(started).Milliseconds(),
 	}
+	a.addMemory(n)
+	return n
 }
 
 var started = time.Now()

@@ -837,12 +837,7 @@ func (a *api) browse(w http.ResponseWriter, r *http.Request) {
 	items := make([]item, 0, len(es))
 	for i, e := range es {
 		m := e.Msg
-		props := m.Props
-		if props.Flags == 0 && len(m.Header) > 0 {
-			if h, err := amqp.DecodeContentHeader(m.Header); err == nil {
-				props = h.Properties
-			}
-		}
+		props := m.Props()
 		it := messageItem(&amqp.BasicGetOk{Redelivered: e.Redelivered, Exchange: m.Exchange, RoutingKey: m.RoutingKey},
 			&server.Reply{Props: props, Body: m.Body}, encoding, 50000)
 		delete(it, "message_count")

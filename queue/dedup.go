@@ -68,18 +68,14 @@ func DedupID(p *amqp.Properties, h string) (string, bool) {
 	return string(amqp.AppendTable(nil, amqp.Table{"": v})), true
 }
 
-// idOf reads the id of m, decoding its content header when the properties
-// were not kept (an entry read back from disk).
+// idOf reads the id of m from its headers (decoded from its content
+// header only when it has headers).
 func (d *dedupSet) idOf(m *Message) (string, bool) {
-	p := &m.Props
-	if p.Flags == 0 && len(m.Header) > 0 {
-		h, err := amqp.DecodeContentHeader(m.Header)
-		if err != nil {
-			return "", false
-		}
-		p = &h.Properties
+	if m.Flags()&amqp.FlagHeaders == 0 {
+		return "", false
 	}
-	return DedupID(p, d.header)
+	p := amqp.Properties{Flags: amqp.FlagHeaders, Headers: m.Headers()}
+	return DedupID(&p, d.header)
 }
 
 // enterLocked records m's id and reports whether m may be enqueued.

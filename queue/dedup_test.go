@@ -11,7 +11,7 @@ import (
 func idMsg(id any) *Message {
 	m := &Message{Body: []byte("x")}
 	if id != nil {
-		m.Props = amqp.Properties{Flags: amqp.FlagHeaders, Headers: amqp.Table{DedupHeader: id}}
+		m.SetProps(&amqp.Properties{Flags: amqp.FlagHeaders, Headers: amqp.Table{DedupHeader: id}})
 	}
 	return m
 }
@@ -50,7 +50,8 @@ func TestQueueDedupWhileInQueue(t *testing.T) {
 	// Another header named by x-deduplication-header.
 	other := New(Config{Name: "o", Args: amqp.Table{"x-message-deduplication": true, "x-deduplication-header": "msg-id"}})
 	t.Cleanup(other.Stop)
-	m := &Message{Props: amqp.Properties{Flags: amqp.FlagHeaders, Headers: amqp.Table{"msg-id": "z"}}}
+	m := &Message{}
+	m.SetProps(&amqp.Properties{Flags: amqp.FlagHeaders, Headers: amqp.Table{"msg-id": "z"}})
 	require.Equal(t, Enqueued, other.Publish(m, -1))
 	require.Equal(t, Duplicate, other.Publish(m, -1))
 	require.Equal(t, Enqueued, other.Publish(idMsg("z"), -1), "the default header is not read then")

@@ -5,9 +5,11 @@ import (
 	"sync/atomic"
 )
 
-// chunkSize entries per chunk: 8 KiB of Entry, so a deep queue grows by
-// linking chunks instead of copying one huge slice.
-const chunkSize = 256
+// chunkSize entries per chunk, so a deep queue grows by linking chunks
+// instead of copying one huge slice: 255 entries of 32 bytes and the chunk's
+// own fields fill exactly Go's 8 KiB size class (256 would spill into the
+// 9.25 KiB class and waste 13%).
+const chunkSize = 255
 
 type chunk struct {
 	e          [chunkSize]Entry
@@ -128,4 +130,36 @@ func (d *deque) eachWhile(fn func(*Entry) bool) bool {
 		}
 	}
 	return true
+}
+
+// backOK reports whether the FIFO part is non-empty (popBack may be called).
+func (d *deque) backOK() bool { return d.n > 0 }
+
+// back returns the last entry of the FIFO part; backOK must be true.
+func (d *deque) back() *Entry { return &d.tail.e[d.tail.tail-1] }
+
+// popBack removes the last entry of the FIFO part, for paging a queue's
+// in-memory tail out; backOK must be true. Finding the chunk before the
+// tail walks the list, which is rare and bounded by the chunk count.
+func (d *deque) popBack() Entry {
+	defer d.sync()
+	c := d.tail
+	c.tail--
+	e := c.e[c.tail]
+	c.e[c.tail] = Entry{}
+	d.n--
+	if c.head == c.tail {
+		if c == d.head {
+			c.head, c.tail = 0, 0
+		} else {
+			p := d.head
+			for p.next != c {
+				p = p.next
+			}
+			p.next, d.tail = nil, p
+			c.head, c.tail = 0, 0
+			d.spare = c
+		}
+	}
+	return e
 }

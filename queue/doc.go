@@ -8,4 +8,10 @@
 // which takes its own (channel) lock: the lock order is queue → channel.
 // Unacked deliveries are tracked by the consuming channel, which settles them
 // back here with Ack and Requeue after releasing its own lock.
+//
+// Memory: a queue with a journal keeps the head of its ready list in memory
+// and pages the rest out (paging.go); how much head it keeps is bounded by
+// its PageWindow and by the node-wide Budget it shares with every other
+// queue (budget.go). Messages are kept lean for this (message.go): the raw
+// content header plus a few cached fields, no decoded properties.
 package queue

@@ -64,6 +64,9 @@ type Config struct {
 	// Policy is the definition of the policy that applies at creation (see
 	// EffectiveArgs); SetPolicy changes it later.
 	Policy map[string]any
+	// Budget is the node's memory budget for ready messages, shared by
+	// every queue with a journal; nil: only PageWindow bounds the queue.
+	Budget *Budget
 }
 
 // DefaultPageWindow is the in-memory window of a queue with a journal.
@@ -157,6 +160,10 @@ func New(cfg Config) *Queue {
 	}
 	q.ready = newReadyList(q.lim.maxPriority)
 	q.dedup = newDedupSet(cfg.Args)
+	if q.Journal != nil && q.Budget != nil {
+		q.ready.budget = q.Budget
+		q.Budget.join(q)
+	}
 	if q.PageWindow == 0 {
 		q.PageWindow = DefaultPageWindow
 	}
@@ -331,22 +338,45 @@ func (q *Queue) readyCountLocked() int { return q.ready.len() + q.disk.N }
 // pagingLocked reports whether a new entry must go to the paged-out tail.
 // Lock must be held.
 func (q *Queue) pagingLocked() bool {
-	return q.Journal != nil && (q.disk.N > 0 || q.ready.len() >= q.PageWindow)
+	return q.Journal != nil && (q.disk.N > 0 || q.ready.len() >= q.PageWindow ||
+		q.ready.budget != nil && q.ready.budget.over() && q.ready.bytes >= q.ready.budget.share())
+}
+
+// pageInCountLocked is how many entries to read back from the paged-out
+// tail now, 0 for none. While the budget is over, a queue refills only up
+// to its share (at least a batch of 16 when it is empty, so consumers
+// always progress). Lock must be held.
+func (q *Queue) pageInCountLocked() int {
+	if q.disk.N == 0 || q.ready.len() >= q.PageWindow/2 {
+		return 0
+	}
+	n := min(q.PageWindow/2, q.disk.N)
+	b := q.ready.budget
+	if b == nil || !b.over() {
+		return n
+	}
+	share := b.share()
+	if q.ready.len() > 0 && q.ready.bytes >= share/2 {
+		return 0
+	}
+	per := entryOverhead + q.disk.Bytes/int64(q.disk.N)
+	return min(n, max(16, int((share-q.ready.bytes)/per)))
 }
 
 // pageInLocked reads the next part of the paged-out tail into memory when
 // the in-memory part runs low. Lock must be held (it reads the disk: a
 // bounded batch, once per half window of deliveries).
 func (q *Queue) pageInLocked() {
-	if q.disk.N == 0 || q.ready.len() >= q.PageWindow/2 {
+	want := q.pageInCountLocked()
+	if want == 0 {
 		return
 	}
 	var es []Entry
 	var err error
 	if q.spool != nil {
-		es, err = q.spool.SpoolRead(q.ID, min(q.PageWindow/2, q.disk.N))
+		es, err = q.spool.SpoolRead(q.ID, want)
 	} else {
-		es, err = q.Journal.Load(q.ID, q.disk.From, min(q.PageWindow/2, q.disk.N))
+		es, err = q.Journal.Load(q.ID, q.disk.From, want)
 	}
 	if err != nil || len(es) == 0 {
 		// The journal reported the failure; the tail stays on disk and is
@@ -396,9 +426,13 @@ func (q *Queue) popLocked() Entry {
 // expireLocked drops expired messages at the head, appending them to dead.
 // Lock must be held.
 func (q *Queue) expireLocked(dead []DeadLetter) []DeadLetter {
-	q.pageInLocked()
 	if q.ready.len() == 0 {
-		return dead
+		// Only an empty head needs the disk: a queue without consumers
+		// (after a restart, say) keeps the rest there until they come.
+		q.pageInLocked()
+		if q.ready.len() == 0 {
+			return dead
+		}
 	}
 	now := int64(0)
 	for q.ready.len() > 0 {
@@ -930,6 +964,9 @@ func (q *Queue) Delete() int {
 	consumers := q.consumers
 	q.consumers = nil
 	q.mu.Unlock()
+	if q.ready.budget != nil {
+		q.ready.budget.leave(q)
+	}
 	if !wasStopped {
 		close(q.stop)
 		<-q.done
@@ -952,6 +989,9 @@ func (q *Queue) Stop() {
 	}
 	q.stopped = true
 	q.mu.Unlock()
+	if q.ready.budget != nil {
+		q.ready.budget.leave(q)
+	}
 	close(q.stop)
 	<-q.done
 	q.timer.Stop()

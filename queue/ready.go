@@ -1,7 +1,5 @@
 package queue
 
-import "github.com/warren-mq/warren/amqp"
-
 // readyList holds a queue's ready messages: one deque, or one per priority
 // level for a priority queue (x-max-priority). Higher levels pop first;
 // within a level it is FIFO, and a requeued message returns to its place in
@@ -9,6 +7,10 @@ import "github.com/warren-mq/warren/amqp"
 type readyList struct {
 	levels []deque
 	n      int
+	// bytes is what the entries cost in memory (cost), mirrored into
+	// budget when the queue shares one.
+	bytes  int64
+	budget *Budget
 }
 
 func newReadyList(maxPriority int) readyList {
@@ -18,10 +20,14 @@ func newReadyList(maxPriority int) readyList {
 // level is the priority level of e: a message without a priority counts as
 // 0, one above the maximum as the maximum.
 func (r *readyList) level(e *Entry) int {
-	if len(r.levels) == 1 || e.Msg.Props.Flags&amqp.FlagPriority == 0 {
+	if len(r.levels) == 1 {
 		return 0
 	}
-	return min(int(e.Msg.Props.Priority), len(r.levels)-1)
+	p, ok := e.Msg.Priority()
+	if !ok {
+		return 0
+	}
+	return min(int(p), len(r.levels)-1)
 }
 
 func (r *readyList) len() int { return r.n }
@@ -35,14 +41,23 @@ func (r *readyList) approxLen() int64 {
 	return n
 }
 
+func (r *readyList) charge(n int64) {
+	r.bytes += n
+	if r.budget != nil {
+		r.budget.add(n)
+	}
+}
+
 func (r *readyList) push(e Entry) {
 	r.levels[r.level(&e)].push(e)
 	r.n++
+	r.charge(Cost(&e))
 }
 
 func (r *readyList) insert(e Entry) {
 	r.levels[r.level(&e)].insert(e)
 	r.n++
+	r.charge(Cost(&e))
 }
 
 // top returns the highest non-empty level; the list must not be empty.
@@ -59,7 +74,26 @@ func (r *readyList) peek() *Entry { return r.top().peek() }
 
 func (r *readyList) pop() Entry {
 	r.n--
-	return r.top().pop()
+	e := r.top().pop()
+	r.charge(-Cost(&e))
+	return e
+}
+
+// popBack removes the newest entry that was never requeued, for paging the
+// in-memory tail out; ok is false when there is none. Only for a list of
+// one level: a priority queue's levels are not in Seq order.
+func (r *readyList) popBack() (e Entry, ok bool) {
+	d := &r.levels[0]
+	if len(r.levels) != 1 || !d.backOK() {
+		return e, false
+	}
+	if b := d.back(); b.Redelivered || b.Returns > 0 {
+		return e, false
+	}
+	e = d.popBack()
+	r.n--
+	r.charge(-Cost(&e))
+	return e, true
 }
 
 func (r *readyList) clear() int {
@@ -68,6 +102,7 @@ func (r *readyList) clear() int {
 		r.levels[i].clear()
 	}
 	r.n = 0
+	r.charge(-r.bytes)
 	return n
 }
 

@@ -30,14 +30,19 @@
 // # Paging
 //
 // A queue keeps at most a window of ready messages in memory
-// (queue.DefaultPageWindow); beyond it new entries go to the store only and
-// are read back in seq order as the in-memory part drains, so memory stays
-// bounded however deep a queue gets. A durable queue pages into Badger
+// (queue.DefaultPageWindow), and all queues together at most the node's
+// memory budget (queue.Budget); beyond that new entries go to the store only
+// and are read back in seq order as the in-memory part drains, so memory
+// stays bounded however deep and however many the queues get. The budget's
+// pager also moves the newest in-memory entries of deep queues to the store
+// (durable entries are already there and are only dropped from memory). A durable queue pages into Badger
 // (Append for persistent messages, Spill for transient ones, read back with
 // Load). A non-durable queue pages into its spool (spool.go, queue.Spooler):
 // append-only segment files in <dir>-spool/<qid>/, read from the front, a
 // segment deleted once read, the whole spool deleted at startup — no index
-// insert, tombstone, compaction or sync per message.
+// insert, tombstone, compaction or sync per message. All spools' write and
+// read-ahead buffers share 16 MB, so thousands of paging queues do not
+// hold more in buffers than the budget holds in messages.
 //
 // # Group commit
 //
@@ -59,9 +64,11 @@
 //
 // # Recovery
 //
-// Open reads the definitions; LoadQueue reads one queue's entries in key
-// (= seq) order, its window into memory (entries at or below the delivered
-// watermark marked redelivered) and a count of the rest. Sweep then deletes
+// Open reads the definitions; LoadQueueHead reads one queue's entries in key
+// (= seq) order, its head into memory (its share of the memory budget;
+// entries at or below the delivered watermark marked redelivered) and a
+// count of the rest, whose values it neither copies nor decodes. The
+// server loads the queues on every core at once. Sweep then deletes
 // entries of queues that no longer exist, spilled transient entries and
 // records that no entry refers to.
 //

@@ -3,6 +3,7 @@ package store
 import (
 	"encoding/binary"
 	"fmt"
+	"math"
 
 	"github.com/dgraph-io/badger/v4"
 
@@ -29,7 +30,7 @@ func recordBodyLen(rec []byte) int64 {
 
 // decodeEntry turns a stored entry into a queue entry, loading a shared
 // record through cache.
-func (s *Store) decodeEntry(txn *badger.Txn, seq uint64, v []byte, cache map[uint64]*queue.Message) (queue.Entry, error) {
+func (s *Store) decodeEntry(txn *badger.Txn, seq uint64, v []byte, cache map[uint64]*queue.Message, names *queue.Names) (queue.Entry, error) {
 	if len(v) < 9 {
 		return queue.Entry{}, errCorrupt
 	}
@@ -37,7 +38,7 @@ func (s *Store) decodeEntry(txn *badger.Txn, seq uint64, v []byte, cache map[uin
 	payload := v[9:]
 	switch v[0] {
 	case kindInline, kindSpill:
-		m, err := decodeMessage(payload)
+		m, err := decodeMessage(payload, names)
 		if err != nil {
 			return e, err
 		}
@@ -57,7 +58,7 @@ func (s *Store) decodeEntry(txn *badger.Txn, seq uint64, v []byte, cache map[uin
 			}
 			if err := item.Value(func(rec []byte) error {
 				var derr error
-				m, derr = decodeMessage(rec)
+				m, derr = decodeMessage(rec, names)
 				return derr
 			}); err != nil {
 				return e, fmt.Errorf("message %d: %w", id, err)
@@ -80,10 +81,21 @@ func (s *Store) decodeEntry(txn *badger.Txn, seq uint64, v []byte, cache map[uin
 // deletes spilled transient entries. cache shares message objects of shared
 // records across queues.
 func (s *Store) LoadQueue(qid uint64, window int, cache map[uint64]*queue.Message) ([]queue.Entry, queue.DiskPart, uint64, error) {
+	return s.LoadQueueHead(qid, window, math.MaxInt64, cache)
+}
+
+// LoadQueueHead is LoadQueue with the head also bounded by maxBytes as
+// queue.Cost counts them (at least one entry is read): a restart reads back only
+// what the memory budget holds. The rest is only counted, without copying
+// or decoding its values, which is what makes a restart with a deep backlog
+// fast; the queue reads it as its consumers reach it.
+func (s *Store) LoadQueueHead(qid uint64, window int, maxBytes int64, cache map[uint64]*queue.Message) ([]queue.Entry, queue.DiskPart, uint64, error) {
+	var headBytes int64
 	var es []queue.Entry
 	var disk queue.DiskPart
 	var watermark uint64
 	var spilled [][]byte
+	var names queue.Names
 	refs := map[uint64]int32{}
 	err := s.db.View(func(txn *badger.Txn) error {
 		if item, err := txn.Get(idKey(prefixDelivered, qid)); err == nil {
@@ -95,7 +107,9 @@ func (s *Store) LoadQueue(qid uint64, window int, cache map[uint64]*queue.Messag
 			})
 		}
 		prefix := idKey(prefixEntry, qid)
-		it := txn.NewIterator(badger.IteratorOptions{PrefetchValues: true, PrefetchSize: 1000, Prefix: prefix})
+		// No prefetch: values of small messages sit in the LSM tree next to
+		// their keys, so reading the ones needed costs no copy.
+		it := txn.NewIterator(badger.IteratorOptions{Prefix: prefix})
 		defer it.Close()
 		for it.Rewind(); it.Valid(); it.Next() {
 			item := it.Item()
@@ -117,13 +131,14 @@ func (s *Store) LoadQueue(qid uint64, window int, cache map[uint64]*queue.Messag
 						refs[binary.BigEndian.Uint64(v[9:])]++
 					}
 				}
-				if len(es) < window && disk.N == 0 {
-					e, err := s.decodeEntry(txn, seq, v, cache)
+				if len(es) < window && headBytes < maxBytes && disk.N == 0 {
+					e, err := s.decodeEntry(txn, seq, v, cache, &names)
 					if err != nil {
 						return err
 					}
 					e.Redelivered = seq <= watermark
 					es = append(es, e)
+					headBytes += queue.Cost(&e)
 					return nil
 				}
 				if disk.N == 0 {
@@ -169,6 +184,7 @@ func (s *Store) LoadQueue(qid uint64, window int, cache map[uint64]*queue.Messag
 func (s *Store) Load(qid, from uint64, max int) ([]queue.Entry, error) {
 	s.Flush() // entries still in the pending batch must be readable
 	var es []queue.Entry
+	var names queue.Names
 	cache := map[uint64]*queue.Message{}
 	err := s.db.View(func(txn *badger.Txn) error {
 		it := txn.NewIterator(badger.IteratorOptions{PrefetchValues: true, PrefetchSize: min(max, 1000), Prefix: idKey(prefixEntry, qid)})
@@ -177,7 +193,7 @@ func (s *Store) Load(qid, from uint64, max int) ([]queue.Entry, error) {
 			item := it.Item()
 			seq := binary.BigEndian.Uint64(item.Key()[9:])
 			if err := item.Value(func(v []byte) error {
-				e, err := s.decodeEntry(txn, seq, v, cache)
+				e, err := s.decodeEntry(txn, seq, v, cache, &names)
 				es = append(es, e)
 				return err
 			}); err != nil {
@@ -260,15 +276,23 @@ func (s *Store) Sweep(live map[uint64]bool) error {
 		it := txn.NewIterator(badger.IteratorOptions{PrefetchValues: false})
 		defer it.Close()
 		for _, p := range []byte{prefixEntry, prefixDelivered, prefixReturns, prefixMessage} {
-			for it.Seek([]byte{p}); it.ValidForPrefix([]byte{p}); it.Next() {
+			for it.Seek([]byte{p}); it.ValidForPrefix([]byte{p}); {
 				k := it.Item().Key()
 				if len(k) < 9 {
+					it.Next()
 					continue
 				}
 				id := binary.BigEndian.Uint64(k[1:9])
-				if p == prefixMessage && !shared[id] || p != prefixMessage && !live[id] {
+				if p != prefixMessage && live[id] {
+					// A live queue's keys are all kept: skip its range in
+					// one seek instead of visiting each of its entries.
+					it.Seek(idKey(p, id+1))
+					continue
+				}
+				if p == prefixMessage && !shared[id] || p != prefixMessage {
 					dead = append(dead, it.Item().KeyCopy(nil))
 				}
+				it.Next()
 			}
 		}
 		return nil

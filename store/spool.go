@@ -6,6 +6,7 @@ import (
 	"os"
 	"path/filepath"
 	"sync"
+	"sync/atomic"
 
 	"go.uber.org/zap"
 
@@ -31,6 +32,12 @@ const (
 	spoolSegment = 32 << 20 // bytes per segment file
 	spoolFlushAt = 256 << 10
 	spoolReadAt  = 1 << 20 // read-ahead per read call
+	// spoolBuffers bounds the write and read buffers of all spools
+	// together: with thousands of paging queues, per-queue buffers of the
+	// sizes above would hold more memory than the messages the budget
+	// keeps. Each spool's share shrinks down to spoolMinBuf.
+	spoolBuffers = 16 << 20
+	spoolMinBuf  = 8 << 10
 )
 
 type spools struct {
@@ -38,6 +45,13 @@ type spools struct {
 	log *zap.Logger
 	mu  sync.Mutex
 	m   map[uint64]*spool
+	n   atomic.Int64 // len(m), read without mu
+}
+
+// bufShare is one spool's share of spoolBuffers, between spoolMinBuf and
+// limit.
+func (ss *spools) bufShare(limit int) int {
+	return min(limit, max(spoolMinBuf, int(spoolBuffers/max(ss.n.Load(), 1))))
 }
 
 func openSpools(dir string, log *zap.Logger) (*spools, error) {
@@ -53,8 +67,9 @@ func (ss *spools) get(qid uint64, create bool) *spool {
 	defer ss.mu.Unlock()
 	sp := ss.m[qid]
 	if sp == nil && create {
-		sp = &spool{dir: filepath.Join(ss.dir, fmt.Sprint(qid)), log: ss.log, ends: map[int]int64{}, segMax: spoolSegment}
+		sp = &spool{ss: ss, dir: filepath.Join(ss.dir, fmt.Sprint(qid)), log: ss.log, ends: map[int]int64{}, segMax: spoolSegment}
 		ss.m[qid] = sp
+		ss.n.Store(int64(len(ss.m)))
 	}
 	return sp
 }
@@ -63,6 +78,7 @@ func (ss *spools) drop(qid uint64) {
 	ss.mu.Lock()
 	sp := ss.m[qid]
 	delete(ss.m, qid)
+	ss.n.Store(int64(len(ss.m)))
 	ss.mu.Unlock()
 	if sp != nil {
 		sp.close()
@@ -77,11 +93,13 @@ func (ss *spools) closeAll() {
 	ss.mu.Lock()
 	defer ss.mu.Unlock()
 	ss.m = map[uint64]*spool{}
+	ss.n.Store(0)
 	os.RemoveAll(ss.dir)
 }
 
 // spool is one queue's; its methods run under that queue's lock.
 type spool struct {
+	ss     *spools
 	dir    string
 	log    *zap.Logger
 	segMax int64 // bytes per segment file
@@ -108,7 +126,7 @@ func (sp *spool) write(seq uint64, m *queue.Message, expiresAt int64) {
 	b = binary.BigEndian.AppendUint64(b, seq)
 	b = binary.BigEndian.AppendUint64(b, uint64(expiresAt))
 	sp.wbuf = appendMessage(b, m)
-	if len(sp.wbuf) >= spoolFlushAt {
+	if len(sp.wbuf) >= sp.ss.bufShare(spoolFlushAt) {
 		sp.flush()
 	}
 }
@@ -135,6 +153,9 @@ func (sp *spool) flush() {
 	}
 	sp.wend += int64(len(sp.wbuf))
 	sp.wbuf = sp.wbuf[:0]
+	if cap(sp.wbuf) > 2*sp.ss.bufShare(spoolFlushAt) {
+		sp.wbuf = nil // grown when the share was larger: give it back
+	}
 	if sp.wend >= sp.segMax {
 		sp.wf.Close()
 		sp.wf = nil
@@ -153,6 +174,7 @@ func (sp *spool) fail(err error) {
 func (sp *spool) read(max int) ([]queue.Entry, error) {
 	sp.flush()
 	var es []queue.Entry
+	var names queue.Names
 	for len(es) < max {
 		rec, err := sp.next()
 		if err != nil {
@@ -164,11 +186,15 @@ func (sp *spool) read(max int) ([]queue.Entry, error) {
 		if len(rec) < 16 {
 			return es, fmt.Errorf("store: spool %s: %w", sp.dir, errCorrupt)
 		}
-		m, err := decodeMessage(rec[16:])
+		m, err := decodeMessage(rec[16:], &names)
 		if err != nil {
 			return es, fmt.Errorf("store: spool %s: %w", sp.dir, err)
 		}
 		es = append(es, queue.Entry{Msg: m, Seq: binary.BigEndian.Uint64(rec), ExpiresAt: int64(binary.BigEndian.Uint64(rec[8:]))})
+	}
+	if sp.rpos == len(sp.rbuf) && cap(sp.rbuf) > sp.ss.bufShare(spoolReadAt) {
+		// Everything read ahead is parsed: an idle queue holds no buffer.
+		sp.rbuf, sp.rpos = nil, 0
 	}
 	return es, nil
 }
@@ -199,7 +225,7 @@ func (sp *spool) next() ([]byte, error) {
 				}
 				sp.rf = f
 			}
-			want := int(min(end-sp.roff, int64(max(spoolReadAt, sp.recordNeed()))))
+			want := int(min(end-sp.roff, int64(max(sp.ss.bufShare(spoolReadAt), sp.recordNeed()))))
 			start := len(sp.rbuf)
 			sp.rbuf = append(sp.rbuf, make([]byte, want)...)
 			n, err := sp.rf.ReadAt(sp.rbuf[start:], sp.roff)

@@ -237,16 +237,17 @@ func appendMessage(b []byte, m *queue.Message) []byte {
 
 var errCorrupt = errors.New("corrupt message record")
 
-func decodeMessage(b []byte) (*queue.Message, error) {
-	m := &queue.Message{}
+// decodeMessage decodes a message record, interning its exchange and
+// routing key in names (messages read back in one batch share them).
+func decodeMessage(b []byte, names *queue.Names) (*queue.Message, error) {
 	if len(b) < 1 || len(b) < 1+int(b[0]) {
 		return nil, errCorrupt
 	}
-	m.Exchange, b = string(b[1:1+b[0]]), b[1+b[0]:]
+	x, b := names.InternBytes(b[1:1+b[0]]), b[1+b[0]:]
 	if len(b) < 1 || len(b) < 1+int(b[0]) {
 		return nil, errCorrupt
 	}
-	m.RoutingKey, b = string(b[1:1+b[0]]), b[1+b[0]:]
+	rk, b := names.InternBytes(b[1:1+b[0]]), b[1+b[0]:]
 	if len(b) < 4 {
 		return nil, errCorrupt
 	}
@@ -256,8 +257,7 @@ func decodeMessage(b []byte) (*queue.Message, error) {
 	}
 	// One allocation for header and body, as on the publish path.
 	buf := append([]byte(nil), b[4:]...)
-	m.Header, m.Body = buf[:n:n], buf[n:]
-	return m, nil
+	return queue.NewMessage(x, rk, buf[:n:n], buf[n:]), nil
 }
 
 // --- queue.Journal ---

@@ -174,10 +174,10 @@ func TestDefinitions(t *testing.T) {
 
 func TestDecodeMessageRejectsCorruptRecords(t *testing.T) {
 	for _, b := range [][]byte{nil, {5, 'a'}, {0, 3, 'k'}, {0, 0, 0, 0, 0, 9}} {
-		_, err := decodeMessage(b)
+		_, err := decodeMessage(b, &queue.Names{})
 		require.ErrorIs(t, err, errCorrupt)
 	}
-	m, err := decodeMessage(encodeMessage(msg("round trip")))
+	m, err := decodeMessage(encodeMessage(msg("round trip")), &queue.Names{})
 	require.NoError(t, err)
 	require.Equal(t, "round trip", string(m.Body))
 }

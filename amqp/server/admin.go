@@ -45,6 +45,7 @@ func (s *Server) newVhostLocked(name string) *Vhost {
 	v.retired = &s.closedStats
 	v.nextQueueID = func() uint64 { return s.lastQueueID.Add(1) }
 	v.pageWindow = s.cfg.PageWindow
+	v.budget = s.budget
 	v.delayWindow = s.cfg.DelayWindow
 	if v.delayWindow == 0 {
 		v.delayWindow = defaultDelayWindow

@@ -63,13 +63,8 @@ func (ch *channel) handleBody(p []byte) error {
 func (ch *channel) completePublish() error {
 	ch.state = chanOpen
 	pm := &ch.pub.m
-	msg := &queue.Message{
-		Exchange:   pm.Exchange,
-		RoutingKey: pm.RoutingKey,
-		Header:     ch.pub.header,
-		Body:       ch.pub.buf,
-		Props:      ch.pub.props,
-	}
+	msg := ch.conn.newMessage(pm, ch.pub.header, ch.pub.buf)
+	ch.pub.msg = msg
 	ch.pub.header, ch.pub.buf = nil, nil
 	ch.stats.published.Add(1)
 	var seq uint64
@@ -89,7 +84,7 @@ func (ch *channel) completePublish() error {
 
 // checkPublish validates what RabbitMQ checks before routing.
 func (ch *channel) checkPublish(pm *amqp.BasicPublish, msg *queue.Message) error {
-	p := &msg.Props
+	p := &ch.pub.props
 	if p.Flags&amqp.FlagUserID != 0 && p.UserID != ch.conn.user.Name && !ch.perms().impersonator {
 		return amqp.Errorf(amqp.PreconditionFailed, "user_id property set to '%s' but authenticated user was '%s'", p.UserID, ch.conn.user.Name).For(pm)
 	}
@@ -125,7 +120,7 @@ func (ch *channel) route(pm *amqp.BasicPublish, msg *queue.Message, seq uint64) 
 	v := ch.vhost()
 	keys := [1]string{pm.RoutingKey}
 	routeKeys := keys[:]
-	hdrs := msg.Props.Headers
+	hdrs := ch.headersOf(msg)
 	if len(hdrs) > 0 {
 		routeKeys = ccKeys(routeKeys, hdrs)
 		if _, ok := hdrs["BCC"]; ok {
@@ -158,7 +153,7 @@ func (ch *channel) route(pm *amqp.BasicPublish, msg *queue.Message, seq uint64) 
 			return nil
 		}
 	}
-	qs := v.route(ch.r, x, routeKeys, &msg.Props)
+	qs := v.route(ch.r, x, routeKeys, ch.propsOf(msg))
 	if t := v.trace.Load(); t != nil {
 		t.tracePublish(ch, pm.Exchange, routeKeys, msg, qs)
 	}
@@ -251,7 +246,7 @@ func ccKeys(keys []string, hdrs map[string]any) []string {
 // stripBCC re-encodes the content header without the BCC header, which
 // RabbitMQ removes before delivery.
 func stripBCC(msg *queue.Message) {
-	p := msg.Props
+	p := msg.Props()
 	h := make(amqp.Table, len(p.Headers))
 	for k, v := range p.Headers {
 		if k != "BCC" {
@@ -259,8 +254,7 @@ func stripBCC(msg *queue.Message) {
 		}
 	}
 	p.Headers = h
-	msg.Props = p
-	msg.Header = amqp.AppendContentHeader(nil, uint64(len(msg.Body)), &p)
+	msg.SetProps(&p)
 }
 
 func (ch *channel) basicConsume(m *amqp.BasicConsume) error {

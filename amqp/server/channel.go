@@ -106,6 +106,8 @@ type pendingPublish struct {
 	buf    []byte // header + body, allocated once per message
 	size   uint64
 	props  amqp.Properties
+	// msg is the message built from props, until the next one (headersOf).
+	msg *queue.Message
 }
 
 type txPublish struct {

@@ -58,6 +58,9 @@ type conn struct {
 	fr     *amqp.FrameReader
 	remote net.Addr
 	tls    *tls.ConnectionState // nil on a plain TCP connection
+	// names interns the exchange names and routing keys of published
+	// messages; only the reader goroutine uses it.
+	names queue.Names
 
 	// Set during the handshake, then read-only.
 	user       *User

@@ -24,14 +24,15 @@ func (v *Vhost) deadLetter(q *Queue, dls []queue.DeadLetter) {
 		if hasRK {
 			keys = []string{dlrk}
 			msg.RoutingKey = dlrk
-		} else if len(dl.Msg.Props.Headers) > 0 {
-			keys = ccKeys(keys, dl.Msg.Props.Headers)
+		} else if hs := dl.Msg.Headers(); len(hs) > 0 {
+			keys = ccKeys(keys, hs)
 		}
 		msg.Exchange = dlx
 		v.mu.RLock()
 		x := v.exchanges[dlx]
 		if x != nil {
-			for _, dq := range v.route(r, x, keys, &msg.Props) {
+			p := msg.Props()
+			for _, dq := range v.route(r, x, keys, &p) {
 				v.publishTo(dq, msg, messageTTL(msg))
 			}
 		}
@@ -41,10 +42,10 @@ func (v *Vhost) deadLetter(q *Queue, dls []queue.DeadLetter) {
 
 // messageTTL returns the message's expiration in ms, or -1.
 func messageTTL(m *queue.Message) int64 {
-	if m.Props.Flags&amqp.FlagExpiration == 0 {
+	if m.Flags()&amqp.FlagExpiration == 0 {
 		return -1
 	}
-	n, err := ParseExpiration(m.Props.Expiration)
+	n, err := ParseExpiration(m.Props().Expiration)
 	if err != nil {
 		return -1
 	}
@@ -55,7 +56,7 @@ func messageTTL(m *queue.Message) int64 {
 // more death in queue qname. ok is false when the message went round a cycle
 // without being rejected, which RabbitMQ drops.
 func deathMessage(m *queue.Message, qname, reason string, now time.Time) (*queue.Message, bool) {
-	p := m.Props
+	p := m.Props()
 	old := p.Headers
 	h := make(amqp.Table, len(old)+4)
 	for k, v := range old {
@@ -115,11 +116,5 @@ func deathMessage(m *queue.Message, qname, reason string, now time.Time) (*queue
 	}
 	p.Headers = h
 	p.Flags |= amqp.FlagHeaders
-	return &queue.Message{
-		Exchange:   m.Exchange,
-		RoutingKey: m.RoutingKey,
-		Header:     amqp.AppendContentHeader(nil, uint64(len(m.Body)), &p),
-		Body:       m.Body,
-		Props:      p,
-	}, true
+	return queue.NewMessage(m.Exchange, m.RoutingKey, amqp.AppendContentHeader(nil, uint64(len(m.Body)), &p), m.Body), true
 }

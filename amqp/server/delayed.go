@@ -269,13 +269,9 @@ func (d *delayer) route(r *router, due []queue.Entry) {
 	v.mu.RLock()
 	for i := range due {
 		msg := due[i].Msg
-		if msg.Props.Flags == 0 && len(msg.Header) > 0 {
-			if h, err := amqp.DecodeContentHeader(msg.Header); err == nil {
-				msg.Props = h.Properties
-			}
-		}
-		keys := ccKeys([]string{msg.RoutingKey}, msg.Props.Headers)
-		qs := v.route(r, d.x, keys, &msg.Props)
+		p := msg.Props()
+		keys := ccKeys([]string{msg.RoutingKey}, p.Headers)
+		qs := v.route(r, d.x, keys, &p)
 		if msg.Persistent() && d.st != nil {
 			msg.StoreInline = oneDurable(qs)
 		}

@@ -281,12 +281,11 @@ func (s *Server) enqueueForwarded(vhost, qname, exch, key string, header, body [
 	if v == nil {
 		return false
 	}
-	h, err := amqp.DecodeContentHeader(header)
-	if err != nil {
+	if _, err := amqp.DecodeContentHeader(header); err != nil {
 		return false
 	}
 	// The frame's payload is ours to keep (transport.Handler).
-	msg := &queue.Message{Exchange: exch, RoutingKey: key, Header: header, Body: body, Props: h.Properties}
+	msg := queue.NewMessage(exch, key, header, body)
 	v.mu.RLock()
 	q := v.queues[qname]
 	if q == nil || q.remote(v.node) {

@@ -3,6 +3,7 @@ package server
 import (
 	"encoding/json"
 	"fmt"
+	"math"
 	"sort"
 	"time"
 
@@ -140,6 +141,7 @@ func (v *Vhost) newQueue(cfg queue.Config, owner *conn) *Queue {
 		cfg.ID = v.nextQueueID()
 		cfg.Journal = v.store
 		cfg.PageWindow = v.pageWindow
+		cfg.Budget = v.budget
 	}
 	p, def := v.queuePolicy(cfg.Name)
 	cfg.Policy = def
@@ -277,13 +279,22 @@ func (s *Server) Restore() error {
 		return err
 	}
 	sort.Slice(records, func(i, j int) bool { return records[i].ID < records[j].ID })
-	cache := map[uint64]*queue.Message{}
 	live := map[uint64]bool{}
 	window := s.cfg.PageWindow
 	if window == 0 {
 		window = queue.DefaultPageWindow
 	}
-	for _, r := range records {
+	// Each queue reads back only its head, its share of the memory budget;
+	// the rest stays on disk until consumers reach it.
+	head := int64(math.MaxInt64)
+	if s.budget != nil {
+		head = s.budget.RestoreShare(len(records))
+	}
+	loads, err := loadHeads(st, records, window, head)
+	if err != nil {
+		return err
+	}
+	for i, r := range records {
 		v, err := vhostOf(r.Vhost)
 		if err != nil {
 			return err
@@ -296,23 +307,12 @@ func (s *Server) Restore() error {
 			s.lastQueueID.Store(r.ID)
 		}
 		p, def := v.queuePolicy(r.Name)
-		q := &Queue{Queue: queue.New(queue.Config{Name: r.Name, Vhost: v.Name, Durable: true, AutoDelete: r.AutoDelete, Args: args, ID: r.ID, Journal: st, PageWindow: v.pageWindow, Policy: def}), home: v.node, srv: s}
+		q := &Queue{Queue: queue.New(queue.Config{Name: r.Name, Vhost: v.Name, Durable: true, AutoDelete: r.AutoDelete, Args: args, ID: r.ID, Journal: st, PageWindow: v.pageWindow, Budget: v.budget, Policy: def}), home: v.node, srv: s}
 		if r.Home != "" {
 			q.home = r.Home
 		}
 		q.policy.Store(p)
-		es, disk, watermark, err := st.LoadQueue(r.ID, window, cache)
-		if err != nil {
-			return err
-		}
-		for _, e := range es {
-			if m := e.Msg; m.Props.Flags == 0 && len(m.Header) > 0 {
-				if h, err := amqp.DecodeContentHeader(m.Header); err == nil {
-					m.Props = h.Properties
-				}
-			}
-		}
-		q.Restore(es, disk, watermark)
+		q.Restore(loads[i].es, loads[i].disk, loads[i].watermark)
 		v.attachQueue(q)
 		live[r.ID] = true
 	}

@@ -239,11 +239,10 @@ func (s *Server) remoteDelivery(r *peerReader) {
 	if ci == nil {
 		return // cancelled meanwhile: the home node requeues on the cancel
 	}
-	h, err := amqp.DecodeContentHeader(header)
-	if err != nil {
+	if _, err := amqp.DecodeContentHeader(header); err != nil {
 		return
 	}
-	msg := &queue.Message{Exchange: exch, RoutingKey: key, Header: header, Body: body, Props: h.Properties}
+	msg := queue.NewMessage(exch, key, header, body)
 	ci.ch.Deliver(ci.q.Queue, ci.c, queue.Entry{Msg: msg, Seq: dtag, Redelivered: red[0] == 1})
 }
 

@@ -86,10 +86,9 @@ func (ch *channel) rewriteReplyTo(pm *amqp.BasicPublish, msg *queue.Message) err
 	if ch.replyToken == "" {
 		return amqp.Errorf(amqp.PreconditionFailed, "fast reply consumer does not exist").For(pm)
 	}
-	p := msg.Props
+	p := msg.Props()
 	p.ReplyTo = replyPrefix + ch.replyToken
-	msg.Props = p
-	msg.Header = amqp.AppendContentHeader(nil, uint64(len(msg.Body)), &p)
+	msg.SetProps(&p)
 	return nil
 }
 

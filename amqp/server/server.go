@@ -12,6 +12,7 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/warren-mq/warren/amqp"
+	"github.com/warren-mq/warren/queue"
 	"github.com/warren-mq/warren/store"
 )
 
@@ -60,6 +61,10 @@ type Config struct {
 	// PageWindow is how many ready messages a queue keeps in memory before
 	// paging the rest out to the store (default queue.DefaultPageWindow).
 	PageWindow int
+	// MemoryBudget bounds the bytes of ready messages all queues together
+	// keep in memory; beyond it queues page to the store (see
+	// queue.Budget). Default: DefaultMemoryBudget of MemoryLimit.
+	MemoryBudget int64
 	// DelayWindow is how many pending messages a delayed-message exchange
 	// keeps in memory; the rest wait on disk (default 10000).
 	DelayWindow int
@@ -125,6 +130,9 @@ func (c *Config) setDefaults() {
 type Server struct {
 	cfg Config
 	log *zap.Logger
+	// budget is shared by every queue; nil without a store.
+	budget     *queue.Budget
+	budgetOnce sync.Once
 
 	mu        sync.Mutex
 	listeners []net.Listener
@@ -173,6 +181,7 @@ func New(cfg Config) *Server {
 		globals: map[string]any{"internal_cluster_id": newClusterID()},
 		alarm:   alarms{reasons: map[string]bool{}},
 	}
+	s.budget = newBudget(&s.cfg)
 	s.stopWatch = make(chan struct{})
 	s.clock.Store(time.Now().UnixMilli())
 	s.wg.Add(1)
@@ -324,6 +333,7 @@ func (s *Server) Shutdown(ctx context.Context) error {
 	for _, v := range vhosts {
 		v.close()
 	}
+	s.closeBudget()
 	if s.store != nil {
 		s.store.Flush()
 	}

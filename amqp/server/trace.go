@@ -107,10 +107,11 @@ func (t *tracer) copyOf(ch *channel, key string, m *queue.Message, keys []string
 	for i, k := range keys {
 		rks[i] = k
 	}
+	props := m.Props()
 	h := amqp.Table{
 		"exchange_name": m.Exchange,
 		"routing_keys":  rks,
-		"properties":    propertiesTable(&m.Props),
+		"properties":    propertiesTable(&props),
 		"node":          t.node,
 		"vhost":         t.v.Name,
 		"connection":    ch.conn.name,
@@ -121,13 +122,7 @@ func (t *tracer) copyOf(ch *channel, key string, m *queue.Message, keys []string
 		h[k] = v
 	}
 	p := amqp.Properties{Flags: amqp.FlagHeaders, Headers: h}
-	return &queue.Message{
-		Exchange:   traceExchange,
-		RoutingKey: key,
-		Header:     amqp.AppendContentHeader(nil, uint64(len(m.Body)), &p),
-		Body:       m.Body,
-		Props:      p,
-	}
+	return queue.NewMessage(traceExchange, key, amqp.AppendContentHeader(nil, uint64(len(m.Body)), &p), m.Body)
 }
 
 // tracePublish copies a message a client published to exchange, routed
@@ -154,7 +149,7 @@ func (t *tracer) traceDeliver(ch *channel, qname string, m *queue.Message, redel
 	if redelivered {
 		r = 1
 	}
-	keys := ccKeys([]string{m.RoutingKey}, m.Props.Headers)
+	keys := ccKeys([]string{m.RoutingKey}, m.Headers())
 	t.add(t.copyOf(ch, "deliver."+qname, m, keys, amqp.Table{"redelivered": r}))
 }
 

@@ -84,6 +84,7 @@ type Vhost struct {
 	retired     *statTotals // where a deleted queue's counters go
 	nextQueueID func() uint64
 	pageWindow  int
+	budget      *queue.Budget
 	delayWindow int
 }
 

@@ -61,6 +61,7 @@ var flags = []cli.Flag{
 	altsrc.NewStringSliceFlag(&cli.StringSliceFlag{Name: "loopback-networks", Value: cli.NewStringSlice("127.0.0.0/8", "::1/128"), EnvVars: []string{"WARREN_LOOPBACK_NETWORKS"}, Usage: "addresses (CIDR) that count as loopback for --loopback-users"}),
 	altsrc.NewIntFlag(&cli.IntFlag{Name: "auth-failure-limit", Value: 10, EnvVars: []string{"WARREN_AUTH_FAILURE_LIMIT"}, Usage: "failed logins one address may make per --auth-failure-window before its logins are refused until the window passes (-1: no limit)"}),
 	altsrc.NewDurationFlag(&cli.DurationFlag{Name: "auth-failure-window", Value: time.Minute, EnvVars: []string{"WARREN_AUTH_FAILURE_WINDOW"}, Usage: "the window of --auth-failure-limit"}),
+	altsrc.NewStringFlag(&cli.StringFlag{Name: "memory-budget", Value: "auto", EnvVars: []string{"WARREN_MEMORY_BUDGET"}, Usage: "bytes of ready messages all queues together keep in memory, the rest paged to disk (auto: 1/16 of the memory high watermark, at most half of --heap-limit)"}),
 	altsrc.NewIntFlag(&cli.IntFlag{Name: "queue-memory-window", Value: 20000, EnvVars: []string{"WARREN_QUEUE_MEMORY_WINDOW"}, Usage: "ready messages a queue keeps in memory; the rest wait on disk"}),
 	altsrc.NewStringFlag(&cli.StringFlag{Name: "consumer-timeout", Value: "30m", EnvVars: []string{"WARREN_CONSUMER_TIMEOUT"}, Usage: "close a channel whose delivery waits longer than this for its ack (RabbitMQ's consumer_timeout); 0 or false: off"}),
 	altsrc.NewIntFlag(&cli.IntFlag{Name: "delayed-memory-window", Value: 10000, EnvVars: []string{"WARREN_DELAYED_MEMORY_WINDOW"}, Usage: "pending messages a delayed-message exchange keeps in memory; the rest wait on disk"}),
@@ -110,6 +111,7 @@ func run(c *cli.Context) error {
 		return err
 	}
 
+	var heapLimit uint64
 	if os.Getenv("GOMEMLIMIT") == "" {
 		limit, err := parseBytes(c.String("heap-limit"))
 		if err != nil {
@@ -118,6 +120,7 @@ func run(c *cli.Context) error {
 		if limit > 0 {
 			debug.SetMemoryLimit(int64(limit))
 		}
+		heapLimit = limit
 	}
 	var tlsCfg *tls.Config
 	if c.String("amqps-listen") != "" || c.String("https-listen") != "" {
@@ -137,6 +140,9 @@ func run(c *cli.Context) error {
 	}
 	memLimit := uint64(c.Float64("vm-memory-high-watermark") * float64(server.TotalMemory()))
 	cfg.Logger, cfg.Store, cfg.MemoryLimit, cfg.DiskFreeLimit, cfg.DataDir = log, st, memLimit, diskLimit, dataDir
+	if cfg.MemoryBudget, err = memoryBudget(c.String("memory-budget"), memLimit, heapLimit); err != nil {
+		return err
+	}
 	srv := server.New(cfg)
 	start := time.Now()
 	if err := srv.Restore(); err != nil {

@@ -195,6 +195,8 @@ function legend(keys, labels) {
   return '<div class="legend">' + keys.map((k, i) => `<span><i class="c${i}"></i>${esc(labels[i])}</span>`).join('') + '</div>';
 }
 
+function mib(b) { return (b / 1048576).toFixed(1); }
+
 async function overviewPage() {
   view().innerHTML = `
     <h1>Overview</h1>
@@ -216,6 +218,14 @@ async function overviewPage() {
       stat('Ready', q.messages_ready, 'st-ready') + stat('Unacked', q.messages_unacknowledged, 'st-unacked') +
       stat('Publish/s', (ms.publish_details || {}).rate || 0, 'st-publish-rate');
     $('#version').textContent = `Warren, speaking RabbitMQ ${o.rabbitmq_version} to clients · node ${o.node}`;
+    // The memory budget for queued messages: what is in memory, what is paged out.
+    let n;
+    try { [n] = await get('/api/nodes'); } catch (e) { n = null; }
+    if (n && n.message_memory_budget) {
+      $('#stats').innerHTML += stat('In memory', `${mib(n.message_bytes_ram)} / ${mib(n.message_memory_budget)} MiB`, 'st-mem') +
+        stat('Messages in memory', n.messages_ram, 'st-mem-msgs') +
+        stat('Paged out', `${fmt(n.messages_paged_out)} (${mib(n.message_bytes_paged_out)} MiB)`, 'st-paged');
+    }
     const rate = (k) => (ms[k + '_details'] || {}).rate || 0;
     series.rates.push({ publish: rate('publish'), deliver_get: rate('deliver_get'), ack: rate('ack') });
     series.depth.push({ ready: q.messages_ready, unacked: q.messages_unacknowledged });
