@@ -31,6 +31,7 @@ func timeoutText(ch, ms int) string {
 }
 
 func TestConsumerTimeoutClosesAndRequeues(t *testing.T) {
+	warrenOnly(t, "x-consumer-timeout and the consumer-timeout policy key arrived in RabbitMQ 3.12; 3.10.8 ignores them")
 	b := startBroker(t, server.Config{})
 	c, pub := b.channel(t)
 	_, err := pub.QueueDeclare("slow", false, false, false, false, amqp.Table{"x-consumer-timeout": int32(400)})
@@ -77,6 +78,7 @@ func TestConsumerTimeoutClosesAndRequeues(t *testing.T) {
 }
 
 func TestConsumerTimeoutServerDefaultPolicyAndGet(t *testing.T) {
+	warrenOnly(t, "sets Warren's consumer timeout (server.Config); the policy key is RabbitMQ 3.12+")
 	b := startBroker(t, server.Config{ConsumerTimeout: 300 * time.Millisecond})
 	c, ch := b.channel(t)
 	_, err := ch.QueueDeclare("g", false, false, false, false, nil)

@@ -37,6 +37,7 @@ func queueDepth(t *testing.T, ch *amqp.Channel, q string) int {
 }
 
 func TestDedupExchange(t *testing.T) {
+	warrenOnly(t, "message deduplication is a community plugin RabbitMQ 3.10.8 does not ship")
 	b := startBroker(t, server.Config{})
 	c, ch := b.channel(t)
 	err := ch.ExchangeDeclare("d", "direct", false, false, false, false, amqp.Table{"x-message-deduplication": true})
@@ -81,6 +82,7 @@ func TestDedupExchange(t *testing.T) {
 }
 
 func TestDedupQueue(t *testing.T) {
+	warrenOnly(t, "message deduplication is a community plugin RabbitMQ 3.10.8 does not ship")
 	b := startBroker(t, server.Config{})
 	_, ch := b.channel(t)
 	_, err := ch.QueueDeclare("uq", false, false, false, false, amqp.Table{"x-message-deduplication": true})

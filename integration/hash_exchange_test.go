@@ -289,6 +289,7 @@ func TestRandomExchange(t *testing.T) {
 // TestModulusHash: RabbitMQ 4.3's x-modulus-hash, not in 3.10 (which
 // answers 503 unknown exchange type), so Warren only.
 func TestModulusHash(t *testing.T) {
+	warrenOnly(t, "x-modulus-hash is RabbitMQ 4.3 core; 3.10.8 does not know it")
 	b := startBroker(t, server.Config{})
 	_, ch := b.channel(t)
 	x, qs := hashSetup(t, ch, "x-modulus-hash", nil, "ignored", "ignored", "ignored")

@@ -16,6 +16,7 @@ import (
 // deduplicating and consumer-timeout objects both ways; warrenctl declares
 // them, and a bad weight comes back as the plugin's reason.
 func TestPluginTypesInAPIDefinitionsAndWarrenctl(t *testing.T) {
+	warrenOnly(t, "drives warrenctl and Warren's built-in exchange types")
 	b := startBroker(t, server.Config{})
 	api := startAPI(t, b)
 	types := map[string]bool{}
