@@ -15,6 +15,7 @@ import (
 	"testing"
 	"time"
 
+	amqp "github.com/rabbitmq/amqp091-go"
 	"github.com/stretchr/testify/require"
 )
 
@@ -145,6 +146,18 @@ func (nd *clusterNode) signal(sig syscall.Signal) {
 }
 
 func (nd *clusterNode) url() string { return "amqp://guest:guest@" + nd.amqp + "/" }
+
+// channel opens a connection to the node, closed when the test ends, and
+// a channel on it.
+func (nd *clusterNode) channel() *amqp.Channel {
+	nd.t.Helper()
+	c, err := amqp.Dial(nd.url())
+	require.NoError(nd.t, err)
+	nd.t.Cleanup(func() { c.Close() })
+	ch, err := c.Channel()
+	require.NoError(nd.t, err)
+	return ch
+}
 
 // api calls the node's management API as guest.
 func (nd *clusterNode) api(method, path, body string) (int, []byte) {

@@ -208,14 +208,7 @@ func TestClusterGrowAndShrink(t *testing.T) {
 func TestClusterConsumeOnAnyNode(t *testing.T) {
 	warrenOnly(t, "starts a cluster of bin/warren processes")
 	nodes := startTestCluster(t, 3, 0)
-	dial := func(nd *clusterNode) *amqp.Channel {
-		c, err := amqp.Dial(nd.url())
-		require.NoError(t, err)
-		t.Cleanup(func() { c.Close() })
-		ch, err := c.Channel()
-		require.NoError(t, err)
-		return ch
-	}
+	dial := func(nd *clusterNode) *amqp.Channel { return nd.channel() }
 	home := dial(nodes[0])
 	_, err := home.QueueDeclare("cl.c", true, false, false, false, nil)
 	require.NoError(t, err)
@@ -313,14 +306,7 @@ func TestClusterConsumeOnAnyNode(t *testing.T) {
 func TestClusterFeaturesAcrossNodes(t *testing.T) {
 	warrenOnly(t, "starts a cluster of bin/warren processes")
 	nodes := startTestCluster(t, 3, 0)
-	dial := func(nd *clusterNode) *amqp.Channel {
-		c, err := amqp.Dial(nd.url())
-		require.NoError(t, err)
-		t.Cleanup(func() { c.Close() })
-		ch, err := c.Channel()
-		require.NoError(t, err)
-		return ch
-	}
+	dial := func(nd *clusterNode) *amqp.Channel { return nd.channel() }
 	ch1, ch2, ch3 := dial(nodes[0]), dial(nodes[1]), dial(nodes[2])
 	// The dead-letter queue lives on node 2, the expiring queue on node 1.
 	_, err := ch2.QueueDeclare("cl.dead", true, false, false, false, nil)
@@ -381,14 +367,7 @@ func TestClusterFeaturesAcrossNodes(t *testing.T) {
 func TestClusterManagementCoversAllNodes(t *testing.T) {
 	warrenOnly(t, "starts a cluster of bin/warren processes")
 	nodes := startTestCluster(t, 3, 0)
-	dial := func(nd *clusterNode) *amqp.Channel {
-		c, err := amqp.Dial(nd.url())
-		require.NoError(t, err)
-		t.Cleanup(func() { c.Close() })
-		ch, err := c.Channel()
-		require.NoError(t, err)
-		return ch
-	}
+	dial := func(nd *clusterNode) *amqp.Channel { return nd.channel() }
 	home := dial(nodes[0])
 	_, err := home.QueueDeclare("cl.m", true, false, false, false, nil)
 	require.NoError(t, err)

@@ -62,14 +62,8 @@ func componentMissing(w http.ResponseWriter, component string) {
 }
 
 func (a *api) putParameter(w http.ResponseWriter, r *http.Request) {
-	var body map[string]any
-	if err := readBody(r, &body); err != nil {
-		badBody(w, err)
-		return
-	}
-	value, ok := body["value"]
+	value, ok := bodyValue(w, r)
 	if !ok {
-		badRequest(w, "[{key_missing,value}]")
 		return
 	}
 	component, vhost, name := var_(r, "component"), var_(r, "vhost"), var_(r, "name")
@@ -158,14 +152,8 @@ func (a *api) getGlobalParameter(w http.ResponseWriter, r *http.Request) {
 }
 
 func (a *api) putGlobalParameter(w http.ResponseWriter, r *http.Request) {
-	var body map[string]any
-	if err := readBody(r, &body); err != nil {
-		badBody(w, err)
-		return
-	}
-	value, ok := body["value"]
+	value, ok := bodyValue(w, r)
 	if !ok {
-		badRequest(w, "[{key_missing,value}]")
 		return
 	}
 	isNew, err := a.b.PutGlobalParameter(var_(r, "name"), value)
@@ -189,4 +177,19 @@ func (a *api) deleteGlobalParameter(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	w.WriteHeader(http.StatusNoContent)
+}
+
+// bodyValue reads a parameter body's "value", answering a body without one
+// with RabbitMQ's key_missing.
+func bodyValue(w http.ResponseWriter, r *http.Request) (any, bool) {
+	var body map[string]any
+	if err := readBody(r, &body); err != nil {
+		badBody(w, err)
+		return nil, false
+	}
+	value, ok := body["value"]
+	if !ok {
+		badRequest(w, "[{key_missing,value}]")
+	}
+	return value, ok
 }

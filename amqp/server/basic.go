@@ -188,7 +188,7 @@ func (ch *channel) route(pm *amqp.BasicPublish, msg *queue.Message, seq uint64) 
 	held := holdDelayed(ch.r, msg)
 	persisted = persisted || held == heldPersisted
 	if remoteN > 0 {
-		ch.forwardCopies(v, qs, msg, ttl, seq, rejected, persisted)
+		ch.forwardCopies(v, qs, remoteN, msg, ttl, seq, rejected, persisted)
 		seq = 0 // its confirm is settled by the answers
 	}
 	v.mu.RUnlock()

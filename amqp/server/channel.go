@@ -539,17 +539,22 @@ func settleEntries(es []unackedEntry, how int) {
 		if q := es[i].q; q.remote(q.homeNode()) {
 			settleRemote(q, es[i:j], how)
 		} else if len(batch) > 0 {
-			switch how {
-			case settleAck:
-				q.Ack(batch)
-			case settleRequeue:
-				q.Requeue(batch)
-			case settleDeadLetter:
-				q.Ack(batch)
-				q.DeadLetterRejected(batch)
-			}
+			settleBatch(q, batch, how)
 		}
 		i = j
+	}
+}
+
+// settleBatch acks, requeues or dead-letters entries of one local queue.
+func settleBatch(q *Queue, es []queue.Entry, how int) {
+	switch how {
+	case settleAck:
+		q.Ack(es)
+	case settleRequeue:
+		q.Requeue(es)
+	case settleDeadLetter:
+		q.Ack(es)
+		q.DeadLetterRejected(es)
 	}
 }
 

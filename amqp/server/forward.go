@@ -322,7 +322,7 @@ func (q *Queue) homeNode() string {
 // and, for a confirmed publish (seq > 0), records what its confirm waits
 // for: every node's answer, and the local sync when a local copy was
 // persisted. Vhost read lock held.
-func (ch *channel) forwardCopies(v *Vhost, qs []*Queue, msg *queue.Message, ttl int64, seq uint64, rejected, persisted bool) {
+func (ch *channel) forwardCopies(v *Vhost, qs []*Queue, remoteN int, msg *queue.Message, ttl int64, seq uint64, rejected, persisted bool) {
 	s := ch.conn.srv
 	var c *confirmer
 	if seq != 0 {
@@ -331,12 +331,7 @@ func (ch *channel) forwardCopies(v *Vhost, qs []*Queue, msg *queue.Message, ttl 
 			ch.confirms.add(seq, confirmNack)
 			c = nil
 		} else {
-			n := 0
-			for _, q := range qs {
-				if q.remote(v.node) {
-					n++
-				}
-			}
+			n := remoteN
 			if persisted {
 				n++
 			}

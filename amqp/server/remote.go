@@ -649,16 +649,9 @@ func (g *gets) take(node string, tags []uint64, all bool) map[*Queue][]queue.Ent
 	return out
 }
 
-// settleEntriesOf applies how to a queue's entries.
+// settleEntriesOf settles another node's deliveries of a queue here; the
+// credit they held comes back, so the queue is woken.
 func settleEntriesOf(q *Queue, es []queue.Entry, how int) {
-	switch how {
-	case settleAck:
-		q.Ack(es)
-	case settleRequeue:
-		q.Requeue(es)
-	case settleDeadLetter:
-		q.Ack(es)
-		q.DeadLetterRejected(es)
-	}
+	settleBatch(q, es, how)
 	q.Kick()
 }
