@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"math/rand"
 	"net"
 	"net/http"
 	"os"
@@ -30,13 +31,57 @@ type clusterNode struct {
 	log                    *os.File
 }
 
-// freePort returns a loopback address with a port nothing listens on now.
-func freePort(t *testing.T) string {
+// freePort returns a loopback address with a port nothing listens on now,
+// for a broker process started later (or restarted) on it. The port comes
+// from below the kernel's ephemeral range, so no outgoing connection and no
+// listener on :0 of any test running alongside is handed it in between;
+// ports go round in turn from a random start, each checked free.
+func freePort(t testing.TB) string {
 	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	require.NoError(t, err)
-	defer l.Close()
-	return l.Addr().String()
+	portMu.Lock()
+	defer portMu.Unlock()
+	lo, hi := 10000, ephemeralLow()
+	if hi-lo < 1000 { // an unusual ephemeral range: take what the kernel gives
+		l, err := net.Listen("tcp", "127.0.0.1:0")
+		require.NoError(t, err)
+		defer l.Close()
+		return l.Addr().String()
+	}
+	if nextPort < lo || nextPort >= hi {
+		nextPort = lo + rand.Intn(hi-lo)
+	}
+	for i := 0; i < hi-lo; i++ {
+		p := nextPort
+		if nextPort++; nextPort >= hi {
+			nextPort = lo
+		}
+		addr := fmt.Sprintf("127.0.0.1:%d", p)
+		if l, err := net.Listen("tcp", addr); err == nil {
+			l.Close()
+			return addr
+		}
+	}
+	t.Fatalf("no free port in %d-%d", lo, hi)
+	return ""
+}
+
+var (
+	portMu   sync.Mutex
+	nextPort int
+)
+
+// ephemeralLow is the first port of the kernel's ephemeral range (32768 if
+// it cannot be read).
+func ephemeralLow() int {
+	raw, err := os.ReadFile("/proc/sys/net/ipv4/ip_local_port_range")
+	if err != nil {
+		return 32768
+	}
+	var lo, hi int
+	if _, err := fmt.Sscan(string(raw), &lo, &hi); err != nil || lo <= 0 {
+		return 32768
+	}
+	return lo
 }
 
 var (

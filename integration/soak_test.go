@@ -31,10 +31,7 @@ func TestSoakWithKills(t *testing.T) {
 	killEvery := envDuration("WARREN_SOAK_KILL_EVERY", 4*time.Second)
 	bin := buildWarren(t)
 	dir := t.TempDir()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	require.NoError(t, err)
-	addr := l.Addr().String()
-	l.Close()
+	addr := freePort(t)
 	url := "amqp://guest:guest@" + addr + "/"
 
 	var cmd *exec.Cmd
