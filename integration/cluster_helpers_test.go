@@ -254,8 +254,9 @@ func (nd *clusterNode) status() clusterStatus {
 	return st
 }
 
-// waitFor polls cond (every 20 ms, up to 20 s).
-func waitFor(t *testing.T, what string, cond func() bool) {
+// waitFor polls cond (every 20 ms, up to 20 s); on a timeout the test
+// fails with what and, when given, what explain says of the state.
+func waitFor(t *testing.T, what string, cond func() bool, explain ...func() string) {
 	t.Helper()
 	deadline := time.Now().Add(20 * time.Second)
 	for time.Now().Before(deadline) {
@@ -263,6 +264,9 @@ func waitFor(t *testing.T, what string, cond func() bool) {
 			return
 		}
 		time.Sleep(20 * time.Millisecond)
+	}
+	for _, e := range explain {
+		what += "\n" + e()
 	}
 	t.Fatalf("timed out waiting for %s", what)
 }

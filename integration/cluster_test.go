@@ -487,3 +487,56 @@ func TestClusterTLS(t *testing.T) {
 	}
 	require.Contains(t, stranger.logText(), "joining the cluster through the seeds")
 }
+
+// TestClusterQueueLeaderLocator: a queue declared on one node lives where
+// its locator says (RabbitMQ's queue-leader-locator): the declaring node by
+// default, the node homing the fewest queues for "balanced" (policy or
+// x-queue-leader-locator); messages published on one node to a queue homed
+// on another are consumed on a third.
+func TestClusterQueueLeaderLocator(t *testing.T) {
+	warrenOnly(t, "starts a cluster of bin/warren processes")
+	nodes := startTestCluster(t, 3, 0)
+	ch1 := nodes[0].channel()
+	homeOf := func(name string) string {
+		var node string
+		waitFor(t, name+" listed with its node", func() bool {
+			code, raw := nodes[2].api("GET", "/api/queues/%2F/"+name, "")
+			if code != 200 {
+				return false
+			}
+			var q map[string]any
+			require.NoError(t, json.Unmarshal(raw, &q))
+			node, _ = q["node"].(string)
+			return node != ""
+		})
+		return node
+	}
+	_, err := ch1.QueueDeclare("loc.local", true, false, false, false, nil)
+	require.NoError(t, err)
+	require.Equal(t, nodes[0].name, homeOf("loc.local"), "client-local by default")
+
+	// balanced by argument: node 1 homes a queue, nodes 2 and 3 none.
+	_, err = ch1.QueueDeclare("loc.arg", true, false, false, false, amqp.Table{"x-queue-leader-locator": "balanced"})
+	require.NoError(t, err)
+	require.Equal(t, nodes[1].name, homeOf("loc.arg"))
+
+	// balanced by policy: nodes 1 and 2 home one queue each, node 3 none.
+	code, raw := nodes[0].api("PUT", "/api/policies/%2F/locate", `{"pattern":"^loc\\.pol","apply-to":"queues","definition":{"queue-leader-locator":"balanced"}}`)
+	require.Equal(t, 201, code, string(raw))
+	_, err = ch1.QueueDeclare("loc.pol", true, false, false, false, nil)
+	require.NoError(t, err)
+	require.Equal(t, nodes[2].name, homeOf("loc.pol"))
+
+	// Published on node 1, homed on node 3, consumed on node 2.
+	ch2 := nodes[1].channel()
+	ds, err := ch2.Consume("loc.pol", "", false, false, false, false, nil)
+	require.NoError(t, err)
+	require.NoError(t, ch1.Confirm(false))
+	dc, err := ch1.PublishWithDeferredConfirmWithContext(context.Background(), "", "loc.pol", false, false,
+		amqp.Publishing{Body: []byte("a to c via b"), DeliveryMode: amqp.Persistent})
+	require.NoError(t, err)
+	require.True(t, dc.Wait())
+	d := recv(t, ds)
+	require.Equal(t, "a to c via b", string(d.Body))
+	require.NoError(t, d.Ack(false))
+}

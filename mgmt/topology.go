@@ -128,6 +128,15 @@ func queueItem(q server.QueueInfo, detail bool) item {
 	if q.Owner != "" {
 		it["owner_pid_details"] = map[string]any{"name": q.Owner}
 	}
+	if t, _ := q.Arguments["x-queue-type"].(string); t == "quorum" {
+		// A quorum queue as RabbitMQ shows one: its group's leader and
+		// members (one member, its node, until the queue is replicated).
+		it["type"], it["leader"] = "quorum", q.Node
+		it["members"], it["online"] = []string{q.Node}, []string{q.Node}
+		if q.Members != nil {
+			it["members"], it["online"] = q.Members, q.Online
+		}
+	}
 	if q.Policy != nil {
 		it["policy"], it["effective_policy_definition"] = q.Policy.Name, q.Policy.Definition
 	}

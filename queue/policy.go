@@ -40,7 +40,16 @@ type limits struct {
 	deliveryLimit int64
 	dlrk          string
 	hasDLRK       bool
+	// quorum: x-queue-type quorum. Every message is stored, whatever its
+	// delivery mode; priorities are two fair levels; the delivery limit
+	// defaults to DefaultDeliveryLimit.
+	quorum bool
 }
+
+// DefaultDeliveryLimit is a quorum queue's delivery-limit when neither an
+// argument nor a policy sets one (RabbitMQ 4.x; a negative limit turns it
+// off).
+const DefaultDeliveryLimit = 20
 
 func intArg(args amqp.Table, k string) int64 {
 	if v, ok := args[k]; ok {
@@ -64,6 +73,13 @@ func parseLimits(args amqp.Table) limits {
 	l.dlx, l.hasDLX = args["x-dead-letter-exchange"].(string)
 	l.dlrk, l.hasDLRK = args["x-dead-letter-routing-key"].(string)
 	l.deliveryLimit = intArg(args, "x-delivery-limit")
+	if l.quorum = args["x-queue-type"] == "quorum"; l.quorum {
+		if _, set := args["x-delivery-limit"]; !set {
+			l.deliveryLimit = DefaultDeliveryLimit
+		} else if l.deliveryLimit < 0 {
+			l.deliveryLimit = -1
+		}
+	}
 	l.expires = intArg(args, "x-expires")
 	if p := intArg(args, "x-max-priority"); p > 0 {
 		l.maxPriority = int(min(p, 255))

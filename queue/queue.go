@@ -93,6 +93,8 @@ type Queue struct {
 	OnDeadLetter func(q *Queue, dls []DeadLetter)
 
 	lim limits
+	// quorum: x-queue-type quorum (see limits.quorum); fixed at New.
+	quorum bool
 
 	mu sync.Mutex
 	// Guarded by mu.
@@ -158,7 +160,11 @@ func New(cfg Config) *Queue {
 		stop:   make(chan struct{}),
 		done:   make(chan struct{}),
 	}
-	q.ready = newReadyList(q.lim.maxPriority)
+	if q.quorum = q.lim.quorum; q.quorum {
+		q.ready = newFairList()
+	} else {
+		q.ready = newReadyList(q.lim.maxPriority)
+	}
 	q.dedup = newDedupSet(cfg.Args)
 	if q.Journal != nil && q.Budget != nil {
 		q.ready.budget = q.Budget
@@ -181,6 +187,9 @@ func New(cfg Config) *Queue {
 	go q.loop()
 	return q
 }
+
+// Quorum reports whether the queue was declared x-queue-type quorum.
+func (q *Queue) Quorum() bool { return q.quorum }
 
 // Kick wakes the delivery goroutine.
 func (q *Queue) Kick() {
@@ -594,7 +603,15 @@ const (
 )
 
 // Publish appends m. ttl is the message's own expiration in ms, or -1.
-func (q *Queue) Publish(m *Message, ttl int64) PublishResult {
+func (q *Queue) Publish(m *Message, ttl int64) PublishResult { return q.publish(m, ttl, 0) }
+
+// PublishSeq appends m at seq, which must be above every seq the queue has
+// used: a replicated queue's entries take the numbers its log gave them.
+func (q *Queue) PublishSeq(m *Message, ttl int64, seq uint64) PublishResult {
+	return q.publish(m, ttl, seq)
+}
+
+func (q *Queue) publish(m *Message, ttl int64, seq uint64) PublishResult {
 	var dead []DeadLetter
 	q.mu.Lock()
 	if q.deleted {
@@ -619,10 +636,14 @@ func (q *Queue) Publish(m *Message, ttl int64) PublishResult {
 		}
 		return Rejected
 	}
-	q.nextSeq++
+	if seq > q.nextSeq {
+		q.nextSeq = seq
+	} else {
+		q.nextSeq++
+	}
 	q.stats.Published++
 	e := Entry{Msg: m, Seq: q.nextSeq}
-	journal := q.Journal != nil && q.Durable && m.Persistent()
+	journal := q.Journal != nil && q.Durable && (m.Persistent() || q.lim.quorum)
 	if ttl != 0 && q.pagingLocked() {
 		// The queue is over its in-memory window: the entry goes to the
 		// paged-out tail, on disk only.
@@ -864,6 +885,21 @@ func (q *Queue) RemoveConsumer(c *Consumer) bool {
 		q.OnUnused(q)
 	}
 	return found
+}
+
+// Reset drops every message of the queue without telling its journal
+// (ready, paged out, and the count of unacked ones), keeping its consumers
+// and counters: a replicated queue that stops or starts being served here
+// (its log keeps the messages).
+func (q *Queue) Reset() {
+	q.mu.Lock()
+	q.ready.clear()
+	q.readyBytes = 0
+	q.disk = DiskPart{}
+	q.diskHint.Store(0)
+	q.unacked = 0
+	q.maxDelivered, q.reportedDelivered, q.watermark = 0, 0, 0
+	q.mu.Unlock()
 }
 
 // Restore loads entries recovered from the journal, in Seq order, and the

@@ -7,6 +7,11 @@ package queue
 type readyList struct {
 	levels []deque
 	n      int
+	// fair is a quorum queue's two levels (RabbitMQ 4.x): priorities 0-4
+	// and none are normal, above 4 high, and high is served two to one
+	// rather than strictly first; highRun counts the highs served in a row.
+	fair    bool
+	highRun int
 	// bytes is what the entries cost in memory (cost), mirrored into
 	// budget when the queue shares one.
 	bytes  int64
@@ -17,6 +22,12 @@ func newReadyList(maxPriority int) readyList {
 	return readyList{levels: make([]deque, maxPriority+1)}
 }
 
+// newFairList is a quorum queue's ready list: two levels, high served two
+// to one.
+func newFairList() readyList {
+	return readyList{levels: make([]deque, 2), fair: true}
+}
+
 // level is the priority level of e: a message without a priority counts as
 // 0, one above the maximum as the maximum.
 func (r *readyList) level(e *Entry) int {
@@ -25,6 +36,12 @@ func (r *readyList) level(e *Entry) int {
 	}
 	p, ok := e.Msg.Priority()
 	if !ok {
+		return 0
+	}
+	if r.fair {
+		if p > 4 {
+			return 1
+		}
 		return 0
 	}
 	return min(int(p), len(r.levels)-1)
@@ -62,6 +79,9 @@ func (r *readyList) insert(e Entry) {
 
 // top returns the highest non-empty level; the list must not be empty.
 func (r *readyList) top() *deque {
+	if r.fair && r.highRun >= 2 && r.levels[0].len() > 0 {
+		return &r.levels[0]
+	}
 	for i := len(r.levels) - 1; i > 0; i-- {
 		if r.levels[i].len() > 0 {
 			return &r.levels[i]
@@ -74,7 +94,15 @@ func (r *readyList) peek() *Entry { return r.top().peek() }
 
 func (r *readyList) pop() Entry {
 	r.n--
-	e := r.top().pop()
+	d := r.top()
+	if r.fair {
+		if d == &r.levels[1] {
+			r.highRun++
+		} else {
+			r.highRun = 0
+		}
+	}
+	e := d.pop()
 	r.charge(-Cost(&e))
 	return e
 }

@@ -168,21 +168,21 @@ func (ch *channel) route(pm *amqp.BasicPublish, msg *queue.Message, seq uint64) 
 	}
 	ttl := messageTTL(msg)
 	rejected, persisted := false, false
-	durable := msg.Persistent() && ch.conn.srv.store != nil
+	durable := ch.conn.srv.store != nil
 	if durable {
-		msg.StoreInline = oneDurable(qs)
+		msg.StoreInline = oneStoring(qs, msg)
 	}
 	remoteN := 0
 	for _, q := range qs {
-		if q.remote(v.node) {
-			remoteN++ // forwarded to its home node below (forward.go)
+		if q.repl != nil || q.remote(v.node) {
+			remoteN++ // replicated or forwarded to its home node below (forward.go)
 			continue
 		}
 		switch q.Publish(msg, ttl) {
 		case queue.Rejected:
 			rejected = true
 		case queue.Enqueued:
-			persisted = persisted || durable && q.Durable
+			persisted = persisted || durable && q.Durable && (msg.Persistent() || q.Quorum())
 		}
 	}
 	held := holdDelayed(ch.r, msg)
@@ -275,8 +275,14 @@ func (ch *channel) basicConsume(m *amqp.BasicConsume) error {
 	if dup {
 		return amqp.Errorf(amqp.NotAllowed, "attempt to reuse consumer tag '%s'", tag)
 	}
+	if q.Quorum() && ch.globalPrefetch.Load() > 0 {
+		return errGlobalQoS(q, ch.vhost().Name)
+	}
 	prio, _ := amqp.Int(m.Arguments["x-priority"])
-	if q.remote(ch.vhost().node) {
+	if q.repl != nil || q.remote(ch.vhost().node) {
+		// A replicated queue's consumers all go through its leader as
+		// other nodes' do (this node's through the loopback), so that they
+		// move with the leadership.
 		return ch.remoteConsume(m, q, tag, prio)
 	}
 	ci := &consumerInfo{ch: ch, q: q, prefetch: ch.prefetch}
@@ -332,7 +338,7 @@ func (ch *channel) basicGet(m *amqp.BasicGet) error {
 	if err != nil {
 		return err
 	}
-	if q.remote(ch.vhost().node) {
+	if q.repl != nil || q.remote(ch.vhost().node) {
 		return ch.remoteGet(m, q)
 	}
 	// Tag assignment and the frames go out under the channel lock, like a
@@ -347,7 +353,7 @@ func (ch *channel) basicGet(m *amqp.BasicGet) error {
 	ch.nextTag++
 	tag := ch.nextTag
 	if !m.NoAck {
-		ch.unacked = append(ch.unacked, unackedEntry{tag: tag, q: q, e: e, at: ch.conn.srv.clock.Load()})
+		ch.unacked = append(ch.unacked, unackedEntry{tag: tag, q: q, e: e, at: ch.conn.srv.clock.Load(), home: ch.conn.srv.cfg.NodeName})
 		ch.unackedN.Add(1)
 	}
 	msg := e.Msg
@@ -356,10 +362,26 @@ func (ch *channel) basicGet(m *amqp.BasicGet) error {
 	}
 	ch.conn.send(func(b []byte) []byte {
 		b = amqp.AppendMethodFrame(b, ch.id, &amqp.BasicGetOk{DeliveryTag: tag, Redelivered: e.Redelivered, Exchange: msg.Exchange, RoutingKey: msg.RoutingKey, MessageCount: uint32(remaining)})
-		return amqp.AppendContent(b, ch.id, msg.Header, msg.Body, ch.conn.frameMax)
+		return amqp.AppendContent(b, ch.id, deliveryHeader(q.Queue, &e), msg.Body, ch.conn.frameMax)
 	})
 	ch.mu.Unlock()
 	return nil
+}
+
+// oneStoring reports whether exactly one of qs stores msg (a durable queue
+// for a persistent message, a quorum queue for any): then it is stored
+// inline in that queue's entry.
+func oneStoring(qs []*Queue, msg *queue.Message) bool {
+	if msg.Persistent() {
+		return oneDurable(qs)
+	}
+	n := 0
+	for _, q := range qs {
+		if q.Quorum() {
+			n++
+		}
+	}
+	return n == 1
 }
 
 // oneDurable reports whether exactly one of qs is durable: a persistent

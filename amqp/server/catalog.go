@@ -32,8 +32,12 @@ type QueueInfo struct {
 	Owner string
 	// Policy is the policy that applies, if any.
 	Policy *Policy
-	// Node is the queue's home node, where its messages are.
+	// Node is the queue's home node, where its messages are (a replicated
+	// queue's leader).
 	Node string
+	// Members and Online are a replicated queue's group members and those
+	// of them reachable now; nil for other queues.
+	Members, Online []string
 	queue.Snapshot
 }
 
@@ -148,7 +152,15 @@ func queueInfo(v *Vhost, q *Queue) QueueInfo {
 		qi.Owner = q.owner.name
 	}
 	qi.Policy = q.policy.Load()
-	qi.Node = q.home
+	qi.Node = q.Home()
+	if r := q.repl; r != nil {
+		qi.Members = r.members
+		for _, n := range r.members {
+			if n == r.s.cfg.NodeName || r.s.reachable(n) {
+				qi.Online = append(qi.Online, n)
+			}
+		}
+	}
 	return qi
 }
 

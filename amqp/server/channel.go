@@ -35,6 +35,9 @@ type consumerInfo struct {
 	// remote is the id of a consumer of a queue at home on another node
 	// (remote.go), 0 for a local queue.
 	remote uint64
+	// attach counts the times a replicated queue's consumer attached to a
+	// leader (replica.go).
+	attach atomic.Uint64
 }
 
 // unackedEntry is one delivery awaiting ack. c is nil for basic.get.
@@ -45,6 +48,10 @@ type unackedEntry struct {
 	c     *consumerInfo
 	acked bool
 	at    int64 // Server.clock at delivery (consumer_timeout.go)
+	// home delivered it (this node, or the queue's home elsewhere): a
+	// replicated queue's delivery from a leader that is gone is not settled
+	// (replica.go).
+	home string
 }
 
 type channel struct {
@@ -354,12 +361,18 @@ func (ch *channel) Draining(*queue.Consumer) bool { return ch.conn.draining() }
 // Deliver implements queue.Sink: assigns the delivery tag and queues the
 // frames, under the channel lock so tags reach the wire in order.
 func (ch *channel) Deliver(q *queue.Queue, c *queue.Consumer, e queue.Entry) {
+	ch.deliver(q, c, e, ch.conn.srv.cfg.NodeName)
+}
+
+// deliver sends a delivery that home made (this node, or another's
+// through remoteDelivery).
+func (ch *channel) deliver(q *queue.Queue, c *queue.Consumer, e queue.Entry, home string) {
 	ci := c.Owner.(*consumerInfo)
 	ch.mu.Lock()
 	ch.nextTag++
 	tag := ch.nextTag
 	if !c.NoAck {
-		ch.unacked = append(ch.unacked, unackedEntry{tag: tag, q: ci.q, e: e, c: ci, at: ch.conn.srv.clock.Load()})
+		ch.unacked = append(ch.unacked, unackedEntry{tag: tag, q: ci.q, e: e, c: ci, at: ch.conn.srv.clock.Load(), home: home})
 		ci.unacked.Add(1)
 		ch.unackedN.Add(1)
 	}
@@ -369,7 +382,7 @@ func (ch *channel) Deliver(q *queue.Queue, c *queue.Consumer, e queue.Entry) {
 	}
 	ch.conn.send(func(b []byte) []byte {
 		b = appendDeliver(b, ch.id, c.Tag, tag, e.Redelivered, m.Exchange, m.RoutingKey)
-		return amqp.AppendContent(b, ch.id, m.Header, m.Body, ch.conn.frameMax)
+		return amqp.AppendContent(b, ch.id, deliveryHeader(q, &e), m.Body, ch.conn.frameMax)
 	})
 	ch.mu.Unlock()
 }
@@ -536,7 +549,9 @@ func settleEntries(es []unackedEntry, how int) {
 				batch = append(batch, u.e)
 			}
 		}
-		if q := es[i].q; q.remote(q.homeNode()) {
+		if q := es[i].q; q.repl != nil {
+			settleReplicated(q, es[i:j], how)
+		} else if q.remote(q.homeNode()) {
 			settleRemote(q, es[i:j], how)
 		} else if len(batch) > 0 {
 			settleBatch(q, batch, how)

@@ -77,8 +77,12 @@ type conn struct {
 	// home, on an applying session, is the node that proposed the command
 	// being applied: a queue it declares lives there. generated says that
 	// node generated the queue's amq.gen- name.
-	home        string
-	generated   bool
+	home      string
+	generated bool
+	// group and members: the Raft group of a replicated queue it declares
+	// (replica.go).
+	group       uint64
+	members     []string
 	capCancel   bool // consumer_cancel_notify
 	capAuthFail bool // authentication_failure_close
 	capBlocked  bool // connection.blocked

@@ -46,19 +46,23 @@ type forwards struct {
 }
 
 type forwardWait struct {
-	c    *confirmer
-	seq  uint64
-	node string
+	done func(ok bool) // the answer
+	// resend, when set, is called instead of done(false) when node goes
+	// down: a copy for a replicated queue goes to its next leader.
+	resend func()
+	q      *Queue // the queue of a resend
+	node   string
 }
 
-func (f *forwards) add(node string, c *confirmer, seq uint64) uint64 {
+func (f *forwards) add(node string, w forwardWait) uint64 {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	f.next++
 	if f.pending == nil {
 		f.pending = map[uint64]forwardWait{}
 	}
-	f.pending[f.next] = forwardWait{c: c, seq: seq, node: node}
+	w.node = node
+	f.pending[f.next] = w
 	return f.next
 }
 
@@ -83,7 +87,11 @@ func (f *forwards) failNode(node string) {
 	}
 	f.mu.Unlock()
 	for _, w := range failed {
-		w.c.settleRemote(w.seq, false)
+		if w.resend != nil {
+			w.resend()
+		} else {
+			w.done(false)
+		}
 	}
 }
 
@@ -105,9 +113,20 @@ func (s *Server) PeerDown(node string) {
 // confirmer it returns false when the copy could not even be sent (the
 // caller counts it as refused); the answer settles seq later.
 func (s *Server) forward(v *Vhost, q *Queue, msg *queue.Message, ttl int64, c *confirmer, seq uint64) bool {
-	var id uint64
+	var w forwardWait
 	if c != nil {
-		id = s.forwards.add(q.home, c, seq)
+		w.done = func(ok bool) { c.settleRemote(seq, ok) }
+	}
+	return s.forwardTo(q.Home(), v, q, msg, ttl, w)
+}
+
+// forwardTo sends a copy of msg for q to node; w.done (if set) is called
+// with the answer. It returns false when the copy could not be sent (then
+// w.done is not called).
+func (s *Server) forwardTo(node string, v *Vhost, q *Queue, msg *queue.Message, ttl int64, w forwardWait) bool {
+	var id uint64
+	if w.done != nil {
+		id = s.forwards.add(node, w)
 	}
 	b := make([]byte, 0, 64+len(v.Name)+len(q.Name)+len(msg.Exchange)+len(msg.RoutingKey)+len(msg.Header)+len(msg.Body))
 	b = append(b, peerForward)
@@ -120,8 +139,8 @@ func (s *Server) forward(v *Vhost, q *Queue, msg *queue.Message, ttl int64, c *c
 	b = binary.BigEndian.AppendUint32(b, uint32(len(msg.Header)))
 	b = append(b, msg.Header...)
 	b = append(b, msg.Body...)
-	if s.peers == nil || s.peers.Send(q.home, b) != nil {
-		if c != nil {
+	if s.peers == nil || node == "" || s.peers.Send(node, b) != nil {
+		if id != 0 {
 			s.forwards.take(id)
 		}
 		return false
@@ -203,7 +222,7 @@ func (s *Server) HandlePeer(from string, payload []byte, reply func([]byte, erro
 			p.cancel(false)
 		}
 	case peerDeliver:
-		s.remoteDelivery(r)
+		s.remoteDelivery(from, r)
 	case peerSettle:
 		id := r.u64()
 		how := r.bytes(1)
@@ -251,7 +270,7 @@ func (s *Server) HandlePeer(from string, payload []byte, reply func([]byte, erro
 			return
 		}
 		if w, found := s.forwards.take(id); found {
-			w.c.settleRemote(w.seq, ok[0] == 1)
+			w.done(ok[0] == 1)
 		}
 	}
 }
@@ -288,11 +307,18 @@ func (s *Server) enqueueForwarded(vhost, qname, exch, key string, header, body [
 	msg := queue.NewMessage(exch, key, header, body)
 	v.mu.RLock()
 	q := v.queues[qname]
+	if q != nil && q.repl != nil {
+		// A replicated queue: proposed here if this node leads its group,
+		// else sent on to the leader.
+		v.mu.RUnlock()
+		q.repl.publish(msg, ttl, done)
+		return true
+	}
 	if q == nil || q.remote(v.node) {
 		v.mu.RUnlock()
 		return false
 	}
-	durable := msg.Persistent() && s.store != nil && q.Durable
+	durable := (msg.Persistent() || q.Quorum()) && s.store != nil && q.Durable
 	msg.StoreInline = durable
 	res := q.Publish(msg, ttl)
 	v.mu.RUnlock()
@@ -308,12 +334,12 @@ func (s *Server) enqueueForwarded(vhost, qname, exch, key string, header, body [
 }
 
 // remote reports whether q lives on another node than node.
-func (q *Queue) remote(node string) bool { return q.home != node }
+func (q *Queue) remote(node string) bool { return q.Home() != node }
 
 // homeNode is this node's name as q knows it (its vhost's node).
 func (q *Queue) homeNode() string {
 	if q.srv == nil {
-		return q.home
+		return q.Home()
 	}
 	return q.srv.cfg.NodeName
 }
@@ -340,7 +366,14 @@ func (ch *channel) forwardCopies(v *Vhost, qs []*Queue, remoteN int, msg *queue.
 		}
 	}
 	for _, q := range qs {
-		if q.remote(v.node) && !s.forward(v, q, msg, ttl, c, seq) && c != nil {
+		switch {
+		case q.repl != nil:
+			var done func(bool)
+			if c != nil {
+				done = func(ok bool) { c.settleRemote(seq, ok) }
+			}
+			q.repl.publish(msg, ttl, done)
+		case q.remote(v.node) && !s.forward(v, q, msg, ttl, c, seq) && c != nil:
 			c.settleRemote(seq, false)
 		}
 	}
@@ -356,6 +389,10 @@ func zapNode(node string) zap.Field { return zap.String("node", node) }
 // (without a confirm: as RabbitMQ's at-most-once dead-lettering). Vhost
 // read lock held.
 func (v *Vhost) publishTo(q *Queue, msg *queue.Message, ttl int64) queue.PublishResult {
+	if q.repl != nil {
+		q.repl.publish(msg, ttl, nil)
+		return queue.Enqueued
+	}
 	if q.remote(v.node) {
 		v.srv.forward(v, q, msg, ttl, nil, 0)
 		return queue.Enqueued

@@ -34,6 +34,9 @@ type queueRecord struct {
 	Args       []byte `json:"arguments"`
 	// Home is the node the queue lives on, in a cluster ("": this node).
 	Home string `json:"home,omitempty"`
+	// Group and Members: a replicated queue's Raft group (replica.go).
+	Group   uint64   `json:"group,omitempty"`
+	Members []string `json:"members,omitempty"`
 }
 
 type bindingRecord struct {
@@ -99,6 +102,7 @@ func (v *Vhost) persistQueue(q *Queue) {
 	}
 	v.store.PutDef(store.KindQueue, nameKey(v.Name, q.Name), queueRecord{
 		Vhost: v.Name, Name: q.Name, ID: q.ID, AutoDelete: q.AutoDelete, Args: amqp.AppendTable(nil, q.Args), Home: q.homeRecord(v.node),
+		Group: q.groupID(), Members: q.groupMembers(),
 	})
 }
 
@@ -145,13 +149,63 @@ func (v *Vhost) newQueue(cfg queue.Config, owner *conn) *Queue {
 	}
 	p, def := v.queuePolicy(cfg.Name)
 	cfg.Policy = def
-	q := &Queue{Queue: queue.New(cfg), owner: owner, home: v.node, srv: v.srv}
+	q := &Queue{Queue: queue.New(cfg), owner: owner, srv: v.srv}
+	q.setHome(v.node)
 	q.policy.Store(p)
 	if owner != nil {
 		owner.addExclusive(q)
 	}
 	v.attachQueue(q)
 	return q
+}
+
+// newReplicatedQueue builds a quorum queue of a cluster: its messages are in
+// its group's log, not the store (replica.go). Lock must be held.
+func (v *Vhost) newReplicatedQueue(cfg queue.Config, group uint64, members []string) *Queue {
+	r := newReplica(v.srv, v, group, members)
+	cfg.Durable = true
+	cfg.Journal = r
+	cfg.PageWindow = math.MaxInt32 // nothing pages out: the log holds it all
+	if v.store != nil {
+		cfg.ID = v.nextQueueID()
+	}
+	p, def := v.queuePolicy(cfg.Name)
+	cfg.Policy = def
+	q := &Queue{Queue: queue.New(cfg), srv: v.srv, repl: r}
+	r.q = q
+	q.setHome(members[0])
+	q.policy.Store(p)
+	v.attachQueue(q)
+	return q
+}
+
+// groupID and groupMembers are a replicated queue's group, for its record.
+func (q *Queue) groupID() uint64 {
+	if q.repl == nil {
+		return 0
+	}
+	return q.repl.id
+}
+
+func (q *Queue) groupMembers() []string {
+	if q.repl == nil {
+		return nil
+	}
+	return q.repl.members
+}
+
+// StartReplicas starts this node's members of the replicated queues it
+// restored (call once the cluster runs).
+func (s *Server) StartReplicas() {
+	for _, v := range s.vhostList("") {
+		v.mu.RLock()
+		for _, q := range v.queues {
+			if q.repl != nil {
+				go q.repl.start()
+			}
+		}
+		v.mu.RUnlock()
+	}
 }
 
 // attachQueue registers q and wires its dead-lettering and its deletion
@@ -306,10 +360,22 @@ func (s *Server) Restore() error {
 		if r.ID > s.lastQueueID.Load() {
 			s.lastQueueID.Store(r.ID)
 		}
+		if r.Group != 0 && len(r.Members) > 0 {
+			// A replicated queue: its messages come back from its log when
+			// its group starts (StartReplicas).
+			q := v.newReplicatedQueue(queue.Config{Name: r.Name, Vhost: v.Name, AutoDelete: r.AutoDelete, Args: args}, r.Group, r.Members)
+			q.ID = r.ID
+			if r.Home != "" {
+				q.setHome(r.Home)
+			}
+			live[r.ID] = true
+			continue
+		}
 		p, def := v.queuePolicy(r.Name)
-		q := &Queue{Queue: queue.New(queue.Config{Name: r.Name, Vhost: v.Name, Durable: true, AutoDelete: r.AutoDelete, Args: args, ID: r.ID, Journal: st, PageWindow: v.pageWindow, Budget: v.budget, Policy: def}), home: v.node, srv: s}
+		q := &Queue{Queue: queue.New(queue.Config{Name: r.Name, Vhost: v.Name, Durable: true, AutoDelete: r.AutoDelete, Args: args, ID: r.ID, Journal: st, PageWindow: v.pageWindow, Budget: v.budget, Policy: def}), srv: s}
+		q.setHome(v.node)
 		if r.Home != "" {
-			q.home = r.Home
+			q.setHome(r.Home)
 		}
 		q.policy.Store(p)
 		q.Restore(loads[i].es, loads[i].disk, loads[i].watermark)
@@ -389,8 +455,8 @@ func delayID(x *Exchange) uint64 {
 // homeRecord is the home stored for q: empty when it is this node, so a
 // single node's records do not name it.
 func (q *Queue) homeRecord(node string) string {
-	if q.home == node {
+	if q.Home() == node {
 		return ""
 	}
-	return q.home
+	return q.Home()
 }

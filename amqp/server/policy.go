@@ -49,7 +49,9 @@ var policyKeys = map[string]func(v any) (any, bool){
 	"dead-letter-exchange":    str,
 	"dead-letter-routing-key": str,
 	"alternate-exchange":      str,
-	"queue-mode":              oneOf("default", "lazy"), // accepted; Warren pages every queue
+	"queue-mode":              oneOf("default", "lazy"),                       // accepted; Warren pages every queue
+	"queue-leader-locator":    oneOf("client-local", "balanced"),              // locator.go
+	"queue-master-locator":    oneOf("client-local", "min-masters", "random"), // locator.go
 }
 
 func policyInt(v any) (int64, bool) {

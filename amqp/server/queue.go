@@ -75,6 +75,7 @@ var queueArgs = []string{
 	"x-message-ttl", "x-expires", "x-max-length", "x-max-length-bytes", "x-overflow",
 	"x-dead-letter-exchange", "x-dead-letter-routing-key", "x-max-priority",
 	"x-single-active-consumer", "x-queue-mode", "x-queue-type", "x-queue-master-locator", "x-delivery-limit",
+	"x-dead-letter-strategy", "x-quorum-initial-group-size",
 }
 
 func invalidArg(arg, name, vhost, why string) *amqp.Error {
@@ -132,7 +133,11 @@ func validateQueueArgs(args amqp.Table, name, vhost string) error {
 		}
 	}
 	if v, ok := args["x-queue-type"]; ok {
-		if s, _ := v.(string); s != "classic" {
+		switch s, _ := v.(string); s {
+		case "classic":
+		case "quorum":
+			return validateQuorumArgs(args, name, vhost)
+		default:
 			return invalidArg("x-queue-type", name, vhost, fmt.Sprintf("{unsupported_queue_type,%v}", v))
 		}
 	}
@@ -223,6 +228,9 @@ func (ch *channel) queueDeclare(m *amqp.QueueDeclare) error {
 		return nil
 	}
 	if name == "" {
+		if isQuorum(m.Arguments) {
+			return errServerNamedQuorum()
+		}
 		name = genName("amq.gen-")
 	} else if strings.HasPrefix(name, "amq.") && !ch.conn.generated {
 		return amqp.Errorf(amqp.AccessRefused, "queue name '%s' contains reserved prefix 'amq.*'", name)
@@ -253,6 +261,12 @@ func (ch *channel) queueDeclare(m *amqp.QueueDeclare) error {
 			return err
 		}
 	} else {
+		if isQuorum(m.Arguments) {
+			if err := checkQuorumDeclare(m, name, v.Name); err != nil {
+				v.mu.Unlock()
+				return err
+			}
+		}
 		if err := v.checkQueueLimitLocked(name); err != nil {
 			v.mu.Unlock()
 			return err
@@ -261,14 +275,22 @@ func (ch *channel) queueDeclare(m *amqp.QueueDeclare) error {
 		if m.Exclusive {
 			owner = ch.conn
 		}
-		q = v.newQueue(queue.Config{
+		cfg := queue.Config{
 			Name: name, Vhost: v.Name, Durable: m.Durable, Exclusive: m.Exclusive,
 			AutoDelete: m.AutoDelete, Args: m.Arguments,
-		}, owner)
+		}
+		if ch.conn.group != 0 {
+			q = v.newReplicatedQueue(cfg, ch.conn.group, ch.conn.members)
+		} else {
+			q = v.newQueue(cfg, owner)
+		}
 		if h := ch.conn.home; h != "" {
-			q.home = h // declared through the cluster by that node (meta.go)
+			q.setHome(h) // declared through the cluster by that node (meta.go)
 		}
 		v.persistQueue(q)
+		if q.repl != nil {
+			go q.repl.start()
+		}
 	}
 	v.mu.Unlock()
 	if q.Durable {

@@ -52,23 +52,45 @@ const peerTimeout = 10 * time.Second
 
 // errHomeDown is RabbitMQ's answer for a queue whose node cannot be reached.
 func errHomeDown(q *Queue, vhost string) *amqp.Error {
-	return amqp.Errorf(amqp.NotFound, "home node '%s' of durable queue '%s' in vhost '%s' is down or inaccessible", q.home, q.Name, vhost)
+	return amqp.Errorf(amqp.NotFound, "home node '%s' of durable queue '%s' in vhost '%s' is down or inaccessible", q.Home(), q.Name, vhost)
 }
 
 // call sends a request to q's home node; a transport failure is RabbitMQ's
 // 404 for an unreachable home.
 func (ch *channel) call(q *Queue, payload []byte) ([]byte, error) {
-	pc, ok := ch.conn.srv.peers.(PeerCaller)
-	if !ok {
-		return nil, errHomeDown(q, ch.vhost().Name)
-	}
-	ctx, cancel := context.WithTimeout(context.Background(), peerTimeout)
-	defer cancel()
-	out, err := pc.Call(ctx, q.home, payload)
+	out, err := ch.conn.srv.callPeer(q.Home(), payload)
 	if err != nil {
 		return nil, errHomeDown(q, ch.vhost().Name)
 	}
 	return out, nil
+}
+
+// callPeer sends a request to node; to this node itself (a replicated
+// queue led here) it is served in place.
+func (s *Server) callPeer(node string, payload []byte) ([]byte, error) {
+	if node == s.cfg.NodeName && len(payload) > 0 {
+		return s.handleRemoteRequest(node, payload[0], &peerReader{b: payload[1:]}), nil
+	}
+	pc, ok := s.peers.(PeerCaller)
+	if !ok || node == "" {
+		return nil, errShort
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), peerTimeout)
+	defer cancel()
+	return pc.Call(ctx, node, payload)
+}
+
+// sendPeer sends a one-way payload to node; to this node itself it is
+// handled in place (the loopback of replicated queues' consumers).
+func (s *Server) sendPeer(node string, payload []byte) error {
+	if node == s.cfg.NodeName {
+		s.HandlePeer(node, payload, nil)
+		return nil
+	}
+	if s.peers == nil {
+		return errShort
+	}
+	return s.peers.Send(node, payload)
 }
 
 // Replies to requests: status 0 is success; 1 is an AMQP error (code(2)
@@ -136,7 +158,7 @@ func (r *remoteConsumers) onNode(node string) []*consumerInfo {
 	defer r.mu.Unlock()
 	var out []*consumerInfo
 	for id, ci := range r.byID {
-		if ci.q.home == node {
+		if ci.q.Home() == node && ci.q.repl == nil { // a replicated queue's consumers attach to its next leader
 			out = append(out, ci)
 			delete(r.byID, id)
 		}
@@ -181,7 +203,7 @@ func (ch *channel) remoteConsume(m *amqp.BasicConsume, q *Queue, tag string, pri
 	}
 	ci.active.Store(true)
 	a := []byte{peerActivate}
-	s.peers.Send(q.home, binary.BigEndian.AppendUint64(a, ci.remote)) // a lost node cancels the consumer
+	s.sendPeer(q.Home(), binary.BigEndian.AppendUint64(a, ci.remote)) // a lost node cancels the consumer
 	return nil
 }
 
@@ -191,7 +213,7 @@ func (s *Server) cancelRemote(ci *consumerInfo) {
 		return
 	}
 	b := []byte{peerCancel}
-	s.peers.Send(ci.q.home, binary.BigEndian.AppendUint64(b, ci.remote))
+	s.sendPeer(ci.q.Home(), binary.BigEndian.AppendUint64(b, ci.remote))
 }
 
 // settleRemote sends acks, requeues or rejections of deliveries from a
@@ -221,12 +243,12 @@ func settleRemote(q *Queue, es []unackedEntry, how int) {
 		for _, t := range tags {
 			b = binary.BigEndian.AppendUint64(b, t)
 		}
-		s.peers.Send(q.home, b) // a lost node requeues them on its side
+		s.sendPeer(q.Home(), b) // a lost node requeues them on its side
 	}
 }
 
 // remoteDelivery hands a delivery from the home node to its consumer here.
-func (s *Server) remoteDelivery(r *peerReader) {
+func (s *Server) remoteDelivery(from string, r *peerReader) {
 	id, dtag := r.u64(), r.u64()
 	red := r.bytes(1)
 	exch, key := r.shortstr(), r.shortstr()
@@ -243,7 +265,7 @@ func (s *Server) remoteDelivery(r *peerReader) {
 		return
 	}
 	msg := queue.NewMessage(exch, key, header, body)
-	ci.ch.Deliver(ci.q.Queue, ci.c, queue.Entry{Msg: msg, Seq: dtag, Redelivered: red[0] == 1})
+	ci.ch.deliver(ci.q.Queue, ci.c, queue.Entry{Msg: msg, Seq: dtag, Redelivered: red[0] == 1}, from)
 }
 
 // remoteCancelled ends consumers whose queue or node went away, telling
@@ -289,7 +311,7 @@ func (ch *channel) remoteGet(m *amqp.BasicGet, q *Queue) error {
 	ch.nextTag++
 	tag := ch.nextTag
 	if !m.NoAck {
-		ch.unacked = append(ch.unacked, unackedEntry{tag: tag, q: q, e: queue.Entry{Seq: dtag}})
+		ch.unacked = append(ch.unacked, unackedEntry{tag: tag, q: q, e: queue.Entry{Seq: dtag}, home: q.Home()})
 		ch.unackedN.Add(1)
 	}
 	ch.conn.send(func(b []byte) []byte {
@@ -413,10 +435,11 @@ func (p *proxyConsumer) track(e queue.Entry, noAck bool) uint64 {
 
 // Deliver implements queue.Sink (queue lock held): the frame is queued for
 // the consumer's node; if that fails the entry is requeued off the lock.
-func (p *proxyConsumer) Deliver(_ *queue.Queue, c *queue.Consumer, e queue.Entry) {
+func (p *proxyConsumer) Deliver(q *queue.Queue, c *queue.Consumer, e queue.Entry) {
 	dtag := p.track(e, c.NoAck)
 	m := e.Msg
-	b := make([]byte, 0, 40+len(m.Exchange)+len(m.RoutingKey)+len(m.Header)+len(m.Body))
+	hdr := deliveryHeader(q, &e)
+	b := make([]byte, 0, 40+len(m.Exchange)+len(m.RoutingKey)+len(hdr)+len(m.Body))
 	b = append(b, peerDeliver)
 	b = binary.BigEndian.AppendUint64(b, p.key.id)
 	b = binary.BigEndian.AppendUint64(b, dtag)
@@ -427,10 +450,10 @@ func (p *proxyConsumer) Deliver(_ *queue.Queue, c *queue.Consumer, e queue.Entry
 	}
 	b = appendShortstr(b, m.Exchange)
 	b = appendShortstr(b, m.RoutingKey)
-	b = binary.BigEndian.AppendUint32(b, uint32(len(m.Header)))
-	b = append(b, m.Header...)
+	b = binary.BigEndian.AppendUint32(b, uint32(len(hdr)))
+	b = append(b, hdr...)
 	b = append(b, m.Body...)
-	if err := p.s.peers.Send(p.key.node, b); err != nil && !c.NoAck {
+	if err := p.s.sendPeer(p.key.node, b); err != nil && !c.NoAck {
 		go p.settle(settleRequeue, []uint64{dtag})
 	}
 }
@@ -439,7 +462,7 @@ func (p *proxyConsumer) Deliver(_ *queue.Queue, c *queue.Consumer, e queue.Entry
 func (p *proxyConsumer) Cancelled(*queue.Consumer) {
 	p.s.proxies.remove(p.key)
 	b := []byte{peerCancelled}
-	p.s.peers.Send(p.key.node, binary.BigEndian.AppendUint64(b, p.key.id))
+	p.s.sendPeer(p.key.node, binary.BigEndian.AppendUint64(b, p.key.id))
 }
 
 // settle applies the other node's ack, requeue or rejection.
@@ -527,11 +550,15 @@ func (s *Server) handleRemoteRequest(from string, op byte, r *peerReader) []byte
 		if r.err != nil {
 			return replyErr(amqp.Errorf(amqp.FrameError, "malformed consume"))
 		}
+		var base uint64 // first delivery tag - 1: a consumer attached again starts above its old tags
+		if len(r.b) >= 8 {
+			base = r.u64()
+		}
 		q, err := s.localQueue(vhost, qname)
 		if err != nil {
 			return replyErr(err)
 		}
-		p := &proxyConsumer{s: s, key: proxyKey{from, id}, q: q, noAck: flags[0]&flagNoAck != 0, prefetch: int(prefetch)}
+		p := &proxyConsumer{s: s, key: proxyKey{from, id}, q: q, noAck: flags[0]&flagNoAck != 0, prefetch: int(prefetch), next: base}
 		p.c = &queue.Consumer{Tag: tag, NoAck: p.noAck, Exclusive: flags[0]&flagExclusive != 0, Priority: prio, Sink: p, Owner: p}
 		s.proxies.put(p.key, p)
 		if !q.AddConsumer(p.c) {
@@ -563,6 +590,7 @@ func (s *Server) handleRemoteRequest(from string, op byte, r *peerReader) []byte
 			dtag = s.gets.track(from, q, e)
 		}
 		m := e.Msg
+		hdr := deliveryHeader(q.Queue, &e)
 		b := []byte{0}
 		b = binary.BigEndian.AppendUint64(b, dtag)
 		if e.Redelivered {
@@ -573,8 +601,8 @@ func (s *Server) handleRemoteRequest(from string, op byte, r *peerReader) []byte
 		b = binary.BigEndian.AppendUint32(b, uint32(remaining))
 		b = appendShortstr(b, m.Exchange)
 		b = appendShortstr(b, m.RoutingKey)
-		b = binary.BigEndian.AppendUint32(b, uint32(len(m.Header)))
-		b = append(b, m.Header...)
+		b = binary.BigEndian.AppendUint32(b, uint32(len(hdr)))
+		b = append(b, hdr...)
 		return append(b, m.Body...)
 	case peerPurge, peerCount:
 		vhost, qname := r.shortstr(), r.shortstr()

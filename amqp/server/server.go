@@ -151,6 +151,7 @@ type Server struct {
 	meta        MetaLog // the cluster's metadata log; nil on a single node (meta.go)
 	applier     applier
 	peers       Peers                                        // the other nodes of a cluster; nil on a single node (forward.go)
+	groups      QueueGroups                                  // replicated queues' Raft groups; nil on a single node (replica.go)
 	forwards    forwards                                     // forwarded copies awaiting their home node's answer
 	remotes     remoteConsumers                              // this node's consumers of queues elsewhere (remote.go)
 	proxies     proxies                                      // consumers here for clients of other nodes

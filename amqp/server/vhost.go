@@ -45,16 +45,30 @@ func (x *Exchange) destName() string { return x.Name }
 // Queue is a declared queue with the bindings that point at it.
 type Queue struct {
 	*queue.Queue
-	// home is the node the queue lives on (its messages and consumers): the
-	// node that declared it. On a single node, always this node.
-	home   string
+	// home is the node the queue lives on (its messages and consumers):
+	// where its locator put it, or the leader of a replicated queue's
+	// group, which moves. On a single node, always this node.
+	home   atomic.Pointer[string]
 	srv    *Server // for a queue elsewhere: the way to its home (remote.go)
 	owner  *conn   // exclusive owner, nil for shared queues
 	in     []binding
 	policy atomic.Pointer[Policy] // the policy that applies
+	// repl is a replicated (quorum) queue's group state in a cluster; nil
+	// for every other queue (replica.go).
+	repl *replica
 }
 
 func (q *Queue) destName() string { return q.Name }
+
+// Home is the node the queue lives on now.
+func (q *Queue) Home() string {
+	if h := q.home.Load(); h != nil {
+		return *h
+	}
+	return ""
+}
+
+func (q *Queue) setHome(node string) { q.home.Store(&node) }
 
 type binding struct {
 	src  *Exchange
@@ -331,6 +345,9 @@ func (v *Vhost) removeQueueLocked(q *Queue) bool {
 	}
 	delete(v.queues, q.Name)
 	v.forgetQueue(q)
+	if q.repl != nil {
+		q.repl.stop()
+	}
 	if v.retired != nil {
 		v.retired.addQueue(q.Snapshot().Stats)
 	}

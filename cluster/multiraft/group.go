@@ -23,12 +23,12 @@ type Group struct {
 	// fields below. Lock order: Host.mu, then Group.mu; Host.readyMu is a
 	// leaf. Never held across I/O or a state machine call.
 	mu       sync.Mutex
-	rn       *raft.RawNode          // Lock must be held.
-	waiters  map[uint64]chan Result // proposals by sequence number. Lock must be held.
-	snapReqs []chan error           // Snapshot calls waiting. Lock must be held.
-	lead     uint64                 // leader as of the last Ready. Lock must be held.
-	leadCh   chan struct{}          // closed when lead changes. Lock must be held.
-	stopErr  error                  // non-nil once stopped. Lock must be held.
+	rn       *raft.RawNode           // Lock must be held.
+	waiters  map[uint64]func(Result) // proposals by sequence number. Lock must be held.
+	snapReqs []chan error            // Snapshot calls waiting. Lock must be held.
+	lead     uint64                  // leader as of the last Ready. Lock must be held.
+	leadCh   chan struct{}           // closed when lead changes. Lock must be held.
+	stopErr  error                   // non-nil once stopped. Lock must be held.
 
 	queued bool // in Host.ready. Host.readyMu must be held.
 
@@ -81,6 +81,44 @@ func (g *Group) Propose(ctx context.Context, data []byte) (any, error) {
 	return g.wait(ctx, seq, func() error { return g.rn.Propose(buf) })
 }
 
+// ProposeAsync proposes data as Propose does but does not wait: the entry
+// is in raft's log when it returns (proposals of one caller keep their
+// order), and done is called once with what Propose would have returned.
+// done runs on the ready loop (or, when leadership is lost or the group
+// stops, on a goroutine of its own), never under the group's lock; it must
+// not block. An error returned here (not the leader: a *NotLeaderError;
+// stopped) means done is never called.
+func (g *Group) ProposeAsync(data []byte, done func(any, error)) error {
+	seq := g.h.seq.Add(1)
+	buf := appendProposal(make([]byte, 0, proposalHeaderSize+len(data)), g.h.cfg.NodeID, seq, data)
+	g.mu.Lock()
+	if err := g.registerLocked(seq, func(r Result) { done(r.Value, r.Err) }); err != nil {
+		g.mu.Unlock()
+		return err
+	}
+	if err := g.rn.Propose(buf); err != nil {
+		delete(g.waiters, seq)
+		g.mu.Unlock()
+		return fmt.Errorf("multiraft: group %d: %w", g.id, err)
+	}
+	g.mu.Unlock()
+	g.h.markReady(g)
+	return nil
+}
+
+// registerLocked adds a waiter for seq if this node leads the group.
+// g.mu must be held.
+func (g *Group) registerLocked(seq uint64, fn func(Result)) error {
+	if g.stopErr != nil {
+		return g.stopErr
+	}
+	if st := g.rn.BasicStatus(); st.RaftState != raft.StateLeader {
+		return &NotLeaderError{Group: g.id, Leader: st.Lead}
+	}
+	g.waiters[seq] = fn
+	return nil
+}
+
 // AddNode adds a voter through a ConfChangeV2 and returns once the change is
 // applied here. The new node starts the group empty (StartGroup with no
 // peers); its transport must know the node's address. One change at a time.
@@ -109,15 +147,10 @@ func (g *Group) changeConf(ctx context.Context, typ pb.ConfChangeType, node uint
 func (g *Group) wait(ctx context.Context, seq uint64, propose func() error) (any, error) {
 	ch := make(chan Result, 1)
 	g.mu.Lock()
-	if g.stopErr != nil {
+	if err := g.registerLocked(seq, func(r Result) { ch <- r }); err != nil {
 		g.mu.Unlock()
-		return nil, g.stopErr
+		return nil, err
 	}
-	if st := g.rn.BasicStatus(); st.RaftState != raft.StateLeader {
-		g.mu.Unlock()
-		return nil, &NotLeaderError{Group: g.id, Leader: st.Lead}
-	}
-	g.waiters[seq] = ch
 	if err := propose(); err != nil {
 		delete(g.waiters, seq)
 		g.mu.Unlock()
@@ -188,11 +221,23 @@ func (g *Group) afterAdvanceLocked(ss *raft.SoftState) {
 	}
 	if ss.RaftState != raft.StateLeader && len(g.waiters) > 0 {
 		err := fmt.Errorf("%w: %w", ErrLeadershipLost, &NotLeaderError{Group: g.id, Leader: ss.Lead})
-		for seq, ch := range g.waiters {
-			ch <- Result{Err: err}
-			delete(g.waiters, seq)
-		}
+		g.failWaitersLocked(err)
 	}
+}
+
+// failWaitersLocked fails every waiting proposal with err, off the lock
+// (on a goroutine: callers hold g.mu). g.mu must be held.
+func (g *Group) failWaitersLocked(err error) {
+	fns := make([]func(Result), 0, len(g.waiters))
+	for seq, fn := range g.waiters {
+		fns = append(fns, fn)
+		delete(g.waiters, seq)
+	}
+	go func() {
+		for _, fn := range fns {
+			fn(Result{Err: err})
+		}
+	}()
 }
 
 // stopWith stops the group and fails its waiters with err.
@@ -203,10 +248,7 @@ func (g *Group) stopWith(err error) {
 		return
 	}
 	g.stopErr = err
-	for seq, ch := range g.waiters {
-		ch <- Result{Err: err}
-		delete(g.waiters, seq)
-	}
+	g.failWaitersLocked(err)
 	for _, ch := range g.snapReqs {
 		ch <- err
 	}
@@ -227,21 +269,29 @@ func (h *Host) apply(g *Group, ents []*pb.Entry) {
 			return
 		}
 		results := g.sm.Apply(run)
+		type answer struct {
+			fn func(Result)
+			r  Result
+		}
+		var answers []answer
 		g.mu.Lock()
 		for i, seq := range seqs {
 			if seq == 0 {
 				continue
 			}
-			if ch := g.waiters[seq]; ch != nil {
+			if fn := g.waiters[seq]; fn != nil {
 				var r Result
 				if i < len(results) {
 					r = results[i]
 				}
-				ch <- r
+				answers = append(answers, answer{fn, r})
 				delete(g.waiters, seq)
 			}
 		}
 		g.mu.Unlock()
+		for _, a := range answers {
+			a.fn(a.r)
+		}
 		h.applied.Add(uint64(len(run)))
 		run, seqs = run[:0], seqs[:0]
 	}
@@ -285,12 +335,14 @@ func (h *Host) applyConfChange(g *Group, e *pb.Entry) {
 		cc, ctx = &c, c.GetContext()
 	}
 	g.mu.Lock()
-	defer g.mu.Unlock()
 	g.confState = g.rn.ApplyConfChange(cc)
+	var fn func(Result)
 	if node, seq, _, ok := parseProposal(ctx); ok && node == h.cfg.NodeID {
-		if ch := g.waiters[seq]; ch != nil {
-			ch <- Result{}
-			delete(g.waiters, seq)
-		}
+		fn = g.waiters[seq]
+		delete(g.waiters, seq)
+	}
+	g.mu.Unlock()
+	if fn != nil {
+		fn(Result{})
 	}
 }

@@ -228,7 +228,7 @@ func (h *Host) StartGroup(id uint64, peers []uint64, sm StateMachine) (*Group, e
 		h:       h,
 		sm:      sm,
 		storage: raft.NewMemoryStorage(),
-		waiters: make(map[uint64]chan Result),
+		waiters: make(map[uint64]func(Result)),
 		leadCh:  make(chan struct{}),
 	}
 	var applied uint64

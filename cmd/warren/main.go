@@ -27,6 +27,7 @@ import (
 
 	"github.com/warren-mq/warren/amqp/server"
 	"github.com/warren-mq/warren/cluster"
+	"github.com/warren-mq/warren/cluster/multiraft"
 	"github.com/warren-mq/warren/mgmt"
 	"github.com/warren-mq/warren/store"
 )
@@ -257,9 +258,11 @@ func startCluster(c *cli.Context, srv *server.Server, log *zap.Logger, dataDir, 
 	})
 	srv.SetMetaLog(node)
 	srv.SetPeers(node)
+	srv.SetQueueGroups(queueGroups{node})
 	if err := node.Start(); err != nil {
 		return nil, err
 	}
+	srv.StartReplicas()
 	log.Info("CLUSTER listening", zap.Stringer("addr", cl.Addr()), zap.String("node", c.String("node-name")))
 	return node, nil
 }
@@ -451,3 +454,17 @@ func serverConfig(c *cli.Context) (server.Config, error) {
 	}
 	return cfg, nil
 }
+
+// queueGroups gives the broker the cluster's queue groups
+// (server.QueueGroups).
+type queueGroups struct{ n *cluster.Node }
+
+func (q queueGroups) StartQueueGroup(id uint64, members []string, sm multiraft.StateMachine) (server.QueueGroup, error) {
+	g, err := q.n.StartQueueGroup(id, members, sm)
+	if err != nil {
+		return nil, err
+	}
+	return g, nil
+}
+
+func (q queueGroups) StopQueueGroup(id uint64) { q.n.StopQueueGroup(id) }

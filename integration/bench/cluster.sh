@@ -5,12 +5,16 @@
 #
 #   cluster.sh [ROUNDS] [DURATION] [DECLARES]      default: 3 10s 10000
 #
-# 1. amqpbench `transient` and `confirm`, publishing on node 1 and consuming
-#    on node 2 (-url node 1, -consume-url node 2; amqpbench declares the queue
-#    through -url, so in both brokers the queue lives on node 1: node 2
-#    proxies the consumer to it). Broker CPU is summed over the three nodes
-#    from /proc/PID/stat before and after each run; RSS is the three nodes'
-#    VmRSS summed after the run.
+# 1. amqpbench `transient` and `confirm` (durable queue, persistent
+#    messages, confirms), publishing on node 1, to a queue on node 2,
+#    consumed on node 3 (-url node 1, -consume-url node 3). amqpbench declares
+#    its queue through node 1; in both brokers a policy
+#    `queue-master-locator: min-masters` on ^amqpbench- places it on the node
+#    with the fewest queues, and two placeholder queues on nodes 1 and 3 (not
+#    matched by the policy) make that node 2 (checked with a probe queue
+#    before the runs). Broker CPU is summed over the three nodes from
+#    /proc/PID/stat before and after each run; RSS is the three nodes' VmRSS
+#    summed after the run.
 # 2. DECLARES durable queues, each bound to a durable direct exchange, through
 #    node 1 (integration/bench/declare: one connection, DECLARE_CHANNELS
 #    channels, default 4), then every node's management API must list them
@@ -106,6 +110,32 @@ timeout 300 bash "$shared/tools/rabbitmq-cluster.sh" start "$rbase" >/dev/null
 mapfile -t rpids < <(bash "$shared/tools/rabbitmq-cluster.sh" pids "$rbase")
 echo "$(date +%T) warren pids ${wpids[*]}, rabbitmq pids ${rpids[*]}" >&2
 
+# Placement: the min-masters policy, placeholders on nodes 1 and 3, and a
+# probe declared through node 1 that must land on node 2.
+place() { # place HTTP0 HTTP1 HTTP2 NODE2NAME
+  local h
+  curl -fsS -u guest:guest -X PUT -H 'content-type: application/json' "$1/api/policies/%2F/bench-place" \
+    -d '{"pattern":"^amqpbench-","apply-to":"queues","definition":{"queue-master-locator":"min-masters"}}' >/dev/null
+  for h in "$1" "$3"; do
+    for i in 1 2; do
+      curl -fsS -u guest:guest -X PUT -H 'content-type: application/json' "$h/api/queues/%2F/place-$i-${h##*:}" \
+        -d '{"durable":true}' >/dev/null
+    done
+  done
+  curl -fsS -u guest:guest -X PUT -H 'content-type: application/json' "$1/api/queues/%2F/amqpbench-probe" -d '{"durable":true}' >/dev/null
+  local node=""
+  for _ in $(seq 1 50); do
+    node=$(curl -fsS -u guest:guest "$1/api/queues/%2F/amqpbench-probe" 2>/dev/null | python3 -c 'import json,sys; print(json.load(sys.stdin).get("node",""))' 2>/dev/null || true)
+    [ -n "$node" ] && break
+    sleep 0.2
+  done
+  curl -fsS -u guest:guest -X DELETE "$1/api/queues/%2F/amqpbench-probe" >/dev/null
+  echo "$(date +%T) a queue declared through node 1 lives on $node" >&2
+  [ "$node" = "$4" ] || { echo "placement failed: expected $4" >&2; exit 1; }
+}
+place "$(whttp 0)" "$(whttp 1)" "$(whttp 2)" "warren2@localhost"
+place "$(rhttp 0)" "$(rhttp 1)" "$(rhttp 2)" "$(curl -fsS -u guest:guest "$(rhttp 1)/api/overview" | python3 -c 'import json,sys; print(json.load(sys.stdin)["node"])')"
+
 ticks() { local p s=""; for p in "$@"; do s+="$(awk '{print $14 + $15}' "/proc/$p/stat") "; done; echo "$s"; }
 rss() { local p s=""; for p in "$@"; do s+="$(awk '/^VmRSS/ {print $2}' "/proc/$p/status") "; done; echo "$s"; }
 # annotate JSON T0 T1 RSS: adds the cluster's CPU and RSS to a result line.
@@ -131,8 +161,8 @@ failed=0
 for s in $scenarios; do
   for r in $(seq 1 "$rounds"); do
     for b in warren rabbitmq; do
-      if [ $b = warren ]; then pids=("${wpids[@]}"); u0=$(wurl 0); u1=$(wurl 1)
-      else pids=("${rpids[@]}"); u0=$(rurl 0); u1=$(rurl 1); fi
+      if [ $b = warren ]; then pids=("${wpids[@]}"); u0=$(wurl 0); u1=$(wurl 2)
+      else pids=("${rpids[@]}"); u0=$(rurl 0); u1=$(rurl 2); fi
       echo "$(date +%T) $s round $r $b" >&2
       t0=$(ticks "${pids[@]}")
       set +e
@@ -182,7 +212,7 @@ def med(vals, d=0):
         return "–"
     m = statistics.median(vals)
     return f"{fmt(m, d)} ({fmt(min(vals), d)}–{fmt(max(vals), d)}, {len(vals)} runs)" if len(vals) > 1 else fmt(m, d)
-print(f"Three nodes each, publish on node 1, consume on node 2 (queue on node 1), {rounds} × {duration} per broker, alternating; "
+print(f"Three nodes each, publish on node 1 to a queue on node 2, consume on node 3, {rounds} × {duration} per broker, alternating; "
       "msg/s = deliveries per second (confirm: confirmed publishes per second); CPU = broker CPU seconds per 100k "
       "deliveries summed over the three nodes; RSS = the three nodes' VmRSS summed after the run.\n")
 print("| scenario | Warren msg/s | RabbitMQ msg/s | ratio | Warren CPU s/100k | RabbitMQ CPU s/100k | CPU ratio | Warren RSS MB | RabbitMQ RSS MB | other load, cores | failed runs |")

@@ -1,0 +1,719 @@
+package server
+
+import (
+	"encoding/binary"
+	"errors"
+	"math/rand/v2"
+	"slices"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"go.uber.org/zap"
+
+	"github.com/warren-mq/warren/amqp"
+	"github.com/warren-mq/warren/cluster/multiraft"
+	"github.com/warren-mq/warren/queue"
+)
+
+// Replicated (quorum) queues in a cluster. Each one is a Raft group of its
+// member nodes (x-quorum-initial-group-size of them, 3 by default), run by
+// the cluster's multiraft host next to the metadata group: one shared
+// write-ahead log with one fsync per batch across every group.
+//
+// The log holds what a new leader needs to carry on: every message
+// enqueued, and every way one left (acked, rejected, expired, dropped,
+// dead-lettered, purged), with the delivered watermark and the return
+// counts of the delivery limit. Every member applies it to a qsm (the
+// messages not yet settled, in order). The leader's node also runs the
+// queue itself (the queue.Queue of the server's Queue): consumers, prefetch,
+// TTL, dead-lettering and every other feature are the classic queue's. A
+// message enters it when its enqueue entry applies (so a publish is
+// confirmed only once a majority has it on disk), at the sequence number
+// the log gave it; what the queue reports to its journal when a message
+// leaves (the replica is its journal) is proposed to the log in batches.
+//
+// The queue's home (Queue.Home) is its group's leader: clients of other
+// nodes publish, consume and get through it as they do for a classic queue
+// homed elsewhere. When the leader changes, the new one rebuilds the queue
+// from its qsm once its own first entry applies (everything committed
+// before is applied by then): messages delivered before come back
+// redelivered; consumers of other nodes attach to it again without the
+// client noticing, and copies forwarded to a lost leader are sent to the
+// new one.
+
+// QueueGroups runs the Raft groups of replicated queues (the cluster's
+// node implements it).
+type QueueGroups interface {
+	// StartQueueGroup starts this node's member of group id: a new group
+	// with the given members (node names), or the one its log holds.
+	StartQueueGroup(id uint64, members []string, sm multiraft.StateMachine) (QueueGroup, error)
+	// StopQueueGroup stops the member and drops its log.
+	StopQueueGroup(id uint64)
+}
+
+// QueueGroup is this node's member of one queue's group.
+type QueueGroup interface {
+	// ProposeAsync: see multiraft.Group.ProposeAsync.
+	ProposeAsync(data []byte, done func(any, error)) error
+	// Leader names the leader's node ("" while there is none).
+	Leader() string
+	// LeaderChanged is closed when the leader changes.
+	LeaderChanged() <-chan struct{}
+	// Campaign asks for an election now.
+	Campaign() error
+}
+
+// SetQueueGroups makes quorum queues of a cluster replicated. Call before
+// Serve (and before StartReplicas).
+func (s *Server) SetQueueGroups(g QueueGroups) { s.groups = g }
+
+// MemberLister is the part of Peers that names every member node of the
+// cluster, reachable or not.
+type MemberLister interface {
+	// Members names them; complete is false while some has no name yet.
+	Members() (names []string, complete bool)
+}
+
+// defaultGroupSize is a quorum queue's member count without
+// x-quorum-initial-group-size (RabbitMQ's default).
+const defaultGroupSize = 3
+
+// chooseMembers picks the members of a new quorum queue's group: its home
+// first, then the other running nodes at random.
+func (s *Server) chooseMembers(home string, args amqp.Table) []string {
+	size := defaultGroupSize
+	if n, ok := amqp.Int(args["x-quorum-initial-group-size"]); ok && n > 0 {
+		size = int(n)
+	}
+	// Every member node, running or not (RabbitMQ picks from all the
+	// cluster's nodes too): one down now counts towards the quorum later.
+	var nodes []string
+	if ml, ok := s.peers.(MemberLister); ok {
+		// A cluster just formed: wait (briefly) for every node's name.
+		for range 100 {
+			names, complete := ml.Members()
+			nodes = names
+			if complete {
+				break
+			}
+			time.Sleep(50 * time.Millisecond)
+		}
+	} else if pl, ok := s.peers.(PeerLister); ok {
+		nodes = append(pl.Others(), s.cfg.NodeName)
+	}
+	others := []string{}
+	for _, n := range nodes {
+		if n != home {
+			others = append(others, n)
+		}
+	}
+	rand.Shuffle(len(others), func(i, j int) { others[i], others[j] = others[j], others[i] })
+	members := append([]string{home}, others...)
+	return members[:min(size, len(members))]
+}
+
+// replica is a replicated queue's state on one node.
+type replica struct {
+	s       *Server
+	v       *Vhost
+	q       *Queue
+	id      uint64   // the group
+	members []string // node names
+	sm      qsm
+	log     *zap.Logger
+
+	g       atomic.Pointer[groupRef] // this node's member; nil on other nodes
+	leading atomic.Bool              // the queue runs here (set when the leader's first entry applies)
+	stopped atomic.Bool
+
+	mu   sync.Mutex
+	ops  []byte // journal operations waiting to be proposed; guarded by mu
+	kick chan struct{}
+}
+
+type groupRef struct{ QueueGroup }
+
+func newReplica(s *Server, v *Vhost, id uint64, members []string) *replica {
+	r := &replica{s: s, v: v, id: id, members: members, kick: make(chan struct{}, 1)}
+	r.log = s.log.With(zap.Uint64("group", id))
+	r.sm.r = r
+	return r
+}
+
+func (r *replica) member() bool { return slices.Contains(r.members, r.s.cfg.NodeName) }
+
+// start runs this node's member of the group (if it is one) and follows
+// its leader. Not on the ready loop: starting a group touches the disk.
+func (r *replica) start() {
+	if r.s.groups == nil || !r.member() {
+		return
+	}
+	var g QueueGroup
+	var err error
+	for range 100 { // a node restarted early may not know every member's name yet
+		if g, err = r.s.groups.StartQueueGroup(r.id, r.members, &r.sm); err == nil || r.stopped.Load() {
+			break
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	if err != nil {
+		r.log.Error("starting the queue's group", zap.String("queue", r.q.Name), zap.Error(err))
+		return
+	}
+	r.g.Store(&groupRef{g})
+	if r.members[0] == r.s.cfg.NodeName {
+		g.Campaign() // the declaring node leads first
+	}
+	go r.follow(g)
+	go r.flushLoop(g)
+}
+
+// stop ends this node's member (the queue was deleted).
+func (r *replica) stop() {
+	if r.stopped.Swap(true) {
+		return
+	}
+	r.leading.Store(false)
+	select {
+	case r.kick <- struct{}{}:
+	default:
+	}
+	if r.g.Load() != nil && r.s.groups != nil {
+		go r.s.groups.StopQueueGroup(r.id)
+	}
+}
+
+// follow tracks the group's leader: the queue's home. A new leader here
+// proposes its marker entry; the queue runs here once it applies.
+func (r *replica) follow(g QueueGroup) {
+	last := ""
+	for !r.stopped.Load() {
+		ch := g.LeaderChanged()
+		lead := g.Leader()
+		if lead != last {
+			last = lead
+			if lead != r.s.cfg.NodeName && r.leading.Load() {
+				r.stepDown()
+			}
+			if lead != "" && lead != r.s.cfg.NodeName {
+				r.q.setHome(lead)
+				r.s.reattach(r.q)
+				r.s.resendForwards(r.q)
+			}
+			if lead == r.s.cfg.NodeName {
+				go r.claim(g)
+			}
+		}
+		select {
+		case <-ch:
+		case <-time.After(time.Second):
+		}
+	}
+}
+
+// claim proposes the marker entry that makes the queue run here.
+func (r *replica) claim(g QueueGroup) {
+	cmd := appendShortstr([]byte{opLead}, r.s.cfg.NodeName)
+	for range 50 {
+		done := make(chan error, 1)
+		if err := g.ProposeAsync(cmd, func(_ any, err error) { done <- err }); err != nil {
+			return // not the leader any more
+		}
+		if err := <-done; err == nil || r.stopped.Load() {
+			return
+		} else if errors.Is(err, multiraft.ErrNotLeader) {
+			return
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+// stepDown stops running the queue here: its consumers here are cancelled
+// (clients of this node are told; other nodes' attach to the new leader)
+// and its messages dropped from memory (the log keeps them).
+func (r *replica) stepDown() {
+	r.leading.Store(false)
+	for _, p := range r.s.proxies.ofQueue(r.q) {
+		p.cancel(false)
+	}
+	r.q.Queue.Reset()
+}
+
+// becomeLeader rebuilds the queue from the state machine (ready loop: the
+// marker entry of this node applied, so everything before it has).
+func (r *replica) becomeLeader() {
+	es := r.sm.entries()
+	r.q.Queue.Reset()
+	r.q.Queue.Restore(es, queue.DiskPart{}, r.sm.delivered)
+	r.leading.Store(true)
+	r.q.setHome(r.s.cfg.NodeName)
+	r.log.Info("leading quorum queue", zap.String("queue", r.q.Name), zap.String("vhost", r.v.Name), zap.Int("messages", len(es)))
+	go r.s.reattach(r.q)
+}
+
+// publish enqueues msg through the group: proposed here when this node
+// leads, otherwise sent to the leader (and on to the next one if that one is
+// lost). done (if set) gets the outcome once committed.
+func (r *replica) publish(msg *queue.Message, ttl int64, done func(bool)) {
+	if done == nil {
+		done = func(bool) {}
+	}
+	if r.stopped.Load() {
+		done(false)
+		return
+	}
+	if g := r.g.Load(); g != nil && r.leading.Load() {
+		cmd := appendEnqueue(msg, ttl)
+		err := g.ProposeAsync(cmd, func(v any, err error) {
+			if err != nil {
+				r.retry(msg, ttl, done) // leadership lost: the next leader takes it
+				return
+			}
+			res, _ := v.(queue.PublishResult)
+			done(res != queue.Rejected && res != queue.Gone)
+		})
+		if err == nil {
+			return
+		}
+	}
+	home := r.q.Home()
+	if home == "" || home == r.s.cfg.NodeName {
+		r.retry(msg, ttl, done)
+		return
+	}
+	w := forwardWait{done: done, resend: func() { r.retry(msg, ttl, done) }, q: r.q}
+	if !r.s.forwardTo(home, r.v, r.q, msg, ttl, w) {
+		r.retry(msg, ttl, done)
+	}
+}
+
+// retry publishes again once the group has a leader that is not the one
+// that failed (bounded: a minority never confirms, the publisher gets a
+// nack after publishWait).
+func (r *replica) retry(msg *queue.Message, ttl int64, done func(bool)) {
+	go func() {
+		deadline := time.Now().Add(publishWait)
+		for time.Now().Before(deadline) && !r.stopped.Load() {
+			time.Sleep(50 * time.Millisecond)
+			home := r.q.Home()
+			if home == r.s.cfg.NodeName && !r.leading.Load() {
+				continue // a leader here, not yet running the queue
+			}
+			if home != "" && (home == r.s.cfg.NodeName || r.s.reachable(home)) {
+				r.publish(msg, ttl, done)
+				return
+			}
+		}
+		done(false)
+	}()
+}
+
+// publishWait bounds how long a publish to a replicated queue waits for
+// a leader before it is nacked.
+const publishWait = 10 * time.Second
+
+// reachable reports whether node is connected now.
+func (s *Server) reachable(node string) bool {
+	pl, ok := s.peers.(PeerLister)
+	return ok && slices.Contains(pl.Others(), node)
+}
+
+// --- the queue's journal: what leaves the queue goes to the log ---
+
+// Journal operations in a batch entry.
+const (
+	opEnqueue = 'E' // at(8) ttl(8) exchange key (shortstr) hdrLen(4) header body
+	opBatch   = 'B' // ops until the end: 'S' id(8) | 'D' id(8) | 'R' id(8) n(4) | 'F' id(8)
+	opLead    = 'L' // node (shortstr): the queue runs there from here on
+)
+
+func appendEnqueue(msg *queue.Message, ttl int64) []byte {
+	b := make([]byte, 0, 32+len(msg.Exchange)+len(msg.RoutingKey)+len(msg.Header)+len(msg.Body))
+	b = append(b, opEnqueue)
+	b = binary.BigEndian.AppendUint64(b, uint64(time.Now().UnixNano()))
+	b = binary.BigEndian.AppendUint64(b, uint64(ttl))
+	b = appendShortstr(b, msg.Exchange)
+	b = appendShortstr(b, msg.RoutingKey)
+	b = binary.BigEndian.AppendUint32(b, uint32(len(msg.Header)))
+	b = append(b, msg.Header...)
+	return append(b, msg.Body...)
+}
+
+// addOp queues one operation for the log (queue lock held: no blocking).
+// Only the leader's queue reports; a queue that stepped down is ignored.
+func (r *replica) addOp(op byte, id uint64, n uint32) {
+	if !r.leading.Load() {
+		return
+	}
+	r.mu.Lock()
+	r.ops = append(r.ops, op)
+	r.ops = binary.BigEndian.AppendUint64(r.ops, id)
+	if op == 'R' {
+		r.ops = binary.BigEndian.AppendUint32(r.ops, n)
+	}
+	first := len(r.ops) <= 13
+	r.mu.Unlock()
+	if first {
+		select {
+		case r.kick <- struct{}{}:
+		default:
+		}
+	}
+}
+
+// flushLoop proposes the queued operations, one entry per batch.
+func (r *replica) flushLoop(g QueueGroup) {
+	for range r.kick {
+		if r.stopped.Load() {
+			return
+		}
+		r.mu.Lock()
+		ops := r.ops
+		r.ops = nil
+		r.mu.Unlock()
+		if len(ops) == 0 || !r.leading.Load() {
+			continue
+		}
+		// A lost batch is harmless: the next leader delivers those
+		// messages again.
+		g.ProposeAsync(append([]byte{opBatch}, ops...), func(any, error) {})
+	}
+}
+
+// Append implements queue.Journal: the message is in the log already.
+func (r *replica) Append(uint64, uint64, *queue.Message, int64) {}
+
+// Spill implements queue.Journal (never called: the queue does not page).
+func (r *replica) Spill(uint64, uint64, *queue.Message, int64) {}
+
+// Remove implements queue.Journal: the message left the queue.
+func (r *replica) Remove(_, seq uint64, _ *queue.Message) { r.addOp('S', seq, 0) }
+
+// Delivered implements queue.Journal.
+func (r *replica) Delivered(_, seq uint64) { r.addOp('D', seq, 0) }
+
+// Load implements queue.Journal (nothing is paged out).
+func (r *replica) Load(uint64, uint64, int) ([]queue.Entry, error) { return nil, nil }
+
+// DropFrom implements queue.Journal.
+func (r *replica) DropFrom(_, from uint64) { r.addOp('F', from, 0) }
+
+// Returned implements queue.Journal.
+func (r *replica) Returned(_, seq uint64, n uint32) { r.addOp('R', seq, n) }
+
+// --- the state machine ---
+
+// qsm is a replicated queue's messages as the log has them, on every
+// member: what a new leader rebuilds the queue from.
+type qsm struct {
+	r *replica
+
+	mu        sync.Mutex // guards the fields below (the ready loop writes; snapshots and listings read)
+	msgs      map[uint64]*smEntry
+	order     []uint64 // ids in log order, settled ones included until compacted
+	next      uint64
+	delivered uint64
+}
+
+type smEntry struct {
+	msg     *queue.Message
+	at, ttl int64
+	returns uint32
+}
+
+// Apply implements multiraft.StateMachine.
+func (sm *qsm) Apply(entries []multiraft.Entry) []multiraft.Result {
+	out := make([]multiraft.Result, len(entries))
+	for i, e := range entries {
+		if len(e.Data) == 0 {
+			continue
+		}
+		switch e.Data[0] {
+		case opEnqueue:
+			out[i].Value = sm.enqueue(e.Data[1:])
+		case opBatch:
+			sm.batch(e.Data[1:])
+		case opLead:
+			rd := &peerReader{b: e.Data[1:]}
+			if node := rd.shortstr(); rd.err == nil && node == sm.r.s.cfg.NodeName && !sm.r.stopped.Load() {
+				sm.r.becomeLeader()
+			}
+		}
+	}
+	return out
+}
+
+func (sm *qsm) enqueue(b []byte) queue.PublishResult {
+	rd := &peerReader{b: b}
+	at, ttl := int64(rd.u64()), int64(rd.u64())
+	exch, key := rd.shortstr(), rd.shortstr()
+	header := rd.bytes(rd.u32())
+	body := rd.b
+	if rd.err != nil {
+		return queue.Rejected
+	}
+	// The entry's bytes are ours (multiraft: Data may be kept).
+	msg := queue.NewMessage(exch, key, header, body)
+	sm.mu.Lock()
+	sm.next++
+	id := sm.next
+	if sm.msgs == nil {
+		sm.msgs = map[uint64]*smEntry{}
+	}
+	sm.msgs[id] = &smEntry{msg: msg, at: at, ttl: ttl}
+	sm.order = append(sm.order, id)
+	sm.mu.Unlock()
+	r := sm.r
+	if !r.leading.Load() {
+		return queue.Enqueued
+	}
+	res := r.q.Queue.PublishSeq(msg, ttl, id)
+	if res != queue.Enqueued {
+		r.addOp('S', id, 0) // refused (reject-publish, duplicate): settled at once
+	}
+	return res
+}
+
+func (sm *qsm) batch(b []byte) {
+	sm.mu.Lock()
+	defer sm.mu.Unlock()
+	for len(b) >= 9 {
+		op, id := b[0], binary.BigEndian.Uint64(b[1:9])
+		b = b[9:]
+		switch op {
+		case 'S':
+			delete(sm.msgs, id)
+		case 'D':
+			sm.delivered = max(sm.delivered, id)
+		case 'R':
+			if len(b) < 4 {
+				return
+			}
+			if e := sm.msgs[id]; e != nil {
+				e.returns = binary.BigEndian.Uint32(b)
+			}
+			b = b[4:]
+		case 'F':
+			for k := range sm.msgs {
+				if k >= id {
+					delete(sm.msgs, k)
+				}
+			}
+		}
+	}
+	sm.compactLocked()
+}
+
+// compactLocked drops settled ids from order once they are most of it.
+func (sm *qsm) compactLocked() {
+	if len(sm.order) < 1024 || len(sm.msgs) > len(sm.order)/2 {
+		return
+	}
+	kept := sm.order[:0]
+	for _, id := range sm.order {
+		if _, ok := sm.msgs[id]; ok {
+			kept = append(kept, id)
+		}
+	}
+	sm.order = slices.Clip(kept)
+}
+
+// entries are the unsettled messages in order, as the queue restores them.
+func (sm *qsm) entries() []queue.Entry {
+	sm.mu.Lock()
+	defer sm.mu.Unlock()
+	out := make([]queue.Entry, 0, len(sm.msgs))
+	now := time.Now().UnixNano()
+	qttl := int64(-1)
+	if n, ok := amqp.Int(sm.r.q.Args["x-message-ttl"]); ok {
+		qttl = n
+	}
+	for _, id := range sm.order {
+		e := sm.msgs[id]
+		if e == nil {
+			continue
+		}
+		en := queue.Entry{Msg: e.msg, Seq: id, Returns: e.returns, Journaled: true,
+			Redelivered: id <= sm.delivered || e.returns > 0}
+		ttl := e.ttl
+		if qttl >= 0 && (ttl < 0 || qttl < ttl) {
+			ttl = qttl
+		}
+		if ttl >= 0 {
+			en.ExpiresAt = max(e.at+ttl*int64(time.Millisecond), now)
+		}
+		out = append(out, en)
+	}
+	return out
+}
+
+// Snapshot implements multiraft.StateMachine.
+func (sm *qsm) Snapshot() ([]byte, error) {
+	sm.mu.Lock()
+	defer sm.mu.Unlock()
+	b := binary.BigEndian.AppendUint64(nil, sm.next)
+	b = binary.BigEndian.AppendUint64(b, sm.delivered)
+	for _, id := range sm.order {
+		e := sm.msgs[id]
+		if e == nil {
+			continue
+		}
+		b = binary.BigEndian.AppendUint64(b, id)
+		b = binary.BigEndian.AppendUint64(b, uint64(e.at))
+		b = binary.BigEndian.AppendUint64(b, uint64(e.ttl))
+		b = binary.BigEndian.AppendUint32(b, e.returns)
+		b = appendShortstr(b, e.msg.Exchange)
+		b = appendShortstr(b, e.msg.RoutingKey)
+		b = binary.BigEndian.AppendUint32(b, uint32(len(e.msg.Header)))
+		b = append(b, e.msg.Header...)
+		b = binary.BigEndian.AppendUint32(b, uint32(len(e.msg.Body)))
+		b = append(b, e.msg.Body...)
+	}
+	return b, nil
+}
+
+// Restore implements multiraft.StateMachine.
+func (sm *qsm) Restore(data []byte) error {
+	rd := &peerReader{b: data}
+	next, delivered := rd.u64(), rd.u64()
+	msgs := map[uint64]*smEntry{}
+	var order []uint64
+	for rd.err == nil && len(rd.b) > 0 {
+		id, at, ttl, returns := rd.u64(), int64(rd.u64()), int64(rd.u64()), rd.u32()
+		exch, key := rd.shortstr(), rd.shortstr()
+		header := rd.bytes(rd.u32())
+		body := rd.bytes(rd.u32())
+		if rd.err != nil {
+			break
+		}
+		msgs[id] = &smEntry{msg: queue.NewMessage(exch, key, header, body), at: at, ttl: ttl, returns: returns}
+		order = append(order, id)
+	}
+	if rd.err != nil {
+		return rd.err
+	}
+	sm.mu.Lock()
+	sm.next, sm.delivered, sm.msgs, sm.order = next, delivered, msgs, order
+	sm.mu.Unlock()
+	return nil
+}
+
+// count is how many messages the log holds unsettled.
+func (sm *qsm) count() int {
+	sm.mu.Lock()
+	defer sm.mu.Unlock()
+	return len(sm.msgs)
+}
+
+// --- consumers and copies in flight follow the leader ---
+
+// settleReplicated settles deliveries of a replicated queue through its
+// leader; those a former leader made are not settled (the new leader has
+// them back as ready and delivers them again, redelivered).
+func settleReplicated(q *Queue, es []unackedEntry, how int) {
+	home := q.Home()
+	live := es[:0:0]
+	for _, u := range es {
+		if !u.acked && u.home == home {
+			live = append(live, u)
+		}
+	}
+	if len(live) > 0 {
+		settleRemote(q, live, how)
+	}
+}
+
+// reattach attaches this node's consumers of q to its current leader (this
+// node included, through the loopback). Each starts its delivery tags above
+// every tag it had, so that settling an old delivery cannot touch a new
+// one. Retried while the leader is not yet serving the queue.
+func (s *Server) reattach(q *Queue) {
+	for _, ci := range s.remotes.ofQueue(q) {
+		go s.reattachOne(ci)
+	}
+}
+
+func (s *Server) reattachOne(ci *consumerInfo) {
+	q := ci.q
+	deadline := time.Now().Add(publishWait)
+	for time.Now().Before(deadline) {
+		if s.remotes.get(ci.remote) != ci || q.repl.stopped.Load() {
+			return // cancelled meanwhile
+		}
+		home := q.Home()
+		if home != "" {
+			var flags byte
+			if ci.c.NoAck {
+				flags |= flagNoAck
+			}
+			if ci.c.Exclusive {
+				flags |= flagExclusive
+			}
+			b := []byte{peerConsume}
+			b = binary.BigEndian.AppendUint64(b, ci.remote)
+			b = append(b, flags)
+			b = binary.BigEndian.AppendUint32(b, uint32(max(ci.prefetch, 0)))
+			b = binary.BigEndian.AppendUint64(b, uint64(ci.c.Priority))
+			b = appendShortstr(b, q.repl.v.Name)
+			b = appendShortstr(b, q.Name)
+			b = appendShortstr(b, ci.c.Tag)
+			b = binary.BigEndian.AppendUint64(b, ci.attach.Add(1)<<40)
+			out, err := s.callPeer(home, b)
+			if err == nil && len(out) > 0 && out[0] == 0 {
+				a := []byte{peerActivate}
+				s.sendPeer(home, binary.BigEndian.AppendUint64(a, ci.remote))
+				return
+			}
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+	if s.remotes.take(ci.remote) == ci {
+		remoteCancelled([]*consumerInfo{ci}) // no leader came: the client is told
+	}
+}
+
+// ofQueue lists (without removing) the consumers of q.
+func (r *remoteConsumers) ofQueue(q *Queue) []*consumerInfo {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	var out []*consumerInfo
+	for _, ci := range r.byID {
+		if ci.q == q {
+			out = append(out, ci)
+		}
+	}
+	return out
+}
+
+// ofQueue removes and returns the proxies consuming q here.
+func (p *proxies) ofQueue(q *Queue) []*proxyConsumer {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	var out []*proxyConsumer
+	for k, pc := range p.byKey {
+		if pc.q == q && pc.c != nil {
+			out = append(out, pc)
+			delete(p.byKey, k)
+		}
+	}
+	return out
+}
+
+// resendForwards sends the copies for q that wait on a node that no longer
+// leads it to the leader now.
+func (s *Server) resendForwards(q *Queue) {
+	home := q.Home()
+	s.forwards.mu.Lock()
+	var again []forwardWait
+	for id, w := range s.forwards.pending {
+		if w.q == q && w.node != home && w.resend != nil {
+			again = append(again, w)
+			delete(s.forwards.pending, id)
+		}
+	}
+	s.forwards.mu.Unlock()
+	for _, w := range again {
+		w.resend()
+	}
+}

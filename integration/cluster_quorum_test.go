@@ -1,0 +1,206 @@
+package integration
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"slices"
+	"sync"
+	"testing"
+	"time"
+
+	amqp "github.com/rabbitmq/amqp091-go"
+	"github.com/stretchr/testify/require"
+)
+
+// quorumInfo is a quorum queue as /api/queues/{vhost}/{name} shows it.
+type quorumInfo struct {
+	Type     string   `json:"type"`
+	Leader   string   `json:"leader"`
+	Node     string   `json:"node"`
+	Members  []string `json:"members"`
+	Online   []string `json:"online"`
+	Messages int      `json:"messages"`
+}
+
+func (nd *clusterNode) quorumInfo(name string) (quorumInfo, bool) {
+	nd.t.Helper()
+	code, raw := nd.api("GET", "/api/queues/%2F/"+name, "")
+	if code != 200 {
+		return quorumInfo{}, false
+	}
+	var qi quorumInfo
+	require.NoError(nd.t, json.Unmarshal(raw, &qi))
+	return qi, true
+}
+
+// confirmedPublisher publishes numbered persistent messages with confirms
+// on one connection and records which were confirmed.
+type confirmedPublisher struct {
+	mu        sync.Mutex
+	confirmed map[string]bool
+	nacked    int
+}
+
+func (p *confirmedPublisher) publish(t *testing.T, ch *amqp.Channel, queue, prefix string, n int) {
+	t.Helper()
+	for i := range n {
+		b := fmt.Sprintf("%s-%d", prefix, i)
+		dc, err := ch.PublishWithDeferredConfirmWithContext(context.Background(), "", queue, false, false,
+			amqp.Publishing{Body: []byte(b), DeliveryMode: amqp.Persistent})
+		require.NoError(t, err)
+		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+		ok, err := dc.WaitContext(ctx)
+		cancel()
+		require.NoError(t, err, "no confirm for %s", b)
+		p.mu.Lock()
+		if ok {
+			p.confirmed[b] = true
+		} else {
+			p.nacked++
+		}
+		p.mu.Unlock()
+	}
+}
+
+// TestClusterQuorumQueue: a quorum queue of a three-node cluster is a Raft
+// group of all three; a publish is confirmed once a majority has it; when
+// the leader's node is killed, another leads within seconds, and clients of
+// the other nodes go on publishing and consuming without redeclaring;
+// nothing confirmed is lost (messages unacked at the old leader come back).
+func TestClusterQuorumQueue(t *testing.T) {
+	warrenOnly(t, "starts a cluster of bin/warren processes")
+	nodes := startTestCluster(t, 3, 0)
+	ch1 := nodes[0].channel()
+	_, err := ch1.QueueDeclare("qq", true, false, false, false, amqp.Table{"x-queue-type": "quorum"})
+	require.NoError(t, err)
+	var qi quorumInfo
+	waitFor(t, "the queue led by node 1 with three members online", func() bool {
+		var ok bool
+		qi, ok = nodes[2].quorumInfo("qq")
+		return ok && qi.Leader == nodes[0].name && len(qi.Online) == 3
+	}, func() string { return fmt.Sprintf("%+v\nnode 1 log:\n%s", qi, nodes[0].logText()) })
+	require.Equal(t, "quorum", qi.Type)
+	require.ElementsMatch(t, []string{nodes[0].name, nodes[1].name, nodes[2].name}, qi.Members)
+
+	pub := &confirmedPublisher{confirmed: map[string]bool{}}
+	ch2 := nodes[1].channel()
+	require.NoError(t, ch2.Confirm(false))
+	pub.publish(t, ch2, "qq", "a", 200)
+	require.Len(t, pub.confirmed, 200)
+
+	// Consumed on node 3 with manual acks.
+	ch3 := nodes[2].channel()
+	require.NoError(t, ch3.Qos(50, 0, false))
+	ds, err := ch3.Consume("qq", "c3", false, false, false, false, nil)
+	require.NoError(t, err)
+	got := map[string]int{}
+	var gotMu sync.Mutex
+	stop := make(chan struct{})
+	var wg sync.WaitGroup
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		for {
+			select {
+			case d, ok := <-ds:
+				if !ok {
+					return
+				}
+				gotMu.Lock()
+				got[string(d.Body)]++
+				gotMu.Unlock()
+				d.Ack(false)
+			case <-stop:
+				return
+			}
+		}
+	}()
+	delivered := func(prefix string, n int) bool {
+		gotMu.Lock()
+		defer gotMu.Unlock()
+		for i := range n {
+			if got[fmt.Sprintf("%s-%d", prefix, i)] == 0 {
+				return false
+			}
+		}
+		return true
+	}
+	waitFor(t, "200 messages consumed on node 3", func() bool { return delivered("a", 200) })
+
+	// Kill the leader's node while messages flow: publishing on node 2
+	// and consuming on node 3 go on.
+	killed := make(chan struct{})
+	go func() {
+		defer close(killed)
+		time.Sleep(200 * time.Millisecond)
+		nodes[0].kill()
+	}()
+	pub.publish(t, ch2, "qq", "b", 500)
+	<-killed
+	waitFor(t, "a new leader", func() bool {
+		qi, ok := nodes[1].quorumInfo("qq")
+		return ok && qi.Leader != "" && qi.Leader != nodes[0].name
+	})
+	pub.publish(t, ch2, "qq", "c", 100)
+
+	waitFor(t, "every confirmed message consumed", func() bool {
+		gotMu.Lock()
+		defer gotMu.Unlock()
+		for b := range pub.confirmed {
+			if got[b] == 0 {
+				return false
+			}
+		}
+		return true
+	})
+	close(stop)
+	wg.Wait()
+
+	// Node 1 returns and catches up from the log; then the leader of the
+	// moment (node 2 or 3) is killed, and node 1 with the last one carries
+	// on: publishing and consuming on node 1.
+	nodes[0].start()
+	nodes[0].waitHTTP()
+	waitFor(t, "node 1 online again", func() bool {
+		qi, ok := nodes[0].quorumInfo("qq")
+		return ok && len(qi.Online) == 3
+	})
+	ch1 = nodes[0].channel()
+	require.NoError(t, ch1.Confirm(false))
+	pub.publish(t, ch1, "qq", "d", 100)
+	qi, _ = nodes[0].quorumInfo("qq")
+	leader := slices.IndexFunc(nodes, func(nd *clusterNode) bool { return nd.name == qi.Leader })
+	require.True(t, leader == 1 || leader == 2, "leader %q", qi.Leader)
+	nodes[leader].kill()
+	pub.publish(t, ch1, "qq", "e", 100)
+	ds1, err := ch1.Consume("qq", "c1", false, false, false, false, nil)
+	require.NoError(t, err)
+	waitFor(t, "every confirmed message consumed on node 1", func() bool {
+		for {
+			select {
+			case d := <-ds1:
+				got[string(d.Body)]++
+				d.Ack(false)
+				continue
+			default:
+			}
+			break
+		}
+		for b := range pub.confirmed {
+			if got[b] == 0 {
+				return false
+			}
+		}
+		return true
+	})
+	var dups []string
+	for b, n := range got {
+		if n > 1 {
+			dups = append(dups, b)
+		}
+	}
+	slices.Sort(dups)
+	t.Logf("confirmed %d, nacked %d, duplicates %d", len(pub.confirmed), pub.nacked, len(dups))
+	require.GreaterOrEqual(t, len(pub.confirmed), 700, "confirms went on through the failover")
+}
