@@ -56,8 +56,12 @@ func freePort(t testing.TB) string {
 			nextPort = lo
 		}
 		addr := fmt.Sprintf("127.0.0.1:%d", p)
+		if handed[addr] {
+			continue
+		}
 		if l, err := net.Listen("tcp", addr); err == nil {
 			l.Close()
+			handed[addr] = true
 			return addr
 		}
 	}
@@ -69,6 +73,22 @@ var (
 	portMu   sync.Mutex
 	nextPort int
 )
+
+// handed are the addresses freePort and joinAddr gave out, never given
+// twice (a node prepared but not started has not bound its ports yet).
+var handed = map[string]bool{}
+
+func portTaken(a string) bool {
+	portMu.Lock()
+	defer portMu.Unlock()
+	return handed[a]
+}
+
+func takePort(a string) {
+	portMu.Lock()
+	defer portMu.Unlock()
+	handed[a] = true
+}
 
 // ephemeralLow is the first port of the kernel's ephemeral range (32768 if
 // it cannot be read).

@@ -2,6 +2,9 @@ package integration
 
 import (
 	"context"
+	"fmt"
+	"math/rand/v2"
+	"net"
 	"strings"
 	"testing"
 
@@ -97,9 +100,17 @@ func joinAddr(t *testing.T, nodes []*clusterNode, above bool) string {
 	for _, s := range strings.Split(nodes[0].seeds, ",") {
 		max = maxU(max, cluster.NodeID(s))
 	}
-	for range 1000 {
-		a := freePort(t)
-		if (cluster.NodeID(a) > max) == above {
+	// Every port from a random start: the seeds' IDs may all be high (the
+	// hashes of neighbouring ports are alike), leaving few ports above.
+	start := rand.IntN(65536 - 1024)
+	for i := range 65536 - 1024 {
+		a := fmt.Sprintf("127.0.0.1:%d", 1024+(start+i)%(65536-1024))
+		if (cluster.NodeID(a) > max) != above || portTaken(a) {
+			continue
+		}
+		if l, err := net.Listen("tcp", a); err == nil {
+			l.Close()
+			takePort(a)
 			return a
 		}
 	}

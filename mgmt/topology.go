@@ -136,6 +136,19 @@ func queueItem(q server.QueueInfo, detail bool) item {
 		if q.Members != nil {
 			it["members"], it["online"] = q.Members, q.Online
 		}
+		// Every message of a quorum queue is stored; its figures and keys
+		// are RabbitMQ's for the type (none of a classic queue's own).
+		it["messages_persistent"], it["message_bytes"], it["message_bytes_persistent"] = q.Ready+q.Unacked, q.ReadyBytes, q.ReadyBytes
+		it["messages_dlx"], it["message_bytes_dlx"] = q.DLX, q.DLXBytes
+		it["messages"] = q.Ready + q.Unacked + q.DLX
+		it["single_active_consumer_ctag"] = nil
+		if sac, _ := q.Arguments["x-single-active-consumer"].(bool); sac && len(q.Consumers) > 0 {
+			it["single_active_consumer_ctag"] = q.Consumers[0].Tag
+		}
+		for _, k := range []string{"exclusive_consumer_tag", "idle_since", "owner_pid_details", "consumer_utilisation",
+			"backing_queue_status", "messages_paged_out", "head_message_timestamp"} {
+			delete(it, k)
+		}
 	}
 	if q.Policy != nil {
 		it["policy"], it["effective_policy_definition"] = q.Policy.Name, q.Policy.Definition

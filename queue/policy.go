@@ -74,6 +74,9 @@ func parseLimits(args amqp.Table) limits {
 	l.dlrk, l.hasDLRK = args["x-dead-letter-routing-key"].(string)
 	l.deliveryLimit = intArg(args, "x-delivery-limit")
 	if l.quorum = args["x-queue-type"] == "quorum"; l.quorum {
+		if l.overflow == RejectPublishDLX {
+			l.overflow = DropHead // a quorum queue takes it as drop-head (RabbitMQ 3.10)
+		}
 		if _, set := args["x-delivery-limit"]; !set {
 			l.deliveryLimit = DefaultDeliveryLimit
 		} else if l.deliveryLimit < 0 {

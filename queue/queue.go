@@ -188,6 +188,17 @@ func New(cfg Config) *Queue {
 	return q
 }
 
+// overLimitLocked reports whether a publish of size bytes is refused by
+// reject-publish: a classic queue refuses what would take it over its
+// limits, a quorum queue takes messages until it is over them (RabbitMQ: with
+// max-length 2 the third is still accepted). Lock must be held.
+func (q *Queue) overLimitLocked(size int64) bool {
+	if q.quorum {
+		return int64(q.readyCountLocked()) > q.lim.maxLen || q.readyBytes > q.lim.maxLenBytes
+	}
+	return int64(q.readyCountLocked()) >= q.lim.maxLen || q.readyBytes+size > q.lim.maxLenBytes
+}
+
 // Quorum reports whether the queue was declared x-queue-type quorum.
 func (q *Queue) Quorum() bool { return q.quorum }
 
@@ -626,7 +637,7 @@ func (q *Queue) publish(m *Message, ttl int64, seq uint64) PublishResult {
 		ttl = q.lim.ttl
 	}
 	size := int64(len(m.Body))
-	if q.lim.overflow != DropHead && (int64(q.readyCountLocked()) >= q.lim.maxLen || q.readyBytes+size > q.lim.maxLenBytes) {
+	if q.lim.overflow != DropHead && q.overLimitLocked(size) {
 		if q.dedup != nil {
 			q.dedup.leaveLocked(m)
 		}
@@ -744,6 +755,9 @@ func (q *Queue) publish(m *Message, ttl int64, seq uint64) PublishResult {
 // trimLocked drops messages from the head while the queue is over
 // x-max-length or x-max-length-bytes (drop-head). Lock must be held.
 func (q *Queue) trimLocked(dead []DeadLetter) []DeadLetter {
+	if q.quorum && q.lim.overflow != DropHead {
+		return dead // reject-publish refuses at publish; it drops nothing
+	}
 	for int64(q.readyCountLocked()) > q.lim.maxLen || q.readyBytes > q.lim.maxLenBytes {
 		if q.ready.len() == 0 {
 			q.pageInLocked()

@@ -362,7 +362,7 @@ func (ch *channel) basicGet(m *amqp.BasicGet) error {
 	}
 	ch.conn.send(func(b []byte) []byte {
 		b = amqp.AppendMethodFrame(b, ch.id, &amqp.BasicGetOk{DeliveryTag: tag, Redelivered: e.Redelivered, Exchange: msg.Exchange, RoutingKey: msg.RoutingKey, MessageCount: uint32(remaining)})
-		return amqp.AppendContent(b, ch.id, deliveryHeader(q.Queue, &e), msg.Body, ch.conn.frameMax)
+		return amqp.AppendContent(b, ch.id, getHeader(q.Queue, &e), msg.Body, ch.conn.frameMax)
 	})
 	ch.mu.Unlock()
 	return nil

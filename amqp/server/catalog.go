@@ -38,6 +38,10 @@ type QueueInfo struct {
 	// Members and Online are a replicated queue's group members and those
 	// of them reachable now; nil for other queues.
 	Members, Online []string
+	// DLX and DLXBytes count a quorum queue's dead letters held for
+	// at-least-once dead-lettering (messages_dlx).
+	DLX      int
+	DLXBytes int64
 	queue.Snapshot
 }
 
@@ -153,6 +157,7 @@ func queueInfo(v *Vhost, q *Queue) QueueInfo {
 	}
 	qi.Policy = q.policy.Load()
 	qi.Node = q.Home()
+	qi.DLX, qi.DLXBytes = q.heldDeadLetters()
 	if r := q.repl; r != nil {
 		qi.Members = r.members
 		for _, n := range r.members {

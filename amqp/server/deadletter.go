@@ -2,6 +2,7 @@ package server
 
 import (
 	"slices"
+	"sync"
 	"time"
 
 	"github.com/warren-mq/warren/amqp"
@@ -28,16 +29,94 @@ func (v *Vhost) deadLetter(q *Queue, dls []queue.DeadLetter) {
 			keys = ccKeys(keys, hs)
 		}
 		msg.Exchange = dlx
-		v.mu.RLock()
-		x := v.exchanges[dlx]
-		if x != nil {
-			p := msg.Props()
-			for _, dq := range v.route(r, x, keys, &p) {
-				v.publishTo(dq, msg, messageTTL(msg))
-			}
+		if !v.routeDeadLetter(r, msg, keys) && q.atLeastOnceDLX() {
+			q.holdDeadLetter(v, msg, keys)
 		}
-		v.mu.RUnlock()
 	}
+}
+
+// routeDeadLetter publishes a dead-lettered message to the queues its
+// exchange routes it to, and reports whether there was one.
+func (v *Vhost) routeDeadLetter(r *router, msg *queue.Message, keys []string) bool {
+	v.mu.RLock()
+	defer v.mu.RUnlock()
+	x := v.exchanges[msg.Exchange]
+	if x == nil {
+		return false
+	}
+	p := msg.Props()
+	qs := v.route(r, x, keys, &p)
+	for _, dq := range qs {
+		v.publishTo(dq, msg, messageTTL(msg))
+	}
+	return len(qs) > 0
+}
+
+// dlxHeld are a quorum queue's dead-lettered messages that found no queue
+// under the at-least-once strategy: they stay the queue's (RabbitMQ's
+// messages_dlx) and are routed again every dlxRetry until one takes them.
+type dlxHeld struct {
+	mu    sync.Mutex
+	msgs  []heldDeadLetter
+	bytes int64
+	timer *time.Timer
+}
+
+type heldDeadLetter struct {
+	msg  *queue.Message
+	keys []string
+}
+
+// dlxRetry is how often held dead letters are routed again.
+const dlxRetry = 10 * time.Second
+
+// atLeastOnceDLX reports whether q dead-letters at least once: a quorum
+// queue with x-dead-letter-strategy at-least-once and overflow
+// reject-publish (otherwise RabbitMQ falls back to at-most-once).
+func (q *Queue) atLeastOnceDLX() bool {
+	if !q.Quorum() {
+		return false
+	}
+	if s, _ := q.Args["x-dead-letter-strategy"].(string); s != "at-least-once" {
+		return false
+	}
+	eff := queue.EffectiveArgs(q.Args, policyDef(q.policy.Load()))
+	o, _ := eff["x-overflow"].(string)
+	return o == queue.RejectPublish
+}
+
+func (q *Queue) holdDeadLetter(v *Vhost, msg *queue.Message, keys []string) {
+	q.dlx.mu.Lock()
+	defer q.dlx.mu.Unlock()
+	q.dlx.msgs = append(q.dlx.msgs, heldDeadLetter{msg, keys})
+	q.dlx.bytes += int64(len(msg.Body))
+	if q.dlx.timer == nil {
+		q.dlx.timer = time.AfterFunc(dlxRetry, func() { v.retryDeadLetters(q) })
+	}
+}
+
+// retryDeadLetters routes q's held dead letters again.
+func (v *Vhost) retryDeadLetters(q *Queue) {
+	q.dlx.mu.Lock()
+	held := q.dlx.msgs
+	q.dlx.msgs, q.dlx.bytes, q.dlx.timer = nil, 0, nil
+	q.dlx.mu.Unlock()
+	if q.Deleted() {
+		return
+	}
+	r := newRouter()
+	for _, h := range held {
+		if !v.routeDeadLetter(r, h.msg, h.keys) {
+			q.holdDeadLetter(v, h.msg, h.keys)
+		}
+	}
+}
+
+// heldDeadLetters counts q's held dead letters and their bytes.
+func (q *Queue) heldDeadLetters() (int, int64) {
+	q.dlx.mu.Lock()
+	defer q.dlx.mu.Unlock()
+	return len(q.dlx.msgs), q.dlx.bytes
 }
 
 // messageTTL returns the message's expiration in ms, or -1.

@@ -104,7 +104,7 @@ func (p *Policy) normalize() error {
 	switch p.ApplyTo {
 	case "all", "queues", "exchanges":
 	default:
-		return &PolicyError{fmt.Sprintf("<<\"%s\">> was not one of [<<\"all\">>,<<\"exchanges\">>,<<\"queues\">>]", p.ApplyTo)}
+		return &PolicyError{fmt.Sprintf("apply-to '%s' unrecognised; should be 'queues', 'exchanges' or 'all'", p.ApplyTo)}
 	}
 	re, err := regexp.Compile(p.Pattern)
 	if err != nil {

@@ -104,7 +104,7 @@ func validateQueueArgs(args amqp.Table, name, vhost string) error {
 	for _, c := range []struct {
 		k   string
 		min int64
-	}{{"x-message-ttl", 0}, {"x-expires", 1}, {"x-max-length", 0}, {"x-max-length-bytes", 0}, {"x-max-priority", 0}, {"x-delivery-limit", 0}} {
+	}{{"x-message-ttl", 0}, {"x-expires", 1}, {"x-max-length", 0}, {"x-max-length-bytes", 0}, {"x-max-priority", 0}, {"x-delivery-limit", deliveryLimitMin(args)}} {
 		if err := intArg(c.k, c.min); err != nil {
 			return err
 		}
@@ -138,7 +138,7 @@ func validateQueueArgs(args amqp.Table, name, vhost string) error {
 		case "quorum":
 			return validateQuorumArgs(args, name, vhost)
 		default:
-			return invalidArg("x-queue-type", name, vhost, fmt.Sprintf("{unsupported_queue_type,%v}", v))
+			return invalidArg("x-queue-type", name, vhost, fmt.Sprintf("\"unsupported queue type '%v'\"", v))
 		}
 	}
 	return nil
@@ -163,8 +163,13 @@ func queueEquivalent(q *Queue, m *amqp.QueueDeclare, vhost string) *amqp.Error {
 		a, aok := m.Arguments[k]
 		b, bok := q.Args[k]
 		if aok != bok || aok && !argEqual(a, b) {
+			// RabbitMQ names the types only when one side has none.
+			ra, rb := describeArg(a, aok), describeArg(b, bok)
+			if aok && bok {
+				ra, rb = fmt.Sprintf("'%v'", a), fmt.Sprintf("'%v'", b)
+			}
 			return amqp.Errorf(amqp.PreconditionFailed, "inequivalent arg '%s' for queue '%s' in vhost '%s': received %s but current is %s",
-				k, q.Name, vhost, describeArg(a, aok), describeArg(b, bok))
+				k, q.Name, vhost, ra, rb)
 		}
 	}
 	return nil
@@ -212,7 +217,9 @@ func (ch *channel) queueDeclare(m *amqp.QueueDeclare) error {
 			}
 			return err
 		}
-		q.Touch() // a passive declare counts as use for x-expires
+		if !q.Quorum() {
+			q.Touch() // a passive declare counts as use for a classic queue's x-expires (not a quorum queue's)
+		}
 		ready, _, consumers := q.Counts()
 		if q.remote(v.node) {
 			r, c, err := ch.remoteCounts(q, peerCount)

@@ -20,34 +20,30 @@ func isQuorum(args amqp.Table) bool {
 	return s == "quorum"
 }
 
-// quorumArgs are the arguments a quorum queue takes (RabbitMQ's
-// rabbit_quorum_queue capabilities plus the 4.x ones); others are refused.
-var quorumArgs = map[string]bool{
-	"x-dead-letter-exchange": true, "x-dead-letter-routing-key": true, "x-dead-letter-strategy": true,
-	"x-expires": true, "x-max-in-memory-length": true, "x-max-in-memory-bytes": true,
-	"x-max-length": true, "x-max-length-bytes": true, "x-single-active-consumer": true,
-	"x-queue-type": true, "x-quorum-initial-group-size": true, "x-delivery-limit": true,
-	"x-message-ttl": true, "x-overflow": true, "x-queue-leader-locator": true,
-	"x-consumer-timeout": true, "x-message-deduplication": true, "x-cache-size": true,
-	"x-cache-ttl": true, "x-cache-persistence": true,
+// classicOnlyArgs are classic queues' arguments that a quorum queue
+// refuses (RabbitMQ 3.10.8); other arguments, unknown ones included, pass.
+var classicOnlyArgs = []string{"x-max-priority", "x-queue-mode", "x-queue-master-locator", "x-queue-version"}
+
+// deliveryLimitMin is the lowest x-delivery-limit accepted: -1 (no limit)
+// for a quorum queue, as RabbitMQ takes it.
+func deliveryLimitMin(args amqp.Table) int64 {
+	if isQuorum(args) {
+		return -1
+	}
+	return 0
 }
 
 // validateQuorumArgs checks what differs for a quorum queue once
 // validateQueueArgs passed.
 func validateQuorumArgs(args amqp.Table, name, vhost string) error {
-	for k := range args {
-		if len(k) > 2 && k[:2] == "x-" && !quorumArgs[k] {
+	for _, k := range classicOnlyArgs {
+		if _, ok := args[k]; ok {
 			return amqp.Errorf(amqp.PreconditionFailed, "invalid arg '%s' for queue '%s' in vhost '%s' of queue type rabbit_quorum_queue", k, name, vhost)
-		}
-	}
-	if v, ok := args["x-overflow"]; ok {
-		if s, _ := v.(string); s == queue.RejectPublishDLX {
-			return invalidArg("x-overflow", name, vhost, fmt.Sprintf("{unacceptable_value,%v}", v))
 		}
 	}
 	if v, ok := args["x-dead-letter-strategy"]; ok {
 		if s, _ := v.(string); s != "at-most-once" && s != "at-least-once" {
-			return invalidArg("x-dead-letter-strategy", name, vhost, fmt.Sprintf("{unacceptable_value,%v}", v))
+			return invalidArg("x-dead-letter-strategy", name, vhost, "invalid_dlx_strategy")
 		}
 	}
 	if v, ok := args["x-quorum-initial-group-size"]; ok {
@@ -93,6 +89,19 @@ func deliveryHeader(q *queue.Queue, e *queue.Entry) []byte {
 	if e.Returns == 0 || !q.Quorum() {
 		return e.Msg.Header
 	}
+	return withDeliveryCount(e)
+}
+
+// getHeader is the content header of a basic.get-ok: a quorum queue's
+// always carries x-delivery-count, 0 the first time (RabbitMQ 3.10).
+func getHeader(q *queue.Queue, e *queue.Entry) []byte {
+	if !q.Quorum() {
+		return e.Msg.Header
+	}
+	return withDeliveryCount(e)
+}
+
+func withDeliveryCount(e *queue.Entry) []byte {
 	p := e.Msg.Props()
 	h := make(amqp.Table, len(p.Headers)+1)
 	for k, v := range p.Headers {

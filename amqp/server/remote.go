@@ -590,7 +590,7 @@ func (s *Server) handleRemoteRequest(from string, op byte, r *peerReader) []byte
 			dtag = s.gets.track(from, q, e)
 		}
 		m := e.Msg
-		hdr := deliveryHeader(q.Queue, &e)
+		hdr := getHeader(q.Queue, &e)
 		b := []byte{0}
 		b = binary.BigEndian.AppendUint64(b, dtag)
 		if e.Redelivered {

@@ -56,6 +56,9 @@ type Queue struct {
 	// repl is a replicated (quorum) queue's group state in a cluster; nil
 	// for every other queue (replica.go).
 	repl *replica
+	// dlx holds a quorum queue's unroutable at-least-once dead letters
+	// (deadletter.go).
+	dlx dlxHeld
 }
 
 func (q *Queue) destName() string { return q.Name }

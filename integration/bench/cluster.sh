@@ -26,7 +26,9 @@
 # WARREN_BASE..+2 (default 5790), HTTP +10000, cluster +20000. Raw results:
 # $OUT (default /tmp/warren-cluster-bench.jsonl); Warren's logs:
 # $LOGS (default /tmp/warren-cluster-bench-logs). SCENARIOS (default
-# "transient confirm") and SKIP_DECLARE=1 narrow the run.
+# "transient confirm") and SKIP_DECLARE=1 narrow the run; QUEUE_TYPE=quorum
+# runs the scenarios on quorum queues (amqpbench -queue-type quorum: a Raft
+# group of the three nodes in both brokers).
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 root=$(cd "$here/../.." && pwd)
@@ -35,6 +37,9 @@ rounds=${1:-3}
 duration=${2:-10s}
 declares=${3:-10000}
 scenarios=${SCENARIOS:-"transient confirm"}
+qtype=${QUEUE_TYPE:-}
+qflag=()
+if [ -n "$qtype" ]; then qflag=(-queue-type "$qtype"); fi
 channels=${DECLARE_CHANNELS:-4}
 rbase=${RMQ_BASE:-5780}
 wbase=${WARREN_BASE:-5790}
@@ -166,7 +171,7 @@ for s in $scenarios; do
       echo "$(date +%T) $s round $r $b" >&2
       t0=$(ticks "${pids[@]}")
       set +e
-      line=$(/tmp/amqpbench -url "$u0" -consume-url "$u1" -scenario "$s" -duration "$duration" \
+      line=$(/tmp/amqpbench -url "$u0" -consume-url "$u1" -scenario "$s" -duration "$duration" "${qflag[@]}" \
         -pid "${pids[0]}" -json -label "$b" 2>"$logs/amqpbench-$s-$r-$b.txt")
       rc=$?
       set -e
