@@ -204,3 +204,41 @@ func TestClusterQuorumQueue(t *testing.T) {
 	t.Logf("confirmed %d, nacked %d, duplicates %d", len(pub.confirmed), pub.nacked, len(dups))
 	require.GreaterOrEqual(t, len(pub.confirmed), 700, "confirms went on through the failover")
 }
+
+// TestClusterQuorumQueueNonMember: with x-quorum-initial-group-size 2 on
+// three nodes, the node outside the group still serves the queue: it
+// learns the leader from the metadata and forwards publishes and consumers
+// to it.
+func TestClusterQuorumQueueNonMember(t *testing.T) {
+	warrenOnly(t, "starts a cluster of bin/warren processes")
+	nodes := startTestCluster(t, 3, 0)
+	ch1 := nodes[0].channel()
+	_, err := ch1.QueueDeclare("qq2", true, false, false, false, amqp.Table{"x-queue-type": "quorum", "x-quorum-initial-group-size": int32(2)})
+	require.NoError(t, err)
+	var qi quorumInfo
+	waitFor(t, "a leader with two members online", func() bool {
+		var ok bool
+		qi, ok = nodes[0].quorumInfo("qq2")
+		return ok && qi.Leader != "" && len(qi.Online) == 2
+	})
+	require.Len(t, qi.Members, 2)
+	outside := slices.IndexFunc(nodes, func(nd *clusterNode) bool { return !slices.Contains(qi.Members, nd.name) })
+	require.GreaterOrEqual(t, outside, 0)
+	nd := nodes[outside]
+	waitFor(t, "the outside node to know the leader", func() bool {
+		q, ok := nd.quorumInfo("qq2")
+		return ok && q.Leader == qi.Leader
+	})
+	ch := nd.channel()
+	require.NoError(t, ch.Confirm(false))
+	pub := &confirmedPublisher{confirmed: map[string]bool{}}
+	pub.publish(t, ch, "qq2", "x", 100)
+	require.Len(t, pub.confirmed, 100)
+	ds, err := ch.Consume("qq2", "", false, false, false, false, nil)
+	require.NoError(t, err)
+	for range 100 {
+		d := recv(t, ds)
+		require.True(t, pub.confirmed[string(d.Body)], string(d.Body))
+		require.NoError(t, d.Ack(false))
+	}
+}

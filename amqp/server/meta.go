@@ -350,6 +350,27 @@ func (s *Server) applyMeta(c *metaCmd) metaResult {
 		return resultOf(false, s.deleteGlobalParameter(c.Name))
 	case "tracing":
 		return resultOf(false, s.setTracing(c.Vhost, c.On))
+	case "queue.leader":
+		// A replicated queue's new leader, for the nodes that are not its
+		// members (members follow their own group).
+		s.mu.Lock()
+		v := s.vhosts[c.Vhost]
+		s.mu.Unlock()
+		if v == nil {
+			return resultOf(false, ErrNotFound)
+		}
+		v.mu.RLock()
+		q := v.queues[c.Name]
+		v.mu.RUnlock()
+		if q == nil || q.repl == nil || q.repl.id != c.Group {
+			return resultOf(false, ErrNotFound)
+		}
+		if !q.repl.member() && q.Home() != c.Node {
+			q.setHome(c.Node)
+			go s.reattach(q)
+			go s.resendForwards(q)
+		}
+		return resultOf(false, nil)
 	case "queue.drop":
 		s.mu.Lock()
 		v := s.vhosts[c.Vhost]

@@ -250,6 +250,23 @@ func (r *replica) becomeLeader() {
 	r.q.setHome(r.s.cfg.NodeName)
 	r.log.Info("leading quorum queue", zap.String("queue", r.q.Name), zap.String("vhost", r.v.Name), zap.Int("messages", len(es)))
 	go r.s.reattach(r.q)
+	if len(r.members) < r.clusterSize() {
+		// Nodes that are not members learn the leader from the metadata.
+		go func() {
+			if _, err := r.s.proposeAdmin(metaCmd{Op: "queue.leader", Vhost: r.v.Name, Name: r.q.Name, Node: r.s.cfg.NodeName, Group: r.id}); err != nil {
+				r.log.Warn("announcing the queue's leader", zap.String("queue", r.q.Name), zap.Error(err))
+			}
+		}()
+	}
+}
+
+// clusterSize counts the cluster's member nodes.
+func (r *replica) clusterSize() int {
+	if ml, ok := r.s.peers.(MemberLister); ok {
+		names, _ := ml.Members()
+		return len(names)
+	}
+	return len(r.members)
 }
 
 // publish enqueues msg through the group: proposed here when this node
