@@ -565,6 +565,18 @@ func (sm *qsm) entries() []queue.Entry {
 	return out
 }
 
+// SnapshotDue implements multiraft.SnapshotPolicy: a snapshot holds the
+// unsettled messages, so one is taken once the log since the last holds
+// twice as many entries as that (and at least snapshotMin): the log and
+// the write-ahead log behind it are trimmed as messages are settled, at a
+// cost per entry that does not grow with the queue's depth.
+func (sm *qsm) SnapshotDue(since uint64) bool {
+	return since >= snapshotMin && since >= 2*uint64(sm.count())
+}
+
+// snapshotMin is the fewest log entries between a queue's snapshots.
+const snapshotMin = 8192
+
 // Snapshot implements multiraft.StateMachine.
 func (sm *qsm) Snapshot() ([]byte, error) {
 	sm.mu.Lock()

@@ -31,6 +31,15 @@ type StateMachine interface {
 	Restore(data []byte) error
 }
 
+// SnapshotPolicy is implemented by state machines that decide when their
+// group takes a snapshot (instead of every Config.SnapshotEntries): a
+// queue's snapshot costs what it holds, not what went through it.
+type SnapshotPolicy interface {
+	// SnapshotDue is asked after each ready cycle that applied entries,
+	// with how many were applied since the last snapshot.
+	SnapshotDue(sinceLast uint64) bool
+}
+
 // Errors.
 var (
 	// ErrNotLeader is matched (errors.Is) by every *NotLeaderError.

@@ -611,8 +611,7 @@ func (h *Host) cycle() error {
 	for i := range h.work {
 		w := &h.work[i]
 		g := w.g
-		due := g.applied.Load()-g.snapIndex >= h.cfg.SnapshotEntries
-		if due || len(w.snapReqs) > 0 || g.snapWant.Swap(false) {
+		if due := h.snapshotDue(g); due || len(w.snapReqs) > 0 || g.snapWant.Swap(false) {
 			err := h.snapshot(g)
 			for _, ch := range w.snapReqs {
 				ch <- err
@@ -784,4 +783,14 @@ func (h *Host) release(took bool) error {
 	}
 	h.lastSegs = segs
 	return nil
+}
+
+// snapshotDue reports whether g should take a snapshot now: its state
+// machine's SnapshotPolicy decides, else every SnapshotEntries entries.
+func (h *Host) snapshotDue(g *Group) bool {
+	since := g.applied.Load() - g.snapIndex
+	if p, ok := g.sm.(SnapshotPolicy); ok {
+		return since > 0 && p.SnapshotDue(since)
+	}
+	return since >= h.cfg.SnapshotEntries
 }

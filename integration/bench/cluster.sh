@@ -24,8 +24,8 @@
 # Ports (loopback only; checked free first): RabbitMQ AMQP RMQ_BASE..+2
 # (default 5780; management +10000, distribution +20000), Warren AMQP
 # WARREN_BASE..+2 (default 5790), HTTP +10000, cluster +20000. Raw results:
-# $OUT (default /tmp/warren-cluster-bench.jsonl); Warren's logs:
-# $LOGS (default /tmp/warren-cluster-bench-logs). SCENARIOS (default
+# $BENCH_OUT (default /tmp/warren-cluster-bench.jsonl); Warren's logs:
+# $BENCH_LOGS (default /tmp/warren-cluster-bench-logs). SCENARIOS (default
 # "transient confirm") and SKIP_DECLARE=1 narrow the run; QUEUE_TYPE=quorum
 # runs the scenarios on quorum queues (amqpbench -queue-type quorum: a Raft
 # group of the three nodes in both brokers).
@@ -43,8 +43,8 @@ if [ -n "$qtype" ]; then qflag=(-queue-type "$qtype"); fi
 channels=${DECLARE_CHANNELS:-4}
 rbase=${RMQ_BASE:-5780}
 wbase=${WARREN_BASE:-5790}
-out=${OUT:-/tmp/warren-cluster-bench.jsonl}
-logs=${LOGS:-/tmp/warren-cluster-bench-logs}
+out=${BENCH_OUT:-/tmp/warren-cluster-bench.jsonl}
+logs=${BENCH_LOGS:-/tmp/warren-cluster-bench-logs}
 started=$(date +%s)
 
 for p in $rbase $((rbase + 1)) $((rbase + 2)) $((rbase + 10000)) $((rbase + 10001)) $((rbase + 10002)) \
