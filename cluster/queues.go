@@ -1,6 +1,7 @@
 package cluster
 
 import (
+	"context"
 	"fmt"
 
 	"go.uber.org/zap"
@@ -15,8 +16,8 @@ import (
 
 // StartQueueGroup starts this node's member of a queue's group
 // (server.QueueGroups): a new group of the named members, or the one the
-// write-ahead log holds.
-func (n *Node) StartQueueGroup(id uint64, members []string, sm multiraft.StateMachine) (*QueueGroup, error) {
+// write-ahead log holds; with join, an empty member for the leader to add.
+func (n *Node) StartQueueGroup(id uint64, members []string, join bool, sm multiraft.StateMachine) (*QueueGroup, error) {
 	if id == MetaGroup {
 		return nil, fmt.Errorf("cluster: group %d is the metadata group", id)
 	}
@@ -27,6 +28,9 @@ func (n *Node) StartQueueGroup(id uint64, members []string, sm multiraft.StateMa
 			return nil, fmt.Errorf("cluster: queue group %d: no member node %q", id, name)
 		}
 		peers = append(peers, m.ID)
+	}
+	if join {
+		peers = nil
 	}
 	g, err := n.host.StartGroup(id, peers, sm)
 	if err != nil {
@@ -79,6 +83,31 @@ func (q QueueGroup) LeaderChanged() <-chan struct{} { return q.g.LeaderChanged()
 
 // Campaign starts an election now.
 func (q QueueGroup) Campaign() error { return q.g.Campaign() }
+
+// AddMember adds the named node to the group (on its leader).
+func (q QueueGroup) AddMember(ctx context.Context, node string) error {
+	m, ok := q.n.sm.memberByName(node)
+	if !ok {
+		return fmt.Errorf("cluster: no member node %q", node)
+	}
+	return q.g.AddNode(ctx, m.ID)
+}
+
+// RemoveMember removes the named node from the group (on its leader).
+func (q QueueGroup) RemoveMember(ctx context.Context, node string) error {
+	m, ok := q.n.sm.memberByName(node)
+	if !ok {
+		return fmt.Errorf("cluster: no member node %q", node)
+	}
+	return q.g.RemoveNode(ctx, m.ID)
+}
+
+// TransferLeadership hands the leadership to the named member.
+func (q QueueGroup) TransferLeadership(node string) {
+	if m, ok := q.n.sm.memberByName(node); ok {
+		q.g.TransferLeadership(m.ID)
+	}
+}
 
 // Members names every member node of the cluster, reachable or not
 // (server.MemberLister); complete is false while some member has not

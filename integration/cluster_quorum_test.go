@@ -156,6 +156,8 @@ func TestClusterQuorumQueue(t *testing.T) {
 	})
 	close(stop)
 	wg.Wait()
+	// What node 3's consumer was sent and did not read goes back.
+	require.NoError(t, ch3.Close())
 
 	// Node 1 returns and catches up from the log; then the leader of the
 	// moment (node 2 or 3) is killed, and node 1 with the last one carries
@@ -176,6 +178,16 @@ func TestClusterQuorumQueue(t *testing.T) {
 	pub.publish(t, ch1, "qq", "e", 100)
 	ds1, err := ch1.Consume("qq", "c1", false, false, false, false, nil)
 	require.NoError(t, err)
+	missing := func() string {
+		var out []string
+		for b := range pub.confirmed {
+			if got[b] == 0 {
+				out = append(out, b)
+			}
+		}
+		slices.Sort(out)
+		return fmt.Sprintf("%d missing: %.20v", len(out), out)
+	}
 	waitFor(t, "every confirmed message consumed on node 1", func() bool {
 		for {
 			select {
@@ -193,7 +205,7 @@ func TestClusterQuorumQueue(t *testing.T) {
 			}
 		}
 		return true
-	})
+	}, missing)
 	var dups []string
 	for b, n := range got {
 		if n > 1 {
@@ -241,4 +253,79 @@ func TestClusterQuorumQueueNonMember(t *testing.T) {
 		require.True(t, pub.confirmed[string(d.Body)], string(d.Body))
 		require.NoError(t, d.Ack(false))
 	}
+}
+
+// TestClusterQuorumMembers: a queue's group grows and shrinks while it
+// holds messages (the new member catches up from the leader: once the
+// original member is removed, it alone serves them all), and rebalancing
+// spreads leaders over the nodes.
+func TestClusterQuorumMembers(t *testing.T) {
+	warrenOnly(t, "starts a cluster of bin/warren processes")
+	nodes := startTestCluster(t, 3, 0)
+	ch1 := nodes[0].channel()
+	_, err := ch1.QueueDeclare("qm", true, false, false, false, amqp.Table{"x-queue-type": "quorum", "x-quorum-initial-group-size": int32(1)})
+	require.NoError(t, err)
+	waitFor(t, "node 1 leading the one-member queue", func() bool {
+		qi, ok := nodes[0].quorumInfo("qm")
+		return ok && qi.Leader == nodes[0].name
+	})
+	require.NoError(t, ch1.Confirm(false))
+	pub := &confirmedPublisher{confirmed: map[string]bool{}}
+	pub.publish(t, ch1, "qm", "m", 50)
+
+	code, raw := nodes[0].api("POST", "/api/queues/%2F/qm/members", `{"node":"`+nodes[2].name+`"}`)
+	require.Equal(t, 201, code, string(raw))
+	code, _ = nodes[0].api("POST", "/api/queues/%2F/qm/members", `{"node":"`+nodes[2].name+`"}`)
+	require.Equal(t, 204, code, "already a member")
+	waitFor(t, "two members online", func() bool {
+		qi, ok := nodes[1].quorumInfo("qm")
+		return ok && len(qi.Members) == 2 && len(qi.Online) == 2
+	})
+	code, raw = nodes[1].api("DELETE", "/api/queues/%2F/qm/members/"+nodes[0].name, "")
+	require.Equal(t, 204, code, string(raw))
+	waitFor(t, "node 3 leading alone", func() bool {
+		qi, ok := nodes[1].quorumInfo("qm")
+		return ok && qi.Leader == nodes[2].name && slices.Equal(qi.Members, []string{nodes[2].name})
+	})
+	ch2 := nodes[1].channel()
+	for range 50 {
+		d, ok, err := ch2.Get("qm", false)
+		require.NoError(t, err)
+		require.True(t, ok, "a message that was confirmed before node 3 joined")
+		require.True(t, pub.confirmed[string(d.Body)], string(d.Body))
+		require.NoError(t, d.Ack(false))
+	}
+	_, ok, err := ch2.Get("qm", false)
+	require.NoError(t, err)
+	require.False(t, ok)
+
+	code, raw = nodes[0].api("DELETE", "/api/queues/%2F/qm/members/"+nodes[2].name, "")
+	require.Equal(t, 400, code, "the last member stays: %s", raw)
+	code, _ = nodes[0].api("POST", "/api/queues/%2F/qm/members", `{"node":"nobody@nowhere"}`)
+	require.Equal(t, 404, code)
+
+	// Three queues led by node 1, rebalanced: one leader per node.
+	for _, n := range []string{"qr1", "qr2", "qr3"} {
+		_, err := ch1.QueueDeclare(n, true, false, false, false, amqp.Table{"x-queue-type": "quorum"})
+		require.NoError(t, err)
+		waitFor(t, n+" led by node 1", func() bool {
+			qi, ok := nodes[0].quorumInfo(n)
+			return ok && qi.Leader == nodes[0].name && len(qi.Online) == 3
+		})
+	}
+	code, raw = nodes[1].api("POST", "/api/rebalance/queues", "")
+	require.Equal(t, 200, code, string(raw))
+	t.Logf("rebalance: %s", raw)
+	leaders := map[string]int{}
+	waitFor(t, "one leader per node", func() bool {
+		leaders = map[string]int{}
+		for _, n := range []string{"qr1", "qr2", "qr3", "qm"} {
+			qi, ok := nodes[0].quorumInfo(n)
+			if !ok {
+				return false
+			}
+			leaders[qi.Leader]++
+		}
+		return leaders[nodes[0].name] <= 2 && leaders[nodes[1].name] >= 1
+	}, func() string { return fmt.Sprint(leaders) + "\n" + nodes[0].logText() + "\n" + nodes[1].logText() })
 }

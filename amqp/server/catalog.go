@@ -159,8 +159,8 @@ func queueInfo(v *Vhost, q *Queue) QueueInfo {
 	qi.Node = q.Home()
 	qi.DLX, qi.DLXBytes = q.heldDeadLetters()
 	if r := q.repl; r != nil {
-		qi.Members = r.members
-		for _, n := range r.members {
+		qi.Members = r.memberList()
+		for _, n := range qi.Members {
 			if n == r.s.cfg.NodeName || r.s.reachable(n) {
 				qi.Online = append(qi.Online, n)
 			}

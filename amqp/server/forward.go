@@ -50,7 +50,6 @@ type forwardWait struct {
 	// resend, when set, is called instead of done(false) when node goes
 	// down: a copy for a replicated queue goes to its next leader.
 	resend func()
-	q      *Queue // the queue of a resend
 	node   string
 }
 

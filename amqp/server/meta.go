@@ -350,6 +350,10 @@ func (s *Server) applyMeta(c *metaCmd) metaResult {
 		return resultOf(false, s.deleteGlobalParameter(c.Name))
 	case "tracing":
 		return resultOf(false, s.setTracing(c.Vhost, c.On))
+	case "queue.members":
+		return s.applyMembers(c)
+	case "queue.transfer":
+		return s.applyTransfer(c)
 	case "queue.leader":
 		// A replicated queue's new leader, for the nodes that are not its
 		// members (members follow their own group).
@@ -368,7 +372,6 @@ func (s *Server) applyMeta(c *metaCmd) metaResult {
 		if !q.repl.member() && q.Home() != c.Node {
 			q.setHome(c.Node)
 			go s.reattach(q)
-			go s.resendForwards(q)
 		}
 		return resultOf(false, nil)
 	case "queue.drop":

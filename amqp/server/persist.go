@@ -173,7 +173,7 @@ func (v *Vhost) newReplicatedQueue(cfg queue.Config, group uint64, members []str
 	cfg.Policy = def
 	q := &Queue{Queue: queue.New(cfg), srv: v.srv, repl: r}
 	r.q = q
-	q.setHome(members[0])
+	q.setHome("") // until its group has a leader (replica.follow)
 	q.policy.Store(p)
 	v.attachQueue(q)
 	return q
@@ -191,7 +191,7 @@ func (q *Queue) groupMembers() []string {
 	if q.repl == nil {
 		return nil
 	}
-	return q.repl.members
+	return q.repl.memberList()
 }
 
 // StartReplicas starts this node's members of the replicated queues it

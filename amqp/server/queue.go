@@ -291,7 +291,7 @@ func (ch *channel) queueDeclare(m *amqp.QueueDeclare) error {
 		} else {
 			q = v.newQueue(cfg, owner)
 		}
-		if h := ch.conn.home; h != "" {
+		if h := ch.conn.home; h != "" && q.repl == nil {
 			q.setHome(h) // declared through the cluster by that node (meta.go)
 		}
 		v.persistQueue(q)

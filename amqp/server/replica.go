@@ -1,7 +1,10 @@
 package server
 
 import (
+	"context"
 	"encoding/binary"
+	"fmt"
+	"strings"
 	"errors"
 	"math/rand/v2"
 	"slices"
@@ -47,7 +50,8 @@ import (
 type QueueGroups interface {
 	// StartQueueGroup starts this node's member of group id: a new group
 	// with the given members (node names), or the one its log holds.
-	StartQueueGroup(id uint64, members []string, sm multiraft.StateMachine) (QueueGroup, error)
+	// With join, an empty member that the leader's AddMember fills.
+	StartQueueGroup(id uint64, members []string, join bool, sm multiraft.StateMachine) (QueueGroup, error)
 	// StopQueueGroup stops the member and drops its log.
 	StopQueueGroup(id uint64)
 }
@@ -62,6 +66,11 @@ type QueueGroup interface {
 	LeaderChanged() <-chan struct{}
 	// Campaign asks for an election now.
 	Campaign() error
+	// AddMember and RemoveMember change the group's members (on the
+	// leader); TransferLeadership hands the leadership to a member.
+	AddMember(ctx context.Context, node string) error
+	RemoveMember(ctx context.Context, node string) error
+	TransferLeadership(node string)
 }
 
 // SetQueueGroups makes quorum queues of a cluster replicated. Call before
@@ -119,29 +128,40 @@ type replica struct {
 	v       *Vhost
 	q       *Queue
 	id      uint64   // the group
-	members []string // node names
+	members atomic.Pointer[[]string] // node names (memberList); changed by the metadata log
 	sm      qsm
 	log     *zap.Logger
 
 	g       atomic.Pointer[groupRef] // this node's member; nil on other nodes
 	leading atomic.Bool              // the queue runs here (set when the leader's first entry applies)
 	stopped atomic.Bool
+	// join: this node was added to the group after it started (its member
+	// starts empty and the leader fills it).
+	join bool
 
 	mu   sync.Mutex
 	ops  []byte // journal operations waiting to be proposed; guarded by mu
 	kick chan struct{}
+
+	waitMu   sync.Mutex
+	waiting  []waitingPublish // publishes waiting for a leader, in order; guarded by waitMu
+	draining bool             // a goroutine drains waiting; guarded by waitMu
 }
 
 type groupRef struct{ QueueGroup }
 
 func newReplica(s *Server, v *Vhost, id uint64, members []string) *replica {
-	r := &replica{s: s, v: v, id: id, members: members, kick: make(chan struct{}, 1)}
+	r := &replica{s: s, v: v, id: id, kick: make(chan struct{}, 1)}
+	r.members.Store(&members)
 	r.log = s.log.With(zap.Uint64("group", id))
 	r.sm.r = r
 	return r
 }
 
-func (r *replica) member() bool { return slices.Contains(r.members, r.s.cfg.NodeName) }
+func (r *replica) member() bool { return slices.Contains(r.memberList(), r.s.cfg.NodeName) }
+
+// memberList names the group's members now.
+func (r *replica) memberList() []string { return *r.members.Load() }
 
 // start runs this node's member of the group (if it is one) and follows
 // its leader. Not on the ready loop: starting a group touches the disk.
@@ -152,7 +172,7 @@ func (r *replica) start() {
 	var g QueueGroup
 	var err error
 	for range 100 { // a node restarted early may not know every member's name yet
-		if g, err = r.s.groups.StartQueueGroup(r.id, r.members, &r.sm); err == nil || r.stopped.Load() {
+		if g, err = r.s.groups.StartQueueGroup(r.id, r.memberList(), r.join, &r.sm); err == nil || r.stopped.Load() {
 			break
 		}
 		time.Sleep(100 * time.Millisecond)
@@ -162,8 +182,18 @@ func (r *replica) start() {
 		return
 	}
 	r.g.Store(&groupRef{g})
-	if r.members[0] == r.s.cfg.NodeName {
-		g.Campaign() // the declaring node leads first
+	if !r.join && r.memberList()[0] == r.s.cfg.NodeName {
+		// The declaring node leads first: it campaigns as soon as raft lets
+		// it (not before the group's first configuration applies).
+		go func() {
+			for range 40 {
+				if g.Leader() != "" || r.stopped.Load() {
+					return
+				}
+				g.Campaign()
+				time.Sleep(25 * time.Millisecond)
+			}
+		}()
 	}
 	go r.follow(g)
 	go r.flushLoop(g)
@@ -188,7 +218,7 @@ func (r *replica) stop() {
 // proposes its marker entry; the queue runs here once it applies.
 func (r *replica) follow(g QueueGroup) {
 	last := ""
-	for !r.stopped.Load() {
+	for !r.stopped.Load() && r.g.Load() != nil {
 		ch := g.LeaderChanged()
 		lead := g.Leader()
 		if lead != last {
@@ -199,7 +229,6 @@ func (r *replica) follow(g QueueGroup) {
 			if lead != "" && lead != r.s.cfg.NodeName {
 				r.q.setHome(lead)
 				r.s.reattach(r.q)
-				r.s.resendForwards(r.q)
 			}
 			if lead == r.s.cfg.NodeName {
 				go r.claim(g)
@@ -250,7 +279,7 @@ func (r *replica) becomeLeader() {
 	r.q.setHome(r.s.cfg.NodeName)
 	r.log.Info("leading quorum queue", zap.String("queue", r.q.Name), zap.String("vhost", r.v.Name), zap.Int("messages", len(es)))
 	go r.s.reattach(r.q)
-	if len(r.members) < r.clusterSize() {
+	if len(r.memberList()) < r.clusterSize() {
 		// Nodes that are not members learn the leader from the metadata.
 		go func() {
 			if _, err := r.s.proposeAdmin(metaCmd{Op: "queue.leader", Vhost: r.v.Name, Name: r.q.Name, Node: r.s.cfg.NodeName, Group: r.id}); err != nil {
@@ -266,12 +295,14 @@ func (r *replica) clusterSize() int {
 		names, _ := ml.Members()
 		return len(names)
 	}
-	return len(r.members)
+	return len(r.memberList())
 }
 
 // publish enqueues msg through the group: proposed here when this node
 // leads, otherwise sent to the leader (and on to the next one if that one is
-// lost). done (if set) gets the outcome once committed.
+// lost). done (if set) gets the outcome once committed. Publishes keep
+// their order: while some wait for a leader, the ones after them wait
+// behind them.
 func (r *replica) publish(msg *queue.Message, ttl int64, done func(bool)) {
 	if done == nil {
 		done = func(bool) {}
@@ -280,50 +311,89 @@ func (r *replica) publish(msg *queue.Message, ttl int64, done func(bool)) {
 		done(false)
 		return
 	}
-	if g := r.g.Load(); g != nil && r.leading.Load() {
-		cmd := appendEnqueue(msg, ttl)
-		err := g.ProposeAsync(cmd, func(v any, err error) {
-			if err != nil {
-				r.retry(msg, ttl, done) // leadership lost: the next leader takes it
-				return
-			}
-			res, _ := v.(queue.PublishResult)
-			done(res != queue.Rejected && res != queue.Gone)
-		})
-		if err == nil {
-			return
-		}
-	}
-	home := r.q.Home()
-	if home == "" || home == r.s.cfg.NodeName {
-		r.retry(msg, ttl, done)
+	p := waitingPublish{msg: msg, ttl: ttl, done: done, until: time.Now().Add(publishWait)}
+	r.waitMu.Lock()
+	if len(r.waiting) > 0 {
+		r.waiting = append(r.waiting, p)
+		r.waitMu.Unlock()
 		return
 	}
-	w := forwardWait{done: done, resend: func() { r.retry(msg, ttl, done) }, q: r.q}
-	if !r.s.forwardTo(home, r.v, r.q, msg, ttl, w) {
-		r.retry(msg, ttl, done)
+	r.waitMu.Unlock()
+	if !r.try(p) {
+		r.wait(p)
 	}
 }
 
-// retry publishes again once the group has a leader that is not the one
-// that failed (bounded: a minority never confirms, the publisher gets a
-// nack after publishWait).
-func (r *replica) retry(msg *queue.Message, ttl int64, done func(bool)) {
-	go func() {
-		deadline := time.Now().Add(publishWait)
-		for time.Now().Before(deadline) && !r.stopped.Load() {
-			time.Sleep(50 * time.Millisecond)
-			home := r.q.Home()
-			if home == r.s.cfg.NodeName && !r.leading.Load() {
-				continue // a leader here, not yet running the queue
-			}
-			if home != "" && (home == r.s.cfg.NodeName || r.s.reachable(home)) {
-				r.publish(msg, ttl, done)
+// waitingPublish is a publish waiting for the group's leader.
+type waitingPublish struct {
+	msg   *queue.Message
+	ttl   int64
+	done  func(bool)
+	until time.Time // nacked after this
+}
+
+// try proposes p here if this node serves the queue, or sends it to the
+// node that does; false when there is none to take it now.
+func (r *replica) try(p waitingPublish) bool {
+	if g := r.g.Load(); g != nil && r.leading.Load() {
+		err := g.ProposeAsync(appendEnqueue(p.msg, p.ttl), func(v any, err error) {
+			if err != nil {
+				r.wait(p) // leadership lost: the next leader takes it
 				return
 			}
+			res, _ := v.(queue.PublishResult)
+			p.done(res != queue.Rejected && res != queue.Gone)
+		})
+		return err == nil
+	}
+	home := r.q.Home()
+	if home == "" || home == r.s.cfg.NodeName || !r.s.reachable(home) {
+		return false
+	}
+	// A node that stops leading forwards what it gets to the next leader
+	// itself; the copy is sent again from here only if that node is lost.
+	w := forwardWait{done: p.done, resend: func() { r.wait(p) }}
+	return r.s.forwardTo(home, r.v, r.q, p.msg, p.ttl, w)
+}
+
+// wait queues p until a leader takes it; one goroutine drains the queue in
+// order.
+func (r *replica) wait(p waitingPublish) {
+	r.waitMu.Lock()
+	r.waiting = append(r.waiting, p)
+	start := !r.draining
+	r.draining = true
+	r.waitMu.Unlock()
+	if start {
+		go r.drain()
+	}
+}
+
+func (r *replica) drain() {
+	for {
+		r.waitMu.Lock()
+		if len(r.waiting) == 0 || r.stopped.Load() {
+			left := r.waiting
+			r.waiting, r.draining = nil, false
+			r.waitMu.Unlock()
+			for _, p := range left {
+				p.done(false)
+			}
+			return
 		}
-		done(false)
-	}()
+		p := r.waiting[0]
+		r.waitMu.Unlock()
+		if !r.try(p) {
+			if time.Now().Before(p.until) {
+				time.Sleep(20 * time.Millisecond)
+				continue
+			}
+			p.done(false) // no leader in time: nacked
+		}
+		r.waitMu.Lock()
+		r.waiting = r.waiting[1:]
+		r.waitMu.Unlock()
+	}
 }
 
 // publishWait bounds how long a publish to a replicated queue waits for
@@ -729,20 +799,178 @@ func (p *proxies) ofQueue(q *Queue) []*proxyConsumer {
 	return out
 }
 
-// resendForwards sends the copies for q that wait on a node that no longer
-// leads it to the leader now.
-func (s *Server) resendForwards(q *Queue) {
-	home := q.Home()
-	s.forwards.mu.Lock()
-	var again []forwardWait
-	for id, w := range s.forwards.pending {
-		if w.q == q && w.node != home && w.resend != nil {
-			again = append(again, w)
-			delete(s.forwards.pending, id)
+// --- members: grow, shrink, rebalance ---
+
+// memberChangeWait bounds a change of a queue's members in its group.
+const memberChangeWait = 30 * time.Second
+
+// ErrNotReplicated: the queue is not a quorum queue of a cluster.
+var ErrNotReplicated = errors.New("not a replicated quorum queue")
+
+// replicatedQueue finds a replicated queue.
+func (s *Server) replicatedQueue(vhost, name string) (*Queue, error) {
+	s.mu.Lock()
+	v := s.vhosts[vhost]
+	s.mu.Unlock()
+	if v == nil {
+		return nil, ErrNotFound
+	}
+	v.mu.RLock()
+	q := v.queues[name]
+	v.mu.RUnlock()
+	if q == nil {
+		return nil, ErrNotFound
+	}
+	if q.repl == nil {
+		return nil, ErrNotReplicated
+	}
+	return q, nil
+}
+
+// ChangeQueueMembers adds (add) or removes a node of a quorum queue's
+// group through the metadata log: every node records the new members, an
+// added node starts an empty member, and the group's leader makes the
+// change in the group (the new member catches up from the leader's log or
+// a snapshot). It reports whether anything changed.
+func (s *Server) ChangeQueueMembers(vhost, name, node string, add bool) (bool, error) {
+	q, err := s.replicatedQueue(vhost, name)
+	if err != nil {
+		return false, err
+	}
+	if ml, ok := s.peers.(MemberLister); ok {
+		if names, _ := ml.Members(); !slices.Contains(names, node) {
+			return false, fmt.Errorf("%w: no node '%s' in the cluster", ErrNotFound, node)
 		}
 	}
-	s.forwards.mu.Unlock()
-	for _, w := range again {
-		w.resend()
+	members := slices.Clone(q.repl.memberList())
+	switch {
+	case add == slices.Contains(members, node):
+		return false, nil
+	case add:
+		members = append(members, node)
+	case len(members) == 1:
+		return false, fmt.Errorf("cannot remove the last member of queue '%s'", name)
+	default:
+		members = slices.DeleteFunc(members, func(n string) bool { return n == node })
 	}
+	_, err = s.proposeAdmin(metaCmd{Op: "queue.members", Vhost: vhost, Name: name, Group: q.repl.id, Members: members, Node: node, On: add})
+	return err == nil, err
+}
+
+// applyMembers applies a committed change of a queue's members here.
+func (s *Server) applyMembers(c *metaCmd) metaResult {
+	q, err := s.replicatedQueue(c.Vhost, c.Name)
+	if err != nil || q.repl.id != c.Group {
+		return resultOf(false, ErrNotFound)
+	}
+	r := q.repl
+	members := slices.Clone(c.Members)
+	r.members.Store(&members)
+	r.v.persistQueue(q)
+	self := s.cfg.NodeName
+	stopHere := func() {
+		r.leading.Store(false)
+		if g := r.g.Swap(nil); g != nil && s.groups != nil {
+			s.groups.StopQueueGroup(r.id)
+		}
+	}
+	if c.On && c.Node == self {
+		r.join = true
+		go r.start()
+	}
+	g := r.g.Load()
+	if g == nil || g.Leader() != self {
+		// The leader (elsewhere) changes the group; a node removed stops
+		// its member now (the others are a majority without it).
+		if !c.On && c.Node == self {
+			go stopHere()
+		}
+		return resultOf(true, nil)
+	}
+	go func() {
+		ctx, cancel := context.WithTimeout(context.Background(), memberChangeWait)
+		defer cancel()
+		var err error
+		if c.On {
+			err = g.AddMember(ctx, c.Node)
+		} else {
+			err = g.RemoveMember(ctx, c.Node)
+		}
+		if err != nil {
+			r.log.Warn("changing the queue's members", zap.String("queue", q.Name), zap.String("node", c.Node), zap.Bool("add", c.On), zap.Error(err))
+		}
+		if !c.On && c.Node == self {
+			stopHere() // this leader removed itself: it stepped down
+		}
+	}()
+	return resultOf(true, nil)
+}
+
+// RebalanceQueues moves quorum queues' leaderships so that the nodes lead
+// about as many each (rabbitmq-queues rebalance): a queue led by a node
+// above the fair share goes to its member leading the fewest. It returns
+// how many moves it asked for; they happen within an election's time.
+func (s *Server) RebalanceQueues() (int, error) {
+	type led struct {
+		q      *Queue
+		leader string
+	}
+	var all []led
+	leads := map[string]int{}
+	if ml, ok := s.peers.(MemberLister); ok {
+		names, _ := ml.Members()
+		for _, n := range names {
+			leads[n] = 0
+		}
+	}
+	for _, v := range s.vhostList("") {
+		v.mu.RLock()
+		for _, q := range v.queues {
+			if q.repl != nil {
+				all = append(all, led{q, q.Home()})
+				leads[q.Home()]++
+			}
+		}
+		v.mu.RUnlock()
+	}
+	if len(all) == 0 {
+		return 0, nil
+	}
+	share := (len(all) + len(leads) - 1) / len(leads)
+	slices.SortFunc(all, func(a, b led) int { return strings.Compare(a.q.Name, b.q.Name) })
+	moves := 0
+	for _, x := range all {
+		if leads[x.leader] <= share {
+			continue
+		}
+		best := ""
+		for _, m := range x.q.repl.memberList() {
+			if m != x.leader && (best == "" || leads[m] < leads[best]) && (m == s.cfg.NodeName || s.reachable(m)) {
+				best = m
+			}
+		}
+		if best == "" || leads[best]+1 > share {
+			continue
+		}
+		if _, err := s.proposeAdmin(metaCmd{Op: "queue.transfer", Vhost: x.q.repl.v.Name, Name: x.q.Name, Group: x.q.repl.id, Node: best}); err != nil {
+			return moves, err
+		}
+		leads[x.leader]--
+		leads[best]++
+		moves++
+	}
+	return moves, nil
+}
+
+// applyTransfer hands a queue's leadership to c.Node if this node leads it.
+func (s *Server) applyTransfer(c *metaCmd) metaResult {
+	q, err := s.replicatedQueue(c.Vhost, c.Name)
+	if err != nil || q.repl.id != c.Group {
+		return resultOf(false, ErrNotFound)
+	}
+	if g := q.repl.g.Load(); g != nil && g.Leader() == s.cfg.NodeName {
+		q.repl.log.Info("handing the queue's leadership over", zap.String("queue", q.Name), zap.String("to", c.Node))
+		g.TransferLeadership(c.Node)
+	}
+	return resultOf(false, nil)
 }

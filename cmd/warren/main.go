@@ -459,8 +459,8 @@ func serverConfig(c *cli.Context) (server.Config, error) {
 // (server.QueueGroups).
 type queueGroups struct{ n *cluster.Node }
 
-func (q queueGroups) StartQueueGroup(id uint64, members []string, sm multiraft.StateMachine) (server.QueueGroup, error) {
-	g, err := q.n.StartQueueGroup(id, members, sm)
+func (q queueGroups) StartQueueGroup(id uint64, members []string, join bool, sm multiraft.StateMachine) (server.QueueGroup, error) {
+	g, err := q.n.StartQueueGroup(id, members, join, sm)
 	if err != nil {
 		return nil, err
 	}

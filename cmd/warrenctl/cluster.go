@@ -85,3 +85,68 @@ func clusterCommand() *cli.Command {
 		},
 	}
 }
+
+// quorumCommand changes quorum queues' groups (as rabbitmq-queues does)
+// through POST and DELETE /api/queues/{vhost}/{name}/members and POST
+// /api/rebalance/queues.
+func quorumCommand() *cli.Command {
+	queueNode := func(c *cli.Context) (string, string, error) {
+		if c.NArg() != 2 {
+			return "", "", usagef("%s: want QUEUE NODE", c.Command.FullName())
+		}
+		return c.Args().Get(0), c.Args().Get(1), nil
+	}
+	return &cli.Command{
+		Name:  "quorum",
+		Usage: "grow or shrink a quorum queue's members, rebalance leaders over the nodes",
+		Subcommands: []*cli.Command{
+			{
+				Name: "add-member", Usage: "make a node a member of the queue's group (it catches up from the leader)", ArgsUsage: "QUEUE NODE",
+				Description: "Example: warrenctl quorum add-member orders warren4@host4",
+				Action: func(c *cli.Context) error {
+					q, node, err := queueNode(c)
+					if err != nil {
+						return err
+					}
+					if err := newClient(c).do("POST", "/api/queues/"+esc(globals.vhost)+"/"+esc(q)+"/members", map[string]any{"node": node}, nil); err != nil {
+						return err
+					}
+					fmt.Printf("%s is a member of queue %s\n", node, q)
+					return nil
+				},
+			},
+			{
+				Name: "delete-member", Usage: "remove a node from the queue's group", ArgsUsage: "QUEUE NODE",
+				Description: "Example: warrenctl quorum delete-member orders warren3@host3",
+				Action: func(c *cli.Context) error {
+					q, node, err := queueNode(c)
+					if err != nil {
+						return err
+					}
+					if err := newClient(c).do("DELETE", "/api/queues/"+esc(globals.vhost)+"/"+esc(q)+"/members/"+esc(node), nil, nil); err != nil {
+						return err
+					}
+					fmt.Printf("%s is no longer a member of queue %s\n", node, q)
+					return nil
+				},
+			},
+			{
+				Name: "rebalance", Usage: "spread the quorum queues' leaders evenly over the nodes",
+				Description: "Example: warrenctl quorum rebalance",
+				Action: func(c *cli.Context) error {
+					if c.NArg() > 0 {
+						return usagef("%s: no arguments", c.Command.FullName())
+					}
+					var out struct {
+						Moves int `json:"moves"`
+					}
+					if err := newClient(c).do("POST", "/api/rebalance/queues", nil, &out); err != nil {
+						return err
+					}
+					fmt.Printf("%d leaders moved\n", out.Moves)
+					return nil
+				},
+			},
+		},
+	}
+}

@@ -59,6 +59,7 @@ func newApp() *cli.App {
 			listCommand(), declareCommand(), deleteCommand(), purgeCommand(), publishCommand(), getCommand(),
 			consumeCommand(), definitionsCommand(), closeCommand(), overviewCommand(), healthCommand(), perfCommand(), traceCommand(),
 			clusterCommand(),
+			quorumCommand(),
 		},
 		ExitErrHandler: func(*cli.Context, error) {},
 	}
