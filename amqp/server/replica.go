@@ -3,11 +3,11 @@ package server
 import (
 	"context"
 	"encoding/binary"
-	"fmt"
-	"strings"
 	"errors"
+	"fmt"
 	"math/rand/v2"
 	"slices"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -127,7 +127,7 @@ type replica struct {
 	s       *Server
 	v       *Vhost
 	q       *Queue
-	id      uint64   // the group
+	id      uint64                   // the group
 	members atomic.Pointer[[]string] // node names (memberList); changed by the metadata log
 	sm      qsm
 	log     *zap.Logger
