@@ -302,10 +302,18 @@ func (ch *channel) basicConsume(m *amqp.BasicConsume) error {
 		}
 		return amqp.Errorf(amqp.AccessRefused, "queue '%s' in vhost '%s' in exclusive use", q.Name, ch.vhost().Name)
 	}
-	if !m.NoWait {
-		ch.sendMethod(&amqp.BasicConsumeOk{ConsumerTag: tag})
+	if m.NoWait {
+		ci.active.Store(true)
+	} else {
+		// Eligible as consume-ok is queued, under the connection's output
+		// lock: no delivery overtakes it, and no client can see it (and
+		// publish elsewhere) while the consumer is still inactive.
+		ch.conn.send(func(b []byte) []byte {
+			b = amqp.AppendMethodFrame(b, ch.id, &amqp.BasicConsumeOk{ConsumerTag: tag})
+			ci.active.Store(true)
+			return b
+		})
 	}
-	ci.active.Store(true)
 	q.Kick()
 	return nil
 }

@@ -28,7 +28,10 @@
 # $BENCH_LOGS (default /tmp/warren-cluster-bench-logs). SCENARIOS (default
 # "transient confirm") and SKIP_DECLARE=1 narrow the run; QUEUE_TYPE=quorum
 # runs the scenarios on quorum queues (amqpbench -queue-type quorum: a Raft
-# group of the three nodes in both brokers).
+# group of the three nodes in both brokers). FAILOVER=1 ends with one run
+# per broker of integration/bench/failover: a quorum queue, a publisher with
+# confirms on a node that does not lead, the leader's node killed (SIGKILL),
+# the time until the next confirm.
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 root=$(cd "$here/../.." && pwd)
@@ -54,7 +57,8 @@ for p in $rbase $((rbase + 1)) $((rbase + 2)) $((rbase + 10000)) $((rbase + 1000
 done
 
 (cd "$shared/tools/amqpbench" && go build -o /tmp/amqpbench .)
-(cd "$root" && go build -o bin/warren ./cmd/warren && go build -o /tmp/warren-bench-declare ./integration/bench/declare)
+(cd "$root" && go build -o bin/warren ./cmd/warren && go build -o /tmp/warren-bench-declare ./integration/bench/declare &&
+  go build -o /tmp/warren-bench-failover ./integration/bench/failover)
 
 data=$(mktemp -d /tmp/warren-cluster-bench-XXXXXX)
 rm -rf "$logs"; mkdir -p "$logs"
@@ -204,6 +208,26 @@ if [ "${SKIP_DECLARE:-}" != 1 ]; then
   done
 fi
 
+if [ "${FAILOVER:-}" = 1 ]; then
+  for b in warren rabbitmq; do
+    if [ $b = warren ]; then
+      us="$(wurl 0),$(wurl 1),$(wurl 2)"; hs="$(whttp 0),$(whttp 1),$(whttp 2)"
+      ns="warren1@localhost,warren2@localhost,warren3@localhost"; ps=$(IFS=,; echo "${wpids[*]}")
+    else
+      us="$(rurl 0),$(rurl 1),$(rurl 2)"; hs="$(rhttp 0),$(rhttp 1),$(rhttp 2)"
+      ns="oracle$rbase@localhost,oracle$((rbase + 1))@localhost,oracle$((rbase + 2))@localhost"; ps=$(IFS=,; echo "${rpids[*]}")
+    fi
+    echo "$(date +%T) failover $b" >&2
+    set +e
+    line=$(/tmp/warren-bench-failover -urls "$us" -apis "$hs" -names "$ns" -pids "$ps" -label "$b" 2>>"$logs/failover-$b.txt")
+    rc=$?
+    set -e
+    echo "{\"scenario\": \"failover\", \"result\": ${line:-null}}" >>"$out"
+    echo "  $line" >&2
+    [ $rc = 0 ] || failed=1
+  done
+fi
+
 elapsed=$(($(date +%s) - started))
 stop_all
 python3 - "$out" "$elapsed" "$rounds" "$duration" "$channels" <<'PY'
@@ -222,6 +246,8 @@ print(f"Three nodes each, publish on node 1 to a queue on node 2, consume on nod
       "deliveries summed over the three nodes; RSS = the three nodes' VmRSS summed after the run.\n")
 print("| scenario | Warren msg/s | RabbitMQ msg/s | ratio | Warren CPU s/100k | RabbitMQ CPU s/100k | CPU ratio | Warren RSS MB | RabbitMQ RSS MB | other load, cores | failed runs |")
 print("| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |")
+fo = [r["result"] for r in rows if r.get("scenario") == "failover" and r.get("result")]
+rows = [r for r in rows if r.get("scenario") != "failover"]
 for s in dict.fromkeys(r.get("scenario") for r in rows if r.get("scenario") != "declare"):
     cell = {}
     bad = []
@@ -252,6 +278,12 @@ if dec:
         allok = "yes" if nodes and all(n["queues"] == r["queues"] and n["bindings"] == r["queues"] for n in nodes) else "no"
         print(f"| {r.get('label')} | {fmt(r.get('queues', 0))} | {fmt(r.get('queues_per_s', 0))} | {r.get('declare_s', 0):.1f} | "
               f"{r['cluster']['cpu_s']:.1f} | {fmt(r['cluster']['rss_kb'] / 1024)} | {allok} | {'yes' if r.get('ok') else 'no: ' + '; '.join(r.get('errors', []))[:200]} |")
+if fo:
+    print("\nQuorum queue failover: the leader's node killed (SIGKILL) under a publisher with confirms on another node:\n")
+    print("| broker | leader killed | seconds to the next confirm | ok |")
+    print("| --- | --- | --- | --- |")
+    for r in fo:
+        print(f"| {r.get('label')} | {r.get('leader', '–')} | {r.get('seconds_to_next_confirm', float('nan')):.2f} | {'yes' if r.get('ok') else 'no: ' + str(r.get('error'))} |")
 print(f"\n{elapsed} s in all; raw results in {path}.")
 PY
 exit $failed
