@@ -102,6 +102,10 @@ func (q QueueGroup) RemoveMember(ctx context.Context, node string) error {
 	return q.g.RemoveNode(ctx, m.ID)
 }
 
+// ForceCampaign starts an election that voters grant within the old
+// leader's lease (multiraft.Group.ForceCampaign).
+func (q QueueGroup) ForceCampaign() { q.g.ForceCampaign() }
+
 // TransferLeadership hands the leadership to the named member.
 func (q QueueGroup) TransferLeadership(node string) {
 	if m, ok := q.n.sm.memberByName(node); ok {

@@ -98,6 +98,7 @@ func (f *forwards) failNode(node string) {
 // there are nacked, consumers of its queues cancelled, and what its
 // clients had not acked here requeued.
 func (s *Server) PeerDown(node string) {
+	s.leaderLost(node)
 	s.forwards.failNode(node)
 	remoteCancelled(s.remotes.onNode(node))
 	for _, p := range s.proxies.ofNode(node) {

@@ -58,7 +58,11 @@ func errHomeDown(q *Queue, vhost string) *amqp.Error {
 // call sends a request to q's home node; a transport failure is RabbitMQ's
 // 404 for an unreachable home.
 func (ch *channel) call(q *Queue, payload []byte) ([]byte, error) {
-	out, err := ch.conn.srv.callPeer(q.Home(), payload)
+	home := q.Home()
+	if q.repl != nil && home == "" {
+		home = q.waitHome(leaderWait) // a replicated queue between leaders
+	}
+	out, err := ch.conn.srv.callPeer(home, payload)
 	if err != nil {
 		return nil, errHomeDown(q, ch.vhost().Name)
 	}

@@ -71,6 +71,9 @@ type QueueGroup interface {
 	AddMember(ctx context.Context, node string) error
 	RemoveMember(ctx context.Context, node string) error
 	TransferLeadership(node string)
+	// ForceCampaign starts an election that voters grant even within the
+	// old leader's lease (for a leader whose node is known to be gone).
+	ForceCampaign()
 }
 
 // SetQueueGroups makes quorum queues of a cluster replicated. Call before
@@ -973,4 +976,55 @@ func (s *Server) applyTransfer(c *metaCmd) metaResult {
 		g.TransferLeadership(c.Node)
 	}
 	return resultOf(false, nil)
+}
+
+// leaderLost is told that node's connection dropped: for each replicated
+// queue it led, one surviving member (the first by name that is up)
+// starts an election at once instead of after the election timeout.
+func (s *Server) leaderLost(node string) {
+	if s.groups == nil {
+		return
+	}
+	for _, v := range s.vhostList("") {
+		v.mu.RLock()
+		var qs []*Queue
+		for _, q := range v.queues {
+			if q.repl != nil && q.Home() == node {
+				qs = append(qs, q)
+			}
+		}
+		v.mu.RUnlock()
+		for _, q := range qs {
+			g := q.repl.g.Load()
+			if g == nil {
+				continue
+			}
+			ms := slices.Sorted(slices.Values(q.repl.memberList()))
+			for _, m := range ms {
+				if m == node || (m != s.cfg.NodeName && !s.reachable(m)) {
+					continue
+				}
+				if m == s.cfg.NodeName {
+					g.ForceCampaign()
+				}
+				break
+			}
+		}
+	}
+}
+
+// leaderWait bounds how long an operation on a replicated queue waits for
+// its group to have a leader.
+const leaderWait = 5 * time.Second
+
+// waitHome waits (up to d) for q to have a home and returns it ("" if none
+// came).
+func (q *Queue) waitHome(d time.Duration) string {
+	deadline := time.Now().Add(d)
+	for {
+		if h := q.Home(); h != "" || !time.Now().Before(deadline) {
+			return h
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
 }
