@@ -777,11 +777,21 @@ func TestQuorumManagement(t *testing.T) {
 		require.Equal(t, v, o[k], k)
 	}
 
-	o = api.await(path, "messages", 1.0)
-	for k, v := range map[string]any{"node": leader, "state": "running", "messages_ready": 1.0, "messages_unacknowledged": 0.0,
+	want := map[string]any{"node": leader, "state": "running", "messages_ready": 1.0, "messages_unacknowledged": 0.0,
 		"messages_persistent": 1.0, "messages_dlx": 0.0, "message_bytes": 9.0, "message_bytes_ready": 9.0,
 		"message_bytes_persistent": 9.0, "message_bytes_dlx": 0.0, "consumers": 0.0, "policy": nil, "operator_policy": nil,
-		"effective_policy_definition": map[string]any{}, "single_active_consumer_ctag": nil} {
+		"effective_policy_definition": map[string]any{}, "single_active_consumer_ctag": nil}
+	// RabbitMQ's statistics arrive in parts: wait for all of them.
+	eventually(t, func() bool {
+		o = api.expect(200, http.MethodGet, path, nil).obj(t)
+		for k := range want {
+			if _, ok := o[k]; !ok {
+				return false
+			}
+		}
+		return o["messages"] == 1.0
+	}, "the queue's full statistics")
+	for k, v := range want {
 		require.Contains(t, o, k)
 		require.Equal(t, v, o[k], k)
 	}
