@@ -329,3 +329,47 @@ func TestClusterQuorumMembers(t *testing.T) {
 		return leaders[nodes[0].name] <= 2 && leaders[nodes[1].name] >= 1
 	}, func() string { return fmt.Sprint(leaders) + "\n" + nodes[0].logText() + "\n" + nodes[1].logText() })
 }
+
+// TestClusterQuorumReplacesLostMember: with --quorum-replace-after, a
+// member whose node stays unreachable is replaced by the node outside the
+// group, which catches up; the queue keeps its messages.
+func TestClusterQuorumReplacesLostMember(t *testing.T) {
+	warrenOnly(t, "starts a cluster of bin/warren processes")
+	nodes := startTestCluster(t, 4, 0, "--quorum-replace-after", "1s")
+	ch1 := nodes[0].channel()
+	_, err := ch1.QueueDeclare("qx", true, false, false, false, amqp.Table{"x-queue-type": "quorum"})
+	require.NoError(t, err)
+	var qi quorumInfo
+	waitFor(t, "node 1 leading three members", func() bool {
+		var ok bool
+		qi, ok = nodes[0].quorumInfo("qx")
+		return ok && qi.Leader == nodes[0].name && len(qi.Online) == 3
+	})
+	require.NoError(t, ch1.Confirm(false))
+	pub := &confirmedPublisher{confirmed: map[string]bool{}}
+	pub.publish(t, ch1, "qx", "x", 50)
+	var lost, outside *clusterNode
+	for _, nd := range nodes[1:] {
+		if slices.Contains(qi.Members, nd.name) {
+			lost = nd
+		} else {
+			outside = nd
+		}
+	}
+	require.NotNil(t, lost)
+	require.NotNil(t, outside)
+	lost.kill()
+	waitFor(t, "the lost member replaced by the node outside the group", func() bool {
+		q, ok := nodes[0].quorumInfo("qx")
+		return ok && len(q.Members) == 3 && slices.Contains(q.Members, outside.name) &&
+			!slices.Contains(q.Members, lost.name) && len(q.Online) == 3
+	}, func() string { q, _ := nodes[0].quorumInfo("qx"); return fmt.Sprintf("%+v", q) })
+	ch := outside.channel()
+	for range 50 {
+		d, ok, err := ch.Get("qx", false)
+		require.NoError(t, err)
+		require.True(t, ok)
+		require.True(t, pub.confirmed[string(d.Body)])
+		require.NoError(t, d.Ack(false))
+	}
+}

@@ -197,6 +197,9 @@ func (q *Queue) groupMembers() []string {
 // StartReplicas starts this node's members of the replicated queues it
 // restored (call once the cluster runs).
 func (s *Server) StartReplicas() {
+	if s.cfg.QuorumReplaceAfter > 0 && s.groups != nil {
+		go s.replaceLost(s.stopWatch)
+	}
 	for _, v := range s.vhostList("") {
 		v.mu.RLock()
 		for _, q := range v.queues {

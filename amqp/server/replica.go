@@ -1028,3 +1028,103 @@ func (q *Queue) waitHome(d time.Duration) string {
 		time.Sleep(10 * time.Millisecond)
 	}
 }
+
+// --- members lost for good are replaced ---
+
+// replaceLost runs on every node of a cluster: for the quorum queues whose
+// group this node leads, a member whose node has been unreachable for
+// QuorumReplaceAfter is replaced by a reachable node outside the group (the
+// one in the fewest groups): added first, then the lost one removed, both
+// through the metadata log. A group without a majority cannot change its
+// members and waits.
+func (s *Server) replaceLost(stop <-chan struct{}) {
+	after := s.cfg.QuorumReplaceAfter
+	tick := min(max(after/10, 100*time.Millisecond), 10*time.Second)
+	lost := map[string]time.Time{} // node → unreachable since
+	t := time.NewTicker(tick)
+	defer t.Stop()
+	for {
+		select {
+		case <-stop:
+			return
+		case <-t.C:
+		}
+		ml, ok := s.peers.(MemberLister)
+		if !ok {
+			continue
+		}
+		nodes, _ := ml.Members()
+		now := time.Now()
+		for _, n := range nodes {
+			if n == s.cfg.NodeName || s.reachable(n) {
+				delete(lost, n)
+			} else if _, seen := lost[n]; !seen {
+				lost[n] = now
+			}
+		}
+		for _, q := range s.replicatedQueues() {
+			r := q.repl
+			g := r.g.Load()
+			if g == nil || g.Leader() != s.cfg.NodeName {
+				continue
+			}
+			members := r.memberList()
+			for _, m := range members {
+				since, gone := lost[m]
+				if !gone || now.Sub(since) < after {
+					continue
+				}
+				repl := s.replacementFor(members, nodes, lost)
+				if repl == "" {
+					break
+				}
+				r.log.Warn("replacing a lost member of the queue's group", zap.String("queue", q.Name),
+					zap.String("lost", m), zap.Duration("unreachable", now.Sub(since)), zap.String("by", repl))
+				if _, err := s.ChangeQueueMembers(r.v.Name, q.Name, repl, true); err != nil {
+					r.log.Warn("adding a member", zap.String("queue", q.Name), zap.Error(err))
+					break
+				}
+				if _, err := s.ChangeQueueMembers(r.v.Name, q.Name, m, false); err != nil {
+					r.log.Warn("removing a lost member", zap.String("queue", q.Name), zap.Error(err))
+				}
+				break // one change per queue per round
+			}
+		}
+	}
+}
+
+// replacementFor picks a reachable node outside members, in the fewest
+// groups.
+func (s *Server) replacementFor(members, nodes []string, lost map[string]time.Time) string {
+	in := map[string]int{}
+	for _, q := range s.replicatedQueues() {
+		for _, m := range q.repl.memberList() {
+			in[m]++
+		}
+	}
+	best := ""
+	for _, n := range nodes {
+		if _, gone := lost[n]; gone || slices.Contains(members, n) {
+			continue
+		}
+		if best == "" || in[n] < in[best] || in[n] == in[best] && n < best {
+			best = n
+		}
+	}
+	return best
+}
+
+// replicatedQueues lists the replicated queues of every vhost.
+func (s *Server) replicatedQueues() []*Queue {
+	var out []*Queue
+	for _, v := range s.vhostList("") {
+		v.mu.RLock()
+		for _, q := range v.queues {
+			if q.repl != nil {
+				out = append(out, q)
+			}
+		}
+		v.mu.RUnlock()
+	}
+	return out
+}

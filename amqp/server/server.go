@@ -76,6 +76,10 @@ type Config struct {
 	// consumer_timeout; negative: off). Queues override it with
 	// x-consumer-timeout or the consumer-timeout policy key.
 	ConsumerTimeout time.Duration
+	// QuorumReplaceAfter: in a cluster, a quorum queue's member whose node
+	// has been unreachable this long is replaced by a node outside the
+	// group, while the group has a majority (0: never; replica.go).
+	QuorumReplaceAfter time.Duration
 }
 
 func (c *Config) setDefaults() {

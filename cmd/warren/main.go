@@ -69,6 +69,7 @@ var flags = []cli.Flag{
 	altsrc.NewStringFlag(&cli.StringFlag{Name: "node-name", Value: defaultNodeName(), EnvVars: []string{"WARREN_NODE_NAME"}, Usage: "this node's name, name@host as RabbitMQ's (distinct for every node of a cluster)"}),
 	altsrc.NewStringFlag(&cli.StringFlag{Name: "cluster-listen", EnvVars: []string{"WARREN_CLUSTER_LISTEN"}, Usage: "inter-node listen address (e.g. :25672); with --cluster-seeds, makes this node part of a cluster"}),
 	altsrc.NewStringSliceFlag(&cli.StringSliceFlag{Name: "cluster-seeds", EnvVars: []string{"WARREN_CLUSTER_SEEDS"}, Usage: "host:port of the cluster's founding nodes' --cluster-listen, the same list on every node (repeat, or comma-separated); may include this node; DNS names allowed"}),
+	altsrc.NewDurationFlag(&cli.DurationFlag{Name: "quorum-replace-after", Value: 15 * time.Minute, EnvVars: []string{"WARREN_QUORUM_REPLACE_AFTER"}, Usage: "replace a quorum queue's member whose node has been unreachable this long by a node outside its group (0: never)"}),
 	altsrc.NewDurationFlag(&cli.DurationFlag{Name: "cluster-tick", Value: 100 * time.Millisecond, EnvVars: []string{"WARREN_CLUSTER_TICK"}, Usage: "Raft tick; a leader is suspected lost after 10 ticks without word from it"}),
 	altsrc.NewBoolFlag(&cli.BoolFlag{Name: "pprof", EnvVars: []string{"WARREN_PPROF"}, Usage: "serve Go's /debug/pprof/ on the HTTP listener (for profiling)"}),
 }
@@ -425,6 +426,7 @@ func serverConfig(c *cli.Context) (server.Config, error) {
 		}
 	}
 	cfg.PageWindow, cfg.DelayWindow = qw, dw
+	cfg.QuorumReplaceAfter = c.Duration("quorum-replace-after")
 	switch ct := c.String("consumer-timeout"); ct {
 	case "0", "false":
 		cfg.ConsumerTimeout = -1 // off
