@@ -72,13 +72,18 @@ func BenchmarkPropose100Groups(b *testing.B) { benchPropose(b, 100, 2) }
 
 // benchIdle measures what idle groups cost: it starts groups groups on a
 // 3-node cluster at the default 100 ms tick, commits one entry in each so
-// every group has a leader, lets them settle for settle, then watches b.N
-// seconds of idleness. It reports, summed over the three hosts, the Raft
-// messages and transport frames sent per second and the CPU the process
-// used per second of wall time (user+system, in ms; the test proxies'
-// copying included). Run it with a fixed count, e.g. -benchtime=5x.
-func benchIdle(b *testing.B, groups int) {
-	c := newTestCluster(b, 3, func(cfg *Config) { cfg.TickInterval = 100 * time.Millisecond })
+// every group has a leader, lets them settle for idleSettle, then watches
+// b.N seconds of idleness. It reports, summed over the three hosts, the
+// Raft messages, transport frames (Raft batches and liveness beats) and
+// group ticks per second, the CPU the process used per second of wall time
+// (user+system, in ms; the test proxies' copying included), and the share
+// of group replicas quiesced at the end. Run it with a fixed count, e.g.
+// -benchtime=5x.
+func benchIdle(b *testing.B, groups int, quiesce bool) {
+	c := newTestCluster(b, 3, func(cfg *Config) {
+		cfg.TickInterval = 100 * time.Millisecond
+		cfg.DisableQuiescence = !quiesce
+	})
 	for g := uint64(1); g <= uint64(groups); g++ {
 		for id := uint64(1); id <= 3; id++ {
 			c.startGroup(id, g, all3())
@@ -107,26 +112,30 @@ func benchIdle(b *testing.B, groups int) {
 	}
 	time.Sleep(idleSettle)
 
-	sum := func() (msgs, frames uint64) {
+	sum := func() (s Stats) {
 		for id := uint64(1); id <= 3; id++ {
-			s := c.nodes[id].h.Stats()
-			msgs += s.Messages
-			frames += s.Frames
+			n := c.nodes[id].h.Stats()
+			s.Messages += n.Messages
+			s.Frames += n.Frames + n.Beats
+			s.Ticks += n.Ticks
+			s.Quiesced += n.Quiesced
 		}
-		return msgs, frames
+		return s
 	}
 	b.ResetTimer()
-	m0, f0 := sum()
+	s0 := sum()
 	cpu0 := cpuTime()
 	t0 := time.Now()
 	time.Sleep(time.Duration(b.N) * time.Second)
 	secs := time.Since(t0).Seconds()
 	cpu := (cpuTime() - cpu0).Seconds()
-	m1, f1 := sum()
+	s1 := sum()
 	b.StopTimer()
-	b.ReportMetric(float64(m1-m0)/secs, "msgs/s")
-	b.ReportMetric(float64(f1-f0)/secs, "frames/s")
+	b.ReportMetric(float64(s1.Messages-s0.Messages)/secs, "msgs/s")
+	b.ReportMetric(float64(s1.Frames-s0.Frames)/secs, "frames/s")
+	b.ReportMetric(float64(s1.Ticks-s0.Ticks)/secs, "ticks/s")
 	b.ReportMetric(1000*cpu/secs, "cpu-ms/s")
+	b.ReportMetric(100*float64(s1.Quiesced)/float64(3*groups), "%quiesced")
 }
 
 // idleSettle is how long benchIdle lets the groups settle after their first
@@ -144,6 +153,8 @@ func cpuTime() time.Duration {
 
 func BenchmarkIdle(b *testing.B) {
 	for _, n := range []int{1000, 10000} {
-		b.Run(fmt.Sprintf("groups=%d", n), func(b *testing.B) { benchIdle(b, n) })
+		for _, q := range []bool{false, true} {
+			b.Run(fmt.Sprintf("groups=%d/quiesce=%v", n, q), func(b *testing.B) { benchIdle(b, n, q) })
+		}
 	}
 }
