@@ -2,8 +2,10 @@ package multiraft
 
 import (
 	"context"
+	"fmt"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"testing"
 	"time"
 )
@@ -67,3 +69,92 @@ func benchPropose(b *testing.B, groups, clients int) {
 
 func BenchmarkPropose1Group(b *testing.B)    { benchPropose(b, 1, 64) }
 func BenchmarkPropose100Groups(b *testing.B) { benchPropose(b, 100, 2) }
+
+// benchIdle measures what idle groups cost: it starts groups groups on a
+// 3-node cluster at the default 100 ms tick, commits one entry in each so
+// every group has a leader, lets them settle for idleSettle, then watches
+// b.N seconds of idleness. It reports, summed over the three hosts, the
+// Raft messages, transport frames (Raft batches and liveness beats) and
+// group ticks per second, the CPU the process used per second of wall time
+// (user+system, in ms; the test proxies' copying included), and the share
+// of group replicas quiesced at the end. Run it with a fixed count, e.g.
+// -benchtime=5x.
+func benchIdle(b *testing.B, groups int, quiesce bool) {
+	c := newTestCluster(b, 3, func(cfg *Config) {
+		cfg.TickInterval = 100 * time.Millisecond
+		cfg.DisableQuiescence = !quiesce
+	})
+	for g := uint64(1); g <= uint64(groups); g++ {
+		for id := uint64(1); id <= 3; id++ {
+			c.startGroup(id, g, all3())
+		}
+	}
+	next := make(chan uint64)
+	var wg sync.WaitGroup
+	for range 64 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for g := range next {
+				if err := c.proposeAnywhere(g, "warm-up"); err != nil {
+					b.Error(err)
+				}
+			}
+		}()
+	}
+	for g := uint64(1); g <= uint64(groups); g++ {
+		next <- g
+	}
+	close(next)
+	wg.Wait()
+	if b.Failed() {
+		return
+	}
+	time.Sleep(idleSettle)
+
+	sum := func() (s Stats) {
+		for id := uint64(1); id <= 3; id++ {
+			n := c.nodes[id].h.Stats()
+			s.Messages += n.Messages
+			s.Frames += n.Frames + n.Beats
+			s.Ticks += n.Ticks
+			s.Quiesced += n.Quiesced
+		}
+		return s
+	}
+	b.ResetTimer()
+	s0 := sum()
+	cpu0 := cpuTime()
+	t0 := time.Now()
+	time.Sleep(time.Duration(b.N) * time.Second)
+	secs := time.Since(t0).Seconds()
+	cpu := (cpuTime() - cpu0).Seconds()
+	s1 := sum()
+	b.StopTimer()
+	b.ReportMetric(float64(s1.Messages-s0.Messages)/secs, "msgs/s")
+	b.ReportMetric(float64(s1.Frames-s0.Frames)/secs, "frames/s")
+	b.ReportMetric(float64(s1.Ticks-s0.Ticks)/secs, "ticks/s")
+	b.ReportMetric(1000*cpu/secs, "cpu-ms/s")
+	b.ReportMetric(100*float64(s1.Quiesced)/float64(3*groups), "%quiesced")
+}
+
+// idleSettle is how long benchIdle lets the groups settle after their first
+// commit before it measures.
+const idleSettle = 3 * time.Second
+
+// cpuTime returns the user+system CPU time the process has used.
+func cpuTime() time.Duration {
+	var ru syscall.Rusage
+	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
+		return 0
+	}
+	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
+}
+
+func BenchmarkIdle(b *testing.B) {
+	for _, n := range []int{1000, 10000} {
+		for _, q := range []bool{false, true} {
+			b.Run(fmt.Sprintf("groups=%d/quiesce=%v", n, q), func(b *testing.B) { benchIdle(b, n, q) })
+		}
+	}
+}

@@ -47,3 +47,39 @@ func TestProposalHeader(t *testing.T) {
 		t.Fatal("short header parsed")
 	}
 }
+
+func TestQuiesceMessagesRoundTrip(t *testing.T) {
+	notice := quiesceNotice(1, 2, 7, 42)
+	wake := wakeRequest(2, 1, 7, 42)
+	commit, term := uint64(42), uint64(7)
+	plainHB := &pb.Message{Type: pb.MsgHeartbeat.Enum(), Term: &term, Commit: &commit}
+	plainResp := &pb.Message{Type: pb.MsgHeartbeatResp.Enum(), Term: &term}
+	b, err := appendBatch(nil, []groupMsg{{group: 5, msg: notice}, {group: 6, msg: wake}, {group: 7, msg: plainHB}, {group: 8, msg: plainResp}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	got, err := decodeBatch(b)
+	if err != nil || len(got) != 4 {
+		t.Fatalf("decode: %d messages, %v", len(got), err)
+	}
+	if !isQuiesceNotice(got[0].msg) || isWakeRequest(got[0].msg) || got[0].msg.GetCommit() != 42 || got[0].msg.GetTerm() != 7 {
+		t.Errorf("notice decoded as %v", got[0].msg)
+	}
+	if !isWakeRequest(got[1].msg) || isQuiesceNotice(got[1].msg) {
+		t.Errorf("wake request decoded as %v", got[1].msg)
+	}
+	if isQuiesceNotice(got[2].msg) || isWakeRequest(got[3].msg) {
+		t.Error("raft's own heartbeat or response taken for a quiescence message")
+	}
+	// A liveness beat is an empty batch and an epoch.
+	beat := appendBeat(nil, 1<<40+3)
+	if got, err := decodeBatch(beat); err != nil || len(got) != 0 {
+		t.Fatalf("beat: %v, %v", got, err)
+	}
+	if e, err := beatEpoch(beat[1:]); err != nil || e != 1<<40+3 {
+		t.Fatalf("beat epoch: %d, %v", e, err)
+	}
+	if _, err := decodeBatch(append(beat, 0)); err == nil {
+		t.Fatal("a beat with trailing bytes decoded")
+	}
+}

@@ -24,10 +24,13 @@
 //
 // # Goroutines
 //
-//   - ticker (1): every TickInterval, Tick every group; a group that then
-//     has a Ready is marked. A tick that finds a ready cycle still running
-//     since the previous tick is skipped, so an overloaded node does not
-//     fire elections and CheckQuorum on answers it has not read yet.
+//   - ticker (1): every TickInterval, beat the peers and judge their
+//     liveness (see Quiescence), then Tick every group that is not
+//     quiesced, or quiesce it; a group that then has a Ready is marked. A
+//     tick that finds a ready cycle still running since the previous tick is
+//     skipped, so an overloaded node does not fire elections and CheckQuorum
+//     on answers it has not read yet (nor beat: to its peers it looks as
+//     silent as it is).
 //   - ready loop (1): takes the marked groups (a slice under readyMu plus a
 //     1-slot kick channel; idle groups are never visited), and for every one
 //     with work: Ready; then one WAL Append with one fsync for all of them
@@ -38,7 +41,8 @@
 //     snapshots taken. Failed sends are reported with ReportUnreachable, and
 //     MsgSnap outcomes with ReportSnapshot.
 //   - the transport's reader goroutines step inbound messages into their
-//     groups inline (under the group's lock) and mark them.
+//     groups inline (under the group's lock), waking or quiescing them, and
+//     mark them.
 //
 // Proposals are stepped by the caller's goroutine under the group's lock.
 // Nothing is per group but memory: a Group is a RawNode, a MemoryStorage and
@@ -47,7 +51,8 @@
 // # Locks
 //
 // Host.mu (group registry) before Group.mu (the RawNode, waiters, leader);
-// Host.readyMu is a leaf. Group.mu is never held across I/O or a state
+// Host.readyMu, Host.activeMu (the ticker's list) and Host.peersMu (peer
+// liveness) are leaves. Group.mu is never held across I/O or a state
 // machine call. The state machine is called only from the ready loop.
 //
 // # Proposals
@@ -71,16 +76,109 @@
 // # Heartbeats
 //
 // All the messages a cycle produces for one peer, heartbeats of every group
-// included, travel in one frame and one write. Raft still produces one
-// heartbeat message per group per HeartbeatTicks (about 100 bytes each).
+// included, travel in one frame and one write. A busy group ticks and
+// heartbeats as plain Raft does: one MsgHeartbeat per follower per
+// HeartbeatTicks (about 100 bytes each, inside the peer's frame). An idle
+// group quiesces and sends nothing; what a node pair exchanges about idle
+// groups is one liveness beat per HeartbeatTicks each way, however many
+// groups it shares (Config.DisableQuiescence turns all this off).
+//
+// # Quiescence
+//
+// A quiesced group is off the ticker's list: it costs nothing per tick, sends
+// no heartbeat and runs no timer.
+//
+//   - A leader quiesces its group when it finds it idle QuiesceTicks ticks
+//     in a row: no proposal waiting, no Ready pending or being handled, no
+//     leadership transfer, the last index committed and applied here, and
+//     every member not judged down (see Liveness), this node included,
+//     holding the last index in steady replication, those members being a
+//     majority of the voters. It sends each follower that holds the last
+//     index a quiesce notice: a MsgHeartbeat with Index set, carrying its
+//     term and commit index (the heartbeat's Context cannot carry the flag:
+//     raft echoes it and reads it as a ReadIndex position).
+//   - A follower steps a notice as the heartbeat it is (it learns the
+//     commit index; its election timer restarts) and quiesces if it then
+//     follows the sender at the notice's term with the notice's commit
+//     index. Otherwise it stays awake and sends its leader a wake request (a
+//     MsgHeartbeatResp with Index set) so that the leader's heartbeats sort
+//     the difference out. Its heartbeat answers to notices are not sent.
+//   - Anything else wakes a group: a proposal or configuration change,
+//     Campaign, TransferLeadership, and any Raft message but a notice or a
+//     plain heartbeat response (one arriving at a quiesced leader answers a
+//     heartbeat sent before it quiesced). A follower woken by a message from
+//     a node other than its leader sends its leader a wake request, so that
+//     the leader heartbeats before the follower's election timer runs out.
+//     A follower that gets a vote request from the node it takes for its
+//     leader forgets that leader first: that node no longer leads.
+//
+// A node that predates quiescence takes notices and wake requests for plain
+// heartbeats and answers, and beats for bad batches (it logs them): its
+// groups stay correct but never quiesce, and wake their quiesced leaders
+// once per election timeout.
+//
+// # Liveness
+//
+// With its followers' timers stopped, a quiesced group would not notice its
+// leader's death. So each host judges its peer nodes, once for all groups:
+// every HeartbeatTicks it sends each peer a beat (a Raft frame with no
+// message: a zero and this run's epoch) unless a Raft frame went there since
+// the last one, and it judges down a peer from which no frame came for
+// ElectionTicks ticks. On a change the ticker wakes the quiesced groups
+// concerned:
+//
+//   - peer down, or restarted (its beats carry a new epoch, however quick
+//     the restart): the groups it leads wake, forget it (ForgetLeader, so
+//     that they grant pre-votes at once) and run their election timer to
+//     one tick short of the timeout, so that they elect within 1 to
+//     ElectionTicks ticks as if they had been ticking all along; the groups
+//     this node leads with that peer as a member wake, so that CheckQuorum
+//     runs again.
+//   - peer back up: the groups this node leads with that peer as a member
+//     wake, so that a follower that missed entries while down catches up.
+//
+// A host that failed on storage stops beating, so that its peers elect
+// leaders for the groups it led. A peer too overloaded to send anything for
+// ElectionTicks ticks is judged down: the quiesced groups it leads elect
+// again, as ticking ones would once its heartbeats stopped.
+//
+// # Guarantees
+//
+//   - Safety never depends on ticks: quiescence only changes when elections
+//     and step-downs happen, never what commits. A cut-off quiesced leader
+//     commits nothing, like a ticking one.
+//   - When a quiesced group's leader node dies, its followers elect a new
+//     leader about ElectionTicks to 2 × ElectionTicks ticks after it went
+//     silent (ElectionTicks to judge it down, then 1 to ElectionTicks for
+//     the election): 1 to 2 s at the defaults, the bound of a ticking
+//     group's randomized election timeout.
+//   - CheckQuorum does not run in a quiesced leader. A leader quiesces only
+//     while a majority of voters is live and caught up; when it loses them
+//     its peers are judged down within ElectionTicks ticks and it wakes, and
+//     from then on CheckQuorum steps it down within two election timeouts
+//     (the first check may still count answers from before it quiesced).
+//     A proposal wakes it at once. So a cut-off quiesced leader may name
+//     itself in Leader for up to three election timeouts (one to two without
+//     quiescence); Leader is no lease.
+//   - A quiesced follower is in lease (its timer stands still), so it does
+//     not grant a pre-vote to a node that merely lost its leader; such a
+//     request wakes it and, through a wake request, its leader.
+//   - Liveness judges nodes, not groups: a group that a live node still
+//     leads but no longer runs (RemoveGroup on its leader, not restarting it
+//     after a restart is caught by the epoch) leaves its quiesced followers
+//     asleep until a message wakes them. RemoveGroup is for a group this
+//     node no longer belongs to, or that is deleted everywhere.
+//
+// Stats counts groups, quiesced groups, group ticks, quiesces, wakes, beats
+// and peers judged down. BenchmarkIdle measures idle cost.
 //
 // # Next steps
 //
-//   - Coalesced heartbeats, as CockroachDB does: one heartbeat per node pair
-//     per tick carrying the (group, term, commit) of every group the pair
-//     shares, expanded into per-group MsgHeartbeat on the receiver; or
-//     quiescence: a leader whose followers have everything stops ticking the
-//     group until a proposal arrives (needs care with CheckQuorum).
+//   - Busy groups still send one heartbeat per follower: coalescing them, as
+//     CockroachDB does, into one (group, term, commit) list per node pair
+//     and tick would shrink a busy node's heartbeat traffic further.
+//   - Judge a peer down as soon as the transport loses its connection and
+//     fails to redial, rather than after ElectionTicks ticks of silence.
 //   - Pipelining the ready loop: collect and write batch n+1 while batch n
 //     is being sent and applied; apply on worker goroutines sharded by group
 //     so one slow state machine does not hold the rest.

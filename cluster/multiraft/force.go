@@ -14,6 +14,7 @@ import (
 func (g *Group) ForceCampaign() {
 	g.mu.Lock()
 	if g.stopErr == nil {
+		g.wakeLocked()
 		g.rn.Step(&pb.Message{Type: pb.MsgTimeoutNow.Enum(), To: new(g.h.cfg.NodeID), From: new(g.lead)})
 	}
 	g.mu.Unlock()

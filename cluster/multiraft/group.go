@@ -29,8 +29,14 @@ type Group struct {
 	lead     uint64                  // leader as of the last Ready. Lock must be held.
 	leadCh   chan struct{}           // closed when lead changes. Lock must be held.
 	stopErr  error                   // non-nil once stopped. Lock must be held.
+	// Quiescence (quiesce.go). Lock must be held for all four.
+	quiesced  bool          // not ticked; not in Host.active
+	idleTicks int           // ticks in a row this leader found the group idle
+	busy      bool          // a Ready is out with the ready loop, not yet advanced
+	outbox    []*pb.Message // quiesce notices and wake requests for the next cycle
 
-	queued bool // in Host.ready. Host.readyMu must be held.
+	queued    bool // in Host.ready. Host.readyMu must be held.
+	activeIdx int  // index in Host.active, -1 if not there. Host.activeMu must be held.
 
 	// Owned by the ready loop (and StartGroup before the group is shared).
 	applied   atomic.Uint64 // read by others: Applied
@@ -115,6 +121,7 @@ func (g *Group) registerLocked(seq uint64, fn func(Result)) error {
 	if st := g.rn.BasicStatus(); st.RaftState != raft.StateLeader {
 		return &NotLeaderError{Group: g.id, Leader: st.Lead}
 	}
+	g.wakeLocked()
 	g.waiters[seq] = fn
 	return nil
 }
@@ -173,6 +180,7 @@ func (g *Group) wait(ctx context.Context, seq uint64, propose func() error) (any
 // to; watch LeaderChanged for the outcome.
 func (g *Group) TransferLeadership(to uint64) {
 	g.mu.Lock()
+	g.wakeLocked()
 	g.rn.TransferLeader(to)
 	g.mu.Unlock()
 	g.h.markReady(g)
@@ -182,6 +190,7 @@ func (g *Group) TransferLeadership(to uint64) {
 // timeout (with pre-vote, it only wins if its log is up to date).
 func (g *Group) Campaign() error {
 	g.mu.Lock()
+	g.wakeLocked()
 	err := g.rn.Campaign()
 	g.mu.Unlock()
 	g.h.markReady(g)
@@ -248,6 +257,12 @@ func (g *Group) stopWith(err error) {
 		return
 	}
 	g.stopErr = err
+	if g.quiesced {
+		g.quiesced = false
+		g.h.nQuiesced.Add(-1)
+	}
+	g.outbox = nil
+	g.h.deactivate(g)
 	g.failWaitersLocked(err)
 	for _, ch := range g.snapReqs {
 		ch <- err

@@ -47,6 +47,12 @@ type Config struct {
 	// followers catch up without one [1000]; negative keeps none.
 	CompactKeep int
 
+	// DisableQuiescence keeps every group ticking (and its leader
+	// heartbeating) even when it has nothing to do. By default an idle group
+	// quiesces after QuiesceTicks [3] idle ticks (see doc.go).
+	DisableQuiescence bool
+	QuiesceTicks      int
+
 	// OnUnknownGroup, if set, is called (on a transport goroutine, without
 	// locks) when a Raft message arrives for a group this host does not run,
 	// e.g. so the broker can start a replica it was just added to.
@@ -66,6 +72,9 @@ func (c *Config) setDefaults() {
 	if c.HeartbeatTicks == 0 {
 		c.HeartbeatTicks = 1
 	}
+	if c.QuiesceTicks == 0 {
+		c.QuiesceTicks = 3
+	}
 	if c.MaxSizePerMsg == 0 {
 		c.MaxSizePerMsg = 1 << 20
 	}
@@ -83,17 +92,26 @@ func (c *Config) setDefaults() {
 	}
 }
 
-// Stats are cumulative counters of a Host.
+// Stats are a Host's counters: cumulative but for Groups, Quiesced and
+// PeersDown, which are gauges.
 type Stats struct {
 	WAL          wal.Stats
 	Cycles       uint64 // ready-loop iterations that did work
 	Applied      uint64 // entries applied to state machines
 	Messages     uint64 // Raft messages sent
-	Frames       uint64 // transport frames sent (one per peer per cycle)
+	Frames       uint64 // transport frames of Raft messages sent (one per peer per cycle)
 	SendFailures uint64 // messages reported unreachable
 	SkippedTicks uint64 // ticks skipped while a ready cycle ran long
 	Snapshots    uint64 // snapshots taken
 	Restores     uint64 // snapshots received and restored
+
+	Groups    int    // groups running
+	Quiesced  int    // groups quiesced now
+	Ticks     uint64 // group ticks (one per active group per host tick)
+	Quiesces  uint64 // times a group quiesced
+	Wakes     uint64 // times a quiesced group woke up
+	Beats     uint64 // liveness beats sent (frames of no message)
+	PeersDown int    // peer nodes judged down now
 }
 
 // Host runs every Raft group of one node with a fixed set of goroutines: a
@@ -111,6 +129,9 @@ type Host struct {
 	failed  atomic.Pointer[error]
 
 	cycles, applied, messages, frames, sendFailures, snapshots, restores, skippedTicks atomic.Uint64
+	groupTicks, quiesces, wakes, beats                                                 atomic.Uint64
+	nQuiesced                                                                          atomic.Int64
+	tickNo                                                                             atomic.Uint64 // host ticks so far
 
 	// inCycle and cyclesDone let the ticker see a ready cycle longer than a
 	// tick: it then skips the tick rather than let elections and CheckQuorum
@@ -128,6 +149,13 @@ type Host struct {
 	ready   []*Group      // groups with possible work. readyMu must be held.
 	kick    chan struct{} // 1-slot: ready is not empty
 
+	activeMu sync.Mutex
+	active   []*Group // groups not quiesced: the ones the ticker ticks. activeMu must be held.
+
+	peersMu sync.RWMutex
+	peers   map[uint64]*peerState // liveness of the nodes this one exchanges Raft frames with. peersMu must be held.
+	beat    []byte                // this run's liveness beat payload
+
 	// Owned by the ready loop.
 	batch    wal.Batch
 	work     []work
@@ -141,6 +169,7 @@ type work struct {
 	g        *Group
 	rd       raft.Ready
 	has      bool
+	extra    []*pb.Message // quiesce notices and wake requests, sent after rd.Messages
 	snapReqs []chan error
 }
 
@@ -170,10 +199,12 @@ func NewHost(cfg Config) (*Host, error) {
 		recovered: states,
 		kick:      make(chan struct{}, 1),
 		out:       make(map[uint64][]groupMsg),
+		peers:     make(map[uint64]*peerState),
 	}
 	// Proposal numbers must not repeat across restarts: an entry proposed
 	// before a restart may be applied after it.
 	h.seq.Store(uint64(time.Now().UnixNano()))
+	h.beat = appendBeat(nil, h.seq.Load()|1) // the run's epoch: any unique non-zero number
 	h.tr.Handle(KindRaft, h.onRaft)
 	h.wg.Add(2)
 	go func() {
@@ -224,12 +255,13 @@ func (h *Host) StartGroup(id uint64, peers []uint64, sm StateMachine) (*Group, e
 		return nil, fmt.Errorf("%w: %d", ErrGroupExists, id)
 	}
 	g := &Group{
-		id:      id,
-		h:       h,
-		sm:      sm,
-		storage: raft.NewMemoryStorage(),
-		waiters: make(map[uint64]func(Result)),
-		leadCh:  make(chan struct{}),
+		id:        id,
+		h:         h,
+		sm:        sm,
+		storage:   raft.NewMemoryStorage(),
+		waiters:   make(map[uint64]func(Result)),
+		leadCh:    make(chan struct{}),
+		activeIdx: -1,
 	}
 	var applied uint64
 	if rs := h.recovered[id]; rs != nil {
@@ -285,6 +317,12 @@ func (h *Host) StartGroup(id uint64, peers []uint64, sm StateMachine) (*Group, e
 	g.rn = rn
 	h.groups[id] = g
 	h.list = append(h.list, g)
+	h.activate(g)
+	if h.quiescence() {
+		for _, p := range peers {
+			h.peer(p)
+		}
+	}
 	h.markReady(g)
 	return g, nil
 }
@@ -314,7 +352,25 @@ func (h *Host) RemoveGroup(id uint64) error {
 
 // Stats returns the host's counters.
 func (h *Host) Stats() Stats {
+	h.mu.RLock()
+	groups := len(h.list)
+	h.mu.RUnlock()
+	down := 0
+	h.peersMu.RLock()
+	for _, p := range h.peers {
+		if p.down.Load() {
+			down++
+		}
+	}
+	h.peersMu.RUnlock()
 	return Stats{
+		Groups:       groups,
+		Quiesced:     int(h.nQuiesced.Load()),
+		Ticks:        h.groupTicks.Load(),
+		Quiesces:     h.quiesces.Load(),
+		Wakes:        h.wakes.Load(),
+		Beats:        h.beats.Load(),
+		PeersDown:    down,
 		WAL:          h.wal.Stats(),
 		Cycles:       h.cycles.Load(),
 		Applied:      h.applied.Load(),
@@ -393,11 +449,14 @@ func (h *Host) kickLoop() {
 	}
 }
 
-// tickLoop ticks every group once per TickInterval.
+// tickLoop ticks every active group once per TickInterval; an idle leader's
+// group quiesces instead (see quiesce.go). With quiescence on, it first
+// beats the peers and judges their liveness.
 func (h *Host) tickLoop() {
 	t := time.NewTicker(h.cfg.TickInterval)
 	defer t.Stop()
 	var list, marks []*Group
+	var peers []*peerState
 	var lastDone uint64
 	for {
 		select {
@@ -411,20 +470,42 @@ func (h *Host) tickLoop() {
 			continue
 		}
 		lastDone = done
-		h.mu.RLock()
-		list = append(list[:0], h.list...)
-		h.mu.RUnlock()
+		if h.failed.Load() != nil {
+			// Its groups are stopped: no beats, so that the peers judge
+			// this node down and elect leaders for the groups it led.
+			continue
+		}
+		tick := h.tickNo.Add(1)
+		quiesce := h.quiescence()
+		if quiesce {
+			peers = h.checkPeers(tick, peers)
+		}
+		h.activeMu.Lock()
+		list = append(list[:0], h.active...)
+		h.activeMu.Unlock()
 		marks = marks[:0]
+		var ticks uint64
 		for _, g := range list {
 			g.mu.Lock()
-			if g.stopErr == nil {
-				g.rn.Tick()
-				if g.rn.HasReady() {
-					marks = append(marks, g)
+			if g.stopErr == nil && !g.quiesced {
+				action := tickGroup
+				if quiesce {
+					action = g.maybeQuiesceLocked()
+				}
+				switch action {
+				case tickGroup:
+					g.rn.Tick()
+					ticks++
+					if g.rn.HasReady() {
+						marks = append(marks, g)
+					}
+				case groupQuiesced:
+					marks = append(marks, g) // its notices go out with the next cycle
 				}
 			}
 			g.mu.Unlock()
 		}
+		h.groupTicks.Add(ticks)
 		h.markReady(marks...)
 		clear(list)
 	}
@@ -438,6 +519,15 @@ func (h *Host) onRaft(from uint64, payload []byte, reply func([]byte, error)) {
 	}
 	if h.closed.Load() {
 		return
+	}
+	if h.quiescence() {
+		if p := h.peer(from); p != nil {
+			p.heard.Store(h.tickNo.Load())
+		}
+		if len(payload) > 0 && payload[0] == 0 { // no message: a liveness beat
+			h.onBeat(from, payload)
+			return
+		}
 	}
 	msgs, err := decodeBatch(payload)
 	if err != nil {
@@ -460,11 +550,7 @@ func (h *Host) onRaft(from uint64, payload []byte, reply func([]byte, error)) {
 		}
 		g.mu.Lock()
 		if g.stopErr == nil {
-			if err := g.rn.Step(m.msg); err != nil {
-				if ce := h.log.Check(zap.DebugLevel, "step"); ce != nil {
-					ce.Write(zap.Uint64("group", g.id), zap.Error(err))
-				}
-			}
+			h.stepLocked(g, m.msg)
 		}
 		g.mu.Unlock()
 		if len(marks) == 0 || marks[len(marks)-1] != g {
@@ -519,11 +605,16 @@ func (h *Host) cycle() error {
 		if g.stopErr == nil {
 			if g.rn.HasReady() {
 				w.rd, w.has = g.rn.Ready(), true
+				g.busy = true
+				if g.quiesced {
+					w.rd.Messages = dropHeartbeatResps(w.rd.Messages)
+				}
 			}
 			w.snapReqs, g.snapReqs = g.snapReqs, nil
+			w.extra, g.outbox = g.outbox, nil
 		}
 		g.mu.Unlock()
-		if w.has || len(w.snapReqs) > 0 || g.snapWant.Load() {
+		if w.has || len(w.extra) > 0 || len(w.snapReqs) > 0 || g.snapWant.Load() {
 			h.work = append(h.work, w)
 		}
 	}
@@ -596,6 +687,7 @@ func (h *Host) cycle() error {
 		}
 		g := w.g
 		g.mu.Lock()
+		g.busy = false
 		if g.stopErr == nil {
 			g.rn.Advance(w.rd)
 			g.afterAdvanceLocked(w.rd.SoftState)
@@ -668,6 +760,10 @@ func (h *Host) send() {
 			to := m.GetTo()
 			h.out[to] = append(h.out[to], groupMsg{group: w.g.id, g: w.g, msg: m})
 		}
+		for _, m := range w.extra {
+			to := m.GetTo()
+			h.out[to] = append(h.out[to], groupMsg{group: w.g.id, g: w.g, msg: m})
+		}
 	}
 	for to, msgs := range h.out {
 		if len(msgs) == 0 {
@@ -678,6 +774,11 @@ func (h *Host) send() {
 		h.sendBuf, err = appendBatch(h.sendBuf[:0], msgs)
 		if err == nil {
 			err = h.tr.Send(to, KindRaft, h.sendBuf)
+		}
+		if h.quiescence() {
+			if p := h.peer(to); p != nil {
+				p.sent.Store(err == nil)
+			}
 		}
 		if err == nil {
 			h.frames.Add(1)
