@@ -151,7 +151,12 @@ type replica struct {
 	draining bool             // a goroutine drains waiting; guarded by waitMu
 }
 
-type groupRef struct{ QueueGroup }
+// groupRef is this node's running member of the group; done ends its
+// goroutine (the queue deleted, or this node removed from the group).
+type groupRef struct {
+	QueueGroup
+	done chan struct{}
+}
 
 func newReplica(s *Server, v *Vhost, id uint64, members []string) *replica {
 	r := &replica{s: s, v: v, id: id, kick: make(chan struct{}, 1)}
@@ -184,7 +189,8 @@ func (r *replica) start() {
 		r.log.Error("starting the queue's group", zap.String("queue", r.q.Name), zap.Error(err))
 		return
 	}
-	r.g.Store(&groupRef{g})
+	ref := &groupRef{g, make(chan struct{})}
+	r.g.Store(ref)
 	if !r.join && r.memberList()[0] == r.s.cfg.NodeName {
 		// The declaring node leads first: it campaigns as soon as raft lets
 		// it (not before the group's first configuration applies).
@@ -198,8 +204,7 @@ func (r *replica) start() {
 			}
 		}()
 	}
-	go r.follow(g)
-	go r.flushLoop(g)
+	go r.run(ref)
 }
 
 // stop ends this node's member (the queue was deleted).
@@ -208,23 +213,24 @@ func (r *replica) stop() {
 		return
 	}
 	r.leading.Store(false)
-	select {
-	case r.kick <- struct{}{}:
-	default:
-	}
-	if r.g.Load() != nil && r.s.groups != nil {
-		go r.s.groups.StopQueueGroup(r.id)
+	if ref := r.g.Swap(nil); ref != nil {
+		close(ref.done)
+		if r.s.groups != nil {
+			go r.s.groups.StopQueueGroup(r.id)
+		}
 	}
 }
 
-// follow tracks the group's leader: the queue's home. A new leader here
-// proposes its marker entry; the queue runs here once it applies.
-func (r *replica) follow(g QueueGroup) {
+// run is the member's one goroutine: it follows the group's leader (the
+// queue's home; a new leader here proposes its marker entry, and the queue
+// runs here once it applies) and proposes the queue's journal operations
+// in batches. An idle queue's goroutine sleeps until one of those happens.
+func (r *replica) run(ref *groupRef) {
+	g := ref.QueueGroup
 	last := ""
-	for !r.stopped.Load() && r.g.Load() != nil {
+	for {
 		ch := g.LeaderChanged()
-		lead := g.Leader()
-		if lead != last {
+		if lead := g.Leader(); lead != last {
 			last = lead
 			if lead != r.s.cfg.NodeName && r.leading.Load() {
 				r.stepDown()
@@ -239,7 +245,10 @@ func (r *replica) follow(g QueueGroup) {
 		}
 		select {
 		case <-ch:
-		case <-time.After(time.Second):
+		case <-r.kick:
+			r.flush(g)
+		case <-ref.done:
+			return
 		}
 	}
 }
@@ -452,23 +461,18 @@ func (r *replica) addOp(op byte, id uint64, n uint32) {
 	}
 }
 
-// flushLoop proposes the queued operations, one entry per batch.
-func (r *replica) flushLoop(g QueueGroup) {
-	for range r.kick {
-		if r.stopped.Load() {
-			return
-		}
-		r.mu.Lock()
-		ops := r.ops
-		r.ops = nil
-		r.mu.Unlock()
-		if len(ops) == 0 || !r.leading.Load() {
-			continue
-		}
-		// A lost batch is harmless: the next leader delivers those
-		// messages again.
-		g.ProposeAsync(append([]byte{opBatch}, ops...), func(any, error) {})
+// flush proposes the queued journal operations as one entry.
+func (r *replica) flush(g QueueGroup) {
+	r.mu.Lock()
+	ops := r.ops
+	r.ops = nil
+	r.mu.Unlock()
+	if len(ops) == 0 || !r.leading.Load() {
+		return
 	}
+	// A lost batch is harmless: the next leader delivers those messages
+	// again.
+	g.ProposeAsync(append([]byte{opBatch}, ops...), func(any, error) {})
 }
 
 // Append implements queue.Journal: the message is in the log already.
@@ -873,8 +877,11 @@ func (s *Server) applyMembers(c *metaCmd) metaResult {
 	self := s.cfg.NodeName
 	stopHere := func() {
 		r.leading.Store(false)
-		if g := r.g.Swap(nil); g != nil && s.groups != nil {
-			s.groups.StopQueueGroup(r.id)
+		if ref := r.g.Swap(nil); ref != nil {
+			close(ref.done)
+			if s.groups != nil {
+				s.groups.StopQueueGroup(r.id)
+			}
 		}
 	}
 	if c.On && c.Node == self {

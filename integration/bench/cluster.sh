@@ -31,7 +31,10 @@
 # group of the three nodes in both brokers). FAILOVER=1 ends with one run
 # per broker of integration/bench/failover: a quorum queue, a publisher with
 # confirms on a node that does not lead, the leader's node killed (SIGKILL),
-# the time until the next confirm.
+# the time until the next confirm. IDLE_QUORUM=N (before FAILOVER) declares N
+# quorum queues through node 1 in each broker, lets them sit idle for 30 s,
+# and reports the three nodes' RSS growth per 1,000 queues and their CPU
+# while idle.
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 root=$(cd "$here/../.." && pwd)
@@ -39,7 +42,7 @@ shared=$(cd "$root/../shared" && pwd)
 rounds=${1:-3}
 duration=${2:-10s}
 declares=${3:-10000}
-scenarios=${SCENARIOS:-"transient confirm"}
+scenarios=${SCENARIOS-"transient confirm"}
 qtype=${QUEUE_TYPE:-}
 qflag=()
 if [ -n "$qtype" ]; then qflag=(-queue-type "$qtype"); fi
@@ -208,6 +211,39 @@ if [ "${SKIP_DECLARE:-}" != 1 ]; then
   done
 fi
 
+if [ -n "${IDLE_QUORUM:-}" ]; then
+  for b in warren rabbitmq; do
+    if [ $b = warren ]; then pids=("${wpids[@]}"); u0=$(wurl 0); else pids=("${rpids[@]}"); u0=$(rurl 0); fi
+    echo "$(date +%T) $IDLE_QUORUM idle quorum queues, $b" >&2
+    r0=$(rss "${pids[@]}")
+    set +e
+    line=$(timeout 1200 /tmp/warren-bench-declare -url "$u0" -n "$IDLE_QUORUM" -channels "$channels" -queue-type quorum \
+      -cleanup=false -prefix "idle-q" -label "$b" 2>"$logs/idle-quorum-$b.txt")
+    rc=$?
+    set -e
+    sleep 30
+    t0=$(ticks "${pids[@]}")
+    sleep 10
+    t1=$(ticks "${pids[@]}")
+    r1=$(rss "${pids[@]}")
+    python3 -c '
+import json, sys
+b, n, r0, r1, t0, t1, line = sys.argv[1:]
+d = sum(int(y) - int(x) for x, y in zip(t0.split(), t1.split())) / 100
+grow = (sum(map(int, r1.split())) - sum(map(int, r0.split()))) / 1024
+try:
+    decl = json.loads(line)
+except ValueError:
+    decl = {"ok": False}
+print(json.dumps({"scenario": "idle-quorum", "label": b, "queues": int(n), "ok": bool(decl.get("ok")),
+                  "queues_per_s": decl.get("queues_per_s"), "rss_mb_before": sum(map(int, r0.split())) / 1024,
+                  "rss_mb_after": sum(map(int, r1.split())) / 1024, "rss_mb_per_1000": grow / int(n) * 1000,
+                  "idle_cpu_cores": d / 10}))' "$b" "$IDLE_QUORUM" "$r0" "$r1" "$t0" "$t1" "${line:-not json}" >>"$out"
+    tail -1 "$out" >&2
+    [ $rc = 0 ] || failed=1
+  done
+fi
+
 if [ "${FAILOVER:-}" = 1 ]; then
   for b in warren rabbitmq; do
     if [ $b = warren ]; then
@@ -247,7 +283,8 @@ print(f"Three nodes each, publish on node 1 to a queue on node 2, consume on nod
 print("| scenario | Warren msg/s | RabbitMQ msg/s | ratio | Warren CPU s/100k | RabbitMQ CPU s/100k | CPU ratio | Warren RSS MB | RabbitMQ RSS MB | other load, cores | failed runs |")
 print("| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |")
 fo = [r["result"] for r in rows if r.get("scenario") == "failover" and r.get("result")]
-rows = [r for r in rows if r.get("scenario") != "failover"]
+idle = [r for r in rows if r.get("scenario") == "idle-quorum"]
+rows = [r for r in rows if r.get("scenario") not in ("failover", "idle-quorum")]
 for s in dict.fromkeys(r.get("scenario") for r in rows if r.get("scenario") != "declare"):
     cell = {}
     bad = []
@@ -278,6 +315,12 @@ if dec:
         allok = "yes" if nodes and all(n["queues"] == r["queues"] and n["bindings"] == r["queues"] for n in nodes) else "no"
         print(f"| {r.get('label')} | {fmt(r.get('queues', 0))} | {fmt(r.get('queues_per_s', 0))} | {r.get('declare_s', 0):.1f} | "
               f"{r['cluster']['cpu_s']:.1f} | {fmt(r['cluster']['rss_kb'] / 1024)} | {allok} | {'yes' if r.get('ok') else 'no: ' + '; '.join(r.get('errors', []))[:200]} |")
+if idle:
+    print("\nIdle quorum queues (declared through node 1, groups of the three nodes), after 30 s idle:\n")
+    print("| broker | queues | declared per s | RSS MB before → after (3 nodes) | MB per 1,000 queues | CPU while idle, cores (3 nodes) | ok |")
+    print("| --- | --- | --- | --- | --- | --- | --- |")
+    for r in idle:
+        print(f"| {r['label']} | {r['queues']:,} | {(r.get('queues_per_s') or 0):.0f} | {r['rss_mb_before']:.0f} → {r['rss_mb_after']:.0f} | {r['rss_mb_per_1000']:.0f} | {r['idle_cpu_cores']:.3f} | {'yes' if r['ok'] else 'no'} |")
 if fo:
     print("\nQuorum queue failover: the leader's node killed (SIGKILL) under a publisher with confirms on another node:\n")
     print("| broker | leader killed | seconds to the next confirm | ok |")

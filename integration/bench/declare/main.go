@@ -58,6 +58,7 @@ func main() {
 	verifyTimeout := flag.Duration("verify-timeout", 30*time.Second, "how long a node may take to list them all")
 	cleanup := flag.Bool("cleanup", true, "delete the queues and the exchange afterwards")
 	label := flag.String("label", "", "copied into the result")
+	qtype := flag.String("queue-type", "", "x-queue-type of the queues (quorum, ...)")
 	flag.Parse()
 
 	res := result{Label: *label, Scenario: "declare", Queues: *n, Channels: *channels}
@@ -118,7 +119,11 @@ func main() {
 					return
 				}
 				q := qname(i)
-				if _, err := ch.QueueDeclare(q, true, false, false, false, nil); err != nil {
+				var args amqp.Table
+				if *qtype != "" {
+					args = amqp.Table{"x-queue-type": *qtype}
+				}
+				if _, err := ch.QueueDeclare(q, true, false, false, false, args); err != nil {
 					mu.Lock()
 					fail("queue.declare %s: %v", q, err)
 					mu.Unlock()
