@@ -42,7 +42,7 @@ var flags = []cli.Flag{
 	altsrc.NewStringFlag(&cli.StringFlag{Name: "log-level", Value: "info", EnvVars: []string{"WARREN_LOG_LEVEL"}, Usage: "debug, info, warn or error"}),
 	altsrc.NewFloat64Flag(&cli.Float64Flag{Name: "vm-memory-high-watermark", Value: 0.4, EnvVars: []string{"WARREN_VM_MEMORY_HIGH_WATERMARK"}, Usage: "memory alarm above this fraction of RAM (0 disables)"}),
 	altsrc.NewStringFlag(&cli.StringFlag{Name: "disk-free-limit", Value: "50MB", EnvVars: []string{"WARREN_DISK_FREE_LIMIT"}, Usage: "disk alarm below this much free space in the data directory (e.g. 50MB, 1GB; 0 disables)"}),
-	altsrc.NewStringFlag(&cli.StringFlag{Name: "heap-limit", Value: "128MB", EnvVars: []string{"WARREN_HEAP_LIMIT"}, Usage: "soft limit for the Go heap (the GC works harder near it; GOMEMLIMIT wins when set; 0 disables)"}),
+	altsrc.NewStringFlag(&cli.StringFlag{Name: "heap-limit", Value: "128MB", EnvVars: []string{"WARREN_HEAP_LIMIT"}, Usage: "soft limit for the Go heap (the GC works harder near it; it rises with a live heap that outgrows it; GOMEMLIMIT wins when set; 0 disables)"}),
 	altsrc.NewStringFlag(&cli.StringFlag{Name: "prometheus-listen", Value: ":15692", EnvVars: []string{"WARREN_PROMETHEUS_LISTEN"}, Usage: "Prometheus metrics listen address (/metrics, /metrics/per-object), as rabbitmq_prometheus; empty disables"}),
 	altsrc.NewStringFlag(&cli.StringFlag{Name: "amqps-listen", EnvVars: []string{"WARREN_AMQPS_LISTEN"}, Usage: "AMQP over TLS listen address (e.g. :5671); needs --tls-cert and --tls-key; empty disables"}),
 	altsrc.NewStringFlag(&cli.StringFlag{Name: "https-listen", EnvVars: []string{"WARREN_HTTPS_LISTEN"}, Usage: "HTTPS (management) listen address (e.g. :15671), with the same certificate; empty disables"}),
@@ -121,6 +121,7 @@ func run(c *cli.Context) error {
 		}
 		if limit > 0 {
 			debug.SetMemoryLimit(int64(limit))
+			go governHeap(limit)
 		}
 		heapLimit = limit
 	}
