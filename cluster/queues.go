@@ -102,6 +102,9 @@ func (q QueueGroup) RemoveMember(ctx context.Context, node string) error {
 	return q.g.RemoveNode(ctx, m.ID)
 }
 
+// Term is the group's current term here.
+func (q QueueGroup) Term() uint64 { return q.g.Term() }
+
 // ForceCampaign starts an election that voters grant within the old
 // leader's lease (multiraft.Group.ForceCampaign).
 func (q QueueGroup) ForceCampaign() { q.g.ForceCampaign() }

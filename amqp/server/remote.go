@@ -373,10 +373,13 @@ func (p *proxies) put(k proxyKey, pc *proxyConsumer) {
 	p.byKey[k] = pc
 }
 
-func (p *proxies) remove(k proxyKey) {
+// remove drops pc's entry (not a newer proxy's under the same key).
+func (p *proxies) remove(k proxyKey, pc *proxyConsumer) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	delete(p.byKey, k)
+	if p.byKey[k] == pc {
+		delete(p.byKey, k)
+	}
 }
 
 // ofNode removes and returns the proxies of node.
@@ -464,7 +467,7 @@ func (p *proxyConsumer) Deliver(q *queue.Queue, c *queue.Consumer, e queue.Entry
 
 // Cancelled implements queue.Sink: the queue was deleted.
 func (p *proxyConsumer) Cancelled(*queue.Consumer) {
-	p.s.proxies.remove(p.key)
+	p.s.proxies.remove(p.key, p)
 	b := []byte{peerCancelled}
 	p.s.sendPeer(p.key.node, binary.BigEndian.AppendUint64(b, p.key.id))
 }
@@ -482,7 +485,7 @@ func (p *proxyConsumer) settle(how int, tags []uint64) {
 	done := p.gone && len(p.unacked) == 0
 	p.mu.Unlock()
 	if done {
-		p.s.proxies.remove(p.key)
+		p.s.proxies.remove(p.key, p)
 	}
 	if len(es) > 0 {
 		settleEntriesOf(p.q, es, how) // and credit came back
@@ -507,11 +510,25 @@ func (p *proxyConsumer) cancel(requeueAll bool) {
 	empty := len(p.unacked) == 0
 	p.mu.Unlock()
 	if empty && !requeueAll {
-		p.s.proxies.remove(p.key)
+		p.s.proxies.remove(p.key, p)
 	}
 	if len(es) > 0 {
 		p.q.Requeue(es)
 	}
+}
+
+// abandon drops the consumer and forgets its deliveries without touching
+// the queue: a replicated queue that stops being served here (its messages
+// are dropped from memory, the next leader has them).
+func (p *proxyConsumer) abandon() {
+	if p.c != nil {
+		p.q.RemoveConsumer(p.c)
+	}
+	p.mu.Lock()
+	p.gone = true
+	p.unacked = nil
+	p.mu.Unlock()
+	p.s.proxies.remove(p.key, p)
 }
 
 // localQueue finds a queue that lives here.
@@ -563,10 +580,15 @@ func (s *Server) handleRemoteRequest(from string, op byte, r *peerReader) []byte
 			return replyErr(err)
 		}
 		p := &proxyConsumer{s: s, key: proxyKey{from, id}, q: q, noAck: flags[0]&flagNoAck != 0, prefetch: int(prefetch), next: base}
+		if old := s.proxies.get(p.key); old != nil {
+			// The consumer attached again (it followed a new leader here):
+			// the old attachment's deliveries go back to the queue.
+			old.cancel(true)
+		}
 		p.c = &queue.Consumer{Tag: tag, NoAck: p.noAck, Exclusive: flags[0]&flagExclusive != 0, Priority: prio, Sink: p, Owner: p}
 		s.proxies.put(p.key, p)
 		if !q.AddConsumer(p.c) {
-			s.proxies.remove(p.key)
+			s.proxies.remove(p.key, p)
 			if q.Deleted() {
 				return replyErr(errNoQueue(qname, vhost))
 			}

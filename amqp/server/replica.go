@@ -74,6 +74,8 @@ type QueueGroup interface {
 	// ForceCampaign starts an election that voters grant even within the
 	// old leader's lease (for a leader whose node is known to be gone).
 	ForceCampaign()
+	// Term is the group's current term here.
+	Term() uint64
 }
 
 // SetQueueGroups makes quorum queues of a cluster replicated. Call before
@@ -276,7 +278,7 @@ func (r *replica) claim(g QueueGroup) {
 func (r *replica) stepDown() {
 	r.leading.Store(false)
 	for _, p := range r.s.proxies.ofQueue(r.q) {
-		p.cancel(false)
+		p.abandon()
 	}
 	r.q.Queue.Reset()
 }
@@ -529,9 +531,13 @@ func (sm *qsm) Apply(entries []multiraft.Entry) []multiraft.Result {
 		case opBatch:
 			sm.batch(e.Data[1:])
 		case opLead:
+			// Only this term's marker of this node, while it leads: an old
+			// one replayed at a restart, or applied late, is history.
 			rd := &peerReader{b: e.Data[1:]}
 			if node := rd.shortstr(); rd.err == nil && node == sm.r.s.cfg.NodeName && !sm.r.stopped.Load() {
-				sm.r.becomeLeader()
+				if g := sm.r.g.Load(); g != nil && g.Term() == e.Term && g.Leader() == node {
+					sm.r.becomeLeader()
+				}
 			}
 		}
 	}

@@ -4,6 +4,14 @@ import (
 	pb "go.etcd.io/raft/v3/raftpb"
 )
 
+// Term is the group's current Raft term on this node.
+func (g *Group) Term() uint64 {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	st := g.rn.BasicStatus()
+	return st.GetTerm()
+}
+
 // ForceCampaign makes this node campaign now the way a leadership transfer
 // does (raft's MsgTimeoutNow): the other voters grant their votes even if
 // they heard from the old leader within the election timeout (CheckQuorum's
