@@ -278,6 +278,13 @@ func runChaos(t *testing.T, cfg chaosConfig) {
 	}
 }
 
+func errText(err error) string {
+	if err == nil {
+		return ""
+	}
+	return " (" + err.Error() + ")"
+}
+
 func uniq(s []string) []string {
 	var out []string
 	for _, x := range s {
@@ -347,7 +354,12 @@ func (c *chaosRun) health() string {
 			case qi.Leader == "":
 				return fmt.Sprintf("node %d: %s has no leader", i+1, c.queues[q])
 			case leader != "" && qi.Leader != leader:
-				return fmt.Sprintf("%s: leader %s on one node, %s on node %d", c.queues[q], leader, qi.Leader, i+1)
+				var views []string
+				for j := range c.fc.nodes {
+					v, err := c.view(j, q)
+					views = append(views, fmt.Sprintf("node %d: %s%s", j+1, v.Leader, errText(err)))
+				}
+				return fmt.Sprintf("%s: the nodes name different leaders (%s)", c.queues[q], strings.Join(views, ", "))
 			case len(qi.Online) != 3:
 				return fmt.Sprintf("node %d: %s online %v", i+1, c.queues[q], qi.Online)
 			}
