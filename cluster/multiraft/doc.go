@@ -62,10 +62,17 @@
 // is applied, the proposing node hands Apply's Result to the waiting caller.
 // A leader that steps down fails its waiters with ErrLeadershipLost (outcome
 // unknown: the entry may still commit) wrapped around a NotLeaderError.
+// ProposeAsync steps the proposal in the caller's goroutine (so one
+// caller's proposals keep their order) and calls back with the result on
+// the ready loop, off every group lock: a broker confirms publishes that
+// way without a goroutine per message. ForceCampaign starts an election the
+// way a leadership transfer does (MsgTimeoutNow: voters grant it within the
+// old leader's lease), for a leader whose node is known to be gone.
 //
 // # Snapshots and compaction
 //
-// After SnapshotEntries applied entries (or on Group.Snapshot) the ready loop
+// After SnapshotEntries applied entries (or when a state machine that
+// implements SnapshotPolicy says so, or on Group.Snapshot) the ready loop
 // asks the state machine for a snapshot, stores it in raft's storage and as
 // the group's snapshot file, compacts the in-memory log keeping CompactKeep
 // entries, and releases WAL segments no group needs. When the WAL rolls, the
