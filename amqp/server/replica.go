@@ -510,6 +510,9 @@ type qsm struct {
 	order     []uint64 // ids in log order, settled ones included until compacted
 	next      uint64
 	delivered uint64
+	// leaders counts the leader markers applied: after the first, a
+	// leader inherits messages its predecessor may have delivered.
+	leaders uint64
 }
 
 type smEntry struct {
@@ -531,6 +534,9 @@ func (sm *qsm) Apply(entries []multiraft.Entry) []multiraft.Result {
 		case opBatch:
 			sm.batch(e.Data[1:])
 		case opLead:
+			sm.mu.Lock()
+			sm.leaders++
+			sm.mu.Unlock()
 			// Only this term's marker of this node, while it leads: an old
 			// one replayed at a restart, or applied late, is history.
 			rd := &peerReader{b: e.Data[1:]}
@@ -634,8 +640,11 @@ func (sm *qsm) entries() []queue.Entry {
 		if e == nil {
 			continue
 		}
+		// A message may have been delivered by a former leader even past
+		// the delivered mark it last logged: after a change of leader
+		// every inherited message comes back flagged redelivered.
 		en := queue.Entry{Msg: e.msg, Seq: id, Returns: e.returns, Journaled: true,
-			Redelivered: id <= sm.delivered || e.returns > 0}
+			Redelivered: id <= sm.delivered || e.returns > 0 || sm.leaders > 1}
 		ttl := e.ttl
 		if qttl >= 0 && (ttl < 0 || qttl < ttl) {
 			ttl = qttl
@@ -666,6 +675,7 @@ func (sm *qsm) Snapshot() ([]byte, error) {
 	defer sm.mu.Unlock()
 	b := binary.BigEndian.AppendUint64(nil, sm.next)
 	b = binary.BigEndian.AppendUint64(b, sm.delivered)
+	b = binary.BigEndian.AppendUint64(b, sm.leaders)
 	for _, id := range sm.order {
 		e := sm.msgs[id]
 		if e == nil {
@@ -688,7 +698,7 @@ func (sm *qsm) Snapshot() ([]byte, error) {
 // Restore implements multiraft.StateMachine.
 func (sm *qsm) Restore(data []byte) error {
 	rd := &peerReader{b: data}
-	next, delivered := rd.u64(), rd.u64()
+	next, delivered, leaders := rd.u64(), rd.u64(), rd.u64()
 	msgs := map[uint64]*smEntry{}
 	var order []uint64
 	for rd.err == nil && len(rd.b) > 0 {
@@ -706,7 +716,7 @@ func (sm *qsm) Restore(data []byte) error {
 		return rd.err
 	}
 	sm.mu.Lock()
-	sm.next, sm.delivered, sm.msgs, sm.order = next, delivered, msgs, order
+	sm.next, sm.delivered, sm.leaders, sm.msgs, sm.order = next, delivered, leaders, msgs, order
 	sm.mu.Unlock()
 	return nil
 }
