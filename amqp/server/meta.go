@@ -357,16 +357,8 @@ func (s *Server) applyMeta(c *metaCmd) metaResult {
 	case "queue.leader":
 		// A replicated queue's new leader, for the nodes that are not its
 		// members (members follow their own group).
-		s.mu.Lock()
-		v := s.vhosts[c.Vhost]
-		s.mu.Unlock()
-		if v == nil {
-			return resultOf(false, ErrNotFound)
-		}
-		v.mu.RLock()
-		q := v.queues[c.Name]
-		v.mu.RUnlock()
-		if q == nil || q.repl == nil || q.repl.id != c.Group {
+		q, err := s.replicatedQueue(c.Vhost, c.Name)
+		if err != nil || q.repl.id != c.Group {
 			return resultOf(false, ErrNotFound)
 		}
 		if !q.repl.member() && q.Home() != c.Node {

@@ -176,22 +176,7 @@ func (ch *channel) remoteConsume(m *amqp.BasicConsume, q *Queue, tag string, pri
 	ci := &consumerInfo{ch: ch, q: q, prefetch: ch.prefetch}
 	ci.c = &queue.Consumer{Tag: tag, NoAck: m.NoAck, Exclusive: m.Exclusive, Priority: prio, Sink: ch, Owner: ci}
 	ci.remote = s.remotes.add(ci)
-	var flags byte
-	if m.NoAck {
-		flags |= flagNoAck
-	}
-	if m.Exclusive {
-		flags |= flagExclusive
-	}
-	b := []byte{peerConsume}
-	b = binary.BigEndian.AppendUint64(b, ci.remote)
-	b = append(b, flags)
-	b = binary.BigEndian.AppendUint32(b, uint32(max(ci.prefetch, 0)))
-	b = binary.BigEndian.AppendUint64(b, uint64(prio))
-	b = appendShortstr(b, ch.vhost().Name)
-	b = appendShortstr(b, q.Name)
-	b = appendShortstr(b, tag)
-	out, err := ch.call(q, b)
+	out, err := ch.call(q, consumeRequest(ci, ch.vhost().Name, 0))
 	if err == nil && (len(out) == 0 || out[0] != 0) {
 		err = decodeReplyErr(out)
 	}
@@ -209,6 +194,31 @@ func (ch *channel) remoteConsume(m *amqp.BasicConsume, q *Queue, tag string, pri
 	a := []byte{peerActivate}
 	s.sendPeer(q.Home(), binary.BigEndian.AppendUint64(a, ci.remote)) // a lost node cancels the consumer
 	return nil
+}
+
+// consumeRequest is the peerConsume request attaching ci to its queue's
+// home; base (above 0 for an attachment again) is the first delivery tag
+// less one.
+func consumeRequest(ci *consumerInfo, vhost string, base uint64) []byte {
+	var flags byte
+	if ci.c.NoAck {
+		flags |= flagNoAck
+	}
+	if ci.c.Exclusive {
+		flags |= flagExclusive
+	}
+	b := []byte{peerConsume}
+	b = binary.BigEndian.AppendUint64(b, ci.remote)
+	b = append(b, flags)
+	b = binary.BigEndian.AppendUint32(b, uint32(max(ci.prefetch, 0)))
+	b = binary.BigEndian.AppendUint64(b, uint64(ci.c.Priority))
+	b = appendShortstr(b, vhost)
+	b = appendShortstr(b, ci.q.Name)
+	b = appendShortstr(b, ci.c.Tag)
+	if base > 0 {
+		b = binary.BigEndian.AppendUint64(b, base)
+	}
+	return b
 }
 
 // cancelRemote tells the home node a consumer of A is gone.
@@ -384,11 +394,16 @@ func (p *proxies) remove(k proxyKey, pc *proxyConsumer) {
 
 // ofNode removes and returns the proxies of node.
 func (p *proxies) ofNode(node string) []*proxyConsumer {
+	return p.takeWhere(func(k proxyKey, _ *proxyConsumer) bool { return k.node == node })
+}
+
+// takeWhere removes and returns the proxies match selects.
+func (p *proxies) takeWhere(match func(proxyKey, *proxyConsumer) bool) []*proxyConsumer {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	var out []*proxyConsumer
 	for k, pc := range p.byKey {
-		if k.node == node {
+		if match(k, pc) {
 			out = append(out, pc)
 			delete(p.byKey, k)
 		}

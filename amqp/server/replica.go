@@ -765,23 +765,7 @@ func (s *Server) reattachOne(ci *consumerInfo) {
 		}
 		home := q.Home()
 		if home != "" {
-			var flags byte
-			if ci.c.NoAck {
-				flags |= flagNoAck
-			}
-			if ci.c.Exclusive {
-				flags |= flagExclusive
-			}
-			b := []byte{peerConsume}
-			b = binary.BigEndian.AppendUint64(b, ci.remote)
-			b = append(b, flags)
-			b = binary.BigEndian.AppendUint32(b, uint32(max(ci.prefetch, 0)))
-			b = binary.BigEndian.AppendUint64(b, uint64(ci.c.Priority))
-			b = appendShortstr(b, q.repl.v.Name)
-			b = appendShortstr(b, q.Name)
-			b = appendShortstr(b, ci.c.Tag)
-			b = binary.BigEndian.AppendUint64(b, ci.attach.Add(1)<<40)
-			out, err := s.callPeer(home, b)
+			out, err := s.callPeer(home, consumeRequest(ci, q.repl.v.Name, ci.attach.Add(1)<<40))
 			if err == nil && len(out) > 0 && out[0] == 0 {
 				a := []byte{peerActivate}
 				s.sendPeer(home, binary.BigEndian.AppendUint64(a, ci.remote))
@@ -810,16 +794,7 @@ func (r *remoteConsumers) ofQueue(q *Queue) []*consumerInfo {
 
 // ofQueue removes and returns the proxies consuming q here.
 func (p *proxies) ofQueue(q *Queue) []*proxyConsumer {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	var out []*proxyConsumer
-	for k, pc := range p.byKey {
-		if pc.q == q && pc.c != nil {
-			out = append(out, pc)
-			delete(p.byKey, k)
-		}
-	}
-	return out
+	return p.takeWhere(func(_ proxyKey, pc *proxyConsumer) bool { return pc.q == q && pc.c != nil })
 }
 
 // --- members: grow, shrink, rebalance ---
@@ -949,15 +924,9 @@ func (s *Server) RebalanceQueues() (int, error) {
 			leads[n] = 0
 		}
 	}
-	for _, v := range s.vhostList("") {
-		v.mu.RLock()
-		for _, q := range v.queues {
-			if q.repl != nil {
-				all = append(all, led{q, q.Home()})
-				leads[q.Home()]++
-			}
-		}
-		v.mu.RUnlock()
+	for _, q := range s.replicatedQueues() {
+		all = append(all, led{q, q.Home()})
+		leads[q.Home()]++
 	}
 	if len(all) == 0 {
 		return 0, nil
@@ -1008,30 +977,19 @@ func (s *Server) leaderLost(node string) {
 	if s.groups == nil {
 		return
 	}
-	for _, v := range s.vhostList("") {
-		v.mu.RLock()
-		var qs []*Queue
-		for _, q := range v.queues {
-			if q.repl != nil && q.Home() == node {
-				qs = append(qs, q)
-			}
+	for _, q := range s.replicatedQueues() {
+		g := q.repl.g.Load()
+		if g == nil || q.Home() != node {
+			continue
 		}
-		v.mu.RUnlock()
-		for _, q := range qs {
-			g := q.repl.g.Load()
-			if g == nil {
+		for _, m := range slices.Sorted(slices.Values(q.repl.memberList())) {
+			if m == node || (m != s.cfg.NodeName && !s.reachable(m)) {
 				continue
 			}
-			ms := slices.Sorted(slices.Values(q.repl.memberList()))
-			for _, m := range ms {
-				if m == node || (m != s.cfg.NodeName && !s.reachable(m)) {
-					continue
-				}
-				if m == s.cfg.NodeName {
-					g.ForceCampaign()
-				}
-				break
+			if m == s.cfg.NodeName {
+				g.ForceCampaign()
 			}
+			break
 		}
 	}
 }
