@@ -137,9 +137,36 @@ func (ch *channel) route(pm *amqp.BasicPublish, msg *queue.Message, seq uint64) 
 		v.mu.RUnlock()
 		return amqp.Errorf(amqp.AccessRefused, "cannot publish to internal exchange '%s' in vhost '%s'", pm.Exchange, v.Name).For(pm)
 	}
+	if x.dedup != nil && x.dedup.grp != nil {
+		// A cluster's deduplicating exchange: its group decides, without
+		// the vhost's lock held meanwhile (dedup_group.go).
+		if id, ttl, ok := x.dedup.idOf(ch.propsOf(msg)); ok {
+			grp := x.dedup.grp
+			v.mu.RUnlock()
+			dup, _ := grp.verdict(id, ttl) // no verdict: routed
+			v.mu.RLock()
+			if x, ok = v.exchanges[pm.Exchange]; !ok {
+				v.mu.RUnlock()
+				return errNoExchange(pm.Exchange, v.Name).For(pm)
+			}
+			ch.r.verdict = verdictNew
+			if dup {
+				ch.r.verdict = verdictDup
+			}
+		}
+	}
 	if x.delay != nil {
 		if delay, ok := delayOf(hdrs); ok {
 			v.mu.RUnlock()
+			if dup := ch.r.verdict == verdictDup; dup || ch.r.verdict != 0 {
+				ch.r.verdict = 0
+				if dup { // a cluster's duplicate is not held
+					if seq != 0 {
+						ch.confirms.add(seq, confirmAck)
+					}
+					return nil
+				}
+			}
 			// Held until due and routed then. Unlike the plugin, a mandatory
 			// message is not returned at once: it has not failed to route.
 			persisted := x.delay.add(msg, delay)
