@@ -27,10 +27,17 @@ import (
 // hold the cache; nothing is written to the store beside them). Times come
 // from the entry, not from the applying node's clock.
 //
-// A message waits for its verdict (a round trip to the leader and an
-// fsync on a majority) before it is routed. When no verdict comes within
-// dedupWait (no leader: a majority of the members is down) the message is
-// routed: nothing is lost, and it may be a duplicate.
+// On the leader's node the verdict is immediate: the leader decides from
+// the committed cache and the ids it decided on but not yet applied (its
+// overlay), proposes the id and routes the message at once; its publisher
+// confirm waits for the id's commit. The leader decides so only once the
+// marker it proposes on taking over has applied (everything committed
+// before is then in its cache), and forgets its overlay when it stops
+// leading. Elsewhere a message waits for its verdict (a round trip to the
+// leader, which answers once the id is committed) before it is routed.
+// When no verdict comes within dedupWait (no leader: a majority of the
+// members is down) the message is routed: nothing is lost, and it may be a
+// duplicate.
 
 // peerDedup asks a member of a deduplicating exchange's group for a
 // verdict: group(8) hops(1) entry. Reply: status 0 and dup(1).
@@ -48,6 +55,43 @@ type dedupGroup struct {
 
 	g       atomic.Pointer[groupRef]
 	stopped atomic.Bool
+
+	// readyTerm is the term whose marker applied here while this node led:
+	// it decides at once in that term (speculate).
+	readyTerm atomic.Uint64
+	mu        sync.Mutex       // orders speculative verdicts and their proposals
+	overlay   map[string]int64 // ids decided here, not yet applied: expiry (0: never); guarded by mu
+}
+
+// commitWait is a speculative verdict's commit: fired once the id's entry
+// applies (ok) or fails.
+type commitWait struct {
+	mu       sync.Mutex
+	done, ok bool
+	fn       func(bool)
+}
+
+func (w *commitWait) fire(ok bool) {
+	w.mu.Lock()
+	w.done, w.ok = true, ok
+	fn := w.fn
+	w.mu.Unlock()
+	if fn != nil {
+		fn(ok)
+	}
+}
+
+// then calls fn with the outcome, now if it is known.
+func (w *commitWait) then(fn func(bool)) {
+	w.mu.Lock()
+	if w.done {
+		ok := w.ok
+		w.mu.Unlock()
+		fn(ok)
+		return
+	}
+	w.fn = fn
+	w.mu.Unlock()
 }
 
 // dedupGroups finds a node's groups by id (peerDedup requests).
@@ -114,7 +158,7 @@ func (d *dedupGroup) start() {
 	var g QueueGroup
 	var err error
 	for range 100 { // a node restarted early may not know every member's name yet
-		if g, err = d.s.groups.StartQueueGroup(d.id, d.members, false, &dedupSM{c: d.c}); err == nil || d.stopped.Load() {
+		if g, err = d.s.groups.StartQueueGroup(d.id, d.members, false, &dedupSM{c: d.c, d: d}); err == nil || d.stopped.Load() {
 			break
 		}
 		time.Sleep(100 * time.Millisecond)
@@ -129,6 +173,7 @@ func (d *dedupGroup) start() {
 		d.stop()
 		return
 	}
+	go d.follow(ref)
 	if d.members[0] == d.s.cfg.NodeName {
 		go func() {
 			for range 40 {
@@ -154,6 +199,80 @@ func (d *dedupGroup) stop() {
 	}
 }
 
+// follow tracks the group's leader: a node that takes over proposes its
+// marker (an entry too short to be an id), and decides at once from when it
+// applies in the same term; one that stops leading forgets its overlay.
+func (d *dedupGroup) follow(ref *groupRef) {
+	for {
+		ch := ref.LeaderChanged()
+		d.mu.Lock()
+		d.readyTerm.Store(0)
+		clear(d.overlay)
+		d.mu.Unlock()
+		if ref.Leader() == d.s.cfg.NodeName {
+			term := ref.Term()
+			ref.ProposeAsync([]byte{dedupMarker}, func(_ any, err error) {
+				if err == nil && ref.Term() == term && ref.Leader() == d.s.cfg.NodeName {
+					d.readyTerm.Store(term)
+				}
+			})
+		}
+		select {
+		case <-ch:
+		case <-ref.done:
+			return
+		}
+	}
+}
+
+// dedupMarker is a new leader's marker entry.
+const dedupMarker = 'M'
+
+// speculate decides on entry here, the leader of term: a duplicate if the
+// committed cache or the overlay holds its id, else the id is proposed and
+// w fires when it applies.
+func (d *dedupGroup) speculate(ref *groupRef, term uint64, entry []byte) (dup bool, w *commitWait, err error) {
+	at := int64(binary.BigEndian.Uint64(entry))
+	ttl := int64(binary.BigEndian.Uint64(entry[8:]))
+	id := string(entry[16:])
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if d.readyTerm.Load() != term {
+		return false, nil, errNoVerdict
+	}
+	if exp, ok := d.overlay[id]; ok && (exp == 0 || exp > at) {
+		return true, nil, nil
+	}
+	d.c.mu.Lock()
+	e, ok := d.c.ids[id]
+	d.c.mu.Unlock()
+	if ok && (e.exp == 0 || e.exp > at) {
+		return true, nil, nil
+	}
+	var exp int64
+	if ttl > 0 {
+		exp = at + ttl
+	}
+	if d.overlay == nil {
+		d.overlay = map[string]int64{}
+	}
+	w = &commitWait{}
+	if err := ref.ProposeAsync(entry, func(_ any, err error) { w.fire(err == nil) }); err != nil {
+		return false, nil, err
+	}
+	d.overlay[id] = exp
+	return false, w, nil
+}
+
+// applied forgets an id of the overlay once its entry applied.
+func (d *dedupGroup) applied(id []byte) {
+	d.mu.Lock()
+	if len(d.overlay) > 0 {
+		delete(d.overlay, string(id))
+	}
+	d.mu.Unlock()
+}
+
 // dedupEntry is the group's log entry: at(8) ttl(8) id.
 func dedupEntryOf(id string, at, ttl int64) []byte {
 	b := make([]byte, 16, 16+len(id))
@@ -163,19 +282,28 @@ func dedupEntryOf(id string, at, ttl int64) []byte {
 }
 
 // verdict reports whether the message with id is a duplicate; ok is false
-// when the group gave no verdict within dedupWait.
-func (d *dedupGroup) verdict(id string, ttl int64) (dup, ok bool) {
+// when the group gave no verdict within dedupWait. w, when set, is the
+// commit of the id this node decided on as its leader: a publisher
+// confirm waits for it.
+func (d *dedupGroup) verdict(id string, ttl int64) (dup bool, w *commitWait, ok bool) {
 	entry := dedupEntryOf(id, time.Now().UnixMilli(), ttl)
 	deadline := time.Now().Add(dedupWait)
 	for !d.stopped.Load() && time.Now().Before(deadline) {
+		if ref := d.g.Load(); ref != nil && ref.Leader() == d.s.cfg.NodeName {
+			if term := ref.Term(); d.readyTerm.Load() == term {
+				if dup, w, err := d.speculate(ref, term, entry); err == nil {
+					return dup, w, true
+				}
+			}
+		}
 		dup, err := d.decide(entry, 1)
 		if err == nil {
-			return dup, true
+			return dup, nil, true
 		}
 		time.Sleep(20 * time.Millisecond)
 	}
 	d.s.log.Warn("no deduplication verdict: the message is routed", zap.String("exchange", d.name))
-	return false, false
+	return false, nil, false
 }
 
 // errNoVerdict: this attempt found no leader to ask.
@@ -189,6 +317,24 @@ func (d *dedupGroup) decide(entry []byte, hops int) (bool, error) {
 	if ref := d.g.Load(); ref != nil {
 		lead := ref.Leader()
 		if lead == d.s.cfg.NodeName {
+			if term := ref.Term(); d.readyTerm.Load() == term {
+				// Another node asks: decided here, answered once committed.
+				dup, w, err := d.speculate(ref, term, entry)
+				if err != nil || w == nil {
+					return dup, err
+				}
+				res := make(chan bool, 1)
+				w.then(func(ok bool) { res <- ok })
+				select {
+				case ok := <-res:
+					if !ok {
+						return false, errNoVerdict
+					}
+					return false, nil
+				case <-time.After(dedupWait):
+					return false, errNoVerdict
+				}
+			}
 			res := make(chan multiraft.Result, 1)
 			if err := ref.ProposeAsync(entry, func(v any, err error) { res <- multiraft.Result{Value: v, Err: err} }); err != nil {
 				return false, err
@@ -249,7 +395,10 @@ func (s *Server) handleDedup(r *peerReader) []byte {
 }
 
 // dedupSM applies the group's log to the exchange's cache.
-type dedupSM struct{ c *dedupCache }
+type dedupSM struct {
+	c *dedupCache
+	d *dedupGroup // for its overlay; nil in tests
+}
 
 // Apply implements multiraft.StateMachine: each entry's result is whether
 // its id was a duplicate.
@@ -262,6 +411,9 @@ func (sm *dedupSM) Apply(entries []multiraft.Entry) []multiraft.Result {
 		at := int64(binary.BigEndian.Uint64(e.Data))
 		ttl := int64(binary.BigEndian.Uint64(e.Data[8:]))
 		out[i].Value = sm.c.seen(string(e.Data[16:]), at, ttl)
+		if sm.d != nil {
+			sm.d.applied(e.Data[16:])
+		}
 	}
 	return out
 }
