@@ -233,7 +233,6 @@ const dedupMarker = 'M'
 // w fires when it applies.
 func (d *dedupGroup) speculate(ref *groupRef, term uint64, entry []byte) (dup bool, w *commitWait, err error) {
 	at := int64(binary.BigEndian.Uint64(entry))
-	ttl := int64(binary.BigEndian.Uint64(entry[8:]))
 	id := string(entry[16:])
 	d.mu.Lock()
 	defer d.mu.Unlock()
@@ -249,6 +248,18 @@ func (d *dedupGroup) speculate(ref *groupRef, term uint64, entry []byte) (dup bo
 	if ok && (e.exp == 0 || e.exp > at) {
 		return true, nil, nil
 	}
+	w = &commitWait{}
+	if err := ref.ProposeAsync(entry, func(_ any, err error) { w.fire(err == nil) }); err != nil {
+		return false, nil, err
+	}
+	d.overlayLocked(entry)
+	return false, w, nil
+}
+
+// overlayLocked adds entry's id to the overlay. d.mu must be held.
+func (d *dedupGroup) overlayLocked(entry []byte) {
+	at := int64(binary.BigEndian.Uint64(entry))
+	ttl := int64(binary.BigEndian.Uint64(entry[8:]))
 	var exp int64
 	if ttl > 0 {
 		exp = at + ttl
@@ -256,12 +267,7 @@ func (d *dedupGroup) speculate(ref *groupRef, term uint64, entry []byte) (dup bo
 	if d.overlay == nil {
 		d.overlay = map[string]int64{}
 	}
-	w = &commitWait{}
-	if err := ref.ProposeAsync(entry, func(_ any, err error) { w.fire(err == nil) }); err != nil {
-		return false, nil, err
-	}
-	d.overlay[id] = exp
-	return false, w, nil
+	d.overlay[string(entry[16:])] = exp
 }
 
 // applied forgets an id of the overlay once its entry applied.
@@ -335,8 +341,17 @@ func (d *dedupGroup) decide(entry []byte, hops int) (bool, error) {
 					return false, errNoVerdict
 				}
 			}
+			// Not ready to decide yet: the log does. The id joins the
+			// overlay all the same, for the verdicts after the marker (this
+			// entry may come after it in the log).
 			res := make(chan multiraft.Result, 1)
-			if err := ref.ProposeAsync(entry, func(v any, err error) { res <- multiraft.Result{Value: v, Err: err} }); err != nil {
+			d.mu.Lock()
+			err := ref.ProposeAsync(entry, func(v any, err error) { res <- multiraft.Result{Value: v, Err: err} })
+			if err == nil {
+				d.overlayLocked(entry)
+			}
+			d.mu.Unlock()
+			if err != nil {
 				return false, err
 			}
 			select {
