@@ -155,14 +155,7 @@ func (d *dedupGroup) start() {
 	if d.s.groups == nil || !slices.Contains(d.members, d.s.cfg.NodeName) {
 		return
 	}
-	var g QueueGroup
-	var err error
-	for range 100 { // a node restarted early may not know every member's name yet
-		if g, err = d.s.groups.StartQueueGroup(d.id, d.members, false, &dedupSM{c: d.c, d: d}); err == nil || d.stopped.Load() {
-			break
-		}
-		time.Sleep(100 * time.Millisecond)
-	}
+	g, err := d.s.startMember(d.id, d.members, false, &dedupSM{c: d.c, d: d}, d.stopped.Load)
 	if err != nil {
 		d.s.log.Error("starting a deduplicating exchange's group", zap.String("exchange", d.name), zap.Error(err))
 		return
@@ -175,15 +168,7 @@ func (d *dedupGroup) start() {
 	}
 	go d.follow(ref)
 	if d.members[0] == d.s.cfg.NodeName {
-		go func() {
-			for range 40 {
-				if g.Leader() != "" || d.stopped.Load() {
-					return
-				}
-				g.Campaign()
-				time.Sleep(25 * time.Millisecond)
-			}
-		}()
+		go campaignFirst(g, d.stopped.Load)
 	}
 }
 
