@@ -37,7 +37,8 @@ import (
 // leader, which answers once the id is committed) before it is routed.
 // When no verdict comes within dedupWait (no leader: a majority of the
 // members is down) the message is routed: nothing is lost, and it may be a
-// duplicate.
+// duplicate. Messages the broker routes itself (dead-lettered, delayed,
+// under the vhost's lock) are checked only on the leader's node.
 
 // peerDedup asks a member of a deduplicating exchange's group for a
 // verdict: group(8) hops(1) entry. Reply: status 0 and dup(1).
@@ -253,6 +254,26 @@ func (d *dedupGroup) overlayLocked(entry []byte) {
 		d.overlay = map[string]int64{}
 	}
 	d.overlay[string(entry[16:])] = exp
+}
+
+// localVerdict decides on a message the broker routes itself (no waiting:
+// the caller holds the vhost's lock) when this node is the group's ready
+// leader; elsewhere it is not a duplicate.
+func (d *dedupGroup) localVerdict(c *dedupCache, p *amqp.Properties) bool {
+	id, ttl, ok := c.idOf(p)
+	if !ok {
+		return false
+	}
+	ref := d.g.Load()
+	if ref == nil || ref.Leader() != d.s.cfg.NodeName {
+		return false
+	}
+	term := ref.Term()
+	if d.readyTerm.Load() != term {
+		return false
+	}
+	dup, _, err := d.speculate(ref, term, dedupEntryOf(id, time.Now().UnixMilli(), ttl))
+	return err == nil && dup
 }
 
 // applied forgets an id of the overlay once its entry applied.

@@ -263,6 +263,10 @@ func (v *Vhost) route(r *router, x *Exchange, keys []string, props *amqp.Propert
 			dup = verdict == verdictDup
 		case x.dedup.grp == nil:
 			dup = x.dedup.duplicate(props)
+		default:
+			// Routed by the broker (dead-lettered, delayed): decided here
+			// if this node leads the group, else not checked.
+			dup = x.dedup.grp.localVerdict(x.dedup, props)
 		}
 		if dup {
 			return r.queues // a duplicate goes nowhere (dedup.go)
