@@ -41,8 +41,15 @@ import (
 // under the vhost's lock) are checked only on the leader's node.
 
 // peerDedup asks a member of a deduplicating exchange's group for a
-// verdict: group(8) hops(1) entry. Reply: status 0 and dup(1).
-const peerDedup = 13
+// verdict: group(8) hops(1) token(8) entry. Reply: status 0, dup(1) and
+// pending(1). With a token (not 0) the group's leader answers at once; a
+// pending verdict's commit follows as peerDedupDone token(8) ok(1), which
+// the asking node's publisher confirm waits for (or for dedupWait: then
+// it nacks). Without one the leader answers once the id is committed.
+const (
+	peerDedup     = 13
+	peerDedupDone = 14
+)
 
 // dedupWait bounds the wait for a verdict.
 const dedupWait = 5 * time.Second
@@ -95,10 +102,40 @@ func (w *commitWait) then(fn func(bool)) {
 	w.mu.Unlock()
 }
 
-// dedupGroups finds a node's groups by id (peerDedup requests).
+// dedupGroups finds a node's groups by id (peerDedup requests), and the
+// commits it waits for from other nodes' leaders by token.
 type dedupGroups struct {
-	mu   sync.Mutex
-	byID map[uint64]*dedupGroup
+	mu      sync.Mutex
+	byID    map[uint64]*dedupGroup
+	next    uint64
+	waiting map[uint64]*commitWait
+}
+
+// expect registers a commit to hear of and returns its token; it fails
+// after dedupWait.
+func (r *dedupGroups) expect() (uint64, *commitWait) {
+	w := &commitWait{}
+	r.mu.Lock()
+	r.next++
+	token := r.next
+	if r.waiting == nil {
+		r.waiting = map[uint64]*commitWait{}
+	}
+	r.waiting[token] = w
+	r.mu.Unlock()
+	time.AfterFunc(dedupWait, func() { r.done(token, false) })
+	return token, w
+}
+
+// done fires the commit of token, once.
+func (r *dedupGroups) done(token uint64, ok bool) {
+	r.mu.Lock()
+	w := r.waiting[token]
+	delete(r.waiting, token)
+	r.mu.Unlock()
+	if w != nil {
+		w.fire(ok)
+	}
 }
 
 func (r *dedupGroups) put(d *dedupGroup) {
@@ -308,14 +345,48 @@ func (d *dedupGroup) verdict(id string, ttl int64) (dup bool, w *commitWait, ok 
 				}
 			}
 		}
-		dup, err := d.decide(entry, 1)
-		if err == nil {
-			return dup, nil, true
+		if dup, w, err := d.ask(entry); err == nil {
+			return dup, w, true
 		}
 		time.Sleep(20 * time.Millisecond)
 	}
 	d.s.log.Warn("no deduplication verdict: the message is routed", zap.String("exchange", d.name))
 	return false, nil, false
+}
+
+// ask gets the verdict on entry from the group's leader on another node:
+// at once, with the commit to wait for, when this node is a member that
+// knows the leader; else as decide does.
+func (d *dedupGroup) ask(entry []byte) (bool, *commitWait, error) {
+	ref := d.g.Load()
+	lead := ""
+	if ref != nil {
+		lead = ref.Leader()
+	}
+	if lead == "" || lead == d.s.cfg.NodeName {
+		dup, err := d.decide(entry, 1)
+		return dup, nil, err
+	}
+	token, w := d.s.dedupGroups.expect()
+	req := binary.BigEndian.AppendUint64([]byte{peerDedup}, d.id)
+	req = append(req, 0)
+	req = binary.BigEndian.AppendUint64(req, token)
+	out, err := d.s.callPeer(lead, append(req, entry...))
+	switch {
+	case err != nil:
+	case len(out) == 3 && out[0] == 0:
+		if out[2] == 0 { // decided without a commit to wait for
+			d.s.dedupGroups.done(token, true)
+			w = nil
+		}
+		return out[1] == 1, w, nil
+	case len(out) > 0 && out[0] == 1:
+		err = decodeReplyErr(out)
+	default:
+		err = errNoVerdict
+	}
+	d.s.dedupGroups.done(token, false)
+	return false, nil, err
 }
 
 // errNoVerdict: this attempt found no leader to ask.
@@ -382,11 +453,12 @@ func (d *dedupGroup) decide(entry []byte, hops int) (bool, error) {
 	}
 	req := binary.BigEndian.AppendUint64([]byte{peerDedup}, d.id)
 	req = append(req, byte(hops-1))
+	req = binary.BigEndian.AppendUint64(req, 0)
 	out, err := d.s.callPeer(target, append(req, entry...))
 	switch {
 	case err != nil:
 		return false, err
-	case len(out) == 2 && out[0] == 0:
+	case len(out) == 3 && out[0] == 0:
 		return out[1] == 1, nil
 	case len(out) > 0 && out[0] == 1:
 		return false, decodeReplyErr(out)
@@ -395,24 +467,58 @@ func (d *dedupGroup) decide(entry []byte, hops int) (bool, error) {
 }
 
 // handleDedup serves another node's peerDedup request.
-func (s *Server) handleDedup(r *peerReader) []byte {
+func (s *Server) handleDedup(from string, r *peerReader) []byte {
 	id := r.u64()
 	hops := r.bytes(1)
-	if r.err != nil {
+	token := r.u64()
+	if r.err != nil || len(r.b) < 16 {
 		return replyErr(amqp.Errorf(amqp.FrameError, "malformed deduplication request"))
 	}
 	d := s.dedupGroups.get(id)
 	if d == nil {
 		return replyErr(amqp.Errorf(amqp.NotFound, "no deduplication group %d here", id))
 	}
+	if token != 0 {
+		// Early: decided here as the ready leader, the commit told later.
+		ref := d.g.Load()
+		if ref == nil || ref.Leader() != s.cfg.NodeName {
+			return replyErr(errNoVerdict)
+		}
+		term := ref.Term()
+		dup, w, err := d.speculate(ref, term, r.b)
+		if err != nil {
+			return replyErr(err)
+		}
+		if w == nil {
+			return []byte{0, b2u(dup), 0}
+		}
+		w.then(func(ok bool) {
+			b := binary.BigEndian.AppendUint64([]byte{peerDedupDone}, token)
+			s.sendPeer(from, append(b, b2u(ok)))
+		})
+		return []byte{0, 0, 1}
+	}
 	dup, err := d.decide(r.b, int(hops[0]))
 	if err != nil {
 		return replyErr(err)
 	}
-	if dup {
-		return []byte{0, 1}
+	return []byte{0, b2u(dup), 0}
+}
+
+// handleDedupDone takes a leader's word on a commit this node waits for.
+func (s *Server) handleDedupDone(r *peerReader) {
+	token := r.u64()
+	ok := r.bytes(1)
+	if r.err == nil {
+		s.dedupGroups.done(token, ok[0] == 1)
 	}
-	return []byte{0, 0}
+}
+
+func b2u(b bool) byte {
+	if b {
+		return 1
+	}
+	return 0
 }
 
 // dedupSM applies the group's log to the exchange's cache.

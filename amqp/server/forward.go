@@ -263,6 +263,8 @@ func (s *Server) HandlePeer(from string, payload []byte, reply func([]byte, erro
 		if !ok && id != 0 {
 			s.answerForward(from, id, false)
 		}
+	case peerDedupDone:
+		s.handleDedupDone(r)
 	case peerForwardAck:
 		id := r.u64()
 		ok := r.bytes(1)

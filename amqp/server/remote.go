@@ -578,7 +578,7 @@ func (s *Server) handleRemoteRequest(from string, op byte, r *peerReader) []byte
 		}
 		return out
 	case peerDedup:
-		return s.handleDedup(r)
+		return s.handleDedup(from, r)
 	case peerConsume:
 		id := r.u64()
 		flags := r.bytes(1)

@@ -38,6 +38,7 @@ func main() {
 	n := flag.Int("count", 500000, "messages")
 	queues := flag.Int("queues", 16, "hash: queues bound with weight 1")
 	pid := flag.Int("pid", 0, "broker PID for CPU figures")
+	declareURL := flag.String("declare-url", "", "declare the exchange through this broker (another node of a cluster); default -url")
 	flag.Parse()
 
 	conn, err := amqp.Dial(*url)
@@ -54,7 +55,16 @@ func main() {
 	case "plain":
 		kind, nq = "fanout", 1
 	}
-	if err := ch.ExchangeDeclare(x, kind, false, true, false, false, args); err != nil {
+	dch := ch
+	if *declareURL != "" {
+		dconn, err := amqp.Dial(*declareURL)
+		if err != nil {
+			log.Fatal(err)
+		}
+		defer dconn.Close()
+		dch, _ = dconn.Channel()
+	}
+	if err := dch.ExchangeDeclare(x, kind, false, true, false, false, args); err != nil {
 		log.Fatal(err)
 	}
 	var got atomic.Int64
