@@ -540,3 +540,47 @@ func TestClusterQueueLeaderLocator(t *testing.T) {
 	require.Equal(t, "a to c via b", string(d.Body))
 	require.NoError(t, d.Ack(false))
 }
+
+// TestClusterRemoteCancelInFlight: a consumer on another node than its
+// queue cancels (and closes its channel) while deliveries are on their way
+// to it; those the client never saw go back to the queue instead of staying
+// unacknowledged at the queue's node for good.
+func TestClusterRemoteCancelInFlight(t *testing.T) {
+	warrenOnly(t, "starts a cluster of bin/warren processes")
+	nodes := startTestCluster(t, 3, 0)
+	home := nodes[0].channel()
+	_, err := home.QueueDeclare("cl.inflight", false, false, false, false, nil)
+	require.NoError(t, err)
+	const n = 20000
+	for i := range n {
+		require.NoError(t, home.PublishWithContext(context.Background(), "", "cl.inflight", false, false, amqp.Publishing{Body: []byte(fmt.Sprint(i))}))
+	}
+	counts := func() (ready, unacked int) {
+		code, raw := nodes[0].api("GET", "/api/queues/%2F/cl.inflight", "")
+		require.Equal(t, 200, code)
+		var q struct {
+			Ready   int `json:"messages_ready"`
+			Unacked int `json:"messages_unacknowledged"`
+		}
+		require.NoError(t, json.Unmarshal(raw, &q))
+		return q.Ready, q.Unacked
+	}
+	settled := func() bool { r, u := counts(); return r == n && u == 0 }
+	waitFor(t, "all published", settled)
+	for round := range 5 {
+		c, err := amqp.Dial(nodes[2].url())
+		require.NoError(t, err)
+		ch, err := c.Channel()
+		require.NoError(t, err)
+		require.NoError(t, ch.Qos(5000, 0, false))
+		ds, err := ch.Consume("cl.inflight", "far", false, false, false, false, nil)
+		require.NoError(t, err)
+		recv(t, ds)
+		require.NoError(t, ch.Cancel("far", false))
+		c.Close()
+		waitFor(t, fmt.Sprintf("round %d: every message ready again", round), settled, func() string {
+			r, u := counts()
+			return fmt.Sprintf("ready %d, unacked %d", r, u)
+		})
+	}
+}

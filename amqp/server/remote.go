@@ -273,7 +273,15 @@ func (s *Server) remoteDelivery(from string, r *peerReader) {
 	}
 	ci := s.remotes.get(id)
 	if ci == nil {
-		return // cancelled meanwhile: the home node requeues on the cancel
+		// Cancelled meanwhile (its channel closed, or it followed a new
+		// leader): the home node keeps a cancelled consumer's deliveries
+		// for their acks, so this one, which no client will see, goes back
+		// to its queue.
+		b := binary.BigEndian.AppendUint64([]byte{peerSettle}, id)
+		b = append(b, settleRequeue)
+		b = binary.BigEndian.AppendUint32(b, 1)
+		s.sendPeer(from, binary.BigEndian.AppendUint64(b, dtag))
+		return
 	}
 	if _, err := amqp.DecodeContentHeader(header); err != nil {
 		return
