@@ -314,7 +314,7 @@ func (l *Log) openActive(s *segment) error {
 
 // Append adds one record and returns its offset. It blocks while the write
 // buffer is full.
-func (l *Log) Append(filter, exchange, key, header, body []byte) (uint64, error) {
+func (l *Log) Append(filter, exchange, key string, header, body []byte) (uint64, error) {
 	if len(filter) > 0xffff {
 		filter = filter[:0xffff]
 	}

@@ -23,7 +23,7 @@ func open(t *testing.T, dir string, o Options) *Log {
 func appendSync(t *testing.T, l *Log, from, n int) {
 	t.Helper()
 	for i := from; i < from+n; i++ {
-		if _, err := l.Append([]byte(fmt.Sprint("f", i%3)), []byte("ex"), []byte("key"), []byte("hdr"), []byte(fmt.Sprint("body-", i))); err != nil {
+		if _, err := l.Append(fmt.Sprint("f", i%3), "ex", "key", []byte("hdr"), []byte(fmt.Sprint("body-", i))); err != nil {
 			t.Fatal(err)
 		}
 	}
