@@ -614,3 +614,18 @@ func TestStreamSIGKILLLosesNothingConfirmed(t *testing.T) {
 		<-confDone
 	}
 }
+
+func TestWarrenctlStream(t *testing.T) {
+	warrenOnly(t, "drives warrenctl, Warren's own CLI, against an in-process Warren's management handler")
+	b := startBroker(t, server.Config{})
+	c := &ctl{t: t, bin: buildCtl(t), url: b.api(t), amqpURL: b.url}
+	require.Contains(t, c.ok("declare", "queue", "--type", "stream", "--arg", "x-max-age=7D", "events"), "queue events declared")
+	for i := 0; i < 5; i++ {
+		c.ok("publish", "--routing-key", "events", fmt.Sprint("e", i))
+	}
+	require.Regexp(t, `(?m)^/\s+events\s+stream\s+true\s+5\s+0\s+0`, c.ok("list", "queues"))
+	require.Equal(t, "0\tevents\te0\n1\tevents\te1\n", c.ok("consume", "--offset", "first", "--count", "2", "events"))
+	require.Equal(t, "3\tevents\te3\n4\tevents\te4\n", c.ok("consume", "--offset", "-2", "--count", "2", "events"))
+	require.Equal(t, "2\tevents\te2\n", c.ok("consume", "--offset", "2", "--count", "1", "events"))
+	require.Contains(t, c.ok("--format", "json", "consume", "--offset", "last", "--count", "1", "events"), `"x-stream-offset":4`)
+}
