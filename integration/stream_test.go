@@ -629,3 +629,12 @@ func TestWarrenctlStream(t *testing.T) {
 	require.Equal(t, "2\tevents\te2\n", c.ok("consume", "--offset", "2", "--count", "1", "events"))
 	require.Contains(t, c.ok("--format", "json", "consume", "--offset", "last", "--count", "1", "events"), `"x-stream-offset":4`)
 }
+
+// TestStreamPika runs pika (Debian's python3-pika) against a stream.
+func TestStreamPika(t *testing.T) {
+	b := startBroker(t, server.Config{})
+	q := b.name("pika-stream")
+	deleteAfter(t, b, q)
+	runClient(t, clientDir(t, "python"), []string{"AMQP_URL=" + b.url, "QUEUE=" + q}, 2*time.Minute,
+		"/usr/bin/python3", "-m", "unittest", "-v", "test_pika_stream")
+}
