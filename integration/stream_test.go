@@ -398,6 +398,22 @@ func TestStreamManagement(t *testing.T) {
 		require.Equal(t, float64(1), it["segments"])
 		require.Equal(t, float64(0), it["first_offset"])
 		require.Equal(t, float64(4), it["last_offset"])
+		// Browsing reads from any offset and takes nothing.
+		br := api.expect(http.StatusOK, http.MethodGet, path+"/browse?offset=3&count=10", nil).obj(t)
+		items := br["items"].([]any)
+		require.Len(t, items, 2)
+		first := items[0].(map[string]any)
+		require.Equal(t, "m3", first["payload"])
+		require.Equal(t, float64(3), first["properties"].(map[string]any)["headers"].(map[string]any)["x-stream-offset"])
+		// Each consumer's position and lag.
+		_, ds := streamConsume(t, b, q, 2, amqp.Table{"x-stream-offset": "first"})
+		recv(t, ds)
+		recv(t, ds)
+		eventually(t, func() bool {
+			it = api.expect(http.StatusOK, http.MethodGet, path, nil).obj(t)
+			cs, _ := it["stream_consumers"].([]any)
+			return len(cs) == 1 && cs[0].(map[string]any)["lag"] == float64(3)
+		}, "a consumer 3 behind")
 	}
 }
 
