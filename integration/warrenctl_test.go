@@ -86,7 +86,7 @@ func TestWarrenctl(t *testing.T) {
 	require.Contains(t, c.ok("publish", "--exchange", "events", "--routing-key", "nowhere", "x"), "not routed")
 
 	q := c.ok("list", "queues")
-	require.Regexp(t, `(?m)^/\s+orders\s+true\s+2\s+0\s+0\s+\{"x-max-length":1000\}`, q)
+	require.Regexp(t, `(?m)^/\s+orders\s+classic\s+true\s+2\s+0\s+0\s+\{"x-max-length":1000\}`, q)
 	require.Contains(t, c.ok("list", "exchanges"), "x-delayed-message")
 	require.Contains(t, c.ok("list", "bindings"), "order.*")
 	js := c.ok("--format", "json", "list", "queues")

@@ -150,6 +150,9 @@ func queueItem(q server.QueueInfo, detail bool) item {
 			delete(it, k)
 		}
 	}
+	if q.Stream != nil {
+		streamItem(it, q)
+	}
 	if q.Policy != nil {
 		it["policy"], it["effective_policy_definition"] = q.Policy.Name, q.Policy.Definition
 	}

@@ -157,6 +157,10 @@ func EffectiveArgs(args amqp.Table, def map[string]any) amqp.Table {
 // once: a lower max-length trims now, a new TTL applies to the messages
 // that follow, a new expires restarts its countdown.
 func (q *Queue) SetPolicy(def map[string]any) {
+	if q.sq != nil {
+		q.sq.setPolicy(def)
+		return
+	}
 	eff := EffectiveArgs(q.Args, def)
 	q.mu.Lock()
 	l := parseLimits(eff)

@@ -40,6 +40,9 @@ type Consumer struct {
 	Sink      Sink
 	// Owner is opaque to the queue: what the sink needs to find itself.
 	Owner any
+	// Args are the basic.consume arguments (a stream reads x-stream-offset
+	// and its filter from them).
+	Args amqp.Table
 }
 
 // Config describes a queue at declaration.
@@ -67,6 +70,8 @@ type Config struct {
 	// Budget is the node's memory budget for ready messages, shared by
 	// every queue with a journal; nil: only PageWindow bounds the queue.
 	Budget *Budget
+	// StreamDir is a stream queue's log directory (NewStream).
+	StreamDir string
 }
 
 // DefaultPageWindow is the in-memory window of a queue with a journal.
@@ -95,6 +100,9 @@ type Queue struct {
 	lim limits
 	// quorum: x-queue-type quorum (see limits.quorum); fixed at New.
 	quorum bool
+	// sq is a stream queue's log and readers (streamq.go); nil for others,
+	// and then none of the methods below look at it.
+	sq *streamQueue
 
 	mu sync.Mutex
 	// Guarded by mu.
@@ -490,6 +498,9 @@ const (
 // Throttle returns a channel to wait on when the queue is too far behind
 // its consumers, or nil.
 func (q *Queue) Throttle() <-chan struct{} {
+	if q.sq != nil {
+		return nil // the log's write buffer holds publishers back
+	}
 	if q.ready.approxLen()+q.diskHint.Load() < flowHigh {
 		return nil
 	}
@@ -623,6 +634,9 @@ func (q *Queue) PublishSeq(m *Message, ttl int64, seq uint64) PublishResult {
 }
 
 func (q *Queue) publish(m *Message, ttl int64, seq uint64) PublishResult {
+	if q.sq != nil {
+		return q.sq.publish(m)
+	}
 	var dead []DeadLetter
 	q.mu.Lock()
 	if q.deleted {
@@ -784,6 +798,9 @@ func (q *Queue) pickReadyLocked() *Consumer {
 // Get pops one message for basic.get; ok is false when the queue is empty.
 // The returned count is the number of messages still ready.
 func (q *Queue) Get(noAck bool) (e Entry, remaining int, ok bool) {
+	if q.sq != nil {
+		return e, 0, false // refused before it gets here
+	}
 	q.mu.Lock()
 	q.touchLocked()
 	dead := q.expireLocked(nil)
@@ -805,6 +822,10 @@ func (q *Queue) Get(noAck bool) (e Entry, remaining int, ok bool) {
 
 // Ack settles delivered entries: they leave the queue for good.
 func (q *Queue) Ack(es []Entry) {
+	if q.sq != nil {
+		q.sq.ack(es)
+		return
+	}
 	q.mu.Lock()
 	q.stats.Acked += uint64(len(es))
 	q.unacked -= len(es)
@@ -817,6 +838,10 @@ func (q *Queue) Ack(es []Entry) {
 // Requeue puts delivered entries back at their original positions with
 // redelivered set.
 func (q *Queue) Requeue(es []Entry) {
+	if q.sq != nil {
+		q.Kick() // the stream keeps them anyway; the credit is back
+		return
+	}
 	q.mu.Lock()
 	if q.deleted {
 		for i := range es {
@@ -852,6 +877,9 @@ func (q *Queue) Requeue(es []Entry) {
 // AddConsumer registers c. It returns false if the queue already has an
 // exclusive consumer, or c is exclusive and the queue has consumers.
 func (q *Queue) AddConsumer(c *Consumer) (ok bool) {
+	if q.sq != nil {
+		return q.sq.addConsumer(c)
+	}
 	q.mu.Lock()
 	defer q.mu.Unlock()
 	if q.deleted {
@@ -877,6 +905,9 @@ func (q *Queue) AddConsumer(c *Consumer) (ok bool) {
 
 // RemoveConsumer unregisters c. It reports whether it was registered.
 func (q *Queue) RemoveConsumer(c *Consumer) bool {
+	if q.sq != nil {
+		return q.sq.removeConsumer(c)
+	}
 	q.mu.Lock()
 	found := false
 	for i, o := range q.consumers {
@@ -964,10 +995,15 @@ type Snapshot struct {
 	ReadyBytes     int64
 	Consumers      []Consumer
 	Stats
+	// Stream describes a stream queue's log; nil for other queues.
+	Stream *StreamInfo
 }
 
 // Snapshot returns the queue's counts, consumers and counters.
 func (q *Queue) Snapshot() Snapshot {
+	if q.sq != nil {
+		return q.sq.snapshot()
+	}
 	q.mu.Lock()
 	defer q.mu.Unlock()
 	s := Snapshot{Ready: q.readyCountLocked(), Unacked: q.unacked, ReadyBytes: q.readyBytes, Stats: q.stats}
@@ -980,6 +1016,12 @@ func (q *Queue) Snapshot() Snapshot {
 
 // Counts returns ready messages, unacked messages and consumers.
 func (q *Queue) Counts() (ready, unacked, consumers int) {
+	if q.sq != nil {
+		// A stream's declare-ok counts no messages, as RabbitMQ's.
+		q.sq.mu.Lock()
+		defer q.sq.mu.Unlock()
+		return 0, 0, len(q.sq.consumers)
+	}
 	q.mu.Lock()
 	defer q.mu.Unlock()
 	return q.readyCountLocked(), q.unacked, len(q.consumers)
@@ -987,6 +1029,9 @@ func (q *Queue) Counts() (ready, unacked, consumers int) {
 
 // Purge drops every ready message and returns how many there were.
 func (q *Queue) Purge() int {
+	if q.sq != nil {
+		return 0 // refused before it gets here
+	}
 	q.mu.Lock()
 	defer q.mu.Unlock()
 	q.ready.each(q.forgetLocked)
@@ -1003,6 +1048,12 @@ func (q *Queue) Purge() int {
 // Delete marks the queue deleted, stops its goroutine, tells its consumers,
 // and returns the number of ready messages it dropped.
 func (q *Queue) Delete() int {
+	if q.sq != nil {
+		for _, c := range q.sq.stop(true) {
+			c.Sink.Cancelled(c)
+		}
+		return 0
+	}
 	q.mu.Lock()
 	if q.deleted {
 		q.mu.Unlock()
@@ -1035,6 +1086,10 @@ func (q *Queue) Delete() int {
 // Stop ends the delivery goroutine without touching the queue's contents,
 // for broker shutdown: durable entries stay in the journal.
 func (q *Queue) Stop() {
+	if q.sq != nil {
+		q.sq.stop(false)
+		return
+	}
 	q.mu.Lock()
 	if q.deleted || q.stopped {
 		q.mu.Unlock()
@@ -1063,6 +1118,9 @@ func (q *Queue) Deleted() bool {
 // no redelivered flag). It covers the part of the queue in memory, and
 // returns how many ready messages the queue holds in all.
 func (q *Queue) Peek(offset, n int) ([]Entry, int) {
+	if q.sq != nil {
+		return q.sq.peek(offset, n)
+	}
 	q.mu.Lock()
 	defer q.mu.Unlock()
 	var out []Entry

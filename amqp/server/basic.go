@@ -200,7 +200,7 @@ func (ch *channel) route(pm *amqp.BasicPublish, msg *queue.Message, seq uint64) 
 		}
 	}
 	ttl := messageTTL(msg)
-	rejected, persisted := false, false
+	rejected, persisted, streamed := false, false, false
 	durable := ch.conn.srv.store != nil
 	if durable {
 		msg.StoreInline = oneStoring(qs, msg)
@@ -215,6 +215,14 @@ func (ch *channel) route(pm *amqp.BasicPublish, msg *queue.Message, seq uint64) 
 		case queue.Rejected:
 			rejected = true
 		case queue.Enqueued:
+			if q.IsStream() {
+				// Confirmed once the stream's log has synced it (stream.go).
+				streamed = true
+				if seq != 0 {
+					ch.confirms.waitStream(q)
+				}
+				continue
+			}
 			persisted = persisted || durable && q.Durable && (msg.Persistent() || q.Quorum())
 		}
 	}
@@ -252,9 +260,11 @@ func (ch *channel) route(pm *amqp.BasicPublish, msg *queue.Message, seq uint64) 
 	if seq != 0 {
 		switch {
 		case commit != nil:
-			ch.confirmAfter(seq, commit, persisted)
-		case persisted:
-			// Acked once the store has synced the batch holding it.
+			ch.confirmAfter(seq, commit, persisted) // a cluster: no stream there
+		case persisted || streamed:
+			// Acked once the store (and any stream's log) has synced the
+			// batch holding it.
+			ch.confirms.needStore = ch.confirms.needStore || persisted
 			ch.confirms.add(seq, confirmWaiting)
 		default:
 			ch.confirms.add(seq, confirmAck)
@@ -330,6 +340,11 @@ func (ch *channel) basicConsume(m *amqp.BasicConsume) error {
 	if q.Quorum() && ch.globalPrefetch.Load() > 0 {
 		return errGlobalQoS(q, ch.vhost().Name)
 	}
+	if q.IsStream() {
+		if err := ch.checkStreamConsume(q, m); err != nil {
+			return err
+		}
+	}
 	prio, _ := amqp.Int(m.Arguments["x-priority"])
 	if q.repl != nil || q.remote(ch.vhost().node) {
 		// A replicated queue's consumers all go through its leader as
@@ -338,7 +353,7 @@ func (ch *channel) basicConsume(m *amqp.BasicConsume) error {
 		return ch.remoteConsume(m, q, tag, prio)
 	}
 	ci := &consumerInfo{ch: ch, q: q, prefetch: ch.prefetch}
-	c := &queue.Consumer{Tag: tag, NoAck: m.NoAck, Exclusive: m.Exclusive, Priority: prio, Sink: ch, Owner: ci}
+	c := &queue.Consumer{Tag: tag, NoAck: m.NoAck, Exclusive: m.Exclusive, Priority: prio, Sink: ch, Owner: ci, Args: m.Arguments}
 	ci.c = c
 	ch.mu.Lock()
 	ch.consumers[tag] = ci
@@ -397,6 +412,9 @@ func (ch *channel) basicGet(m *amqp.BasicGet) error {
 	q, err := ch.queueFor(permRead, m.Queue)
 	if err != nil {
 		return err
+	}
+	if q.IsStream() {
+		return errStreamUnsupported("basic.get", q, ch.vhost().Name)
 	}
 	if q.repl != nil || q.remote(ch.vhost().node) {
 		return ch.remoteGet(m, q)

@@ -510,6 +510,15 @@ func (ch *channel) applySettle(a txAck) error {
 	}
 	ch.mu.Unlock()
 
+	if a.nack {
+		for i := range taken {
+			if q := taken[i].q; q != nil && q.IsStream() {
+				// RabbitMQ closes the channel; the others go back.
+				settleEntries(taken, settleRequeue)
+				return errStreamUnsupported("basic.nack and basic.reject", q, ch.vhost().Name)
+			}
+		}
+	}
 	switch {
 	case a.nack && a.requeue:
 		settleEntries(taken, settleRequeue)

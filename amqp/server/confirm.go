@@ -2,6 +2,7 @@ package server
 
 import (
 	"sync"
+	"sync/atomic"
 
 	"github.com/warren-mq/warren/amqp"
 )
@@ -33,6 +34,11 @@ type confirmer struct {
 	// Owned by the reader: the highest seq that waits for a sync, and the
 	// highest seq an AfterSync callback already covers.
 	waitingUpTo, registered uint64
+	// Also the reader's: whether the publishes since the last callback
+	// wait for the store, and the streams they went to (each synced by its
+	// own log).
+	needStore bool
+	streams   []*Queue
 
 	// pending counts, per publish in confirmRemote, the answers it still
 	// waits for (other nodes' and the local sync's); nack says one refused.
@@ -117,8 +123,50 @@ func (c *confirmer) flush() {
 	if c.waitingUpTo > c.registered {
 		upTo := c.waitingUpTo
 		c.registered = upTo
-		c.ch.conn.srv.store.AfterSync(func() { c.resolveUpTo(upTo) })
+		c.afterSyncs(func() { c.resolveUpTo(upTo) })
 	}
+}
+
+// waitStream records that a publish waits for stream q's log.
+func (c *confirmer) waitStream(q *Queue) {
+	for _, s := range c.streams {
+		if s == q {
+			return
+		}
+	}
+	c.streams = append(c.streams, q)
+}
+
+// afterSyncs runs fn once the store (if a publish since the last call
+// needs it) and every stream published to since then have synced.
+func (c *confirmer) afterSyncs(fn func()) {
+	st := c.ch.conn.srv.store
+	if !c.needStore && len(c.streams) > 0 {
+		st = nil // only streams wait: no store sync
+	}
+	n := int32(len(c.streams))
+	if st != nil {
+		n++
+	}
+	if n == 0 {
+		fn()
+		return
+	}
+	var left atomic.Int32
+	left.Store(n)
+	done := func() {
+		if left.Add(-1) == 0 {
+			fn()
+		}
+	}
+	if st != nil {
+		st.AfterSync(done)
+	}
+	for _, q := range c.streams {
+		q.AfterStreamSync(done)
+	}
+	clear(c.streams)
+	c.streams, c.needStore = c.streams[:0], false
 }
 
 // flushLocked sends the resolved prefix. Lock must be held.

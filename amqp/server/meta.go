@@ -208,6 +208,9 @@ func (ch *channel) proposeMethod(m amqp.Method) error {
 			}
 			m.Queue, generated = genName("amq.gen-"), true
 		}
+		if queue.IsStream(m.Arguments) && !m.Passive {
+			return errStreamCluster(m.Queue, ch.vhost().Name)
+		}
 		home = ch.conn.srv.locateQueue(ch.vhost(), m.Queue, m.Arguments)
 		if s := ch.conn.srv; s.groups != nil && isQuorum(m.Arguments) && !m.Passive {
 			members = s.chooseMembers(home, m.Arguments)

@@ -387,6 +387,14 @@ func (s *Server) Restore() error {
 			live[r.ID] = true
 			continue
 		}
+		if queue.IsStream(args) {
+			// A stream's messages are in its log, which serves at once.
+			if _, err := v.newStreamQueue(queue.Config{Name: r.Name, Vhost: v.Name, Durable: true, Args: args, ID: r.ID}); err != nil {
+				return fmt.Errorf("stream %q: %w", r.Name, err)
+			}
+			live[r.ID] = true
+			continue
+		}
 		p, def := v.queuePolicy(r.Name)
 		q := &Queue{Queue: queue.New(queue.Config{Name: r.Name, Vhost: v.Name, Durable: true, AutoDelete: r.AutoDelete, Args: args, ID: r.ID, Journal: st, PageWindow: v.pageWindow, Budget: v.budget, Policy: def}), srv: s}
 		q.setHome(v.node)
@@ -436,6 +444,7 @@ func (s *Server) Restore() error {
 	if err := st.Sweep(live); err != nil {
 		return err
 	}
+	s.sweepStreams(live)
 	n := 0
 	for _, r := range records {
 		if q := vhosts[r.Vhost].queues[r.Name]; q != nil {

@@ -52,6 +52,10 @@ var policyKeys = map[string]func(v any) (any, bool){
 	"queue-mode":              oneOf("default", "lazy"),                       // accepted; Warren pages every queue
 	"queue-leader-locator":    oneOf("client-local", "balanced"),              // locator.go
 	"queue-master-locator":    oneOf("client-local", "min-masters", "random"), // locator.go
+
+	// A stream's (stream.go).
+	"max-age":                       streamAge,
+	"stream-max-segment-size-bytes": nonNegInt,
 }
 
 func policyInt(v any) (int64, bool) {

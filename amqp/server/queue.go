@@ -6,6 +6,8 @@ import (
 	"fmt"
 	"strings"
 
+	"go.uber.org/zap"
+
 	"github.com/warren-mq/warren/amqp"
 	"github.com/warren-mq/warren/queue"
 )
@@ -84,6 +86,9 @@ func invalidArg(arg, name, vhost, why string) *amqp.Error {
 
 // validateQueueArgs checks the x-arguments as RabbitMQ does at declare.
 func validateQueueArgs(args amqp.Table, name, vhost string) error {
+	if queue.IsStream(args) {
+		return validateStreamArgs(args, name, vhost) // a classic queue's arguments are ignored
+	}
 	intArg := func(k string, minimum int64) error {
 		v, ok := args[k]
 		if !ok {
@@ -137,6 +142,8 @@ func validateQueueArgs(args amqp.Table, name, vhost string) error {
 		case "classic":
 		case "quorum":
 			return validateQuorumArgs(args, name, vhost)
+		case "stream":
+			return validateStreamArgs(args, name, vhost)
 		default:
 			return invalidArg("x-queue-type", name, vhost, fmt.Sprintf("\"unsupported queue type '%v'\"", v))
 		}
@@ -159,7 +166,11 @@ func queueEquivalent(q *Queue, m *amqp.QueueDeclare, vhost string) *amqp.Error {
 	if q.AutoDelete != m.AutoDelete {
 		return inequivalent("auto_delete", "queue", q.Name, vhost, m.AutoDelete, q.AutoDelete)
 	}
-	for _, k := range queueArgs {
+	compared := queueArgs
+	if q.IsStream() {
+		compared = streamArgs
+	}
+	for _, k := range compared {
 		a, aok := m.Arguments[k]
 		b, bok := q.Args[k]
 		if aok != bok || aok && !argEqual(a, b) {
@@ -238,6 +249,9 @@ func (ch *channel) queueDeclare(m *amqp.QueueDeclare) error {
 		if isQuorum(m.Arguments) {
 			return errServerNamedQuorum()
 		}
+		if queue.IsStream(m.Arguments) {
+			return errServerNamedStream()
+		}
 		name = genName("amq.gen-")
 	} else if strings.HasPrefix(name, "amq.") && !ch.conn.generated {
 		return amqp.Errorf(amqp.AccessRefused, "queue name '%s' contains reserved prefix 'amq.*'", name)
@@ -268,11 +282,15 @@ func (ch *channel) queueDeclare(m *amqp.QueueDeclare) error {
 			return err
 		}
 	} else {
-		if isQuorum(m.Arguments) {
+		if isQuorum(m.Arguments) || queue.IsStream(m.Arguments) {
 			if err := checkQuorumDeclare(m, name, v.Name); err != nil {
 				v.mu.Unlock()
 				return err
 			}
+		}
+		if err := checkTypeArgs(m.Arguments, name, v.Name); err != nil {
+			v.mu.Unlock()
+			return err
 		}
 		if err := v.checkQueueLimitLocked(name); err != nil {
 			v.mu.Unlock()
@@ -286,7 +304,14 @@ func (ch *channel) queueDeclare(m *amqp.QueueDeclare) error {
 			Name: name, Vhost: v.Name, Durable: m.Durable, Exclusive: m.Exclusive,
 			AutoDelete: m.AutoDelete, Args: m.Arguments,
 		}
-		if ch.conn.group != 0 {
+		if queue.IsStream(cfg.Args) {
+			var err error
+			if q, err = v.newStreamQueue(cfg); err != nil {
+				v.mu.Unlock()
+				ch.conn.log.Error("creating a stream's log", zap.String("queue", name), zap.Error(err))
+				return amqp.Errorf(amqp.InternalError, "cannot create the log of stream '%s' in vhost '%s'", name, v.Name)
+			}
+		} else if ch.conn.group != 0 {
 			q = v.newReplicatedQueue(cfg, ch.conn.group, ch.conn.members)
 		} else {
 			q = v.newQueue(cfg, owner)
@@ -384,6 +409,9 @@ func (ch *channel) queuePurge(m *amqp.QueuePurge) error {
 	q, err := ch.queueFor(permRead, m.Queue)
 	if err != nil {
 		return err
+	}
+	if q.IsStream() {
+		return errStreamUnsupported("queue.purge", q, ch.vhost().Name)
 	}
 	var n int
 	if q.remote(ch.vhost().node) {

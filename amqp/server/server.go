@@ -170,6 +170,12 @@ type Server struct {
 	authFails   failureTracker
 	clock       atomic.Int64 // Unix ms, advanced by the consumer-timeout sweep
 
+	// Where stream queues keep their logs (stream.go), set on first use.
+	streamsOnce sync.Once
+	streamsRoot string
+	streamsTemp bool // a temporary directory, removed at shutdown
+	streamsErr  error
+
 	wg sync.WaitGroup
 }
 
@@ -340,6 +346,7 @@ func (s *Server) Shutdown(ctx context.Context) error {
 		v.close()
 	}
 	s.closeBudget()
+	s.removeStreamsTemp()
 	if s.store != nil {
 		s.store.Flush()
 	}

@@ -135,12 +135,27 @@ func interrupted() <-chan struct{} {
 	return ch
 }
 
+// streamOffset reads --offset: a number is an offset (negative: the last
+// N), an RFC 3339 time a timestamp, anything else goes as it is (first,
+// last, next, 1h).
+func streamOffset(s string) any {
+	if n, err := strconv.ParseInt(s, 10, 64); err == nil {
+		return n
+	}
+	if t, err := time.Parse(time.RFC3339, s); err == nil {
+		return t
+	}
+	return s
+}
+
 func consumeCommand() *cli.Command {
 	return &cli.Command{
 		Name: "consume", Usage: "consume from a queue, printing messages until Ctrl-C (or --count)", ArgsUsage: "QUEUE",
-		Description: "Examples:\n   warrenctl consume orders\n   warrenctl --format json consume --count 100 orders > orders.jsonl",
+		Description: "Examples:\n   warrenctl consume orders\n   warrenctl --format json consume --count 100 orders > orders.jsonl\n" +
+			"   warrenctl consume --offset first events      # a stream, from its start (also last, next, an offset, -N for the last N, 1h, an RFC 3339 time)",
 		Flags: []cli.Flag{
 			&cli.IntFlag{Name: "count", Aliases: []string{"n"}, Usage: "stop after this many messages (0: until Ctrl-C)"},
+			&cli.StringFlag{Name: "offset", Usage: "a stream's x-stream-offset: first, last, next, an offset, -N (the last N), an interval such as 1h, or an RFC 3339 time"},
 			&cli.IntFlag{Name: "prefetch", Value: 100},
 			&cli.BoolFlag{Name: "no-ack", Usage: "auto-ack (messages are gone once sent, even if this tool dies)"},
 		},
@@ -157,7 +172,11 @@ func consumeCommand() *cli.Command {
 			if err := ch.Qos(c.Int("prefetch"), 0, false); err != nil {
 				return err
 			}
-			ds, err := ch.Consume(queue, "", c.Bool("no-ack"), false, false, false, nil)
+			var args amqp.Table
+			if o := c.String("offset"); o != "" {
+				args = amqp.Table{"x-stream-offset": streamOffset(o)}
+			}
+			ds, err := ch.Consume(queue, "", c.Bool("no-ack"), false, false, false, args)
 			if err != nil {
 				return err
 			}
@@ -173,6 +192,9 @@ func consumeCommand() *cli.Command {
 				case d, ok := <-ds:
 					if !ok {
 						return fmt.Errorf("the consumer was cancelled (queue deleted?)")
+					}
+					if off, ok := d.Headers["x-stream-offset"]; ok && globals.format != "json" {
+						fmt.Printf("%v\t", off)
 					}
 					if globals.format == "json" {
 						enc.Encode(map[string]any{"routing_key": d.RoutingKey, "exchange": d.Exchange, "redelivered": d.Redelivered,

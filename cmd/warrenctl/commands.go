@@ -22,7 +22,7 @@ type listing struct {
 
 var listings = map[string]listing{
 	"queues": {func(cl *client, all bool) string { return vhostScoped(cl, "queues", all) },
-		[]column{{"VHOST", "vhost"}, {"NAME", "name"}, {"DURABLE", "durable"}, {"READY", "messages_ready"}, {"UNACKED", "messages_unacknowledged"}, {"CONSUMERS", "consumers"}, {"POLICY", "policy"}, {"ARGUMENTS", "arguments"}}, true},
+		[]column{{"VHOST", "vhost"}, {"NAME", "name"}, {"TYPE", "type"}, {"DURABLE", "durable"}, {"READY", "messages_ready"}, {"UNACKED", "messages_unacknowledged"}, {"CONSUMERS", "consumers"}, {"POLICY", "policy"}, {"ARGUMENTS", "arguments"}}, true},
 	"exchanges": {func(cl *client, all bool) string { return vhostScoped(cl, "exchanges", all) },
 		[]column{{"VHOST", "vhost"}, {"NAME", "name"}, {"TYPE", "type"}, {"DURABLE", "durable"}, {"AUTO_DELETE", "auto_delete"}, {"INTERNAL", "internal"}, {"ARGUMENTS", "arguments"}}, true},
 	"bindings": {func(cl *client, all bool) string { return vhostScoped(cl, "bindings", all) },
@@ -109,8 +109,10 @@ func declareCommand() *cli.Command {
 		Subcommands: []*cli.Command{
 			{
 				Name: "queue", Usage: "declare a queue", ArgsUsage: "NAME",
-				Description: "Example: warrenctl declare queue --durable --arg x-max-length=1000 --arg x-dead-letter-exchange=dlx orders",
-				Flags:       []cli.Flag{&cli.BoolFlag{Name: "durable", Usage: "survive restarts"}, &cli.BoolFlag{Name: "auto-delete", Usage: "delete when the last consumer goes"}, argFlag},
+				Description: "Examples:\n   warrenctl declare queue --durable --arg x-max-length=1000 --arg x-dead-letter-exchange=dlx orders\n" +
+					"   warrenctl declare queue --type stream --arg x-max-age=7D events",
+				Flags: []cli.Flag{&cli.BoolFlag{Name: "durable", Usage: "survive restarts"}, &cli.BoolFlag{Name: "auto-delete", Usage: "delete when the last consumer goes"},
+					&cli.StringFlag{Name: "type", Usage: "classic, quorum or stream (x-queue-type; quorum and stream queues are durable)"}, argFlag},
 				Action: func(c *cli.Context) error {
 					name, err := oneArg(c, "queue name")
 					if err != nil {
@@ -120,8 +122,16 @@ func declareCommand() *cli.Command {
 					if err != nil {
 						return err
 					}
+					durable := c.Bool("durable")
+					if t := c.String("type"); t != "" {
+						if args == nil {
+							args = map[string]any{}
+						}
+						args["x-queue-type"] = t
+						durable = durable || t == "quorum" || t == "stream"
+					}
 					cl := newClient(c)
-					if err := cl.do("PUT", cl.vpath("queues", name), map[string]any{"durable": c.Bool("durable"), "auto_delete": c.Bool("auto-delete"), "arguments": args}, nil); err != nil {
+					if err := cl.do("PUT", cl.vpath("queues", name), map[string]any{"durable": durable, "auto_delete": c.Bool("auto-delete"), "arguments": args}, nil); err != nil {
 						return err
 					}
 					fmt.Printf("queue %s declared in vhost %s\n", name, cl.vhost)
