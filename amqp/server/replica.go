@@ -678,8 +678,10 @@ func (s *Server) applyMembers(c *metaCmd) metaResult {
 		if ref := r.g.Swap(nil); ref != nil {
 			close(ref.done)
 			if s.groups != nil {
+				// Its messages stay in the store: if this node is added
+				// back, the log applies again over them (or a snapshot
+				// replaces them); they go with the queue.
 				s.groups.StopQueueGroup(r.id)
-				r.sm.drop()
 			}
 		}
 	}
