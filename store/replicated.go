@@ -30,6 +30,17 @@ type GroupMessage struct {
 	Msg     *queue.Message
 }
 
+// view runs fn in a read transaction unless the store is closed (a
+// replicated queue's member may be stopped while the broker shuts down).
+func (s *Store) view(fn func(txn *badger.Txn) error) error {
+	s.viewMu.RLock()
+	defer s.viewMu.RUnlock()
+	if s.viewClosed {
+		return ErrClosed
+	}
+	return s.db.View(fn)
+}
+
 func groupKey(prefix byte, group, id uint64) []byte {
 	k := entryKey(group, id)
 	k[0] = prefix
@@ -112,7 +123,7 @@ func (s *Store) LoadGroupMessages(group, from uint64, max int, maxBytes int64) (
 	var out []GroupMessage
 	var names queue.Names
 	var bytes int64
-	err := s.db.View(func(txn *badger.Txn) error {
+	err := s.view(func(txn *badger.Txn) error {
 		it := txn.NewIterator(badger.IteratorOptions{PrefetchValues: true, PrefetchSize: min(max, 1000), Prefix: idKey(prefixGroupMessage, group)})
 		defer it.Close()
 		for it.Seek(groupKey(prefixGroupMessage, group, from)); it.Valid() && len(out) < max && (len(out) == 0 || bytes < maxBytes); it.Next() {
@@ -177,7 +188,7 @@ func loadGroupReturns(txn *badger.Txn, group, from, to uint64) map[uint64]uint32
 func (s *Store) ScanGroup(group uint64, fn func(id uint64, bodyLen int64)) (map[uint64]uint32, error) {
 	s.WriteOut()
 	var returns map[uint64]uint32
-	err := s.db.View(func(txn *badger.Txn) error {
+	err := s.view(func(txn *badger.Txn) error {
 		it := txn.NewIterator(badger.IteratorOptions{Prefix: idKey(prefixGroupMessage, group)})
 		defer it.Close()
 		for it.Rewind(); it.Valid(); it.Next() {
@@ -206,7 +217,7 @@ func (s *Store) ScanGroup(group uint64, fn func(id uint64, bodyLen int64)) (map[
 // ttl(8) record; valid only during the call), in id order.
 func (s *Store) GroupValues(group uint64, fn func(id uint64, val []byte) error) error {
 	s.WriteOut()
-	err := s.db.View(func(txn *badger.Txn) error {
+	err := s.view(func(txn *badger.Txn) error {
 		it := txn.NewIterator(badger.IteratorOptions{PrefetchValues: true, Prefix: idKey(prefixGroupMessage, group)})
 		defer it.Close()
 		for it.Rewind(); it.Valid(); it.Next() {
@@ -228,7 +239,7 @@ func (s *Store) GroupValues(group uint64, fn func(id uint64, val []byte) error) 
 func (s *Store) DropGroup(group uint64) error {
 	s.WriteOut()
 	var dead [][]byte
-	err := s.db.View(func(txn *badger.Txn) error {
+	err := s.view(func(txn *badger.Txn) error {
 		it := txn.NewIterator(badger.IteratorOptions{})
 		defer it.Close()
 		for _, p := range []byte{prefixGroupMessage, prefixGroupReturns} {
@@ -257,7 +268,7 @@ func (s *Store) DropGroup(group uint64) error {
 // queues deleted while this node was down).
 func (s *Store) SweepGroups(live map[uint64]bool) error {
 	var dead []uint64
-	err := s.db.View(func(txn *badger.Txn) error {
+	err := s.view(func(txn *badger.Txn) error {
 		it := txn.NewIterator(badger.IteratorOptions{})
 		defer it.Close()
 		for _, p := range []byte{prefixGroupMessage, prefixGroupReturns} {
