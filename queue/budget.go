@@ -87,6 +87,10 @@ func (b *Budget) share() int64 {
 	return max(b.limit/max(b.n.Load(), 1), minHead)
 }
 
+// Share is what one queue may keep in memory while the budget is over:
+// the head a queue rebuilt while the broker runs starts with.
+func (b *Budget) Share() int64 { return b.share() }
+
 func (b *Budget) add(n int64) {
 	if b.used.Add(n) >= b.limit && n > 0 {
 		select {

@@ -13,6 +13,8 @@
 //	'r' qid(8, BE) seq(8, BE)  → count(4, BE)                   how often the entry was returned (delivery-limit)
 //	'd' kind(1) name           → definition (JSON)              exchanges, queues, bindings, vhosts, users, policies, global parameters (kinds in defs.go)
 //	'd' 'x' vhost 0 exchange 0 id → [expiresAt ms, seq] (JSON)  a deduplication id a durable exchange remembers
+//	'Q' group(8, BE) id(8, BE) → at(8) ttl(8) message record      a replicated queue's message on a member (replicated.go)
+//	'R' group(8, BE) id(8, BE) → count(4, BE)                    how often that message was returned (delivery-limit)
 //
 // An entry's kind says what its payload is: 1, the message record itself
 // (a persistent message that went to one durable queue, the common case, so
@@ -43,6 +45,16 @@
 // insert, tombstone, compaction or sync per message. All spools' write and
 // read-ahead buffers share 16 MB, so thousands of paging queues do not
 // hold more in buffers than the budget holds in messages.
+//
+// # Replicated queues
+//
+// A quorum queue's group (a Raft group, amqp/server/replica.go) keeps its
+// unsettled messages on every member under 'Q' group id, written as the
+// log's entries apply and deleted as they are settled; only ids and sizes
+// stay in memory. These writes never ask for a sync: the group's log is
+// the durable record and applying it again is idempotent. The state
+// machine flushes the store only when it checkpoints (which lets the log
+// behind the checkpoint go). The leader's queue pages in from the same keys.
 //
 // # Group commit
 //

@@ -90,6 +90,10 @@ type Store struct {
 	deletes   int
 	lastWrite time.Time
 	unsynced  bool // written to Badger since the last msync
+	// viewMu keeps Close from closing Badger under a read of view
+	// (replicated.go); viewClosed is set under it.
+	viewMu     sync.RWMutex
+	viewClosed bool
 	// batches and syncs count written batches and msyncs (for tests).
 	batches, syncs atomic.Int64
 }
@@ -197,6 +201,9 @@ func (s *Store) Close() error {
 	close(s.stop)
 	<-s.done
 	s.spools.closeAll()
+	s.viewMu.Lock()
+	s.viewClosed = true
+	s.viewMu.Unlock()
 	return s.db.Close()
 }
 

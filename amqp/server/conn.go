@@ -325,6 +325,7 @@ var errClosed = errors.New("connection closed")
 // readLoop reads frames until the connection ends.
 func (c *conn) readLoop() error {
 	var deadlineSet time.Time
+	var frames uint32
 	for {
 		select {
 		case e := <-c.forced:
@@ -333,6 +334,17 @@ func (c *conn) readLoop() error {
 		case <-c.timeoutKick:
 			c.closeTimedOut()
 		default:
+		}
+		frames++
+		if frames%1024 == 0 && c.heartbeat > 0 && c.br.Buffered() > 0 {
+			// A client that keeps the buffer full never lets the branch
+			// below run; its frames still prove it alive, and a reader
+			// slowed by flow control must not time out on an old deadline
+			// when it next refills the buffer mid-frame.
+			if now := time.Now(); now.Sub(deadlineSet) > c.heartbeat/4 {
+				c.nc.SetReadDeadline(now.Add(c.heartbeat * 2))
+				deadlineSet = now
+			}
 		}
 		if c.br.Buffered() == 0 {
 			// About to block on the socket: send coalesced confirms and

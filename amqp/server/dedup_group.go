@@ -490,11 +490,11 @@ func (s *Server) handleDedup(from string, r *peerReader) []byte {
 			return replyErr(err)
 		}
 		if w == nil {
-			return []byte{0, b2u(dup), 0}
+			return []byte{0, boolByte(dup), 0}
 		}
 		w.then(func(ok bool) {
 			b := binary.BigEndian.AppendUint64([]byte{peerDedupDone}, token)
-			s.sendPeer(from, append(b, b2u(ok)))
+			s.sendPeer(from, append(b, boolByte(ok)))
 		})
 		return []byte{0, 0, 1}
 	}
@@ -502,7 +502,7 @@ func (s *Server) handleDedup(from string, r *peerReader) []byte {
 	if err != nil {
 		return replyErr(err)
 	}
-	return []byte{0, b2u(dup), 0}
+	return []byte{0, boolByte(dup), 0}
 }
 
 // handleDedupDone takes a leader's word on a commit this node waits for.
@@ -514,7 +514,7 @@ func (s *Server) handleDedupDone(r *peerReader) {
 	}
 }
 
-func b2u(b bool) byte {
+func boolByte(b bool) byte {
 	if b {
 		return 1
 	}

@@ -170,7 +170,10 @@ func (v *Vhost) newReplicatedQueue(cfg queue.Config, group uint64, members []str
 	r := newReplica(v.srv, v, group, members)
 	cfg.Durable = true
 	cfg.Journal = r
-	cfg.PageWindow = math.MaxInt32 // nothing pages out: the log holds it all
+	// The leader's queue pages like a classic one: its head in memory
+	// within the budget, the rest in the state machine's store.
+	cfg.PageWindow = v.pageWindow
+	cfg.Budget = v.budget
 	if v.store != nil {
 		cfg.ID = v.nextQueueID()
 	}
@@ -445,6 +448,17 @@ func (s *Server) Restore() error {
 		return err
 	}
 	s.sweepStreams(live)
+	groups := map[uint64]bool{}
+	for _, v := range vhosts {
+		for _, q := range v.queues {
+			if q.repl != nil {
+				groups[q.repl.id] = true
+			}
+		}
+	}
+	if err := st.SweepGroups(groups); err != nil {
+		return err
+	}
 	n := 0
 	for _, r := range records {
 		if q := vhosts[r.Vhost].queues[r.Name]; q != nil {

@@ -5,6 +5,7 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"math"
 	"math/rand/v2"
 	"slices"
 	"strings"
@@ -164,7 +165,7 @@ func newReplica(s *Server, v *Vhost, id uint64, members []string) *replica {
 	r := &replica{s: s, v: v, id: id, kick: make(chan struct{}, 1)}
 	r.members.Store(&members)
 	r.log = s.log.With(zap.Uint64("group", id))
-	r.sm.r = r
+	r.sm.r, r.sm.st = r, s.store
 	return r
 }
 
@@ -177,6 +178,12 @@ func (r *replica) memberList() []string { return *r.members.Load() }
 // its leader. Not on the ready loop: starting a group touches the disk.
 func (r *replica) start() {
 	if r.s.groups == nil || !r.member() {
+		return
+	}
+	// The messages this member kept in the store (a restart): read their
+	// ids before the log applies again over them.
+	if err := r.sm.load(); err != nil {
+		r.log.Error("reading the queue's messages", zap.String("queue", r.q.Name), zap.Error(err))
 		return
 	}
 	g, err := r.s.startMember(r.id, r.memberList(), r.join, &r.sm, r.stopped.Load)
@@ -229,7 +236,10 @@ func (r *replica) stop() {
 	if ref := r.g.Swap(nil); ref != nil {
 		close(ref.done)
 		if r.s.groups != nil {
-			go r.s.groups.StopQueueGroup(r.id)
+			go func() {
+				r.s.groups.StopQueueGroup(r.id)
+				r.sm.drop()
+			}()
 		}
 	}
 }
@@ -295,14 +305,24 @@ func (r *replica) stepDown() {
 }
 
 // becomeLeader rebuilds the queue from the state machine (ready loop: the
-// marker entry of this node applied, so everything before it has).
+// marker entry of this node applied, so everything before it has): its
+// head in memory, its share of the memory budget, and the rest paged out.
 func (r *replica) becomeLeader() {
-	es := r.sm.entries()
+	window := r.q.PageWindow
+	head := int64(math.MaxInt64)
+	if r.s.budget != nil {
+		head = r.s.budget.Share()
+	}
+	es, disk, watermark, err := r.sm.head(window, head)
+	if err != nil {
+		r.log.Error("reading the queue's messages", zap.String("queue", r.q.Name), zap.Error(err))
+		return
+	}
 	r.q.Queue.Reset()
-	r.q.Queue.Restore(es, queue.DiskPart{}, r.sm.delivered)
+	r.q.Queue.Restore(es, disk, watermark)
 	r.leading.Store(true)
 	r.q.setHome(r.s.cfg.NodeName)
-	r.log.Info("leading quorum queue", zap.String("queue", r.q.Name), zap.String("vhost", r.v.Name), zap.Int("messages", len(es)))
+	r.log.Info("leading quorum queue", zap.String("queue", r.q.Name), zap.String("vhost", r.v.Name), zap.Int("messages", len(es)+disk.N), zap.Int("in_memory", len(es)))
 	go r.s.reattach(r.q)
 	if len(r.memberList()) < r.clusterSize() {
 		// Nodes that are not members learn the leader from the metadata.
@@ -491,7 +511,8 @@ func (r *replica) flush(g QueueGroup) {
 // Append implements queue.Journal: the message is in the log already.
 func (r *replica) Append(uint64, uint64, *queue.Message, int64) {}
 
-// Spill implements queue.Journal (never called: the queue does not page).
+// Spill implements queue.Journal: every message of the queue is in the
+// state machine's store already.
 func (r *replica) Spill(uint64, uint64, *queue.Message, int64) {}
 
 // Remove implements queue.Journal: the message left the queue.
@@ -500,244 +521,30 @@ func (r *replica) Remove(_, seq uint64, _ *queue.Message) { r.addOp('S', seq, 0)
 // Delivered implements queue.Journal.
 func (r *replica) Delivered(_, seq uint64) { r.addOp('D', seq, 0) }
 
-// Load implements queue.Journal (nothing is paged out).
-func (r *replica) Load(uint64, uint64, int) ([]queue.Entry, error) { return nil, nil }
+// Load implements queue.Journal: the leader's queue pages in from the
+// state machine's store.
+func (r *replica) Load(_, from uint64, max int) ([]queue.Entry, error) {
+	gms, err := r.sm.read(from, max, math.MaxInt64)
+	if err != nil {
+		r.log.Error("paging the queue in", zap.String("queue", r.q.Name), zap.Error(err))
+		return nil, err
+	}
+	r.sm.mu.Lock()
+	watermark := r.sm.watermarkLocked()
+	r.sm.mu.Unlock()
+	now, qttl := time.Now().UnixNano(), r.sm.queueTTL()
+	es := make([]queue.Entry, len(gms))
+	for i, gm := range gms {
+		es[i] = entryOf(gm, watermark, qttl, now)
+	}
+	return es, nil
+}
 
 // DropFrom implements queue.Journal.
 func (r *replica) DropFrom(_, from uint64) { r.addOp('F', from, 0) }
 
 // Returned implements queue.Journal.
 func (r *replica) Returned(_, seq uint64, n uint32) { r.addOp('R', seq, n) }
-
-// --- the state machine ---
-
-// qsm is a replicated queue's messages as the log has them, on every
-// member: what a new leader rebuilds the queue from.
-type qsm struct {
-	r *replica
-
-	mu        sync.Mutex // guards the fields below (the ready loop writes; snapshots and listings read)
-	msgs      map[uint64]*smEntry
-	order     []uint64 // ids in log order, settled ones included until compacted
-	next      uint64
-	delivered uint64
-	// leaders counts the leader markers applied: after the first, a
-	// leader inherits messages its predecessor may have delivered.
-	leaders uint64
-}
-
-type smEntry struct {
-	msg     *queue.Message
-	at, ttl int64
-	returns uint32
-}
-
-// Apply implements multiraft.StateMachine.
-func (sm *qsm) Apply(entries []multiraft.Entry) []multiraft.Result {
-	out := make([]multiraft.Result, len(entries))
-	for i, e := range entries {
-		if len(e.Data) == 0 {
-			continue
-		}
-		switch e.Data[0] {
-		case opEnqueue:
-			out[i].Value = sm.enqueue(e.Data[1:])
-		case opBatch:
-			sm.batch(e.Data[1:])
-		case opLead:
-			sm.mu.Lock()
-			sm.leaders++
-			sm.mu.Unlock()
-			// Only this term's marker of this node, while it leads: an old
-			// one replayed at a restart, or applied late, is history.
-			rd := &peerReader{b: e.Data[1:]}
-			if node := rd.shortstr(); rd.err == nil && node == sm.r.s.cfg.NodeName && !sm.r.stopped.Load() {
-				if g := sm.r.g.Load(); g != nil && g.Term() == e.Term && g.Leader() == node {
-					sm.r.becomeLeader()
-				}
-			}
-		}
-	}
-	return out
-}
-
-func (sm *qsm) enqueue(b []byte) queue.PublishResult {
-	rd := &peerReader{b: b}
-	at, ttl := int64(rd.u64()), int64(rd.u64())
-	exch, key := rd.shortstr(), rd.shortstr()
-	header := rd.bytes(rd.u32())
-	body := rd.b
-	if rd.err != nil {
-		return queue.Rejected
-	}
-	// The entry's bytes are ours (multiraft: Data may be kept).
-	msg := queue.NewMessage(exch, key, header, body)
-	sm.mu.Lock()
-	sm.next++
-	id := sm.next
-	if sm.msgs == nil {
-		sm.msgs = map[uint64]*smEntry{}
-	}
-	sm.msgs[id] = &smEntry{msg: msg, at: at, ttl: ttl}
-	sm.order = append(sm.order, id)
-	sm.mu.Unlock()
-	r := sm.r
-	if !r.leading.Load() {
-		return queue.Enqueued
-	}
-	res := r.q.Queue.PublishSeq(msg, ttl, id)
-	if res != queue.Enqueued {
-		r.addOp('S', id, 0) // refused (reject-publish, duplicate): settled at once
-	}
-	return res
-}
-
-func (sm *qsm) batch(b []byte) {
-	sm.mu.Lock()
-	defer sm.mu.Unlock()
-	for len(b) >= 9 {
-		op, id := b[0], binary.BigEndian.Uint64(b[1:9])
-		b = b[9:]
-		switch op {
-		case 'S':
-			delete(sm.msgs, id)
-		case 'D':
-			sm.delivered = max(sm.delivered, id)
-		case 'R':
-			if len(b) < 4 {
-				return
-			}
-			if e := sm.msgs[id]; e != nil {
-				e.returns = binary.BigEndian.Uint32(b)
-			}
-			b = b[4:]
-		case 'F':
-			for k := range sm.msgs {
-				if k >= id {
-					delete(sm.msgs, k)
-				}
-			}
-		}
-	}
-	sm.compactLocked()
-}
-
-// compactLocked drops settled ids from order once they are most of it.
-func (sm *qsm) compactLocked() {
-	if len(sm.order) < 1024 || len(sm.msgs) > len(sm.order)/2 {
-		return
-	}
-	kept := sm.order[:0]
-	for _, id := range sm.order {
-		if _, ok := sm.msgs[id]; ok {
-			kept = append(kept, id)
-		}
-	}
-	sm.order = slices.Clip(kept)
-}
-
-// entries are the unsettled messages in order, as the queue restores them.
-func (sm *qsm) entries() []queue.Entry {
-	sm.mu.Lock()
-	defer sm.mu.Unlock()
-	out := make([]queue.Entry, 0, len(sm.msgs))
-	now := time.Now().UnixNano()
-	qttl := int64(-1)
-	if n, ok := amqp.Int(sm.r.q.Args["x-message-ttl"]); ok {
-		qttl = n
-	}
-	for _, id := range sm.order {
-		e := sm.msgs[id]
-		if e == nil {
-			continue
-		}
-		// A message may have been delivered by a former leader even past
-		// the delivered mark it last logged: after a change of leader
-		// every inherited message comes back flagged redelivered.
-		en := queue.Entry{Msg: e.msg, Seq: id, Returns: e.returns, Journaled: true,
-			Redelivered: id <= sm.delivered || e.returns > 0 || sm.leaders > 1}
-		ttl := e.ttl
-		if qttl >= 0 && (ttl < 0 || qttl < ttl) {
-			ttl = qttl
-		}
-		if ttl >= 0 {
-			en.ExpiresAt = max(e.at+ttl*int64(time.Millisecond), now)
-		}
-		out = append(out, en)
-	}
-	return out
-}
-
-// SnapshotDue implements multiraft.SnapshotPolicy: a snapshot holds the
-// unsettled messages, so one is taken once the log since the last holds
-// twice as many entries as that (and at least snapshotMin): the log and
-// the write-ahead log behind it are trimmed as messages are settled, at a
-// cost per entry that does not grow with the queue's depth.
-func (sm *qsm) SnapshotDue(since uint64) bool {
-	return since >= snapshotMin && since >= 2*uint64(sm.count())
-}
-
-// snapshotMin is the fewest log entries between a queue's snapshots.
-const snapshotMin = 8192
-
-// Snapshot implements multiraft.StateMachine.
-func (sm *qsm) Snapshot() ([]byte, error) {
-	sm.mu.Lock()
-	defer sm.mu.Unlock()
-	b := binary.BigEndian.AppendUint64(nil, sm.next)
-	b = binary.BigEndian.AppendUint64(b, sm.delivered)
-	b = binary.BigEndian.AppendUint64(b, sm.leaders)
-	for _, id := range sm.order {
-		e := sm.msgs[id]
-		if e == nil {
-			continue
-		}
-		b = binary.BigEndian.AppendUint64(b, id)
-		b = binary.BigEndian.AppendUint64(b, uint64(e.at))
-		b = binary.BigEndian.AppendUint64(b, uint64(e.ttl))
-		b = binary.BigEndian.AppendUint32(b, e.returns)
-		b = appendShortstr(b, e.msg.Exchange)
-		b = appendShortstr(b, e.msg.RoutingKey)
-		b = binary.BigEndian.AppendUint32(b, uint32(len(e.msg.Header)))
-		b = append(b, e.msg.Header...)
-		b = binary.BigEndian.AppendUint32(b, uint32(len(e.msg.Body)))
-		b = append(b, e.msg.Body...)
-	}
-	return b, nil
-}
-
-// Restore implements multiraft.StateMachine.
-func (sm *qsm) Restore(data []byte) error {
-	rd := &peerReader{b: data}
-	next, delivered, leaders := rd.u64(), rd.u64(), rd.u64()
-	msgs := map[uint64]*smEntry{}
-	var order []uint64
-	for rd.err == nil && len(rd.b) > 0 {
-		id, at, ttl, returns := rd.u64(), int64(rd.u64()), int64(rd.u64()), rd.u32()
-		exch, key := rd.shortstr(), rd.shortstr()
-		header := rd.bytes(rd.u32())
-		body := rd.bytes(rd.u32())
-		if rd.err != nil {
-			break
-		}
-		msgs[id] = &smEntry{msg: queue.NewMessage(exch, key, header, body), at: at, ttl: ttl, returns: returns}
-		order = append(order, id)
-	}
-	if rd.err != nil {
-		return rd.err
-	}
-	sm.mu.Lock()
-	sm.next, sm.delivered, sm.leaders, sm.msgs, sm.order = next, delivered, leaders, msgs, order
-	sm.mu.Unlock()
-	return nil
-}
-
-// count is how many messages the log holds unsettled.
-func (sm *qsm) count() int {
-	sm.mu.Lock()
-	defer sm.mu.Unlock()
-	return len(sm.msgs)
-}
 
 // --- consumers and copies in flight follow the leader ---
 
@@ -882,6 +689,9 @@ func (s *Server) applyMembers(c *metaCmd) metaResult {
 		if ref := r.g.Swap(nil); ref != nil {
 			close(ref.done)
 			if s.groups != nil {
+				// Its messages stay in the store: if this node is added
+				// back, the log applies again over them (or a snapshot
+				// replaces them); they go with the queue.
 				s.groups.StopQueueGroup(r.id)
 			}
 		}

@@ -40,6 +40,25 @@ type SnapshotPolicy interface {
 	SnapshotDue(sinceLast uint64) bool
 }
 
+// Checkpointer is implemented by state machines that keep their state in
+// storage of their own, written as they apply, so that their snapshots need
+// not carry it. For them:
+//   - Snapshot is a checkpoint: it makes that storage durable up to the
+//     last applied entry and returns small data (the log before it is then
+//     trimmed). At a restart Restore gets that data back and the entries
+//     after the checkpoint are applied again, over a state that may already
+//     include some of them: applying them again must come to the same state.
+//   - A follower that needs a snapshot gets one made when it is sent: the
+//     host asks SnapshotData for the whole state as of the last applied
+//     entry, sends it and drops it. The follower's Restore takes it (and
+//     writes it to its own storage), then the follower checkpoints at once,
+//     so that no member keeps the whole state in memory.
+type Checkpointer interface {
+	StateMachine
+	// SnapshotData returns the whole state as of the last applied entry.
+	SnapshotData() ([]byte, error)
+}
+
 // Errors.
 var (
 	// ErrNotLeader is matched (errors.Is) by every *NotLeaderError.

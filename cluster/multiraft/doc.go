@@ -80,6 +80,18 @@
 // behind gets the snapshot inline in a MsgSnap frame; it saves it, restores
 // its state machine and writes a replace marker to its WAL.
 //
+// A state machine that keeps its state in storage of its own (a
+// Checkpointer: quorum queues keep their messages in the broker's store)
+// makes snapshots that are only checkpoints: its storage made durable up
+// to the applied index, and a few bytes. The log is trimmed behind them as
+// usual, and at a restart the entries after the checkpoint apply again
+// (idempotently) over that storage. A follower that needs a snapshot gets
+// the whole state, made by SnapshotData as of the last applied index when
+// the MsgSnap is sent (at or above the index raft picked); it restores it
+// into its own storage before the cycle's WAL write, and saves and keeps a
+// checkpoint of its own instead. So no member holds a whole queue in memory
+// for its snapshot.
+//
 // # Heartbeats
 //
 // All the messages a cycle produces for one peer travel in one frame and one
@@ -195,7 +207,8 @@
 //     so one slow state machine does not hold the rest.
 //   - Snapshots stream in chunks over Request instead of one frame
 //     (MaxFrameSize bounds them today), and are taken off the ready loop.
-//   - Checkpoints as Ra 4.x has them, for fast recovery of large queues.
+//   - A Checkpointer's snapshot for a follower streamed in chunks from a
+//     consistent read of its storage, instead of built in memory.
 //   - ReadIndex reads for linearizable reads without a log entry.
 //   - Learners for adding members without touching the quorum.
 //   - Log entries held only in the WAL rather than in memory as well, for

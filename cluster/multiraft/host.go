@@ -178,6 +178,7 @@ type work struct {
 	g        *Group
 	rd       raft.Ready
 	has      bool
+	restored bool          // the state machine has rd.Snapshot already (a Checkpointer)
 	extra    []*pb.Message // quiesce notices and wake requests, sent after rd.Messages
 	snapReqs []chan error
 }
@@ -658,6 +659,15 @@ func (h *Host) cycle() error {
 		}
 		rd := &w.rd
 		if !raft.IsEmptySnap(rd.Snapshot) {
+			if cp, ok := w.g.sm.(Checkpointer); ok {
+				// Restored now and checkpointed: what is saved and kept is
+				// the checkpoint, not the whole state.
+				cut, err := h.restoreCheckpointed(w.g, cp, rd.Snapshot)
+				if err != nil {
+					return err
+				}
+				rd.Snapshot, w.restored = cut, true
+			}
 			if err := h.wal.SaveSnapshot(w.g.id, rd.Snapshot, true); err != nil {
 				return err
 			}
@@ -683,7 +693,7 @@ func (h *Host) cycle() error {
 		if !w.has {
 			continue
 		}
-		if err := h.store(w.g, &w.rd); err != nil {
+		if err := h.store(w.g, &w.rd, w.restored); err != nil {
 			return err
 		}
 	}
@@ -737,9 +747,49 @@ func (h *Host) cycle() error {
 	return h.release(took)
 }
 
+// restoreCheckpointed restores a Checkpointer from a snapshot received
+// from the leader and returns the same snapshot with the state machine's
+// checkpoint as its data.
+func (h *Host) restoreCheckpointed(g *Group, cp Checkpointer, snap *pb.Snapshot) (*pb.Snapshot, error) {
+	if err := cp.Restore(snap.GetData()); err != nil {
+		return nil, fmt.Errorf("group %d: restore snapshot: %w", g.id, err)
+	}
+	data, err := cp.Snapshot()
+	if err != nil {
+		return nil, fmt.Errorf("group %d: checkpoint after a snapshot: %w", g.id, err)
+	}
+	return &pb.Snapshot{Data: data, Metadata: snap.GetMetadata()}, nil
+}
+
+// fullSnapshot replaces the checkpoint in a MsgSnap to a follower by the
+// whole state of the group's Checkpointer, as of its last applied entry
+// (at or above the checkpoint raft picked). It reports false when there is
+// none to send.
+func (h *Host) fullSnapshot(g *Group, m *pb.Message) bool {
+	cp, ok := g.sm.(Checkpointer)
+	if !ok {
+		return true
+	}
+	applied := g.applied.Load()
+	term, err := g.storage.Term(applied)
+	if err == nil {
+		var data []byte
+		if data, err = cp.SnapshotData(); err == nil {
+			cs := g.confState
+			if cs == nil {
+				_, cs, _ = g.storage.InitialState()
+			}
+			m.Snapshot = &pb.Snapshot{Data: data, Metadata: &pb.SnapshotMetadata{Index: new(applied), Term: new(term), ConfState: cs}}
+			return true
+		}
+	}
+	h.log.Warn("snapshot for a follower failed", zap.Uint64("group", g.id), zap.Uint64("to", m.GetTo()), zap.Error(err))
+	return false
+}
+
 // store applies a persisted Ready to the group's MemoryStorage, and a
-// received snapshot to its state machine.
-func (h *Host) store(g *Group, rd *raft.Ready) error {
+// received snapshot to its state machine (unless restored already).
+func (h *Host) store(g *Group, rd *raft.Ready, restored bool) error {
 	snap := !raft.IsEmptySnap(rd.Snapshot)
 	g.mu.Lock()
 	var err error
@@ -757,8 +807,10 @@ func (h *Host) store(g *Group, rd *raft.Ready) error {
 		return fmt.Errorf("group %d: storage: %w", g.id, err)
 	}
 	if snap {
-		if err := g.sm.Restore(rd.Snapshot.GetData()); err != nil {
-			return fmt.Errorf("group %d: restore snapshot: %w", g.id, err)
+		if !restored {
+			if err := g.sm.Restore(rd.Snapshot.GetData()); err != nil {
+				return fmt.Errorf("group %d: restore snapshot: %w", g.id, err)
+			}
 		}
 		md := rd.Snapshot.GetMetadata()
 		g.applied.Store(md.GetIndex())
@@ -776,6 +828,14 @@ func (h *Host) send() {
 		w := &h.work[i]
 		for _, m := range w.rd.Messages {
 			to := m.GetTo()
+			if m.GetType() == pb.MsgSnap && !h.fullSnapshot(w.g, m) {
+				w.g.mu.Lock()
+				if w.g.stopErr == nil {
+					w.g.rn.ReportSnapshot(to, raft.SnapshotFailure)
+				}
+				w.g.mu.Unlock()
+				continue
+			}
 			h.out[to] = append(h.out[to], groupMsg{group: w.g.id, g: w.g, msg: m})
 		}
 		for _, m := range w.extra {
