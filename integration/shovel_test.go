@@ -218,3 +218,25 @@ func TestShovelReportsTerminatedAndRetries(t *testing.T) {
 	require.NotContains(t, st["reason"], "guest:guest", "no credentials in the reason")
 	api.await("/api/shovels/vhost/{vhost}/nowhere", "state", "starting")
 }
+
+func TestWarrenctlShovel(t *testing.T) {
+	warrenOnly(t, "drives warrenctl, Warren's own CLI, against an in-process Warren's management handler")
+	b := startBroker(t, server.Config{})
+	startShovels(t, b)
+	c := &ctl{t: t, bin: buildCtl(t), url: b.api(t), amqpURL: b.url}
+	conn, ch := b.channel(t)
+	_, err := ch.QueueDeclare("ctl-src", true, false, false, false, nil)
+	require.NoError(t, err)
+	for i := range 10 {
+		publish(t, ch, "", "ctl-src", body(strconv.Itoa(i)))
+	}
+	require.Contains(t, c.ok("shovel", "add", "--src-uri", "amqp://", "--src-queue", "ctl-src", "--dest-uri", "amqp://",
+		"--dest-queue", "ctl-dst", "mover"), "shovel mover added")
+	eventually(t, func() bool { return queueLength(t, conn, "ctl-dst") == 10 }, "moved")
+	require.Regexp(t, `(?m)^/\s+mover\s+running\s+amqp:// queue ctl-src\s+amqp:// queue ctl-dst`, c.ok("shovel", "list"))
+	require.Contains(t, c.ok("--format", "json", "shovel", "list", "--all-vhosts"), `"state": "running"`)
+	c.fails(1, "Cannot specify 'src-exchange' and 'src-queue'", "shovel", "add", "--src-uri", "amqp://", "--src-queue", "a",
+		"--src-exchange", "x", "--dest-uri", "amqp://", "bad")
+	require.Contains(t, c.ok("shovel", "delete", "mover"), "shovel mover deleted")
+	require.NotContains(t, c.ok("shovel", "list"), "mover")
+}
