@@ -35,13 +35,27 @@ func (a *api) listShovels(w http.ResponseWriter, r *http.Request) {
 	writeJSON(w, http.StatusOK, a.shovelStatus(who(r), vhost))
 }
 
-// getShovel answers /api/shovels/vhost/{vhost}/{name}.
+// getShovel answers GET /api/shovels/vhost/{vhost}/{name} as RabbitMQ
+// 3.10 does: 404 for a shovel that does not run, else the vhost's list (not
+// the one shovel: observed on 3.10.8).
 func (a *api) getShovel(w http.ResponseWriter, r *http.Request) {
-	for _, s := range a.shovelStatus(who(r), var_(r, "vhost")) {
+	l := a.shovelStatus(who(r), var_(r, "vhost"))
+	for _, s := range l {
 		if s.Name == var_(r, "name") {
-			writeJSON(w, http.StatusOK, s)
+			writeJSON(w, http.StatusOK, l)
 			return
 		}
 	}
 	notFound(w)
+}
+
+// restartShovel answers DELETE /api/shovels/vhost/{vhost}/{name}/restart:
+// the shovel reconnects at once (RabbitMQ's restart).
+func (a *api) restartShovel(w http.ResponseWriter, r *http.Request) {
+	m, ok := a.b.ComponentOf(shovel.Component).(*shovel.Manager)
+	if !ok || !m.Restart(var_(r, "vhost"), var_(r, "name")) {
+		notFound(w)
+		return
+	}
+	w.WriteHeader(http.StatusNoContent)
 }

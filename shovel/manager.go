@@ -180,6 +180,23 @@ func (m *Manager) adjustLocked(k key) {
 	go w.run(prev)
 }
 
+// Restart stops the shovel's worker and starts a new one, which connects
+// at once; false when this node does not run that shovel.
+func (m *Manager) Restart(vhost, name string) bool {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	k := key{vhost, name}
+	old := m.workers[k]
+	if old == nil {
+		return false
+	}
+	old.cancel()
+	w := newWorker(m, k, old.def)
+	m.workers[k] = w
+	go w.run(old.done)
+	return true
+}
+
 // finished deletes the parameter of a shovel that moved what its
 // src-delete-after asked, as RabbitMQ's shovel deletes itself.
 func (m *Manager) finished(w *worker) {

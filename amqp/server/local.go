@@ -1,7 +1,9 @@
 package server
 
 import (
+	"fmt"
 	"net"
+	"sync/atomic"
 )
 
 // In-process AMQP clients (shovels) reach the broker through DialLocal as a
@@ -30,6 +32,9 @@ func (s *Server) localUser(name string) (*User, bool) {
 	return u, u != nil
 }
 
+// localConns numbers local connections, for their names.
+var localConns atomic.Uint64
+
 // DialLocal returns the client end of a new AMQP connection to this broker,
 // served like an accepted socket. Its login is trusted: an empty user name
 // (or rmq-internal) is the internal user, with every permission on the
@@ -39,6 +44,8 @@ func (s *Server) DialLocal() (net.Conn, error) {
 	client, server := net.Pipe()
 	c := newConn(s, server)
 	c.local = true
+	// Unique, as connection names are (every pipe's address is "pipe").
+	c.name = fmt.Sprintf("direct %d", localConns.Add(1))
 	s.mu.Lock()
 	if s.closing {
 		s.mu.Unlock()

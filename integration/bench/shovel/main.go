@@ -7,8 +7,8 @@
 // Warren and RabbitMQ 3.10.8 shovels.
 //
 //	go run ./integration/bench/shovel -name rmq-to-warren \
-//	  -src-amqp amqp://guest:guest@127.0.0.1:5695/%2F -dest-amqp amqp://guest:guest@127.0.0.1:5697/%2F \
-//	  -api http://127.0.0.1:15697 -src-uri amqp://guest:guest@127.0.0.1:5695/%2F -dest-uri amqp://
+//	  -src-amqp amqp://guest:guest@127.0.0.1:5741/%2F -dest-amqp amqp://guest:guest@127.0.0.1:5743/%2F \
+//	  -api http://127.0.0.1:15743 -src-uri amqp://guest:guest@127.0.0.1:5741/%2F -dest-uri amqp://
 package main
 
 import (

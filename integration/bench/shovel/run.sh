@@ -6,15 +6,15 @@
 #   Warren → Warren     Warren's shovel on one Warren, source another Warren
 #   Warren → RabbitMQ   Warren's shovel (on the source), destination a RabbitMQ node
 #   RabbitMQ → RabbitMQ RabbitMQ 3.10.8's own shovel between two oracle nodes
-# RabbitMQ nodes come from ../shared/tools/rabbitmq-oracle.sh (ports 5695,
-# 5696), Warren from bin/warren (5697, 5698); all are stopped on exit.
+# RabbitMQ nodes come from ../shared/tools/rabbitmq-oracle.sh (ports 5741,
+# 5742), Warren from bin/warren (5743, 5744); all are stopped on exit.
 set -euo pipefail
 cd "$(dirname "$0")/../../.."
 oracle=${ORACLE:-../shared/tools/rabbitmq-oracle.sh}
 N=${SHOVEL_BENCH_MESSAGES:-100000}
 SIZE=${SHOVEL_BENCH_SIZE:-256}
 RUNS=${SHOVEL_BENCH_RUNS:-3}
-A=5695 B=5696 W1=5697 W2=5698
+A=5741 B=5742 W1=5743 W2=5744
 tmp=$(mktemp -d)
 pids=()
 cleanup() {
