@@ -307,3 +307,61 @@ func TestRabbitMQShovelIntoWarren(t *testing.T) {
 		return r.api(t).do(http.MethodGet, "/api/parameters/shovel/%2F/to-warren-"+sfx, nil).status == 404
 	}, time.Minute, 100*time.Millisecond, "RabbitMQ's shovel deleted itself after queue-length")
 }
+
+// TestShovelInACluster: a shovel made through any node of a three-node
+// cluster is stored on every node and runs on one, the metadata leader; the
+// queue it declares (as the internal user) is replicated like any other.
+func TestShovelInACluster(t *testing.T) {
+	warrenOnly(t, "starts a cluster of bin/warren processes")
+	nodes := startTestCluster(t, 3, 0)
+	leader := -1
+	waitFor(t, "three running members with a leader", func() bool {
+		running := 0
+		for _, n := range nodes[0].status().Nodes {
+			if n.Running && n.Name != "" {
+				running++
+			}
+			for j, nd := range nodes {
+				if n.Leader && nd.name == n.Name {
+					leader = j
+				}
+			}
+		}
+		return running == 3 && leader >= 0
+	})
+	follower := (leader + 1) % 3
+	ch := nodes[follower].channel()
+	_, err := ch.QueueDeclare("cl-shovel-src", true, false, false, false, nil)
+	require.NoError(t, err)
+	for i := range 100 {
+		require.NoError(t, ch.PublishWithContext(context.Background(), "", "cl-shovel-src", false, false,
+			amqp.Publishing{DeliveryMode: amqp.Persistent, Body: []byte(strconv.Itoa(i))}))
+	}
+	code, raw := nodes[follower].api("PUT", "/api/parameters/shovel/%2F/cl", `{"value": {"src-uri": "amqp://", "src-queue": "cl-shovel-src", "dest-uri": "amqp://", "dest-queue": "cl-shovel-dst"}}`)
+	require.Equal(t, 201, code, string(raw))
+	for _, nd := range nodes {
+		code, raw := nd.api("GET", "/api/parameters/shovel/%2F/cl", "")
+		require.Equal(t, 200, code, "%s: %s", nd.name, raw)
+	}
+	waitFor(t, "the shovel running on the leader", func() bool {
+		_, raw := nodes[leader].api("GET", "/api/shovels", "")
+		return strings.Contains(string(raw), `"state":"running"`)
+	})
+	for i, nd := range nodes {
+		if i != leader {
+			_, raw := nd.api("GET", "/api/shovels", "")
+			require.Equal(t, "[]", strings.TrimSpace(string(raw)), "%s runs no shovel", nd.name)
+		}
+	}
+	for _, nd := range nodes {
+		waitFor(t, "every message moved, seen from "+nd.name, func() bool {
+			return queueReady(nd.url()+"%2F", "cl-shovel-dst") == 100
+		})
+	}
+	code, raw = nodes[(leader+2)%3].api("DELETE", "/api/parameters/shovel/%2F/cl", "")
+	require.Equal(t, 204, code, string(raw))
+	waitFor(t, "the shovel stopped", func() bool {
+		_, raw := nodes[leader].api("GET", "/api/shovels", "")
+		return strings.TrimSpace(string(raw)) == "[]"
+	})
+}
