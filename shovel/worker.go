@@ -282,13 +282,19 @@ func (w *worker) session() (finished bool, err error) {
 		return false, fmt.Errorf("destination: %w", err)
 	}
 	var confirms chan amqp.Confirmation
+	window := 0 // unconfirmed publishes allowed (on-confirm)
 	if d.AckMode == OnConfirm {
 		if err := dch.Confirm(false); err != nil {
 			return false, fmt.Errorf("destination: %w", err)
 		}
-		// Room for every confirm that can be outstanding (at most the
-		// prefetch): the client's reader must never wait on this loop.
-		confirms = dch.NotifyPublish(make(chan amqp.Confirmation, d.Prefetch+64))
+		// Room for every confirm that can be outstanding: the client's
+		// reader must never wait on this loop, which may itself wait in a
+		// publish. The prefetch bounds them; with none (0), the window.
+		window = d.Prefetch
+		if window == 0 {
+			window = 4096
+		}
+		confirms = dch.NotifyPublish(make(chan amqp.Confirmation, window+1))
 	}
 	noAck := d.AckMode == NoAck
 	if !noAck {
@@ -327,6 +333,10 @@ func (w *worker) session() (finished bool, err error) {
 		if remaining > 0 && moved >= remaining {
 			return true, nil
 		}
+		in := deliveries
+		if confirms != nil && len(pending) >= window {
+			in = nil // the window is full: wait for confirms
+		}
 		select {
 		case <-w.ctx.Done():
 			return false, w.ctx.Err()
@@ -338,7 +348,7 @@ func (w *worker) session() (finished bool, err error) {
 			return false, closed("source channel", e)
 		case e := <-dchClosed:
 			return false, closed("destination channel", e)
-		case dl, ok := <-deliveries:
+		case dl, ok := <-in:
 			if !ok {
 				return false, errors.New("source consumer cancelled")
 			}
