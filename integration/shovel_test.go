@@ -269,3 +269,31 @@ func TestWarrenctlShovel(t *testing.T) {
 	require.Contains(t, c.ok("shovel", "delete", "mover"), "shovel mover deleted")
 	require.NotContains(t, c.ok("shovel", "list"), "mover")
 }
+
+// TestShovelFromImportedDefinitions: a definitions document with a shovel
+// among its parameters starts it once imported; its queue comes from the
+// document (a quorum queue), not from the shovel's own declaration.
+func TestShovelFromImportedDefinitions(t *testing.T) {
+	warrenOnly(t, "imports a whole definitions document into the broker")
+	b := startBroker(t, server.Config{})
+	startShovels(t, b)
+	api := startAPI(t, b)
+	c, ch := b.channel(t)
+	_, err := ch.QueueDeclare("imp-src", true, false, false, false, nil)
+	require.NoError(t, err)
+	for i := range 20 {
+		publish(t, ch, "", "imp-src", body(strconv.Itoa(i)))
+	}
+	api.expect(204, http.MethodPost, "/api/definitions", map[string]any{
+		"queues": []any{map[string]any{"name": "imp-dst", "vhost": "/", "durable": true, "auto_delete": false,
+			"arguments": map[string]any{"x-max-length": 1000}}},
+		"parameters": []any{map[string]any{"vhost": "/", "component": "shovel", "name": "imported", "value": map[string]any{
+			"src-uri": "amqp://", "src-queue": "imp-src", "dest-uri": "amqp://", "dest-queue": "imp-dst"}}},
+	})
+	eventually(t, func() bool { return queueLength(t, c, "imp-dst") == 20 }, "the imported shovel moved the queue")
+	q := api.expect(200, http.MethodGet, "/api/queues/%2F/imp-dst", nil).obj(t)
+	require.Equal(t, map[string]any{"x-max-length": float64(1000)}, q["arguments"], "the document's queue, not a plain one")
+	r := api.expect(400, http.MethodPost, "/api/definitions", map[string]any{
+		"parameters": []any{map[string]any{"vhost": "/", "component": "shovel", "name": "bad", "value": map[string]any{"src-uri": "amqp://"}}}})
+	require.Contains(t, r.obj(t)["reason"], "Must specify 'src-exchange' or 'src-queue'")
+}
