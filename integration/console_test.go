@@ -34,6 +34,7 @@ func TestWebConsole(t *testing.T) {
 		t.Fatalf("playwright-core is not installed in %s (run `make client-deps`)", dir)
 	}
 	b := startBroker(t, server.Config{})
+	startShovels(t, b)
 	c, err := amqp.DialConfig(b.url, amqp.Config{Properties: amqp.Table{"connection_name": "console-fixture"}})
 	require.NoError(t, err)
 	t.Cleanup(func() { c.Close() })

@@ -12,9 +12,9 @@ mport=${ORACLE_MGMT_PORT:-15673}
 GO=${GO:-go}
 
 "$oracle" start "$port" "$mport" || exit 1
-# The plugins whose exchange types Warren builds in and whose tests run
-# there too (consistent-hash, random).
-RABBITMQ_ENABLED_PLUGINS_FILE="/tmp/rabbitmq-oracle-${port}/enabled_plugins" rabbitmq-plugins -n "oracle${port}@localhost" enable rabbitmq_consistent_hash_exchange rabbitmq_random_exchange >/dev/null || exit 1
+# The plugins whose exchange types and shovels Warren builds in and whose
+# tests run there too (consistent-hash, random, shovel).
+RABBITMQ_ENABLED_PLUGINS_FILE="/tmp/rabbitmq-oracle-${port}/enabled_plugins" rabbitmq-plugins -n "oracle${port}@localhost" enable rabbitmq_consistent_hash_exchange rabbitmq_random_exchange rabbitmq_shovel rabbitmq_shovel_management >/dev/null || exit 1
 log=$(mktemp)
 # The tool's stop waits for a pid file that a node it started through
 # setpriv never writes: stop the node by the tool's node name, and fall back

@@ -237,12 +237,17 @@ func (a *api) importDefs(d *definitions, only string) error {
 			}
 		}
 	}
+	var later []server.Parameter // parameters of components
 	for _, raw := range d.Parameters {
 		m, _ := raw.(map[string]any)
 		component, _ := m["component"].(string)
 		v, _ := m["vhost"].(string)
 		if component != limitsComponent {
-			return fmt.Errorf("Validation failed\n\ncomponent %s not found\n", component)
+			// After the topology: a shovel declares a queue it finds
+			// missing, which must not be before the document's own.
+			name, _ := m["name"].(string)
+			later = append(later, server.Parameter{Component: component, Vhost: vhostOf(v), Name: name, Value: m["value"]})
+			continue
 		}
 		limits, err := limitsFrom(m["value"])
 		if err != nil {
@@ -341,6 +346,11 @@ func (a *api) importDefs(d *definitions, only string) error {
 		}
 		if _, err := s.Call(m); err != nil {
 			return fmt.Errorf("binding from '%s' to %s '%s' in vhost '%s': %s", b.Source, b.DestinationType, b.Destination, v, reasonOf(err))
+		}
+	}
+	for _, p := range later {
+		if _, err := a.b.PutParameter(p); err != nil {
+			return fmt.Errorf("Validation failed\n\n%v\n", err)
 		}
 	}
 	return nil

@@ -14,8 +14,10 @@ import (
 // /api/global-parameters (policymaker endpoints). Vhost parameters belong
 // to a component; the one Warren has is "vhost-limits", whose parameter
 // "limits" in each vhost is that vhost's limits (the same values as
-// /api/vhost-limits), as in RabbitMQ. Any other component is refused as
-// RabbitMQ refuses one whose plugin is not enabled.
+// /api/vhost-limits), as in RabbitMQ. The broker keeps the parameters of
+// the components registered with it (shovel: package shovel), which
+// validate them; any other component is refused as RabbitMQ refuses one
+// whose plugin is not enabled.
 
 const limitsComponent = "vhost-limits"
 
@@ -23,8 +25,15 @@ const limitsComponent = "vhost-limits"
 // vhosts the user may see (vhost "" for all).
 func (a *api) vhostParameters(p principal, component, vhost string) []item {
 	items := []item{}
-	if component != "" && component != limitsComponent {
-		return items
+	if component != limitsComponent {
+		for _, prm := range a.b.ParametersOf(component, vhost) {
+			if a.vhostVisible(p, prm.Vhost) {
+				items = append(items, item{"vhost": prm.Vhost, "component": prm.Component, "name": prm.Name, "value": prm.Value})
+			}
+		}
+		if component != "" {
+			return items
+		}
 	}
 	for _, v := range a.b.VhostNames() {
 		if (vhost != "" && v != vhost) || !a.vhostVisible(p, v) {
@@ -68,7 +77,7 @@ func (a *api) putParameter(w http.ResponseWriter, r *http.Request) {
 	}
 	component, vhost, name := var_(r, "component"), var_(r, "vhost"), var_(r, "name")
 	if component != limitsComponent {
-		componentMissing(w, component)
+		a.putComponentParameter(w, server.Parameter{Component: component, Vhost: vhost, Name: name, Value: value})
 		return
 	}
 	if name != "limits" {
@@ -101,6 +110,16 @@ func (a *api) putParameter(w http.ResponseWriter, r *http.Request) {
 
 func (a *api) deleteParameter(w http.ResponseWriter, r *http.Request) {
 	component, vhost, name := var_(r, "component"), var_(r, "vhost"), var_(r, "name")
+	if component != limitsComponent {
+		if err := a.b.DeleteParameter(component, vhost, name); err != nil {
+			if !unavailable(w, err) {
+				notFound(w)
+			}
+			return
+		}
+		w.WriteHeader(http.StatusNoContent)
+		return
+	}
 	old, ok := a.b.VhostLimits(vhost)
 	if component != limitsComponent || name != "limits" || !ok || len(old) == 0 {
 		notFound(w)
@@ -110,6 +129,23 @@ func (a *api) deleteParameter(w http.ResponseWriter, r *http.Request) {
 		a.b.SetVhostLimit(vhost, n, -1)
 	}
 	w.WriteHeader(http.StatusNoContent)
+}
+
+// putComponentParameter stores a parameter of a registered component.
+func (a *api) putComponentParameter(w http.ResponseWriter, p server.Parameter) {
+	isNew, err := a.b.PutParameter(p)
+	var unknown *server.ErrUnknownComponent
+	switch {
+	case err == nil:
+		created(w, isNew)
+	case errors.As(err, &unknown):
+		componentMissing(w, unknown.Component)
+	case errors.Is(err, server.ErrNotFound):
+		notFound(w)
+	case unavailable(w, err):
+	default:
+		badRequest(w, "Validation failed\n\n"+err.Error()+"\n")
+	}
 }
 
 // limitsFrom reads a vhost-limits value: an object of integer limits.

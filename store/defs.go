@@ -16,6 +16,7 @@ const (
 	KindUser     byte = 'u'
 	KindPolicy   byte = 'p'
 	KindGlobal   byte = 'g' // global parameters
+	KindParam    byte = 'r' // vhost runtime parameters of components (shovels)
 	KindMeta     byte = 'i' // the cluster metadata log index applied
 	KindDedup    byte = 'x' // ids a deduplicating durable exchange remembers
 )

@@ -11,7 +11,7 @@
 //	'm' msgID(8, BE)           → message record                 shared by several queues, stored once
 //	'w' qid(8, BE)             → seq(8, BE)                     delivered watermark: entries ≤ seq were handed out
 //	'r' qid(8, BE) seq(8, BE)  → count(4, BE)                   how often the entry was returned (delivery-limit)
-//	'd' kind(1) name           → definition (JSON)              exchanges, queues, bindings, vhosts, users, policies, global parameters (kinds in defs.go)
+//	'd' kind(1) name           → definition (JSON)              exchanges, queues, bindings, vhosts, users, policies, global and runtime parameters (kinds in defs.go)
 //	'd' 'x' vhost 0 exchange 0 id → [expiresAt ms, seq] (JSON)  a deduplication id a durable exchange remembers
 //	'Q' group(8, BE) id(8, BE) → at(8) ttl(8) message record      a replicated queue's message on a member (replicated.go)
 //	'R' group(8, BE) id(8, BE) → count(4, BE)                    how often that message was returned (delivery-limit)

@@ -112,6 +112,7 @@ func (s *Server) deleteVhost(name string) error {
 	for _, q := range qs {
 		v.deleteQueue(q)
 	}
+	s.dropVhostParameters(name)
 	if s.store != nil {
 		s.store.DeleteDef(store.KindVhost, name)
 		s.store.Flush()

@@ -74,6 +74,9 @@ type conn struct {
 	// applying marks the in-process sessions that apply the cluster's
 	// metadata log: their topology changes are local (meta.go).
 	applying bool
+	// local marks an in-process client's connection (DialLocal): its login
+	// is trusted, as RabbitMQ's direct connections are.
+	local bool
 	// home, on an applying session, is the node that proposed the command
 	// being applied: a queue it declares lives there. generated says that
 	// node generated the queue's amq.gen- name.
@@ -702,7 +705,10 @@ func (c *conn) handshake() error {
 	}
 	var u *User
 	var user string
-	if so.Mechanism == "EXTERNAL" && cn != "" {
+	if c.local {
+		user, _, _ = parseSASL(so.Mechanism, so.Response)
+		u, ok = c.srv.localUser(user)
+	} else if so.Mechanism == "EXTERNAL" && cn != "" {
 		// The verified client certificate is the credential: its CN names
 		// the user (RabbitMQ's ssl_cert_login_from common_name).
 		user = cn
@@ -716,7 +722,9 @@ func (c *conn) handshake() error {
 		u, ok = c.srv.authenticate(user, pass, c.remote)
 	}
 	if !ok {
-		c.srv.authFails.failed(src, cfg.AuthFailureWindow)
+		if !c.local {
+			c.srv.authFails.failed(src, cfg.AuthFailureWindow)
+		}
 		c.log.Info("login refused", zap.String("user", user), zap.String("mechanism", so.Mechanism))
 		return c.refuseLogin(fmt.Sprintf("ACCESS_REFUSED - Login was refused using authentication mechanism %s. For details see the broker logfile.", so.Mechanism))
 	}
@@ -758,6 +766,10 @@ func (c *conn) handshake() error {
 		c.closeWith(amqp.Errorf(amqp.NotAllowed, "vhost %s not found", op.VirtualHost).For(op))
 		c.awaitCloseOk()
 		return errHandshake
+	}
+	if c.local && u.Name == internalUser {
+		u = internalUserOf(op.VirtualHost)
+		c.user = u
 	}
 	if _, ok := u.Permissions[op.VirtualHost]; !ok {
 		c.closeWith(amqp.Errorf(amqp.NotAllowed, "access to vhost '%s' refused for user '%s'", op.VirtualHost, u.Name).For(op))

@@ -199,6 +199,5 @@ func (s *Server) OpenInternalDirect(vhost string) (*Direct, error) {
 	if v == nil {
 		return nil, fmt.Errorf("vhost %q: %w", vhost, ErrNotFound)
 	}
-	u := &User{Name: "rmq-internal", Permissions: map[string]Permission{vhost: {".*", ".*", ".*"}}}
-	return s.openDirect(u, v), nil
+	return s.openDirect(internalUserOf(vhost), v), nil
 }

@@ -357,6 +357,8 @@ func (s *Server) applyMeta(c *metaCmd) metaResult {
 		return resultOf(s.putGlobalParameter(c.Name, c.Value), nil)
 	case "global.delete":
 		return resultOf(false, s.deleteGlobalParameter(c.Name))
+	case "param.put", "param.delete":
+		return s.applyParameter(c)
 	case "tracing":
 		return resultOf(false, s.setTracing(c.Vhost, c.On))
 	case "queue.members":
@@ -413,6 +415,9 @@ func (s *Server) applySession(user, vhost string) (*Direct, error) {
 	key := [2]string{user, vhost}
 	if d := a.sessions[key]; d != nil {
 		// Permissions may have changed since it was opened.
+		if user == internalUser {
+			return d, nil
+		}
 		if u, ok := s.UserInfo(user); ok {
 			if _, ok := u.Permissions[vhost]; ok {
 				return d, nil
@@ -421,7 +426,13 @@ func (s *Server) applySession(user, vhost string) (*Direct, error) {
 		d.Close()
 		delete(a.sessions, key)
 	}
-	d, err := s.OpenDirect(user, vhost)
+	var d *Direct
+	var err error
+	if user == internalUser {
+		d, err = s.OpenInternalDirect(vhost) // definitions import, shovels
+	} else {
+		d, err = s.OpenDirect(user, vhost)
+	}
 	if err != nil {
 		if errors.Is(err, ErrAccessRefused) {
 			return nil, amqp.Errorf(amqp.AccessRefused, "access to vhost '%s' refused for user '%s'", vhost, user)

@@ -273,6 +273,9 @@ func (s *Server) Restore() error {
 	if err := s.restoreGlobals(); err != nil {
 		return err
 	}
+	if err := s.restoreParameters(); err != nil {
+		return err
+	}
 	if err := s.restoreMetaApplied(); err != nil {
 		return err
 	}

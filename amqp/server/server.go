@@ -145,6 +145,7 @@ type Server struct {
 	vhosts    map[string]*Vhost
 	users     map[string]*User
 	globals   map[string]any // global parameters (params.go)
+	vparams   vparams        // vhost runtime parameters of components (vparams.go)
 	closing   bool
 	// permGen counts changes to users' permissions and tags (made under
 	// mu): a channel's checker made before a change is stale, since

@@ -29,6 +29,7 @@ import (
 	"github.com/warren-mq/warren/cluster"
 	"github.com/warren-mq/warren/cluster/multiraft"
 	"github.com/warren-mq/warren/mgmt"
+	"github.com/warren-mq/warren/shovel"
 	"github.com/warren-mq/warren/store"
 )
 
@@ -146,7 +147,10 @@ func run(c *cli.Context) error {
 	if cfg.MemoryBudget, err = memoryBudget(c.String("memory-budget"), memLimit, heapLimit); err != nil {
 		return err
 	}
+	var node *cluster.Node // set once the cluster starts, before shovels do
 	srv := server.New(cfg)
+	// Registered before Restore: the stored shovels are known from the start.
+	shovels := shovel.New(srv, shovel.Options{Logger: log.Named("shovel"), Runs: func() bool { return metaLeader(node) }})
 	start := time.Now()
 	if err := srv.Restore(); err != nil {
 		return fmt.Errorf("restoring from %s: %w", dataDir, err)
@@ -156,7 +160,7 @@ func run(c *cli.Context) error {
 	if err != nil {
 		return fmt.Errorf("--amqp-listen: %w", err)
 	}
-	node, err := startCluster(c, srv, log, dataDir, l.Addr().String())
+	node, err = startCluster(c, srv, log, dataDir, l.Addr().String())
 	if err != nil {
 		l.Close()
 		return err
@@ -177,6 +181,9 @@ func run(c *cli.Context) error {
 		go func() { errc <- srv.Serve(tls.NewListener(tl, tlsCfg)) }()
 		log.Info("AMQPS listening", zap.Stringer("addr", tl.Addr()))
 	}
+
+	shovels.Start()
+	defer shovels.Close()
 
 	var h http.Handler = mgmt.NewClusterHandler(srv, mgmtCluster(node))
 	if c.Bool("pprof") {
@@ -224,6 +231,7 @@ func run(c *cli.Context) error {
 	for _, hs := range httpServers {
 		hs.Shutdown(ctx)
 	}
+	shovels.Close() // first: their unacked messages go back to their queues
 	srv.Shutdown(ctx)
 	log.Info("stopped")
 	return nil
@@ -293,6 +301,20 @@ func clusterTLS(c *cli.Context) (*tls.Config, error) {
 	}
 	return &tls.Config{Certificates: []tls.Certificate{cert}, RootCAs: pool, ClientCAs: pool,
 		ClientAuth: tls.RequireAndVerifyClientCert, MinVersion: tls.VersionTLS12}, nil
+}
+
+// metaLeader reports whether this node runs the shovels: alone, always; in
+// a cluster, while it leads the metadata group (one node runs each shovel).
+func metaLeader(n *cluster.Node) bool {
+	if n == nil {
+		return true
+	}
+	for _, s := range n.Status() {
+		if s.ID == n.ID() {
+			return s.Leader
+		}
+	}
+	return false
 }
 
 // mgmtCluster hands the management API the cluster, if any (a nil

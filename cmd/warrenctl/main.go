@@ -60,6 +60,7 @@ func newApp() *cli.App {
 			consumeCommand(), definitionsCommand(), closeCommand(), overviewCommand(), healthCommand(), perfCommand(), traceCommand(),
 			clusterCommand(),
 			quorumCommand(),
+			shovelCommand(),
 		},
 		ExitErrHandler: func(*cli.Context, error) {},
 	}

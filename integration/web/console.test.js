@@ -211,6 +211,24 @@ test('admin: users, vhosts, permissions and policies', async () => {
   await page.waitForSelector('#policies td:text("cap")');
 });
 
+test('shovels: add one, see it run, delete it', async () => {
+  await page.click('nav a[href="#/shovels"]');
+  await page.waitForSelector('#shovels .body p:text("No shovels.")');
+  await page.fill('#add-shovel input[name=name]', 'browser-shovel');
+  await page.fill('#add-shovel input[name=src_queue]', 'orders');
+  await page.fill('#add-shovel input[name=dest_queue]', 'orders-copy');
+  await page.fill('#add-shovel input[name=src_uri]', 'ftp://nowhere');
+  await page.click('#add-shovel button[type=submit]');
+  assert.match(await bannerSays(/Validation failed/), /not a valid URI/);
+  await page.fill('#add-shovel input[name=src_uri]', 'amqp://');
+  await page.click('#add-shovel button[type=submit]');
+  await page.waitForSelector('#shovels td:text("browser-shovel")');
+  await page.waitForSelector('#shovels td.state-running');
+  assert.match(await page.textContent('#shovels tbody'), /amqp:\/\/ queue orders-copy/);
+  await page.click('#shovels button[data-del]');
+  await page.waitForSelector('#shovels .body p:text("No shovels.")');
+});
+
 test('definitions export downloads the topology, import takes a file', async () => {
   await page.click('nav a[href="#/definitions"]');
   const [download] = await Promise.all([page.waitForEvent('download'), page.click('#export')]);

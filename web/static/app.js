@@ -133,6 +133,7 @@ const routes = [
   [/^#\/queue\/([^/]+)\/(.+)$/, (v, n) => queuePage(decodeURIComponent(v), decodeURIComponent(n))],
   [/^#\/exchange\/([^/]+)\/(.*)$/, (v, n) => exchangePage(decodeURIComponent(v), decodeURIComponent(n))],
   [/^#\/admin$/, adminPage],
+  [/^#\/shovels$/, shovelsPage],
   [/^#\/definitions$/, definitionsPage],
 ];
 
@@ -623,6 +624,56 @@ async function adminPage() {
     { configure: f.configure.value, write: f.write.value, read: f.read.value }), 'Permission set');
   onSubmit('#set-policy', (f) => api('PUT', `/api/policies/${enc(f.vhost.value)}/${enc(f.name.value)}`,
     { pattern: f.pattern.value, 'apply-to': f.apply.value, priority: +f.priority.value, definition: parseJSON(f.definition.value, 'Definition') }), 'Policy set');
+}
+
+// ---------- shovels ----------
+
+// endpointText names a running shovel's side: its URI and queue, or
+// exchange and key.
+function endpointText(s, side) {
+  const uri = s[side + '_uri'] || '';
+  if (s[side + '_queue'] !== undefined) return `${uri} queue ${s[side + '_queue']}`;
+  if (s[side + '_exchange'] !== undefined) return `${uri} exchange ${s[side + '_exchange']} ${s[side + '_exchange_key'] || ''}`.trim();
+  return uri;
+}
+
+async function shovelsPage() {
+  const opts = await vhostOptions();
+  view().innerHTML = `<h1>Shovels</h1>
+    <div class="card" id="shovels"><div class="body"><p class="muted">Loading…</p></div></div>
+    <form class="card stack" id="add-shovel"><h2>Add a shovel</h2>
+      <p class="muted">Moves messages from a queue to a queue, here or on another broker (Warren or RabbitMQ). <code>amqp://</code> without a host is this broker;
+      <code>amqp://user:pass@host:5672/vhost</code> another (several: separate them with spaces). On-confirm: no message is lost if either side fails.</p>
+      <div class="toolbar"><label>Vhost <select name="vhost">${opts}</select></label><label>Name <input name="name" required></label>
+      <label>Delete after <select name="after"><option value="never">never</option><option value="queue-length">the queue's length</option></select></label></div>
+      <div class="toolbar"><label>Source URI <input name="src_uri" value="amqp://" required></label><label>Source queue <input name="src_queue" required></label></div>
+      <div class="toolbar"><label>Destination URI <input name="dest_uri" value="amqp://" required></label><label>Destination queue <input name="dest_queue" required></label></div>
+      <div><button type="submit">Add shovel</button></div></form>`;
+  const load = async () => {
+    const body = $('#shovels .body');
+    if (!body) return;
+    let rows;
+    try { rows = await get('/api/shovels'); } catch (e) { body.innerHTML = `<p class="error">${esc(describe(e))}</p>`; return; }
+    body.innerHTML = rows.length ? '<table><thead><tr>' + ['Vhost', 'Name', 'State', 'Source', 'Destination', 'Since', 'Reason'].map((c) => `<th class="nosort">${c}</th>`).join('') +
+      '<th class="nosort"></th></tr></thead><tbody>' + rows.map((s) => `<tr><td>${esc(s.vhost)}</td><td>${esc(s.name)}</td><td class="state-${esc(s.state)}">${esc(s.state)}</td>` +
+      `<td>${esc(endpointText(s, 'src'))}</td><td>${esc(endpointText(s, 'dest'))}</td><td>${esc(s.timestamp)}</td><td>${esc(s.reason || '')}</td>` +
+      `<td><button class="secondary" data-del="/api/parameters/shovel/${enc(s.vhost)}/${enc(s.name)}">Delete</button></td></tr>`).join('') + '</tbody></table>'
+      : '<p class="muted">No shovels.</p>';
+  };
+  await load();
+  every(3000, load);
+  $('#shovels').addEventListener('click', async (e) => {
+    const path = e.target.dataset.del;
+    if (path && confirm('Delete shovel ' + decodeURIComponent(path.split('/').pop()) + '?') && await act(() => api('DELETE', path), 'Shovel deleted')) load();
+  });
+  $('#add-shovel').addEventListener('submit', async (e) => {
+    e.preventDefault();
+    const f = e.target;
+    const uris = (s) => { const l = s.trim().split(/\s+/); return l.length === 1 ? l[0] : l; };
+    if (await act(() => api('PUT', `/api/parameters/shovel/${enc(f.vhost.value)}/${enc(f.name.value)}`, { value: {
+      'src-uri': uris(f.src_uri.value), 'src-queue': f.src_queue.value, 'dest-uri': uris(f.dest_uri.value), 'dest-queue': f.dest_queue.value,
+      'src-delete-after': f.after.value } }), 'Shovel added')) load();
+  });
 }
 
 // ---------- definitions ----------
