@@ -91,11 +91,13 @@ check-generated:
 	  rm -rf $$tmp
 
 # A short pass of every fuzz target.
+FUZZ_PKGS := amqp exchange cluster/multiraft cluster/transport cluster/wal
 fuzz:
-	@for t in $$($(GO) test -list 'Fuzz.*' ./amqp | grep ^Fuzz); do \
-	  echo "fuzz $$t"; $(GO) test -run '^$$' -fuzz "^$$t$$" -fuzztime $(FUZZTIME) ./amqp || exit 1; done
-	@for t in $$($(GO) test -list 'Fuzz.*' ./exchange | grep ^Fuzz); do \
-	  echo "fuzz $$t"; $(GO) test -run '^$$' -fuzz "^$$t$$" -fuzztime $(FUZZTIME) ./exchange || exit 1; done
+	@for pkg in $(FUZZ_PKGS); do \
+	  for t in $$($(GO) test -list 'Fuzz.*' ./$$pkg | grep ^Fuzz); do \
+	    echo "fuzz $$pkg $$t"; $(GO) test -run '^$$' -fuzz "^$$t$$" -fuzztime $(FUZZTIME) ./$$pkg || exit 1; \
+	  done; \
+	done
 
 # Warren against RabbitMQ 3.10.8 on this machine; rewrites docs/benchmarks.md.
 # Every fuzz target for FUZZLONG (default 10m) each; the inputs the fuzzer
@@ -104,7 +106,7 @@ fuzz:
 FUZZLONG ?= 10m
 fuzz-long:
 	@cache=$$($(GO) env GOCACHE)/fuzz/github.com/warren-mq/warren; \
-	for pkg in amqp exchange; do \
+	for pkg in $(FUZZ_PKGS); do \
 	  for t in $$($(GO) test -list 'Fuzz.*' ./$$pkg | grep ^Fuzz); do \
 	    echo "fuzz $$pkg $$t for $(FUZZLONG)"; \
 	    $(GO) test -run '^$$' -fuzz "^$$t$$" -fuzztime $(FUZZLONG) ./$$pkg || exit 1; \

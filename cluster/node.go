@@ -22,7 +22,8 @@ import (
 
 // Transport frame kinds beyond Raft's: the cluster's control requests
 // (forwarded proposals, joins, node information), and the brokers' own
-// traffic (forwarded messages and their answers).
+// traffic (forwarded messages and their answers). multiraft.KindHeartbeats
+// comes after them.
 const (
 	KindRPC    = multiraft.KindRaft + 1
 	KindBroker = multiraft.KindRaft + 2

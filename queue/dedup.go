@@ -108,13 +108,27 @@ func (q *Queue) dedupDiskDroppedLocked() {
 	q.ready.each(func(e *Entry) { q.dedup.enterLocked(e.Msg) })
 }
 
-// restoreDedupLocked rebuilds the set after a restart from the restored
-// entries and the paged-out part, read back in pages: the ids are the
-// queue's messages, so they survive as the messages do. Lock must be held.
-func (q *Queue) restoreDedupLocked(es []Entry) {
-	for i := range es {
-		q.dedup.enterLocked(es[i].Msg)
+// dedupRestoredLocked enters the ids of restored entries and drops (and
+// settles with the journal) an entry whose id an earlier one has: a
+// replicated queue's new leader can inherit both copies when the old one
+// was lost before it settled the second (amqp/server/replica.go). Lock must
+// be held.
+func (q *Queue) dedupRestoredLocked(es []Entry) []Entry {
+	kept := es[:0]
+	for _, e := range es {
+		if q.dedup.enterLocked(e.Msg) {
+			kept = append(kept, e)
+		} else if q.Journal != nil {
+			q.Journal.Remove(q.ID, e.Seq, e.Msg)
+		}
 	}
+	return kept
+}
+
+// restoreDedupDiskLocked adds the ids of the paged-out part after a
+// restart, read back in pages: the ids are the queue's messages, so they
+// survive as the messages do. Lock must be held.
+func (q *Queue) restoreDedupDiskLocked() {
 	from := q.disk.From
 	for left := q.disk.N; left > 0 && q.Journal != nil; {
 		page, err := q.Journal.Load(q.ID, from, min(left, 4096))

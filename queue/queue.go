@@ -924,6 +924,9 @@ func (q *Queue) Restore(es []Entry, disk DiskPart, watermark uint64) {
 	q.mu.Lock()
 	defer q.mu.Unlock()
 	q.watermark = watermark
+	if q.dedup != nil {
+		es = q.dedupRestoredLocked(es)
+	}
 	if disk.N > 0 {
 		q.disk = disk
 		q.diskHint.Store(int64(disk.N))
@@ -943,7 +946,7 @@ func (q *Queue) Restore(es []Entry, disk DiskPart, watermark uint64) {
 		q.nextSeq = disk.Last
 	}
 	if q.dedup != nil {
-		q.restoreDedupLocked(es)
+		q.restoreDedupDiskLocked()
 	}
 }
 

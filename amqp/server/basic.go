@@ -137,13 +137,46 @@ func (ch *channel) route(pm *amqp.BasicPublish, msg *queue.Message, seq uint64) 
 		v.mu.RUnlock()
 		return amqp.Errorf(amqp.AccessRefused, "cannot publish to internal exchange '%s' in vhost '%s'", pm.Exchange, v.Name).For(pm)
 	}
+	var commit *commitWait // a cluster's deduplicating exchange: the id's commit, when the confirm waits for it
+	if x.dedup != nil && x.dedup.grp != nil {
+		// A cluster's deduplicating exchange: its group decides, without
+		// the vhost's lock held meanwhile (dedup_group.go).
+		if id, ttl, ok := x.dedup.idOf(ch.propsOf(msg)); ok {
+			grp := x.dedup.grp
+			v.mu.RUnlock()
+			var dup bool
+			dup, commit, _ = grp.verdict(id, ttl) // no verdict: routed
+			v.mu.RLock()
+			if x, ok = v.exchanges[pm.Exchange]; !ok {
+				v.mu.RUnlock()
+				return errNoExchange(pm.Exchange, v.Name).For(pm)
+			}
+			ch.r.verdict = verdictNew
+			if dup {
+				ch.r.verdict = verdictDup
+			}
+		}
+	}
 	if x.delay != nil {
 		if delay, ok := delayOf(hdrs); ok {
 			v.mu.RUnlock()
+			if dup := ch.r.verdict == verdictDup; dup || ch.r.verdict != 0 {
+				ch.r.verdict = 0
+				if dup { // a cluster's duplicate is not held
+					if seq != 0 {
+						ch.confirms.add(seq, confirmAck)
+					}
+					return nil
+				}
+			}
 			// Held until due and routed then. Unlike the plugin, a mandatory
 			// message is not returned at once: it has not failed to route.
 			persisted := x.delay.add(msg, delay)
 			if seq != 0 {
+				if commit != nil {
+					ch.confirmAfter(seq, commit, persisted)
+					return nil
+				}
 				state := confirmAck
 				if persisted {
 					state = confirmWaiting
@@ -188,7 +221,7 @@ func (ch *channel) route(pm *amqp.BasicPublish, msg *queue.Message, seq uint64) 
 	held := holdDelayed(ch.r, msg)
 	persisted = persisted || held == heldPersisted
 	if remoteN > 0 {
-		ch.forwardCopies(v, qs, remoteN, msg, ttl, seq, rejected, persisted)
+		ch.forwardCopies(v, qs, remoteN, msg, ttl, seq, rejected, persisted, commit)
 		seq = 0 // its confirm is settled by the answers
 	}
 	v.mu.RUnlock()
@@ -217,14 +250,33 @@ func (ch *channel) route(pm *amqp.BasicPublish, msg *queue.Message, seq uint64) 
 		})
 	}
 	if seq != 0 {
-		if persisted {
+		switch {
+		case commit != nil:
+			ch.confirmAfter(seq, commit, persisted)
+		case persisted:
 			// Acked once the store has synced the batch holding it.
 			ch.confirms.add(seq, confirmWaiting)
-		} else {
+		default:
 			ch.confirms.add(seq, confirmAck)
 		}
 	}
 	return nil
+}
+
+// confirmAfter confirms publish seq once commit fires (and the store's
+// sync, when persisted): a cluster's deduplicating exchange remembers the
+// id of every message it confirms (dedup_group.go).
+func (ch *channel) confirmAfter(seq uint64, commit *commitWait, persisted bool) {
+	c := &ch.confirms
+	n := 1
+	if persisted {
+		n++
+	}
+	c.addRemote(seq, n)
+	if persisted {
+		ch.conn.srv.store.AfterSync(func() { c.settleRemote(seq, true) })
+	}
+	commit.then(func(ok bool) { c.settleRemote(seq, ok) })
 }
 
 // ccKeys adds the routing keys of the CC and BCC headers (arrays of strings).

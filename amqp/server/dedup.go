@@ -32,7 +32,8 @@ type dedupCache struct {
 	size   int
 	ttl    int64 // ms, 0: entries live until evicted
 
-	st     *store.Store // nil: not kept (transient exchange or no store)
+	st     *store.Store // nil: not kept (transient exchange, no store, or grp's)
+	grp    *dedupGroup  // on a cluster: the group whose log holds the cache
 	prefix string       // vhost \0 exchange \0, the records' name prefix
 
 	mu    sync.Mutex
@@ -89,18 +90,33 @@ func (v *Vhost) newDedupCache(x *Exchange) *dedupCache {
 // duplicate records the message's id and reports whether it was already
 // there (and not expired). A message without the header is never one.
 func (c *dedupCache) duplicate(p *amqp.Properties) bool {
-	if p == nil {
-		return false
-	}
-	id, ok := queue.DedupID(p, c.header)
+	id, ttl, ok := c.idOf(p)
 	if !ok {
 		return false
 	}
-	now := time.Now().UnixMilli()
-	ttl := c.ttl
+	return c.seen(id, time.Now().UnixMilli(), ttl)
+}
+
+// idOf returns the message's id and how long to remember it (its own
+// x-cache-ttl header wins over the exchange's); ok is false without an id.
+func (c *dedupCache) idOf(p *amqp.Properties) (id string, ttl int64, ok bool) {
+	if p == nil {
+		return "", 0, false
+	}
+	if id, ok = queue.DedupID(p, c.header); !ok {
+		return "", 0, false
+	}
+	ttl = c.ttl
 	if n, ok := amqp.Int(p.Headers["x-cache-ttl"]); ok && n > 0 {
 		ttl = n
 	}
+	return id, ttl, true
+}
+
+// seen records id at time now (Unix ms) and reports whether it was already
+// there and not expired by then. Deterministic: a cluster's members apply
+// it alike (dedup_group.go).
+func (c *dedupCache) seen(id string, now, ttl int64) bool {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if e, ok := c.ids[id]; ok && (e.exp == 0 || e.exp > now) {
@@ -150,7 +166,13 @@ func (c *dedupCache) putLocked(id string, e dedupEntry) {
 
 // drop forgets the stored ids of a deleted exchange.
 func (c *dedupCache) drop() {
-	if c == nil || c.st == nil {
+	if c == nil {
+		return
+	}
+	if c.grp != nil {
+		c.grp.stop()
+	}
+	if c.st == nil {
 		return
 	}
 	c.mu.Lock()

@@ -5,6 +5,7 @@ import (
 	"testing"
 
 	"github.com/warren-mq/warren/amqp"
+	"github.com/warren-mq/warren/cluster/multiraft"
 )
 
 func TestDedupCacheEvictsOldestAndExpires(t *testing.T) {
@@ -39,5 +40,49 @@ func BenchmarkDedupCache(b *testing.B) {
 	for b.Loop() {
 		c.duplicate(&ps[i&(1<<20-1)])
 		i++
+	}
+}
+
+// TestDedupStateMachine: a cluster's deduplicating exchange applies its
+// log alike on every member (times from the entries, not the clock), and a
+// member restored from a snapshot gives the same verdicts.
+func TestDedupStateMachine(t *testing.T) {
+	newSM := func() *dedupSM { return &dedupSM{c: &dedupCache{size: 2, ids: map[string]dedupEntry{}}} }
+	entry := func(id string, at, ttl int64) multiraft.Entry {
+		return multiraft.Entry{Data: dedupEntryOf(id, at, ttl)}
+	}
+	log := []multiraft.Entry{
+		entry("a", 1000, 0), entry("a", 1001, 0), // a duplicate
+		entry("t", 1002, 10), entry("t", 1011, 0), // within its ttl
+		entry("t", 1013, 10), // t expired at 1012: new again
+		entry("a", 1014, 0),
+	}
+	want := []bool{false, true, false, true, false, true}
+	a, b := newSM(), newSM()
+	for _, sm := range []*dedupSM{a, b} {
+		for i, r := range sm.Apply(log) {
+			if r.Value != want[i] {
+				t.Fatalf("entry %d: %v, want %v", i, r.Value, want[i])
+			}
+		}
+	}
+	snap, err := a.Snapshot()
+	if err != nil {
+		t.Fatal(err)
+	}
+	c := newSM()
+	if err := c.Restore(snap); err != nil {
+		t.Fatal(err)
+	}
+	// x evicts the oldest id, a.
+	next := []multiraft.Entry{entry("t", 1015, 0), entry("a", 1016, 0), entry("x", 1017, 0), entry("a", 1018, 0)}
+	for _, sm := range []*dedupSM{b, c} {
+		got := sm.Apply(next)
+		if got[0].Value != true || got[1].Value != true || got[2].Value != false || got[3].Value != false {
+			t.Fatalf("after the snapshot: %+v", got)
+		}
+	}
+	if err := c.Restore(snap[:len(snap)-3]); err == nil {
+		t.Fatal("a truncated snapshot is refused")
 	}
 }

@@ -66,6 +66,9 @@ func (ch *channel) exchangeDeclare(m *amqp.ExchangeDeclare) error {
 	if err := v.declareExchange(m, matcher); err != nil {
 		return err
 	}
+	if ch.conn.group != 0 {
+		v.replicateNewDedup(ch.conn.srv, m.Exchange, ch.conn.group, ch.conn.members)
+	}
 	if m.Durable {
 		v.syncDefs()
 	}

@@ -348,7 +348,7 @@ func (q *Queue) homeNode() string {
 // and, for a confirmed publish (seq > 0), records what its confirm waits
 // for: every node's answer, and the local sync when a local copy was
 // persisted. Vhost read lock held.
-func (ch *channel) forwardCopies(v *Vhost, qs []*Queue, remoteN int, msg *queue.Message, ttl int64, seq uint64, rejected, persisted bool) {
+func (ch *channel) forwardCopies(v *Vhost, qs []*Queue, remoteN int, msg *queue.Message, ttl int64, seq uint64, rejected, persisted bool, commit *commitWait) {
 	s := ch.conn.srv
 	var c *confirmer
 	if seq != 0 {
@@ -360,6 +360,9 @@ func (ch *channel) forwardCopies(v *Vhost, qs []*Queue, remoteN int, msg *queue.
 			n := remoteN
 			if persisted {
 				n++
+			}
+			if commit != nil {
+				n++ // the deduplication id's commit (dedup_group.go)
 			}
 			// Recorded before anything is sent, so no answer can come first.
 			c.addRemote(seq, n)
@@ -379,6 +382,9 @@ func (ch *channel) forwardCopies(v *Vhost, qs []*Queue, remoteN int, msg *queue.
 	}
 	if c != nil && persisted {
 		s.store.AfterSync(func() { c.settleRemote(seq, true) })
+	}
+	if c != nil && commit != nil {
+		commit.then(func(ok bool) { c.settleRemote(seq, ok) })
 	}
 }
 

@@ -13,6 +13,7 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/warren-mq/warren/amqp"
+	"github.com/warren-mq/warren/queue"
 	"github.com/warren-mq/warren/store"
 )
 
@@ -210,6 +211,11 @@ func (ch *channel) proposeMethod(m amqp.Method) error {
 		home = ch.conn.srv.locateQueue(ch.vhost(), m.Queue, m.Arguments)
 		if s := ch.conn.srv; s.groups != nil && isQuorum(m.Arguments) && !m.Passive {
 			members = s.chooseMembers(home, m.Arguments)
+			group = rand.Uint64() | 1<<63 // never the metadata group's id
+		}
+	case *amqp.ExchangeDeclare:
+		if s := ch.conn.srv; s.groups != nil && !m.Passive && queue.DedupEnabled(m.Arguments) {
+			members = s.chooseMembers(s.cfg.NodeName, m.Arguments)
 			group = rand.Uint64() | 1<<63 // never the metadata group's id
 		}
 	case *amqp.QueueBind:

@@ -24,6 +24,10 @@ type exchangeRecord struct {
 	Args       []byte `json:"arguments"`
 	// DelayID is the journal id of a delayed-message exchange's pending messages.
 	DelayID uint64 `json:"delay_id,omitempty"`
+	// Group and Members: the Raft group of a deduplicating exchange's cache
+	// on a cluster (dedup_group.go).
+	Group   uint64   `json:"group,omitempty"`
+	Members []string `json:"members,omitempty"`
 }
 
 type queueRecord struct {
@@ -87,6 +91,7 @@ func (v *Vhost) persistExchange(x *Exchange) {
 	v.store.PutDef(store.KindExchange, nameKey(v.Name, x.Name), exchangeRecord{
 		Vhost: v.Name, Name: x.Name, Type: x.Kind, AutoDelete: x.AutoDelete, Internal: x.Internal,
 		Args: amqp.AppendTable(nil, x.Args), DelayID: delayID(x),
+		Group: x.dedupGroupID(), Members: x.dedupMembers(),
 	})
 }
 
@@ -207,6 +212,11 @@ func (s *Server) StartReplicas() {
 				go q.repl.start()
 			}
 		}
+		for _, x := range v.exchanges {
+			if x.dedup != nil && x.dedup.grp != nil {
+				go x.dedup.grp.start()
+			}
+		}
 		v.mu.RUnlock()
 	}
 }
@@ -315,6 +325,9 @@ func (s *Server) Restore() error {
 		x := &Exchange{Name: r.Name, Kind: r.Type, Durable: true, AutoDelete: r.AutoDelete, Internal: r.Internal, Args: args, m: m}
 		x.pick, _ = m.(exchange.Picker[dest])
 		x.dedup = v.newDedupCache(x)
+		if x.dedup != nil && r.Group != 0 && v.srv != nil {
+			v.replicateDedup(v.srv, x, r.Group, r.Members) // started by StartReplicas
+		}
 		x.policy = v.policyFor("exchanges", x.Name)
 		x.AE = exchangeAE(x)
 		if r.Type == DelayedType {
@@ -465,4 +478,20 @@ func (q *Queue) homeRecord(node string) string {
 		return ""
 	}
 	return q.Home()
+}
+
+// dedupGroupID and dedupMembers are a deduplicating exchange's group on a
+// cluster, for its record.
+func (x *Exchange) dedupGroupID() uint64 {
+	if x.dedup == nil || x.dedup.grp == nil {
+		return 0
+	}
+	return x.dedup.grp.id
+}
+
+func (x *Exchange) dedupMembers() []string {
+	if x.dedup == nil || x.dedup.grp == nil {
+		return nil
+	}
+	return x.dedup.grp.members
 }

@@ -577,6 +577,8 @@ func (s *Server) handleRemoteRequest(from string, op byte, r *peerReader) []byte
 			return nil
 		}
 		return out
+	case peerDedup:
+		return s.handleDedup(r)
 	case peerConsume:
 		id := r.u64()
 		flags := r.bytes(1)

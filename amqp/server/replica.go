@@ -179,14 +179,7 @@ func (r *replica) start() {
 	if r.s.groups == nil || !r.member() {
 		return
 	}
-	var g QueueGroup
-	var err error
-	for range 100 { // a node restarted early may not know every member's name yet
-		if g, err = r.s.groups.StartQueueGroup(r.id, r.memberList(), r.join, &r.sm); err == nil || r.stopped.Load() {
-			break
-		}
-		time.Sleep(100 * time.Millisecond)
-	}
+	g, err := r.s.startMember(r.id, r.memberList(), r.join, &r.sm, r.stopped.Load)
 	if err != nil {
 		r.log.Error("starting the queue's group", zap.String("queue", r.q.Name), zap.Error(err))
 		return
@@ -194,19 +187,37 @@ func (r *replica) start() {
 	ref := &groupRef{g, make(chan struct{})}
 	r.g.Store(ref)
 	if !r.join && r.memberList()[0] == r.s.cfg.NodeName {
-		// The declaring node leads first: it campaigns as soon as raft lets
-		// it (not before the group's first configuration applies).
-		go func() {
-			for range 40 {
-				if g.Leader() != "" || r.stopped.Load() {
-					return
-				}
-				g.Campaign()
-				time.Sleep(25 * time.Millisecond)
-			}
-		}()
+		go campaignFirst(g, r.stopped.Load)
 	}
 	go r.run(ref)
+}
+
+// startMember starts this node's member of a group (StartQueueGroup),
+// retrying while a node restarted early does not know every member's name
+// yet, until stopped says so.
+func (s *Server) startMember(id uint64, members []string, join bool, sm multiraft.StateMachine, stopped func() bool) (QueueGroup, error) {
+	var g QueueGroup
+	var err error
+	for range 100 {
+		if g, err = s.groups.StartQueueGroup(id, members, join, sm); err == nil || stopped() {
+			break
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	return g, err
+}
+
+// campaignFirst makes the declaring node lead a new group first: it
+// campaigns as soon as raft lets it (not before the group's first
+// configuration applies).
+func campaignFirst(g QueueGroup, stopped func() bool) {
+	for range 40 {
+		if g.Leader() != "" || stopped() {
+			return
+		}
+		g.Campaign()
+		time.Sleep(25 * time.Millisecond)
+	}
 }
 
 // stop ends this node's member (the queue was deleted).

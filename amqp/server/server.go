@@ -157,6 +157,7 @@ type Server struct {
 	applier     applier
 	peers       Peers                                        // the other nodes of a cluster; nil on a single node (forward.go)
 	groups      QueueGroups                                  // replicated queues' Raft groups; nil on a single node (replica.go)
+	dedupGroups dedupGroups                                  // deduplicating exchanges' groups by id (dedup_group.go)
 	forwards    forwards                                     // forwarded copies awaiting their home node's answer
 	remotes     remoteConsumers                              // this node's consumers of queues elsewhere (remote.go)
 	proxies     proxies                                      // consumers here for clients of other nodes

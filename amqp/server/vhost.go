@@ -174,7 +174,16 @@ type router struct {
 	// collected in delayed for the caller to hand the message to.
 	holdDelayed bool
 	delayed     []*Exchange
+	// verdict: a cluster's deduplicating exchange gave its verdict on the
+	// message before routing (dedup_group.go): 0 none, verdictNew,
+	// verdictDup. route resets it.
+	verdict uint8
 }
+
+const (
+	verdictNew = 1 + iota
+	verdictDup
+)
 
 func newRouter() *router {
 	r := &router{}
@@ -245,8 +254,19 @@ func (v *Vhost) route(r *router, x *Exchange, keys []string, props *amqp.Propert
 		r.headers = props.Headers
 	}
 	r.firstKey = keys[0]
-	if x.dedup != nil && x.dedup.duplicate(props) {
-		return r.queues // a duplicate goes nowhere (dedup.go)
+	verdict := r.verdict
+	r.verdict = 0
+	if x.dedup != nil {
+		var dup bool
+		switch {
+		case verdict != 0:
+			dup = verdict == verdictDup
+		case x.dedup.grp == nil:
+			dup = x.dedup.duplicate(props)
+		}
+		if dup {
+			return r.queues // a duplicate goes nowhere (dedup.go)
+		}
 	}
 	for _, k := range keys {
 		r.key = k

@@ -79,10 +79,14 @@ func BenchmarkPropose100Groups(b *testing.B) { benchPropose(b, 100, 2) }
 // (user+system, in ms; the test proxies' copying included), and the share
 // of group replicas quiesced at the end. Run it with a fixed count, e.g.
 // -benchtime=5x.
-func benchIdle(b *testing.B, groups int, quiesce bool) {
+func benchIdle(b *testing.B, groups int, quiesce bool) { benchGroups(b, groups, quiesce, true) }
+
+// benchGroups is benchIdle with heartbeat coalescing on or off.
+func benchGroups(b *testing.B, groups int, quiesce, coalesce bool) {
 	c := newTestCluster(b, 3, func(cfg *Config) {
 		cfg.TickInterval = 100 * time.Millisecond
 		cfg.DisableQuiescence = !quiesce
+		cfg.DisableCoalescing = !coalesce
 	})
 	for g := uint64(1); g <= uint64(groups); g++ {
 		for id := uint64(1); id <= 3; id++ {
@@ -116,6 +120,7 @@ func benchIdle(b *testing.B, groups int, quiesce bool) {
 		for id := uint64(1); id <= 3; id++ {
 			n := c.nodes[id].h.Stats()
 			s.Messages += n.Messages
+			s.Heartbeats += n.Heartbeats
 			s.Frames += n.Frames + n.Beats
 			s.Ticks += n.Ticks
 			s.Quiesced += n.Quiesced
@@ -133,6 +138,7 @@ func benchIdle(b *testing.B, groups int, quiesce bool) {
 	b.StopTimer()
 	b.ReportMetric(float64(s1.Messages-s0.Messages)/secs, "msgs/s")
 	b.ReportMetric(float64(s1.Frames-s0.Frames)/secs, "frames/s")
+	b.ReportMetric(float64(s1.Heartbeats-s0.Heartbeats)/secs, "coalesced/s")
 	b.ReportMetric(float64(s1.Ticks-s0.Ticks)/secs, "ticks/s")
 	b.ReportMetric(1000*cpu/secs, "cpu-ms/s")
 	b.ReportMetric(100*float64(s1.Quiesced)/float64(3*groups), "%quiesced")
@@ -156,5 +162,14 @@ func BenchmarkIdle(b *testing.B) {
 		for _, q := range []bool{false, true} {
 			b.Run(fmt.Sprintf("groups=%d/quiesce=%v", n, q), func(b *testing.B) { benchIdle(b, n, q) })
 		}
+	}
+}
+
+// BenchmarkBusyHeartbeats: groups that never quiesce (all busy, as far as
+// heartbeats go), their heartbeats coalesced per peer or sent as plain Raft
+// messages. Run with a fixed count, e.g. -benchtime=5x.
+func BenchmarkBusyHeartbeats(b *testing.B) {
+	for _, co := range []bool{true, false} {
+		b.Run(fmt.Sprintf("groups=1000/coalesce=%v", co), func(b *testing.B) { benchGroups(b, 1000, false, co) })
 	}
 }

@@ -82,13 +82,17 @@
 //
 // # Heartbeats
 //
-// All the messages a cycle produces for one peer, heartbeats of every group
-// included, travel in one frame and one write. A busy group ticks and
-// heartbeats as plain Raft does: one MsgHeartbeat per follower per
-// HeartbeatTicks (about 100 bytes each, inside the peer's frame). An idle
-// group quiesces and sends nothing; what a node pair exchanges about idle
-// groups is one liveness beat per HeartbeatTicks each way, however many
-// groups it shares (Config.DisableQuiescence turns all this off).
+// All the messages a cycle produces for one peer travel in one frame and one
+// write. A busy group ticks and heartbeats as plain Raft does, one
+// MsgHeartbeat per follower per HeartbeatTicks and one response each; those
+// of every group for one peer go coalesced in one KindHeartbeats frame of
+// compact records (group, term, commit: 15 bytes each against 23 as
+// protobuf messages in the Raft frame, a third of the CPU to encode and
+// decode, one allocation instead of six; see heartbeats.go), to every peer
+// that announced it reads them. An idle group quiesces and sends nothing;
+// what a node pair exchanges about idle groups is one liveness beat per
+// HeartbeatTicks each way, however many groups it shares
+// (Config.DisableQuiescence turns all this off).
 //
 // # Quiescence
 //

@@ -189,10 +189,18 @@ type testCluster struct {
 	nodes   map[uint64]*testNode
 	proxies map[[2]uint64]*proxy
 	log     *zap.Logger
+	// perNode, if set, adjusts one node's copy of cfg when it starts.
+	perNode func(id uint64, cfg *Config)
 }
 
 func newTestCluster(t testing.TB, n int, tweak func(*Config)) *testCluster {
+	return newTestClusterPerNode(t, n, tweak, nil)
+}
+
+// newTestClusterPerNode is newTestCluster with perNode (see testCluster).
+func newTestClusterPerNode(t testing.TB, n int, tweak func(*Config), perNode func(uint64, *Config)) *testCluster {
 	c := &testCluster{
+		perNode: perNode,
 		t:       t,
 		nodes:   make(map[uint64]*testNode),
 		proxies: make(map[[2]uint64]*proxy),
@@ -251,6 +259,9 @@ func (c *testCluster) start(id uint64) {
 	})
 	cfg := c.cfg
 	cfg.NodeID, cfg.Dir, cfg.Transport, cfg.Logger = id, n.dir, n.tr, c.log
+	if c.perNode != nil {
+		c.perNode(id, &cfg)
+	}
 	h, err := NewHost(cfg)
 	if err != nil {
 		c.t.Fatal(err)

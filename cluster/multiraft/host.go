@@ -52,6 +52,10 @@ type Config struct {
 	// quiesces after QuiesceTicks [3] idle ticks (see doc.go).
 	DisableQuiescence bool
 	QuiesceTicks      int
+	// DisableCoalescing sends every heartbeat as its own Raft message
+	// instead of coalescing them per peer (heartbeats.go); such a node also
+	// behaves as one of a version without coalescing.
+	DisableCoalescing bool
 
 	// OnUnknownGroup, if set, is called (on a transport goroutine, without
 	// locks) when a Raft message arrives for a group this host does not run,
@@ -105,13 +109,16 @@ type Stats struct {
 	Snapshots    uint64 // snapshots taken
 	Restores     uint64 // snapshots received and restored
 
-	Groups    int    // groups running
-	Quiesced  int    // groups quiesced now
-	Ticks     uint64 // group ticks (one per active group per host tick)
-	Quiesces  uint64 // times a group quiesced
-	Wakes     uint64 // times a quiesced group woke up
-	Beats     uint64 // liveness beats sent (frames of no message)
-	PeersDown int    // peer nodes judged down now
+	Groups   int    // groups running
+	Quiesced int    // groups quiesced now
+	Ticks    uint64 // group ticks (one per active group per host tick)
+	Quiesces uint64 // times a group quiesced
+	Wakes    uint64 // times a quiesced group woke up
+	Beats    uint64 // liveness beats sent (frames of no message)
+	// Heartbeats: plain heartbeats and responses sent coalesced
+	// (heartbeats.go), counted in Messages too.
+	Heartbeats uint64
+	PeersDown  int // peer nodes judged down now
 }
 
 // Host runs every Raft group of one node with a fixed set of goroutines: a
@@ -129,6 +136,7 @@ type Host struct {
 	failed  atomic.Pointer[error]
 
 	cycles, applied, messages, frames, sendFailures, snapshots, restores, skippedTicks atomic.Uint64
+	heartbeats                                                                         atomic.Uint64
 	groupTicks, quiesces, wakes, beats                                                 atomic.Uint64
 	nQuiesced                                                                          atomic.Int64
 	tickNo                                                                             atomic.Uint64 // host ticks so far
@@ -161,6 +169,7 @@ type Host struct {
 	work     []work
 	out      map[uint64][]groupMsg
 	sendBuf  []byte
+	hbBuf    []byte // coalesced heartbeats (heartbeats.go)
 	markers  []marker
 	lastSegs int
 }
@@ -206,6 +215,9 @@ func NewHost(cfg Config) (*Host, error) {
 	h.seq.Store(uint64(time.Now().UnixNano()))
 	h.beat = appendBeat(nil, h.seq.Load()|1) // the run's epoch: any unique non-zero number
 	h.tr.Handle(KindRaft, h.onRaft)
+	if !cfg.DisableCoalescing {
+		h.tr.Handle(KindHeartbeats, h.onHeartbeats)
+	}
 	h.wg.Add(2)
 	go func() {
 		defer h.wg.Done()
@@ -370,6 +382,7 @@ func (h *Host) Stats() Stats {
 		Quiesces:     h.quiesces.Load(),
 		Wakes:        h.wakes.Load(),
 		Beats:        h.beats.Load(),
+		Heartbeats:   h.heartbeats.Load(),
 		PeersDown:    down,
 		WAL:          h.wal.Stats(),
 		Cycles:       h.cycles.Load(),
@@ -534,6 +547,11 @@ func (h *Host) onRaft(from uint64, payload []byte, reply func([]byte, error)) {
 		h.log.Warn("bad raft batch", zap.Uint64("peer", from), zap.Error(err))
 		return
 	}
+	h.step(from, msgs)
+}
+
+// step steps messages from a peer into their groups and marks them.
+func (h *Host) step(from uint64, msgs []groupMsg) {
 	marks := make([]*Group, 0, len(msgs))
 	h.mu.RLock()
 	for i := range msgs {
@@ -770,11 +788,16 @@ func (h *Host) send() {
 			delete(h.out, to)
 			continue
 		}
+		all := msgs
+		msgs = h.sendHeartbeats(to, msgs)
 		var err error
-		h.sendBuf, err = appendBatch(h.sendBuf[:0], msgs)
-		if err == nil {
-			err = h.tr.Send(to, KindRaft, h.sendBuf)
+		if len(msgs) > 0 {
+			h.sendBuf, err = appendBatch(h.sendBuf[:0], msgs)
+			if err == nil {
+				err = h.tr.Send(to, KindRaft, h.sendBuf)
+			}
 		}
+		msgs = all
 		if h.quiescence() {
 			if p := h.peer(to); p != nil {
 				p.sent.Store(err == nil)

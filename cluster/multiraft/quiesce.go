@@ -24,6 +24,8 @@ type peerState struct {
 	sent      atomic.Bool   // a Raft frame went to the peer since its last beat
 	greeted   atomic.Bool   // a beat (and so this run's epoch) went to the peer
 	down      atomic.Bool   // judged down; written by the ticker only
+	coalesce  atomic.Bool   // the peer reads coalesced heartbeats (heartbeats.go)
+	announced atomic.Bool   // this node announced that it reads them to the peer's run
 }
 
 // onBeat records a peer's beat. A new epoch means the peer restarted: for
@@ -41,6 +43,9 @@ func (h *Host) onBeat(from uint64, payload []byte) {
 	}
 	if old := p.epoch.Swap(epoch); old != 0 && old != epoch {
 		p.restarted.Store(true)
+		// A new run, perhaps of another version: learn again what it reads.
+		p.coalesce.Store(false)
+		p.announced.Store(false)
 	}
 }
 

@@ -157,6 +157,30 @@ test('connections list and exchange page', async () => {
   assert.match(await page.textContent('main h1'), /Exchange amq\.topic/);
 });
 
+test('plugin exchange types from the form: consistent-hash and deduplication', async () => {
+  await page.click('nav a[href="#/exchanges"]');
+  await page.waitForSelector('#create-exchange');
+  await page.fill('#create-exchange input[name=name]', 'hash-in-browser');
+  await page.selectOption('#create-exchange select[name=type]', 'x-consistent-hash');
+  await page.fill('#create-exchange textarea[name=arguments]', '{"hash-header": "user"}');
+  await page.click('#create-exchange button[type=submit]');
+  await page.waitForFunction(() => document.querySelector('#banner').textContent === 'Exchange added');
+  await page.evaluate(() => { document.querySelector('#banner').hidden = true; document.querySelector('#banner').textContent = ''; });
+  // Deduplication without its cache size is refused with the plugin's text.
+  await page.fill('#create-exchange input[name=name]', 'dedup-in-browser');
+  await page.selectOption('#create-exchange select[name=type]', 'fanout');
+  await page.fill('#create-exchange textarea[name=arguments]', '{"x-message-deduplication": true}');
+  await page.click('#create-exchange button[type=submit]');
+  assert.match(await bannerSays(/x-cache-size/), /'x-cache-size' must be an integer greater than 0/);
+  await page.fill('#create-exchange textarea[name=arguments]', '{"x-message-deduplication": true, "x-cache-size": 1000}');
+  await page.click('#create-exchange button[type=submit]');
+  await page.waitForFunction(() => document.querySelector('#banner').textContent === 'Exchange added');
+  await page.fill('#filter', 'in-browser');
+  await page.waitForSelector('#list tbody a:text("hash-in-browser")');
+  await page.waitForSelector('#list tbody a:text("dedup-in-browser")');
+  assert.match(await page.textContent('#list tbody'), /x-consistent-hash/);
+});
+
 test('nodes list', async () => {
   await page.click('nav a[href="#/nodes"]');
   await page.waitForSelector('main h1:text("Nodes")');
