@@ -236,6 +236,8 @@ func NewClusterHandler(b *server.Server, c Cluster) http.Handler {
 	h("/api/shovels", levelManagement, a.listShovels, get)
 	h("/api/shovels/{vhost}", levelManagement, a.listShovels, get)
 	h("/api/shovels/vhost/{vhost}/{name}", levelManagement, a.getShovel, get)
+	h("/api/federation-links", levelMonitoring, a.listFederationLinks, get)
+	h("/api/federation-links/{vhost}", levelMonitoring, a.listFederationLinks, get)
 	h("/api/global-parameters", levelPolicymaker, a.listGlobalParameters, get)
 	h("/api/global-parameters/{name}", levelPolicymaker, a.getGlobalParameter, get)
 	h("/api/global-parameters/{name}", levelPolicymaker, a.putGlobalParameter, put)

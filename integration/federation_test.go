@@ -1,0 +1,235 @@
+package integration
+
+import (
+	"net/http"
+	"testing"
+	"time"
+
+	amqp "github.com/rabbitmq/amqp091-go"
+	"github.com/stretchr/testify/require"
+	"go.uber.org/zap/zaptest"
+
+	"github.com/warren-mq/warren/amqp/server"
+	"github.com/warren-mq/warren/federation"
+)
+
+// startFederation gives an in-process broker its federation manager
+// (cmd/warren makes one for every broker).
+func startFederation(t *testing.T, b *broker) {
+	t.Helper()
+	if b.Server == nil {
+		return
+	}
+	m := federation.New(b.Server, federation.Options{Logger: zaptest.NewLogger(t, zaptest.Level(zapWarn)), Check: 200 * time.Millisecond})
+	m.Start()
+	t.Cleanup(m.Close) // before the broker's own cleanup
+}
+
+// fedBroker is an in-process Warren named node (its cluster name, which
+// federation tells brokers apart by) with federation running.
+func fedBroker(t *testing.T, node string) (*broker, *apiClient) {
+	t.Helper()
+	b := startBroker(t, server.Config{NodeName: node})
+	startFederation(t, b)
+	return b, startAPI(t, b)
+}
+
+// awaitLink waits until vhost's only federation link of api's broker is
+// running, and returns it.
+func awaitLink(t *testing.T, api *apiClient, n int) []any {
+	t.Helper()
+	var links []any
+	eventually(t, func() bool {
+		links = api.expect(200, http.MethodGet, "/api/federation-links/{vhost}", nil).list(t)
+		if len(links) != n {
+			return false
+		}
+		for _, l := range links {
+			if l.(map[string]any)["status"] != "running" {
+				return false
+			}
+		}
+		return true
+	}, "federation links running")
+	return links
+}
+
+func declareExchange(t *testing.T, ch *amqp.Channel, name, kind string) {
+	t.Helper()
+	require.NoError(t, ch.ExchangeDeclare(name, kind, true, false, false, false, nil))
+}
+
+func boundQueue(t *testing.T, ch *amqp.Channel, name, exchange, key string) <-chan amqp.Delivery {
+	t.Helper()
+	_, err := ch.QueueDeclare(name, false, false, false, false, nil)
+	require.NoError(t, err)
+	require.NoError(t, ch.QueueBind(name, key, exchange, false, nil))
+	ds, err := ch.Consume(name, "", true, false, false, false, nil)
+	require.NoError(t, err)
+	return ds
+}
+
+func TestFederationExchangeBetweenWarrens(t *testing.T) {
+	warrenOnly(t, "two in-process brokers federated")
+	up, _ := fedBroker(t, "up@localhost")
+	down, api := fedBroker(t, "down@localhost")
+	_, uch := up.channel(t)
+	_, dch := down.channel(t)
+	declareExchange(t, dch, "fx", "topic")
+	got := boundQueue(t, dch, "fq", "fx", "a.*")
+
+	api.expect(201, http.MethodPut, "/api/parameters/federation-upstream/{vhost}/up", map[string]any{"value": map[string]any{
+		"uri": up.url, "expires": 3600000, "message-ttl": 60000,
+	}})
+	api.expect(201, http.MethodPut, "/api/policies/{vhost}/fed", map[string]any{
+		"pattern": "^fx$", "apply-to": "exchanges", "definition": map[string]any{"federation-upstream-set": "all"}})
+	links := awaitLink(t, api, 1)
+	l := links[0].(map[string]any)
+	require.Equal(t, "fx", l["exchange"])
+	require.Equal(t, "fx", l["upstream_exchange"])
+	require.Equal(t, "exchange", l["type"])
+	require.Equal(t, "up", l["upstream"])
+	require.Equal(t, "down@localhost", l["node"])
+	require.Equal(t, "amqp://"+up.addr+"/", l["uri"], "credentials stripped")
+	require.NotEmpty(t, l["id"])
+	require.NotEmpty(t, l["timestamp"])
+	require.Equal(t, "Federation link (upstream: up, policy: fed)", l["local_connection"])
+
+	// Upstream: the exchange (declared as the downstream's), the queue with
+	// RabbitMQ's name and arguments.
+	uapi := startAPI(t, up)
+	x := uapi.expect(200, http.MethodGet, "/api/exchanges/{vhost}/fx", nil).obj(t)
+	require.Equal(t, "topic", x["type"])
+	q := uapi.expect(200, http.MethodGet, "/api/queues/{vhost}/federation%3A%20fx%20-%3E%20down%40localhost", nil).obj(t)
+	require.Equal(t, true, q["durable"])
+	require.Equal(t, map[string]any{"x-expires": float64(3600000), "x-message-ttl": float64(60000), "x-internal-purpose": "federation"}, q["arguments"])
+
+	// A message published upstream arrives with x-received-from.
+	eventually(t, func() bool {
+		publish(t, uch, "fx", "a.b", body("probe"))
+		select {
+		case <-got:
+			return true
+		case <-time.After(100 * time.Millisecond):
+			return false
+		}
+	}, "upstream bindings in place")
+	publish(t, uch, "fx", "a.b", amqp.Publishing{Body: []byte("one"), Headers: amqp.Table{"h": "v"}})
+	d := recv(t, got)
+	for string(d.Body) == "probe" {
+		d = recv(t, got)
+	}
+	require.Equal(t, "one", string(d.Body))
+	require.Equal(t, "a.b", d.RoutingKey)
+	require.Equal(t, "v", d.Headers["h"])
+	hops := d.Headers["x-received-from"].([]any)
+	require.Len(t, hops, 1)
+	require.Equal(t, amqp.Table{"uri": "amqp://" + up.addr + "/", "exchange": "fx", "redelivered": false,
+		"cluster-name": "up@localhost", "vhost": "/"}, hops[0])
+
+	// Only what the downstream binds crosses; a new binding is followed.
+	publish(t, uch, "fx", "c.d", body("unbound"))
+	none(t, got)
+	require.NoError(t, dch.QueueBind("fq", "c.*", "fx", false, nil))
+	eventually(t, func() bool {
+		publish(t, uch, "fx", "c.d", body("bound"))
+		select {
+		case d := <-got:
+			return string(d.Body) == "bound"
+		case <-time.After(100 * time.Millisecond):
+			return false
+		}
+	}, "the new binding reached the upstream")
+	require.NoError(t, dch.QueueUnbind("fq", "c.*", "fx", nil))
+	eventually(t, func() bool {
+		for _, b := range uapi.expect(200, http.MethodGet, "/api/exchanges/{vhost}/fx/bindings/source", nil).list(t) {
+			if b.(map[string]any)["routing_key"] == "c.*" {
+				return false
+			}
+		}
+		return true
+	}, "the removed binding left the upstream")
+
+	// Deleting the policy stops the link.
+	api.expect(204, http.MethodDelete, "/api/policies/{vhost}/fed", nil)
+	eventually(t, func() bool {
+		return len(api.expect(200, http.MethodGet, "/api/federation-links", nil).list(t)) == 0
+	}, "link gone")
+}
+
+// Two brokers federating one exchange both ways with max-hops 2: a message
+// goes to the other broker once and does not come back (x-received-from
+// names its origin, which the upstream exchange filters out).
+func TestFederationExchangeBothWaysNoLoop(t *testing.T) {
+	warrenOnly(t, "two in-process brokers federated")
+	a, aapi := fedBroker(t, "a@localhost")
+	b, bapi := fedBroker(t, "b@localhost")
+	_, ach := a.channel(t)
+	_, bch := b.channel(t)
+	for _, s := range []struct {
+		ch   *amqp.Channel
+		api  *apiClient
+		peer *broker
+	}{{ach, aapi, b}, {bch, bapi, a}} {
+		declareExchange(t, s.ch, "loop", "fanout")
+		s.api.expect(201, http.MethodPut, "/api/parameters/federation-upstream/{vhost}/peer", map[string]any{"value": map[string]any{
+			"uri": s.peer.url, "max-hops": 2}})
+		s.api.expect(201, http.MethodPut, "/api/policies/{vhost}/fed", map[string]any{
+			"pattern": "^loop$", "definition": map[string]any{"federation-upstream": "peer"}})
+	}
+	atA := boundQueue(t, ach, "at-a", "loop", "")
+	atB := boundQueue(t, bch, "at-b", "loop", "")
+	awaitLink(t, aapi, 1)
+	awaitLink(t, bapi, 1)
+	eventually(t, func() bool {
+		publish(t, ach, "loop", "", body("probe"))
+		select {
+		case <-atB:
+			return true
+		case <-time.After(100 * time.Millisecond):
+			return false
+		}
+	}, "b federates from a")
+	time.Sleep(300 * time.Millisecond)
+	for drained := false; !drained; {
+		select {
+		case <-atA:
+		case <-atB:
+		case <-time.After(200 * time.Millisecond):
+			drained = true
+		}
+	}
+	publish(t, ach, "loop", "", body("once"))
+	require.Equal(t, "once", string(recv(t, atA).Body))
+	d := recv(t, atB)
+	require.Equal(t, "once", string(d.Body))
+	require.Len(t, d.Headers["x-received-from"], 1)
+	none(t, atA) // not back from b
+	none(t, atB) // not twice
+}
+
+func TestFederationUpstreamValidation(t *testing.T) {
+	warrenOnly(t, "the federation manager of an in-process broker")
+	_, api := fedBroker(t, "v@localhost")
+	for _, c := range []struct {
+		value any
+		want  string
+	}{
+		{map[string]any{}, `Key "uri" not found in u`},
+		{map[string]any{"uri": "http://x"}, `"http://x" not a valid URI`},
+		{map[string]any{"uri": "amqp://", "max-hops": "two"}, `max-hops should be a number, actually was &lt;&lt;"two"&gt;&gt;`},
+		{map[string]any{"uri": "amqp://", "ack-mode": "never"}, `ack-mode should be one of`},
+		{map[string]any{"uri": "amqp://", "bogus": 1}, `Unrecognised terms [{&lt;&lt;"bogus"&gt;&gt;,1}] in u`},
+	} {
+		r := api.expect(400, http.MethodPut, "/api/parameters/federation-upstream/{vhost}/u", map[string]any{"value": c.value})
+		require.Contains(t, r.obj(t)["reason"], c.want)
+	}
+	api.expect(201, http.MethodPut, "/api/parameters/federation-upstream-set/{vhost}/s", map[string]any{"value": []any{
+		map[string]any{"upstream": "u", "exchange": "other"}}})
+	r := api.expect(400, http.MethodPut, "/api/parameters/federation-upstream-set/{vhost}/s", map[string]any{"value": []any{
+		map[string]any{"exchange": "other"}}})
+	require.Contains(t, r.obj(t)["reason"], `Key "upstream" not found in s`)
+	r = api.expect(400, http.MethodPut, "/api/policies/{vhost}/p", map[string]any{"pattern": ".*", "definition": map[string]any{
+		"federation-upstream": "u", "federation-upstream-set": "all"}})
+	require.Contains(t, r.obj(t)["reason"], "cannot specify federation-upstream, federation-upstream-set or federation-upstream-pattern together")
+}
