@@ -39,7 +39,7 @@ func fedBroker(t *testing.T, node string) (*broker, *apiClient) {
 func awaitLink(t *testing.T, api *apiClient, n int) []any {
 	t.Helper()
 	var links []any
-	eventually(t, func() bool {
+	running := func() bool {
 		links = api.expect(200, http.MethodGet, "/api/federation-links/{vhost}", nil).list(t)
 		if len(links) != n {
 			return false
@@ -50,7 +50,12 @@ func awaitLink(t *testing.T, api *apiClient, n int) []any {
 			}
 		}
 		return true
-	}, "federation links running")
+	}
+	for end := time.Now().Add(waitLimit()); !running(); time.Sleep(20 * time.Millisecond) {
+		if time.Now().After(end) {
+			t.Fatalf("federation links not running: %v", links)
+		}
+	}
 	return links
 }
 

@@ -1,0 +1,243 @@
+package integration
+
+import (
+	"context"
+	"fmt"
+	"net/http"
+	"net/url"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"slices"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	amqp "github.com/rabbitmq/amqp091-go"
+	"github.com/stretchr/testify/require"
+)
+
+// Federation with the real RabbitMQ 3.10.8 on the other side, both ways:
+// a RabbitMQ node of ../shared/tools/rabbitmq-oracle.sh (AMQP 5694,
+// management 15694) with rabbitmq_federation enabled, started for the test
+// and stopped after it. The tests skip when RabbitMQ or the tool is not on
+// this machine, and with -short. WARREN_TEST_FED_RABBITMQ=PORT:MGMTPORT
+// uses a node already running with the plugin instead (left running).
+
+type rabbit struct {
+	amqpURL string // guest on vhost /
+	api     *apiClient
+	node    string // its cluster name (the node's full name by default)
+	ctl     string // the node's name for rabbitmqctl
+}
+
+func startRabbit(t *testing.T) *rabbit {
+	t.Helper()
+	if testing.Short() {
+		t.Skip("starts RabbitMQ")
+	}
+	port, mport := 5694, 15694
+	reuse := os.Getenv("WARREN_TEST_FED_RABBITMQ")
+	if reuse != "" {
+		_, err := fmt.Sscanf(reuse, "%d:%d", &port, &mport)
+		require.NoError(t, err, "WARREN_TEST_FED_RABBITMQ=PORT:MGMTPORT")
+	}
+	r := &rabbit{amqpURL: fmt.Sprintf("amqp://guest:guest@127.0.0.1:%d/", port),
+		api: &apiClient{t: t, base: fmt.Sprintf("http://127.0.0.1:%d", mport), user: "guest", pass: "guest", vhost: "/", v: "%2F"},
+		ctl: fmt.Sprintf("oracle%d@localhost", port)}
+	defer func() {
+		r.node, _ = r.api.expect(200, http.MethodGet, "/api/overview", nil).obj(t)["cluster_name"].(string)
+	}()
+	if reuse != "" {
+		return r
+	}
+	script, _ := filepath.Abs(filepath.Join("..", "..", "shared", "tools", "rabbitmq-oracle.sh"))
+	if s := os.Getenv("WARREN_ORACLE"); s != "" {
+		script = s
+	}
+	if _, err := os.Stat(script); err != nil {
+		t.Skip("no rabbitmq-oracle.sh at " + script)
+	}
+	if _, err := exec.LookPath("rabbitmq-server"); err != nil {
+		if _, err := os.Stat("/usr/sbin/rabbitmq-server"); err != nil {
+			t.Skip("RabbitMQ is not installed (make client-deps installs it)")
+		}
+	}
+	base := fmt.Sprintf("/tmp/rabbitmq-oracle-%d", port)
+	ctl := func(ctx context.Context, args ...string) *exec.Cmd {
+		c := exec.CommandContext(ctx, "rabbitmqctl", append([]string{"-n", r.ctl}, args...)...)
+		return c
+	}
+	stop := func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+		defer cancel()
+		ctl(ctx, "stop").Run() // not running: nothing to stop
+		os.RemoveAll(base)
+	}
+	stop() // whatever an interrupted run left
+	t.Cleanup(stop)
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+	defer cancel()
+	out, err := exec.CommandContext(ctx, script, "start", strconv.Itoa(port), strconv.Itoa(mport)).CombinedOutput()
+	require.NoError(t, err, "%s", out)
+	plugins := exec.CommandContext(ctx, "rabbitmq-plugins", "-n", r.ctl, "enable", "rabbitmq_federation", "rabbitmq_federation_management")
+	plugins.Env = append(os.Environ(), "RABBITMQ_ENABLED_PLUGINS_FILE="+base+"/enabled_plugins")
+	out, err = plugins.CombinedOutput()
+	require.NoError(t, err, "%s", out)
+	return r
+}
+
+// The URIs have no path: RabbitMQ reads "amqp://host/" as the vhost "",
+// and one without a path as the downstream's vhost.
+
+// Warren upstream of RabbitMQ: RabbitMQ's federation plugin declares on
+// Warren its queue and x-federation-upstream exchange, binds them from the
+// exchange with x-bound-from, and what is published to Warren arrives in
+// RabbitMQ with Warren's hop in x-received-from. Then the other way:
+// Warren downstream of RabbitMQ. Both links' /api/federation-links entries
+// have the same keys.
+func TestFederationWithRabbitMQ(t *testing.T) {
+	warrenOnly(t, "federates with a RabbitMQ node of its own")
+	rmq := startRabbit(t)
+	t.Run("both ways", func(t *testing.T) { federateWithRabbitMQ(t, rmq) })
+	t.Run("validation", func(t *testing.T) { validationAsRabbitMQ(t, rmq) })
+}
+
+func federateWithRabbitMQ(t *testing.T, rmq *rabbit) {
+	rmq.api.t = t
+	w, wapi := fedBroker(t, "warren-fed@localhost")
+	_, wch := w.channel(t)
+	rc, err := amqp.Dial(rmq.amqpURL)
+	require.NoError(t, err)
+	t.Cleanup(func() { rc.Close() })
+	rch, err := rc.Channel()
+	require.NoError(t, err)
+
+	sfx := w.sfx
+	toRabbit, toWarren := "to-rabbit-"+sfx, "to-warren-"+sfx
+
+	// Warren → RabbitMQ.
+	declareExchange(t, rch, toRabbit, "topic")
+	atRabbit := boundQueue(t, rch, "q-"+toRabbit, toRabbit, "a.#")
+	rmq.api.expect(201, http.MethodPut, "/api/parameters/federation-upstream/{vhost}/warren-"+sfx, map[string]any{"value": map[string]any{
+		"uri": "amqp://guest:guest@" + w.addr, "expires": 600000}})
+	rmq.api.expect(201, http.MethodPut, "/api/policies/{vhost}/fed-"+sfx, map[string]any{
+		"pattern": "^" + toRabbit + "$", "apply-to": "exchanges", "definition": map[string]any{"federation-upstream": "warren-" + sfx}})
+	t.Cleanup(func() {
+		rmq.api.do(http.MethodDelete, "/api/policies/{vhost}/fed-"+sfx, nil)
+		rmq.api.do(http.MethodDelete, "/api/parameters/federation-upstream/{vhost}/warren-"+sfx, nil)
+	})
+	rlinks := awaitLink(t, rmq.api, 1)
+	rl := rlinks[0].(map[string]any)
+	require.Equal(t, toRabbit, rl["exchange"], "%v", rl)
+
+	// What RabbitMQ made on Warren.
+	wq := "federation: " + toRabbit + " -> " + rmq.node
+	q := wapi.expect(200, http.MethodGet, "/api/queues/{vhost}/"+url.PathEscape(wq), nil).obj(t)
+	require.Equal(t, float64(600000), q["arguments"].(map[string]any)["x-expires"])
+	ix := wapi.expect(200, http.MethodGet, "/api/exchanges/{vhost}/"+url.PathEscape(wq+" B"), nil).obj(t)
+	require.Equal(t, "x-federation-upstream", ix["type"])
+	require.Equal(t, true, ix["internal"])
+
+	eventually(t, func() bool {
+		publish(t, wch, toRabbit, "a.probe", body("probe"))
+		select {
+		case <-atRabbit:
+			return true
+		case <-time.After(200 * time.Millisecond):
+			return false
+		}
+	}, "RabbitMQ's bindings reached Warren")
+	publish(t, wch, toRabbit, "b.not-bound", body("unbound"))
+	publish(t, wch, toRabbit, "a.one", amqp.Publishing{Body: []byte("one"), Headers: amqp.Table{"h": "v"}})
+	d := recv(t, atRabbit)
+	for string(d.Body) == "probe" {
+		d = recv(t, atRabbit)
+	}
+	require.Equal(t, "one", string(d.Body))
+	require.Equal(t, "a.one", d.RoutingKey)
+	require.Equal(t, "v", d.Headers["h"])
+	require.Equal(t, []any{amqp.Table{"uri": "amqp://" + w.addr, "exchange": toRabbit, "redelivered": false,
+		"cluster-name": "warren-fed@localhost", "vhost": "/"}}, d.Headers["x-received-from"])
+
+	// RabbitMQ → Warren.
+	declareExchange(t, wch, toWarren, "direct")
+	atWarren := boundQueue(t, wch, "q-"+toWarren, toWarren, "k")
+	wapi.expect(201, http.MethodPut, "/api/parameters/federation-upstream/{vhost}/rabbit", map[string]any{"value": map[string]any{
+		"uri": strings.TrimSuffix(rmq.amqpURL, "/"), "expires": 600000, "ack-mode": "on-confirm"}})
+	wapi.expect(201, http.MethodPut, "/api/policies/{vhost}/fed", map[string]any{
+		"pattern": "^" + toWarren + "$", "apply-to": "exchanges", "definition": map[string]any{"federation-upstream-set": "all"}})
+	wlinks := awaitLink(t, wapi, 1)
+	t.Cleanup(func() {
+		// The upstream queue is durable: remove it from the shared node.
+		rch, err := rc.Channel()
+		if err == nil {
+			rch.QueueDelete("federation: "+toWarren+" -> warren-fed@localhost", false, false, false)
+			rch.ExchangeDelete(toWarren, false, false)
+			rch.ExchangeDelete(toRabbit, false, false)
+		}
+	})
+	rq := rmq.api.expect(200, http.MethodGet, "/api/queues/{vhost}/"+url.PathEscape("federation: "+toWarren+" -> warren-fed@localhost"), nil).obj(t)
+	require.Equal(t, map[string]any{"x-expires": float64(600000), "x-internal-purpose": "federation"}, rq["arguments"])
+	eventually(t, func() bool {
+		publish(t, rch, toWarren, "k", body("probe"))
+		select {
+		case <-atWarren:
+			return true
+		case <-time.After(200 * time.Millisecond):
+			return false
+		}
+	}, "Warren's bindings reached RabbitMQ")
+	publish(t, rch, toWarren, "k", amqp.Publishing{Body: []byte("two"), DeliveryMode: amqp.Persistent})
+	d = recv(t, atWarren)
+	for string(d.Body) == "probe" {
+		d = recv(t, atWarren)
+	}
+	require.Equal(t, "two", string(d.Body))
+	require.Equal(t, amqp.Persistent, d.DeliveryMode)
+	require.Equal(t, []any{amqp.Table{"uri": "amqp://127.0.0.1:" + rmq.port(), "exchange": toWarren, "redelivered": false,
+		"cluster-name": rmq.node, "vhost": "/"}}, d.Headers["x-received-from"])
+
+	// The same keys in both brokers' /api/federation-links.
+	keys := func(m map[string]any) []string {
+		var ks []string
+		for k := range m {
+			ks = append(ks, k)
+		}
+		slices.Sort(ks)
+		return ks
+	}
+	require.Equal(t, keys(rl), keys(wlinks[0].(map[string]any)))
+}
+
+func (r *rabbit) port() string {
+	u, _ := url.Parse(r.amqpURL)
+	return u.Port()
+}
+
+// The upstream and policy validation texts are RabbitMQ's.
+func validationAsRabbitMQ(t *testing.T, rmq *rabbit) {
+	rmq.api.t = t
+	_, wapi := fedBroker(t, "v@localhost")
+	sfx := suffix(t)
+	for _, c := range []struct {
+		path string
+		body map[string]any
+	}{
+		{"/api/parameters/federation-upstream/{vhost}/u-" + sfx, map[string]any{"value": map[string]any{}}},
+		{"/api/parameters/federation-upstream/{vhost}/u-" + sfx, map[string]any{"value": map[string]any{"uri": "http://x"}}},
+		{"/api/parameters/federation-upstream/{vhost}/u-" + sfx, map[string]any{"value": map[string]any{"uri": "amqp://", "max-hops": "two"}}},
+		{"/api/parameters/federation-upstream/{vhost}/u-" + sfx, map[string]any{"value": map[string]any{"uri": "amqp://", "ack-mode": "never"}}},
+		{"/api/parameters/federation-upstream/{vhost}/u-" + sfx, map[string]any{"value": map[string]any{"uri": "amqp://", "bogus": 1}}},
+		{"/api/parameters/federation-upstream/{vhost}/u-" + sfx, map[string]any{"value": map[string]any{"uri": "amqp://", "trust-user-id": "yes"}}},
+		{"/api/parameters/federation-upstream-set/{vhost}/s-" + sfx, map[string]any{"value": []any{map[string]any{"exchange": "x"}}}},
+		{"/api/policies/{vhost}/p-" + sfx, map[string]any{"pattern": ".*", "definition": map[string]any{
+			"federation-upstream": "u", "federation-upstream-set": "all"}}},
+		{"/api/policies/{vhost}/p-" + sfx, map[string]any{"pattern": ".*", "definition": map[string]any{"federation-upstream": 5}}},
+	} {
+		want := rmq.api.expect(400, http.MethodPut, c.path, c.body).obj(t)
+		got := wapi.expect(400, http.MethodPut, c.path, c.body).obj(t)
+		require.Equal(t, want, got, "%s %v", c.path, c.body)
+	}
+}
