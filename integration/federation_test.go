@@ -238,3 +238,47 @@ func TestFederationUpstreamValidation(t *testing.T) {
 		"federation-upstream": "u", "federation-upstream-set": "all"}})
 	require.Contains(t, r.obj(t)["reason"], "cannot specify federation-upstream, federation-upstream-set or federation-upstream-pattern together")
 }
+
+// A federated queue takes messages from its upstream queue only while it
+// has consumers and nothing ready of its own (RabbitMQ's rule).
+func TestFederationQueueBetweenWarrens(t *testing.T) {
+	warrenOnly(t, "two in-process brokers federated")
+	up, _ := fedBroker(t, "qup@localhost")
+	down, api := fedBroker(t, "qdown@localhost")
+	uc, uch := up.channel(t)
+	dc, dch := down.channel(t)
+	for _, ch := range []*amqp.Channel{uch, dch} {
+		_, err := ch.QueueDeclare("work", true, false, false, false, nil)
+		require.NoError(t, err)
+	}
+	for _, s := range []string{"1", "2", "3"} {
+		publish(t, uch, "", "work", amqp.Publishing{Body: []byte(s), Headers: amqp.Table{"CC": []any{"elsewhere"}}})
+	}
+	api.expect(201, http.MethodPut, "/api/parameters/federation-upstream/{vhost}/up", map[string]any{"value": map[string]any{
+		"uri": "amqp://guest:guest@" + up.addr}})
+	api.expect(201, http.MethodPut, "/api/policies/{vhost}/fedq", map[string]any{
+		"pattern": "^work$", "apply-to": "queues", "definition": map[string]any{"federation-upstream": "up"}})
+	l := awaitLink(t, api, 1)[0].(map[string]any)
+	require.Equal(t, "queue", l["type"])
+	require.Equal(t, "work", l["queue"])
+	require.Equal(t, "work", l["upstream_queue"])
+	require.Equal(t, "federation-link-up", l["consumer_tag"])
+
+	time.Sleep(300 * time.Millisecond)
+	require.Equal(t, 3, queueLength(t, uc, "work"), "no local consumer: nothing moves")
+	require.Equal(t, 0, queueLength(t, dc, "work"))
+
+	ds, err := dch.Consume("work", "", true, false, false, false, nil)
+	require.NoError(t, err)
+	for _, want := range []string{"1", "2", "3"} {
+		d := recv(t, ds)
+		require.Equal(t, want, string(d.Body))
+		require.Equal(t, "", d.Headers["x-original-exchange"])
+		require.Equal(t, "work", d.Headers["x-original-routing-key"])
+		require.Equal(t, []any{"elsewhere"}, d.Headers["x-original-cc"])
+		require.Nil(t, d.Headers["CC"])
+		require.Equal(t, []any{amqp.Table{"uri": "amqp://" + up.addr, "queue": "work", "redelivered": false,
+			"visit-count": int64(1)}}, d.Headers["x-received-from"])
+	}
+	eventually(t, func() bool { return queueLength(t, uc, "work") == 0 }, "upstream drained")
+}
