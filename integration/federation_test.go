@@ -282,3 +282,31 @@ func TestFederationQueueBetweenWarrens(t *testing.T) {
 	}
 	eventually(t, func() bool { return queueLength(t, uc, "work") == 0 }, "upstream drained")
 }
+
+// warrenctl adds, lists and deletes upstreams and shows the links.
+func TestFederationWarrenctl(t *testing.T) {
+	warrenOnly(t, "runs warrenctl against in-process brokers")
+	up, _ := fedBroker(t, "cup@localhost")
+	down, api := fedBroker(t, "cdown@localhost")
+	c := &ctl{t: t, bin: buildCtl(t), url: api.base, amqpURL: down.url}
+	_, dch := down.channel(t)
+	declareExchange(t, dch, "orders", "direct")
+	out := c.ok("federation", "upstream", "add", "--uri", "amqp://guest:guest@"+up.addr, "--max-hops", "2", "--expires", "60000", "origin")
+	require.Contains(t, out, "federation upstream origin set on vhost /")
+	p := api.expect(200, http.MethodGet, "/api/parameters/federation-upstream/{vhost}/origin", nil).obj(t)
+	require.Equal(t, map[string]any{"uri": "amqp://guest:guest@" + up.addr, "max-hops": float64(2), "expires": float64(60000)}, p["value"])
+	out = c.ok("federation", "upstream", "list")
+	require.Contains(t, out, "origin")
+	require.Contains(t, out, "amqp://guest:guest@"+up.addr)
+	c.ok("declare", "policy", "--pattern", "^orders$", "--apply-to", "exchanges", "--definition", "federation-upstream-set=all", "fed")
+	awaitLink(t, api, 1)
+	out = c.ok("federation", "links")
+	require.Contains(t, out, "running")
+	require.Contains(t, out, "orders")
+	require.Contains(t, out, "amqp://"+up.addr)
+	c.fails(1, "ack-mode should be one of", "federation", "upstream", "add", "--uri", "amqp://", "--ack-mode", "bogus", "x")
+	c.ok("federation", "upstream", "delete", "origin")
+	eventually(t, func() bool {
+		return len(api.expect(200, http.MethodGet, "/api/federation-links", nil).list(t)) == 0
+	}, "links stop with their upstream")
+}
