@@ -35,6 +35,10 @@ type Upstream struct {
 	MessageTTL     int64 // ms; -1 for none
 	TrustUserID    bool
 	AckMode        string
+	// KeepResources is resource-cleanup-mode "never": a stopped exchange
+	// link leaves its upstream queue and exchange (by default it deletes
+	// them, as RabbitMQ's does on a clean stop).
+	KeepResources bool
 }
 
 // sharedChecks are the keys of both components (the plugin's
@@ -120,6 +124,7 @@ func upstreamOf(name string, u, over map[string]any) *Upstream {
 		AckMode:        str("ack-mode", OnConfirm),
 	}
 	up.TrustUserID, _ = get("trust-user-id").(bool)
+	up.KeepResources = str("resource-cleanup-mode", "default") == "never"
 	switch v := get("uri").(type) {
 	case string:
 		up.URIs = []string{v}
@@ -151,10 +156,10 @@ func (u *Upstream) equal(o *Upstream) bool {
 		prefetch                        int
 		delay                           time.Duration
 		hops, expires, ttl              int64
-		trust                           bool
+		trust, keep                     bool
 	}
 	of := func(x *Upstream) settings {
-		return settings{x.Name, x.Exchange, x.Queue, x.ConsumerTag, x.AckMode, x.Prefetch, x.ReconnectDelay, x.MaxHops, x.Expires, x.MessageTTL, x.TrustUserID}
+		return settings{x.Name, x.Exchange, x.Queue, x.ConsumerTag, x.AckMode, x.Prefetch, x.ReconnectDelay, x.MaxHops, x.Expires, x.MessageTTL, x.TrustUserID, x.KeepResources}
 	}
 	return of(u) == of(o)
 }

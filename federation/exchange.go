@@ -3,6 +3,7 @@ package federation
 import (
 	"errors"
 	"fmt"
+	"time"
 
 	amqp "github.com/rabbitmq/amqp091-go"
 	"go.uber.org/zap"
@@ -198,6 +199,9 @@ func (l *link) exchangeSession() error {
 	for {
 		select {
 		case <-l.ctx.Done():
+			if !l.up.KeepResources {
+				s.cleanup(q, internal)
+			}
 			return l.ctx.Err()
 		case err := <-closed:
 			return err
@@ -248,4 +252,23 @@ func shouldForward(h amqp.Table, maxHops int64, name, vhost string) bool {
 		}
 	}
 	return true
+}
+
+// cleanup deletes the link's upstream queue and internal exchange when it
+// stops for good (its exchange, policy or upstream went, or this broker
+// stops), as the plugin's terminate does unless resource-cleanup-mode is
+// never. An unresponsive upstream gets a few seconds.
+func (s *session) cleanup(q, internal string) {
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		_ = disposable(s.up, func(ch *amqp.Channel) error { _, err := ch.QueueDelete(q, false, false, false); return err })
+		_ = disposable(s.up, func(ch *amqp.Channel) error { return ch.ExchangeDelete(internal, false, false) })
+	}()
+	select {
+	case <-done:
+	case <-time.After(5 * time.Second):
+		s.up.Close() // unblocks the calls
+		<-done
+	}
 }

@@ -160,6 +160,14 @@ func TestFederationExchangeBetweenWarrens(t *testing.T) {
 	eventually(t, func() bool {
 		return len(api.expect(200, http.MethodGet, "/api/federation-links", nil).list(t)) == 0
 	}, "link gone")
+	// And, as RabbitMQ's link on a clean stop, removes its upstream queue
+	// and exchange.
+	eventually(t, func() bool {
+		return uapi.do(http.MethodGet, "/api/queues/{vhost}/federation%3A%20fx%20-%3E%20down%40localhost", nil).status == 404
+	}, "upstream queue deleted")
+	for _, x := range uapi.expect(200, http.MethodGet, "/api/exchanges/{vhost}", nil).list(t) {
+		require.NotEqual(t, "x-federation-upstream", x.(map[string]any)["type"])
+	}
 }
 
 // Two brokers federating one exchange both ways with max-hops 2: a message
