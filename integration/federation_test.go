@@ -1,7 +1,11 @@
 package integration
 
 import (
+	"context"
 	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
 	"testing"
 	"time"
 
@@ -317,4 +321,39 @@ func TestFederationWarrenctl(t *testing.T) {
 	eventually(t, func() bool {
 		return len(api.expect(200, http.MethodGet, "/api/federation-links", nil).list(t)) == 0
 	}, "links stop with their upstream")
+}
+
+// TestWebConsoleFederation drives the console's Federation page in
+// headless Chromium (as TestWebConsole; `make client-deps` installs it).
+func TestWebConsoleFederation(t *testing.T) {
+	warrenOnly(t, "drives Warren's own web console")
+	chromium, err := exec.LookPath("chromium")
+	if err != nil {
+		t.Fatalf("chromium not found (run `make client-deps`): %v", err)
+	}
+	dir, err := filepath.Abs("web")
+	require.NoError(t, err)
+	if _, err := os.Stat(filepath.Join(dir, "node_modules", "playwright-core")); err != nil {
+		t.Fatalf("playwright-core is not installed in %s (run `make client-deps`)", dir)
+	}
+	up, _ := fedBroker(t, "wup@localhost")
+	down, api := fedBroker(t, "wdown@localhost")
+	_, dch := down.channel(t)
+	declareExchange(t, dch, "orders", "direct")
+	api.expect(201, http.MethodPut, "/api/parameters/federation-upstream/{vhost}/origin", map[string]any{"value": map[string]any{
+		"uri": "amqp://guest:guest@" + up.addr}})
+	api.expect(201, http.MethodPut, "/api/policies/{vhost}/fed", map[string]any{
+		"pattern": "^orders$", "apply-to": "exchanges", "definition": map[string]any{"federation-upstream": "origin"}})
+	awaitLink(t, api, 1)
+
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, "node", "--test", "--test-reporter=spec", "federation.console.test.js")
+	cmd.Dir = dir
+	cmd.Env = append(os.Environ(), "CONSOLE_URL="+api.base+"/", "CHROMIUM="+chromium)
+	cmd.WaitDelay = 5 * time.Second
+	out, err := cmd.CombinedOutput()
+	t.Logf("%s", out)
+	require.NoError(t, err, "console tests failed")
+	require.Contains(t, string(out), "ℹ fail 0")
 }
