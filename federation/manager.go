@@ -93,13 +93,23 @@ func (m *Manager) Start() {
 		defer m.wg.Done()
 		t := time.NewTicker(m.opts.Check)
 		defer t.Stop()
+		runs := func() bool { return m.opts.Runs == nil || m.opts.Runs() }
+		active := runs()
 		for {
-			m.reconcile(m.opts.Runs == nil || m.opts.Runs())
-			select {
-			case <-m.stop:
-				return
-			case <-m.kick:
-			case <-t.C:
+			m.reconcile(active)
+			// Reconcile again on a change, or when this node starts or
+			// stops running the links; the ticker only asks Runs.
+			for again := false; !again; {
+				select {
+				case <-m.stop:
+					return
+				case <-m.kick:
+					again = true
+				case <-t.C:
+				}
+				if now := runs(); now != active {
+					active, again = now, true
+				}
 			}
 		}
 	}()

@@ -101,7 +101,66 @@ func TestFederationWithRabbitMQ(t *testing.T) {
 	warrenOnly(t, "federates with a RabbitMQ node of its own")
 	rmq := startRabbit(t)
 	t.Run("both ways", func(t *testing.T) { federateWithRabbitMQ(t, rmq) })
+	t.Run("queues both ways", func(t *testing.T) { federateQueuesWithRabbitMQ(t, rmq) })
 	t.Run("validation", func(t *testing.T) { validationAsRabbitMQ(t, rmq) })
+}
+
+// Queue federation both ways: a federated queue with a consumer takes the
+// messages of its upstream queue on the other broker.
+func federateQueuesWithRabbitMQ(t *testing.T, rmq *rabbit) {
+	rmq.api.t = t
+	w, wapi := fedBroker(t, "warren-qfed@localhost")
+	wc, wch := w.channel(t)
+	rc, err := amqp.Dial(rmq.amqpURL)
+	require.NoError(t, err)
+	t.Cleanup(func() { rc.Close() })
+	rch, err := rc.Channel()
+	require.NoError(t, err)
+	sfx := w.sfx
+	q1, q2 := "qfed-to-rabbit-"+sfx, "qfed-to-warren-"+sfx
+	t.Cleanup(func() {
+		if ch, err := rc.Channel(); err == nil {
+			ch.QueueDelete(q1, false, false, false)
+			ch.QueueDelete(q2, false, false, false)
+		}
+		rmq.api.do(http.MethodDelete, "/api/policies/{vhost}/qfed-"+sfx, nil)
+		rmq.api.do(http.MethodDelete, "/api/parameters/federation-upstream/{vhost}/warren-q-"+sfx, nil)
+	})
+	for _, ch := range []*amqp.Channel{wch, rch} {
+		for _, q := range []string{q1, q2} {
+			_, err := ch.QueueDeclare(q, true, false, false, false, nil)
+			require.NoError(t, err)
+		}
+	}
+	publish(t, wch, "", q1, body("from-warren"))
+	publish(t, rch, "", q2, body("from-rabbit"))
+
+	// RabbitMQ's q1 federated from Warren's.
+	rmq.api.expect(201, http.MethodPut, "/api/parameters/federation-upstream/{vhost}/warren-q-"+sfx, map[string]any{"value": map[string]any{
+		"uri": "amqp://guest:guest@" + w.addr}})
+	rmq.api.expect(201, http.MethodPut, "/api/policies/{vhost}/qfed-"+sfx, map[string]any{
+		"pattern": "^" + q1 + "$", "apply-to": "queues", "definition": map[string]any{"federation-upstream": "warren-q-" + sfx}})
+	awaitLink(t, rmq.api, 1)
+	ds, err := rch.Consume(q1, "", true, false, false, false, nil)
+	require.NoError(t, err)
+	d := recv(t, ds)
+	require.Equal(t, "from-warren", string(d.Body))
+	require.Equal(t, []any{amqp.Table{"uri": "amqp://" + w.addr, "queue": q1, "redelivered": false, "visit-count": int64(1)}},
+		d.Headers["x-received-from"])
+	eventually(t, func() bool { return queueLength(t, wc, q1) == 0 }, "taken from Warren")
+
+	// Warren's q2 federated from RabbitMQ's.
+	wapi.expect(201, http.MethodPut, "/api/parameters/federation-upstream/{vhost}/rabbit", map[string]any{"value": map[string]any{
+		"uri": strings.TrimSuffix(rmq.amqpURL, "/")}})
+	wapi.expect(201, http.MethodPut, "/api/policies/{vhost}/qfed", map[string]any{
+		"pattern": "^" + q2 + "$", "apply-to": "queues", "definition": map[string]any{"federation-upstream": "rabbit"}})
+	awaitLink(t, wapi, 1)
+	ds, err = wch.Consume(q2, "", true, false, false, false, nil)
+	require.NoError(t, err)
+	d = recv(t, ds)
+	require.Equal(t, "from-rabbit", string(d.Body))
+	require.Equal(t, []any{amqp.Table{"uri": "amqp://127.0.0.1:" + rmq.port(), "queue": q2, "redelivered": false, "visit-count": int64(1)}},
+		d.Headers["x-received-from"])
 }
 
 func federateWithRabbitMQ(t *testing.T, rmq *rabbit) {
