@@ -258,11 +258,15 @@ func federateWithRabbitMQ(t *testing.T, rmq *rabbit) {
 	require.Equal(t, []any{amqp.Table{"uri": "amqp://127.0.0.1:" + rmq.port(), "exchange": toWarren, "redelivered": false,
 		"cluster-name": rmq.node, "vhost": "/"}}, d.Headers["x-received-from"])
 
-	// The same keys in both brokers' /api/federation-links.
+	// The same keys in both brokers' /api/federation-links, but for
+	// RabbitMQ's local_channel (its channel's statistics, there once they
+	// were first emitted), which Warren does not give.
 	keys := func(m map[string]any) []string {
 		var ks []string
 		for k := range m {
-			ks = append(ks, k)
+			if k != "local_channel" {
+				ks = append(ks, k)
+			}
 		}
 		slices.Sort(ks)
 		return ks
