@@ -64,7 +64,7 @@ func (l *link) queueSession() error {
 		case <-tick.C:
 			run := l.wantsMessages()
 			switch {
-			case run && !consuming:
+			case run && !consuming && deliveries == nil: // the last consumer's deliveries all forwarded
 				deliveries, err = s.uch.Consume(upQ, l.up.ConsumerTag, l.up.AckMode == NoAck, false, false, false,
 					amqp.Table{"x-priority": int32(-1)})
 				if err != nil {
