@@ -357,3 +357,44 @@ func TestWebConsoleFederation(t *testing.T) {
 	require.NoError(t, err, "console tests failed")
 	require.Contains(t, string(out), "ℹ fail 0")
 }
+
+// A link whose upstream cannot be reached reports error with the reason
+// and retries every reconnect-delay; fixing the upstream makes it run.
+func TestFederationLinkErrorAndRecovery(t *testing.T) {
+	warrenOnly(t, "two in-process brokers federated")
+	up, _ := fedBroker(t, "rup@localhost")
+	down, api := fedBroker(t, "rdown@localhost")
+	_, dch := down.channel(t)
+	declareExchange(t, dch, "events", "fanout")
+	api.expect(201, http.MethodPut, "/api/parameters/federation-upstream/{vhost}/up", map[string]any{"value": map[string]any{
+		"uri": "amqp://guest:guest@127.0.0.1:1", "reconnect-delay": 0.2}})
+	api.expect(201, http.MethodPut, "/api/policies/{vhost}/fed", map[string]any{
+		"pattern": "^events$", "definition": map[string]any{"federation-upstream": "up"}})
+	var l map[string]any
+	eventually(t, func() bool {
+		links := api.expect(200, http.MethodGet, "/api/federation-links/{vhost}", nil).list(t)
+		if len(links) != 1 {
+			return false
+		}
+		l = links[0].(map[string]any)
+		return l["status"] == "error"
+	}, "the link reports its error")
+	require.Contains(t, l["error"], "connection refused")
+	require.Equal(t, "amqp://127.0.0.1:1", l["uri"])
+	require.Nil(t, l["local_connection"])
+
+	api.expect(204, http.MethodPut, "/api/parameters/federation-upstream/{vhost}/up", map[string]any{"value": map[string]any{
+		"uri": "amqp://guest:guest@" + up.addr, "reconnect-delay": 0.2}})
+	awaitLink(t, api, 1)
+	_, uch := up.channel(t)
+	got := boundQueue(t, dch, "events-here", "events", "")
+	eventually(t, func() bool {
+		publish(t, uch, "events", "", body("hello"))
+		select {
+		case <-got:
+			return true
+		case <-time.After(100 * time.Millisecond):
+			return false
+		}
+	}, "messages flow once the upstream is right")
+}
