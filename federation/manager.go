@@ -300,6 +300,24 @@ func (m *Manager) desiredIn(vhost string, out map[key]want) {
 	}
 }
 
+// Restart starts the link with this id in vhost over, as the management
+// API's restart does; false when there is no such link.
+func (m *Manager) Restart(vhost, id string) bool {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	for k, l := range m.links {
+		if k.vhost != vhost || l.id() != id {
+			continue
+		}
+		l.cancel()
+		nl := newLink(m, k, l.up, l.target())
+		m.links[k] = nl
+		go nl.run(l.done)
+		return true
+	}
+	return false
+}
+
 // Status lists this node's links in vhost ("" for all), by vhost, kind,
 // name and upstream, as /api/federation-links shows them.
 func (m *Manager) Status(vhost string) []Status {

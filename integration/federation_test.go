@@ -382,6 +382,8 @@ func TestFederationLinkErrorAndRecovery(t *testing.T) {
 	require.Contains(t, l["error"], "connection refused")
 	require.Equal(t, "amqp://127.0.0.1:1", l["uri"])
 	require.Nil(t, l["local_connection"])
+	require.Len(t, api.expect(200, http.MethodGet, "/api/federation-links/state/down", nil).list(t), 1)
+	require.Len(t, api.expect(200, http.MethodGet, "/api/federation-links/{vhost}/state/down", nil).list(t), 1)
 
 	api.expect(204, http.MethodPut, "/api/parameters/federation-upstream/{vhost}/up", map[string]any{"value": map[string]any{
 		"uri": "amqp://guest:guest@" + up.addr, "reconnect-delay": 0.2}})
@@ -397,4 +399,11 @@ func TestFederationLinkErrorAndRecovery(t *testing.T) {
 			return false
 		}
 	}, "messages flow once the upstream is right")
+	require.Empty(t, api.expect(200, http.MethodGet, "/api/federation-links/state/down", nil).list(t))
+
+	// The management API's restart starts the link over.
+	id := l["id"].(string)
+	api.expect(204, http.MethodDelete, "/api/federation-links/vhost/{vhost}/"+id+"/rdown@localhost/restart", nil)
+	api.expect(404, http.MethodDelete, "/api/federation-links/vhost/{vhost}/nosuchid/rdown@localhost/restart", nil)
+	awaitLink(t, api, 1)
 }

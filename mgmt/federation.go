@@ -2,6 +2,7 @@ package mgmt
 
 import (
 	"net/http"
+	"strings"
 
 	"github.com/warren-mq/warren/federation"
 )
@@ -25,11 +26,35 @@ func (a *api) federationLinks(p principal, vhost string) []federation.Status {
 	return out
 }
 
+// listFederationLinks answers /api/federation-links[/{vhost}] and, under
+// .../state/down, only the links neither running nor starting.
 func (a *api) listFederationLinks(w http.ResponseWriter, r *http.Request) {
 	vhost := var_(r, "vhost")
 	if vhost != "" && !a.vhostExists(vhost) {
 		notFound(w)
 		return
 	}
-	writeJSON(w, http.StatusOK, a.federationLinks(who(r), vhost))
+	links := a.federationLinks(who(r), vhost)
+	if strings.HasSuffix(strings.TrimSuffix(r.URL.Path, "/"), "/state/down") {
+		down := links[:0]
+		for _, l := range links {
+			if l.Status != "running" && l.Status != "starting" {
+				down = append(down, l)
+			}
+		}
+		links = down
+	}
+	writeJSON(w, http.StatusOK, links)
+}
+
+// restartFederationLink answers DELETE
+// /api/federation-links/vhost/{vhost}/{id}/{node}/restart: the link starts
+// over (a new connection to its upstream).
+func (a *api) restartFederationLink(w http.ResponseWriter, r *http.Request) {
+	m, ok := a.b.ComponentOf(federation.UpstreamComponent).(*federation.Manager)
+	if !ok || !m.Restart(var_(r, "vhost"), var_(r, "id")) {
+		notFound(w)
+		return
+	}
+	w.WriteHeader(http.StatusNoContent)
 }
