@@ -44,6 +44,8 @@ func (a *api) servePeer(req []byte) ([]byte, error) {
 		items = a.channelItems(p, pl.Vhost, pl.Conn)
 	case "consumers":
 		items = a.consumerItems(p, pl.Vhost)
+	case "federation-links":
+		items = a.federationItems(p, pl.Vhost)
 	default:
 		return nil, fmt.Errorf("unknown list %q", pl.List)
 	}

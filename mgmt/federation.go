@@ -1,6 +1,7 @@
 package mgmt
 
 import (
+	"encoding/json"
 	"net/http"
 	"strings"
 
@@ -34,17 +35,34 @@ func (a *api) listFederationLinks(w http.ResponseWriter, r *http.Request) {
 		notFound(w)
 		return
 	}
-	links := a.federationLinks(who(r), vhost)
+	// In a cluster the links run on the metadata leader: ask every node.
+	links := a.gather(r, peerList{List: "federation-links", Vhost: vhost}, a.federationItems(who(r), vhost))
 	if strings.HasSuffix(strings.TrimSuffix(r.URL.Path, "/"), "/state/down") {
 		down := links[:0]
 		for _, l := range links {
-			if l.Status != "running" && l.Status != "starting" {
+			if l["status"] != "running" && l["status"] != "starting" {
 				down = append(down, l)
 			}
 		}
 		links = down
 	}
 	writeJSON(w, http.StatusOK, links)
+}
+
+// federationItems are this node's links as list items.
+func (a *api) federationItems(p principal, vhost string) []item {
+	items := []item{}
+	for _, s := range a.federationLinks(p, vhost) {
+		raw, err := json.Marshal(s)
+		if err != nil {
+			continue // a Status always marshals
+		}
+		var it item
+		if json.Unmarshal(raw, &it) == nil {
+			items = append(items, it)
+		}
+	}
+	return items
 }
 
 // restartFederationLink answers DELETE
