@@ -101,6 +101,7 @@ func TestFederationWithRabbitMQ(t *testing.T) {
 	warrenOnly(t, "federates with a RabbitMQ node of its own")
 	rmq := startRabbit(t)
 	t.Run("both ways", func(t *testing.T) { federateWithRabbitMQ(t, rmq) })
+	t.Run("one exchange both ways, no loop", func(t *testing.T) { loopWithRabbitMQ(t, rmq) })
 	t.Run("queues both ways", func(t *testing.T) { federateQueuesWithRabbitMQ(t, rmq) })
 	t.Run("validation", func(t *testing.T) { validationAsRabbitMQ(t, rmq) })
 }
@@ -302,5 +303,84 @@ func validationAsRabbitMQ(t *testing.T, rmq *rabbit) {
 		want := rmq.api.expect(400, http.MethodPut, c.path, c.body).obj(t)
 		got := wapi.expect(400, http.MethodPut, c.path, c.body).obj(t)
 		require.Equal(t, want, got, "%s %v", c.path, c.body)
+	}
+}
+
+// One exchange federated both ways between Warren and RabbitMQ with
+// max-hops 2: a message published on either side reaches the other once
+// and does not come back (each side's upstream exchange drops a message
+// that already visited the downstream).
+func loopWithRabbitMQ(t *testing.T, rmq *rabbit) {
+	rmq.api.t = t
+	w, wapi := fedBroker(t, "warren-loop@localhost")
+	_, wch := w.channel(t)
+	rc, err := amqp.Dial(rmq.amqpURL)
+	require.NoError(t, err)
+	t.Cleanup(func() { rc.Close() })
+	rch, err := rc.Channel()
+	require.NoError(t, err)
+	sfx := w.sfx
+	x := "loop-" + sfx
+	t.Cleanup(func() {
+		rmq.api.do(http.MethodDelete, "/api/policies/{vhost}/loop-"+sfx, nil)
+		rmq.api.do(http.MethodDelete, "/api/parameters/federation-upstream/{vhost}/warren-loop-"+sfx, nil)
+		if ch, err := rc.Channel(); err == nil {
+			ch.ExchangeDelete(x, false, false)
+			ch.QueueDelete("q-"+x, false, false, false)
+			ch.QueueDelete("federation: "+x+" -> warren-loop@localhost", false, false, false)
+		}
+	})
+	declareExchange(t, wch, x, "fanout")
+	declareExchange(t, rch, x, "fanout")
+	atW := boundQueue(t, wch, "q-"+x, x, "")
+	atR := boundQueue(t, rch, "q-"+x, x, "")
+	rmq.api.expect(201, http.MethodPut, "/api/parameters/federation-upstream/{vhost}/warren-loop-"+sfx, map[string]any{"value": map[string]any{
+		"uri": "amqp://guest:guest@" + w.addr, "max-hops": 2}})
+	rmq.api.expect(201, http.MethodPut, "/api/policies/{vhost}/loop-"+sfx, map[string]any{
+		"pattern": "^" + x + "$", "definition": map[string]any{"federation-upstream": "warren-loop-" + sfx}})
+	wapi.expect(201, http.MethodPut, "/api/parameters/federation-upstream/{vhost}/rabbit", map[string]any{"value": map[string]any{
+		"uri": strings.TrimSuffix(rmq.amqpURL, "/"), "max-hops": 2}})
+	wapi.expect(201, http.MethodPut, "/api/policies/{vhost}/loop", map[string]any{
+		"pattern": "^" + x + "$", "definition": map[string]any{"federation-upstream": "rabbit"}})
+	awaitLink(t, wapi, 1)
+	awaitLink(t, rmq.api, 1)
+	probe := func(ch *amqp.Channel, far <-chan amqp.Delivery) {
+		eventually(t, func() bool {
+			publish(t, ch, x, "", body("probe"))
+			select {
+			case <-far:
+				return true
+			case <-time.After(200 * time.Millisecond):
+				return false
+			}
+		}, "federated")
+	}
+	probe(wch, atR)
+	probe(rch, atW)
+	drain := func() {
+		for quiet := false; !quiet; {
+			select {
+			case <-atW:
+			case <-atR:
+			case <-time.After(500 * time.Millisecond):
+				quiet = true
+			}
+		}
+	}
+	drain()
+	for _, from := range []struct {
+		ch         *amqp.Channel
+		near, far  <-chan amqp.Delivery
+		origin, by string
+	}{{wch, atW, atR, "warren", "warren-loop@localhost"}, {rch, atR, atW, "rabbit", rmq.node}} {
+		publish(t, from.ch, x, "", body("from-"+from.origin))
+		require.Equal(t, "from-"+from.origin, string(recv(t, from.near).Body))
+		d := recv(t, from.far)
+		require.Equal(t, "from-"+from.origin, string(d.Body))
+		hops := d.Headers["x-received-from"].([]any)
+		require.Len(t, hops, 1)
+		require.Equal(t, from.by, hops[0].(amqp.Table)["cluster-name"])
+		none(t, from.near) // not back
+		none(t, from.far)  // not twice
 	}
 }
