@@ -16,6 +16,8 @@ import (
 
 	amqp "github.com/rabbitmq/amqp091-go"
 	"github.com/stretchr/testify/require"
+
+	"github.com/warren-mq/warren/amqp/server"
 )
 
 // Federation with the real RabbitMQ 3.10.8 on the other side, both ways:
@@ -304,6 +306,23 @@ func validationAsRabbitMQ(t *testing.T, rmq *rabbit) {
 		got := wapi.expect(400, http.MethodPut, c.path, c.body).obj(t)
 		require.Equal(t, want, got, "%s %v", c.path, c.body)
 	}
+
+	// The x-federation-upstream exchange type wants x-max-hops, a long.
+	declare := func(url string, args amqp.Table) error {
+		c, err := amqp.Dial(url)
+		require.NoError(t, err)
+		defer c.Close()
+		ch, err := c.Channel()
+		require.NoError(t, err)
+		return ch.ExchangeDeclare("xfu-"+sfx, "x-federation-upstream", false, true, true, false, args)
+	}
+	w := startBroker(t, server.Config{})
+	for _, args := range []amqp.Table{nil, {"x-max-hops": int32(1)}, {"x-max-hops": "1"}} {
+		want := declare(rmq.amqpURL, args)
+		require.Error(t, want)
+		require.Equal(t, want.Error(), declare(w.url, args).Error(), "%v", args)
+	}
+	require.NoError(t, declare(w.url, amqp.Table{"x-max-hops": int64(1)}))
 }
 
 // One exchange federated both ways between Warren and RabbitMQ with
