@@ -407,3 +407,49 @@ func TestFederationLinkErrorAndRecovery(t *testing.T) {
 	api.expect(404, http.MethodDelete, "/api/federation-links/vhost/{vhost}/nosuchid/rdown@localhost/restart", nil)
 	awaitLink(t, api, 1)
 }
+
+// Every ack mode moves messages; on-confirm and on-publish leave nothing
+// unacknowledged upstream once the messages are in.
+func TestFederationAckModes(t *testing.T) {
+	warrenOnly(t, "two in-process brokers federated")
+	for _, mode := range []string{"on-confirm", "on-publish", "no-ack"} {
+		t.Run(mode, func(t *testing.T) {
+			up, uapi := fedBroker(t, "aup@localhost")
+			down, api := fedBroker(t, "adown@localhost")
+			_, uch := up.channel(t)
+			_, dch := down.channel(t)
+			declareExchange(t, dch, "x", "fanout")
+			got := boundQueue(t, dch, "xq", "x", "")
+			api.expect(201, http.MethodPut, "/api/parameters/federation-upstream/{vhost}/up", map[string]any{"value": map[string]any{
+				"uri": "amqp://guest:guest@" + up.addr, "ack-mode": mode, "prefetch-count": 10}})
+			api.expect(201, http.MethodPut, "/api/policies/{vhost}/fed", map[string]any{
+				"pattern": "^x$", "definition": map[string]any{"federation-upstream": "up"}})
+			awaitLink(t, api, 1)
+			eventually(t, func() bool {
+				publish(t, uch, "x", "", body("probe"))
+				select {
+				case <-got:
+					return true
+				case <-time.After(100 * time.Millisecond):
+					return false
+				}
+			}, "bound upstream")
+			const n = 100
+			for i := range n {
+				publish(t, uch, "x", "", amqp.Publishing{Body: []byte{byte(i)}})
+			}
+			seen := 0
+			for seen < n {
+				if d := recv(t, got); string(d.Body) != "probe" {
+					require.Equal(t, byte(seen), d.Body[0], "in order")
+					seen++
+				}
+			}
+			q := "federation%3A%20x%20-%3E%20adown%40localhost"
+			eventually(t, func() bool {
+				o := uapi.expect(200, http.MethodGet, "/api/queues/{vhost}/"+q, nil).obj(t)
+				return o["messages_unacknowledged"] == float64(0) && o["messages_ready"] == float64(0)
+			}, "nothing left upstream")
+		})
+	}
+}
