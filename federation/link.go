@@ -50,12 +50,11 @@ type key struct {
 type target struct {
 	policy string // the policy that federates it
 	// An exchange's declaration, for declaring it upstream when missing.
-	xType                          string
-	durable, autoDelete, internal  bool
-	args                           amqp.Table
-	bindings                       []server.BindingInfo // an exchange's, as the source
-	queueArgs                      amqp.Table           // a queue's arguments
-	exclusive, queueDurable, qAuto bool
+	xType                         string
+	durable, autoDelete, internal bool
+	args                          amqp.Table
+	bindings                      []server.BindingInfo // an exchange's, as the source
+	queueArgs                     amqp.Table           // a queue's arguments
 }
 
 // link moves messages from one upstream into one federated exchange or
@@ -409,7 +408,8 @@ func sortedKeys(t amqp.Table) []string {
 	return ks
 }
 
-// canon writes a table deterministically (fmt sorts map keys).
+// canon writes a table deterministically (nested maps too: fmt sorts
+// their keys).
 func canon(t amqp.Table) string {
 	var b strings.Builder
 	for _, k := range sortedKeys(t) {
