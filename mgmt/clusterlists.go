@@ -46,6 +46,8 @@ func (a *api) servePeer(req []byte) ([]byte, error) {
 		items = a.consumerItems(p, pl.Vhost)
 	case "shovels":
 		items = a.shovelItems(p, pl.Vhost)
+	case "federation-links":
+		items = a.federationItems(p, pl.Vhost)
 	default:
 		return nil, fmt.Errorf("unknown list %q", pl.List)
 	}

@@ -752,6 +752,7 @@ var exchangeTypes = []map[string]any{
 	{"name": "topic", "description": "AMQP topic exchange, as per the AMQP specification", "enabled": true},
 	{"name": "x-consistent-hash", "description": "Consistent Hashing Exchange", "enabled": true},
 	{"name": "x-delayed-message", "description": "Delayed Message Exchange.", "enabled": true},
+	{"name": "x-federation-upstream", "description": "Federation upstream helper exchange", "internal_purpose": "federation", "enabled": true},
 	{"name": "x-modulus-hash", "description": "Modulus Hashing Exchange", "enabled": true},
 	{"name": "x-random", "description": "Randomly picks a binding (queue) to route via (to).", "enabled": true},
 }

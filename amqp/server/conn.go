@@ -613,7 +613,7 @@ func (c *conn) serverProperties() amqp.Table {
 		"platform":     "Warren (Go)",
 		"copyright":    "Warren authors",
 		"information":  "Warren, an AMQP 0-9-1 broker compatible with RabbitMQ clients",
-		"cluster_name": "warren",
+		"cluster_name": c.srv.EffectiveClusterName(),
 		"capabilities": amqp.Table{
 			"publisher_confirms":           true,
 			"exchange_exchange_bindings":   true,

@@ -41,7 +41,12 @@ func (ch *channel) exchangeDeclare(m *amqp.ExchangeDeclare) error {
 		}
 		kind = t
 	}
-	matcher, ok := exchange.NewMatcher[dest](kind)
+	if kind == FederationUpstreamType {
+		if err := validateUpstreamArgs(m.Arguments); err != nil {
+			return err
+		}
+	}
+	matcher, ok := matcherOf(kind, m.Arguments)
 	if !ok {
 		return amqp.Errorf(amqp.CommandInvalid, "unknown exchange type '%s'", m.Type)
 	}
@@ -116,6 +121,7 @@ func (v *Vhost) declareExchange(m *amqp.ExchangeDeclare, matcher exchange.Matche
 	}
 	v.exchanges[m.Exchange] = x
 	v.persistExchange(x)
+	v.topologyChanged()
 	return nil
 }
 

@@ -241,6 +241,7 @@ func (v *Vhost) attachQueue(q *Queue) {
 		v.deleteQueue(q)
 	}
 	v.queues[q.Name] = q
+	v.topologyChanged()
 }
 
 // loadRecords reads every stored definition of a kind as JSON records of T.
@@ -320,7 +321,7 @@ func (s *Server) Restore() error {
 		if kind == DelayedType {
 			kind, _ = args["x-delayed-type"].(string)
 		}
-		m, ok := exchange.NewMatcher[dest](kind)
+		m, ok := matcherOf(kind, args)
 		if !ok {
 			return fmt.Errorf("exchange %q has unknown type %q", r.Name, r.Type)
 		}

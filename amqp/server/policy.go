@@ -56,6 +56,10 @@ var policyKeys = map[string]func(v any) (any, bool){
 	// A stream's (stream.go).
 	"max-age":                       streamAge,
 	"stream-max-segment-size-bytes": nonNegInt,
+	// rabbitmq_federation's keys, checked by checkFederationPolicy (federation.go).
+	"federation-upstream":         anyValue,
+	"federation-upstream-set":     anyValue,
+	"federation-upstream-pattern": anyValue,
 }
 
 func policyInt(v any) (int64, bool) {
@@ -78,6 +82,8 @@ func positiveInt(v any) (any, bool) {
 	n, ok := policyInt(v)
 	return n, ok && n >= 1
 }
+
+func anyValue(v any) (any, bool) { return v, true }
 
 func str(v any) (any, bool) {
 	s, ok := v.(string)
@@ -133,6 +139,7 @@ func (p *Policy) normalize() error {
 		}
 		def[k] = nv
 	}
+	bad = append(bad, checkFederationPolicy(p.Definition)...)
 	if len(bad) > 0 {
 		sort.Strings(bad)
 		return &PolicyError{strings.Join(bad, "\n")}
@@ -200,6 +207,7 @@ func (v *Vhost) applyPolicies() {
 			changes = append(changes, change{q, p})
 		}
 	}
+	v.topologyChanged()
 	v.mu.Unlock()
 	for _, c := range changes {
 		c.q.SetPolicy(policyDef(c.p))

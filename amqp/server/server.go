@@ -164,6 +164,7 @@ type Server struct {
 	gets        gets                                         // other nodes' unacked basic.get deliveries
 	peerAPI     atomic.Pointer[func([]byte) ([]byte, error)] // other nodes' management requests (peerapi.go)
 	lastQueueID atomic.Uint64
+	watchers    topologyWatchers // federation.go
 	alarm       alarms
 	replies     replyRegistry
 	stopWatch   chan struct{}

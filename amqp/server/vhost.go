@@ -305,6 +305,7 @@ func (v *Vhost) bind(src *Exchange, d dest, key string, args amqp.Table) {
 		return
 	}
 	v.persistBinding(src, d, key, args)
+	v.topologyChanged()
 	b := binding{src: src, key: key, args: args}
 	switch d := d.(type) {
 	case *Queue:
@@ -321,6 +322,7 @@ func (v *Vhost) unbind(src *Exchange, d dest, key string, args amqp.Table) bool 
 		return false
 	}
 	v.forgetBinding(src, d, key, args)
+	v.topologyChanged()
 	canon := exchange.CanonicalArgs(args)
 	drop := func(in []binding) []binding {
 		return slices.DeleteFunc(in, func(b binding) bool {
@@ -349,6 +351,7 @@ func (v *Vhost) autoDeleteLocked(x *Exchange) {
 // Lock must be held.
 func (v *Vhost) deleteExchangeLocked(x *Exchange) {
 	delete(v.exchanges, x.Name)
+	v.topologyChanged()
 	x.dedup.drop()
 	if x.delay != nil {
 		// Its scheduler may be waiting for this lock to route: stop it
@@ -371,6 +374,7 @@ func (v *Vhost) removeQueueLocked(q *Queue) bool {
 		return false
 	}
 	delete(v.queues, q.Name)
+	v.topologyChanged()
 	v.forgetQueue(q)
 	if q.repl != nil {
 		q.repl.stop()

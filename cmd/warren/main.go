@@ -28,6 +28,7 @@ import (
 	"github.com/warren-mq/warren/amqp/server"
 	"github.com/warren-mq/warren/cluster"
 	"github.com/warren-mq/warren/cluster/multiraft"
+	"github.com/warren-mq/warren/federation"
 	"github.com/warren-mq/warren/mgmt"
 	"github.com/warren-mq/warren/shovel"
 	"github.com/warren-mq/warren/store"
@@ -151,6 +152,7 @@ func run(c *cli.Context) error {
 	srv := server.New(cfg)
 	// Registered before Restore: the stored shovels are known from the start.
 	shovels := shovel.New(srv, shovel.Options{Logger: log.Named("shovel"), Runs: func() bool { return metaLeader(node) }})
+	links := federation.New(srv, federation.Options{Logger: log.Named("federation"), Runs: func() bool { return metaLeader(node) }})
 	start := time.Now()
 	if err := srv.Restore(); err != nil {
 		return fmt.Errorf("restoring from %s: %w", dataDir, err)
@@ -184,6 +186,8 @@ func run(c *cli.Context) error {
 
 	shovels.Start()
 	defer shovels.Close()
+	links.Start()
+	defer links.Close()
 
 	var h http.Handler = mgmt.NewClusterHandler(srv, mgmtCluster(node))
 	if c.Bool("pprof") {
@@ -232,6 +236,7 @@ func run(c *cli.Context) error {
 		hs.Shutdown(ctx)
 	}
 	shovels.Close() // first: their unacked messages go back to their queues
+	links.Close()
 	srv.Shutdown(ctx)
 	log.Info("stopped")
 	return nil

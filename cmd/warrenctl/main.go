@@ -57,7 +57,7 @@ func newApp() *cli.App {
 		},
 		Commands: []*cli.Command{
 			listCommand(), declareCommand(), deleteCommand(), purgeCommand(), publishCommand(), getCommand(),
-			consumeCommand(), definitionsCommand(), closeCommand(), overviewCommand(), healthCommand(), perfCommand(), traceCommand(),
+			consumeCommand(), definitionsCommand(), closeCommand(), overviewCommand(), healthCommand(), perfCommand(), traceCommand(), federationCommand(),
 			clusterCommand(),
 			quorumCommand(),
 			shovelCommand(),

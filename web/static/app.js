@@ -135,6 +135,7 @@ const routes = [
   [/^#\/admin$/, adminPage],
   [/^#\/shovels$/, shovelsPage],
   [/^#\/definitions$/, definitionsPage],
+  [/^#\/federation$/, federationPage],
 ];
 
 async function route() {
@@ -705,6 +706,30 @@ async function definitionsPage() {
       await api('POST', '/api/definitions', text);
     }, 'Definitions imported');
   });
+}
+
+// ---------- federation links ----------
+
+// /api/federation-links: each link of a federated exchange or queue to one
+// upstream, with its state (starting, running, error and why).
+async function federationPage() {
+  view().innerHTML = `<h1>Federation links</h1>
+    <div class="card"><table id="fed-links"><thead><tr><th>Vhost</th><th>Type</th><th>Exchange or queue</th><th>Upstream</th>
+      <th>Upstream URI</th><th>State</th><th>Since</th></tr></thead><tbody></tbody></table>
+    <p class="muted">Upstreams are the <code>federation-upstream</code> parameters (<code>warrenctl federation upstream add</code>); a policy with <code>federation-upstream-set: all</code> federates what it matches.</p></div>`;
+  async function load() {
+    const links = await get('/api/federation-links');
+    const tbody = $('#fed-links tbody');
+    if (!tbody) return;
+    tbody.innerHTML = links.length ? '' : '<tr><td colspan="7" class="muted">No federation links.</td></tr>';
+    for (const l of links) {
+      const state = l.status === 'error' ? `<span class="error">error</span>: ${esc(l.error || '')}` : esc(l.status);
+      tbody.append(h(`<tr><td>${esc(l.vhost)}</td><td>${esc(l.type)}</td><td>${esc(l.exchange || l.queue)}</td><td>${esc(l.upstream)}</td>
+        <td>${esc(l.uri)}</td><td data-state="${esc(l.status)}">${state}</td><td>${esc(l.timestamp)}</td></tr>`));
+    }
+  }
+  await load();
+  every(5000, () => load().catch((e) => banner(describe(e))));
 }
 
 // ---------- boot ----------
