@@ -199,7 +199,7 @@ func (l *link) exchangeSession() error {
 	for {
 		select {
 		case <-l.ctx.Done():
-			if !l.up.KeepResources {
+			if !l.up.KeepResources && !l.keep.Load() {
 				s.cleanup(q, internal)
 			}
 			return l.ctx.Err()
@@ -255,9 +255,11 @@ func shouldForward(h amqp.Table, maxHops int64, name, vhost string) bool {
 }
 
 // cleanup deletes the link's upstream queue and internal exchange when it
-// stops for good (its exchange, policy or upstream went, or this broker
-// stops), as the plugin's terminate does unless resource-cleanup-mode is
-// never. An unresponsive upstream gets a few seconds.
+// stops for good (its exchange, policy or upstream went), as the plugin's
+// terminate does unless resource-cleanup-mode is never. Unlike the plugin,
+// a link that stops only to run again (this broker stopping, another node
+// taking the links over, a restart) keeps them, with the messages waiting
+// there. An unresponsive upstream gets a few seconds.
 func (s *session) cleanup(q, internal string) {
 	done := make(chan struct{})
 	go func() {

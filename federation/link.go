@@ -8,6 +8,7 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	amqp "github.com/rabbitmq/amqp091-go"
@@ -69,6 +70,11 @@ type link struct {
 	ctx    context.Context
 	cancel context.CancelFunc
 	done   chan struct{} // closed when run returns
+	// keep: the link stops only to run again (here or on the next
+	// metadata leader, or after this broker's restart), so it leaves its
+	// upstream queue and exchange, and the messages waiting there, in
+	// place (RabbitMQ deletes them on a clean shutdown too).
+	keep atomic.Bool
 
 	// next is the URI to try first; only run's goroutine uses it.
 	next int
@@ -90,6 +96,12 @@ func newLink(m *Manager, k key, up *Upstream, tgt target) *link {
 	l.ctx, l.cancel = context.WithCancel(context.Background())
 	l.setStatus("starting", "", "", nil)
 	return l
+}
+
+// pause stops the link keeping its upstream resources (keep).
+func (l *link) pause() {
+	l.keep.Store(true)
+	l.cancel()
 }
 
 // upstreamName is the exchange or queue the link consumes from upstream.

@@ -129,7 +129,7 @@ func (m *Manager) Close() {
 	m.mu.Lock()
 	var ls []*link
 	for k, l := range m.links {
-		l.cancel()
+		l.pause() // they run again after the restart
 		ls = append(ls, l)
 		delete(m.links, k)
 	}
@@ -176,7 +176,11 @@ func (m *Manager) reconcile(active bool) {
 	}
 	for k, l := range m.links {
 		if w, ok := desired[k]; !ok || !l.up.equal(w.up) {
-			l.cancel()
+			if !active || ok {
+				l.pause() // another node runs it now, or a new link replaces it
+			} else {
+				l.cancel() // its exchange, queue, policy or upstream went
+			}
 			delete(m.links, k)
 			if ok {
 				// Replaced: the new link starts once this one ended.
@@ -309,7 +313,7 @@ func (m *Manager) Restart(vhost, id string) bool {
 		if k.vhost != vhost || l.id() != id {
 			continue
 		}
-		l.cancel()
+		l.pause()
 		nl := newLink(m, k, l.up, l.target())
 		m.links[k] = nl
 		go nl.run(l.done)

@@ -453,3 +453,58 @@ func TestFederationAckModes(t *testing.T) {
 		})
 	}
 }
+
+// TestFederationKeepsUpstreamQueueAcrossStops: a link that stops only to
+// run again (its broker stopping, another node taking the links over)
+// leaves its upstream queue in place, so what is published upstream
+// meanwhile arrives once it runs again (RabbitMQ's plugin deletes the
+// queue, and those messages with it, on a clean shutdown).
+func TestFederationKeepsUpstreamQueueAcrossStops(t *testing.T) {
+	warrenOnly(t, "two in-process brokers federated")
+	up, _ := fedBroker(t, "up@localhost")
+	down := startBroker(t, server.Config{NodeName: "down@localhost"})
+	api := startAPI(t, down)
+	newManager := func() *federation.Manager {
+		m := federation.New(down.Server, federation.Options{Logger: zaptest.NewLogger(t, zaptest.Level(zapWarn)), Check: 200 * time.Millisecond})
+		m.Start()
+		t.Cleanup(m.Close)
+		return m
+	}
+	m := newManager()
+	_, uch := up.channel(t)
+	_, dch := down.channel(t)
+	declareExchange(t, dch, "fx", "topic")
+	got := boundQueue(t, dch, "fq", "fx", "a.*")
+	api.expect(201, http.MethodPut, "/api/parameters/federation-upstream/{vhost}/up", map[string]any{"value": map[string]any{"uri": up.url}})
+	api.expect(201, http.MethodPut, "/api/policies/{vhost}/fed", map[string]any{
+		"pattern": "^fx$", "apply-to": "exchanges", "definition": map[string]any{"federation-upstream-set": "all"}})
+	awaitLink(t, api, 1)
+	eventually(t, func() bool {
+		publish(t, uch, "fx", "a.b", body("probe"))
+		select {
+		case <-got:
+			return true
+		case <-time.After(100 * time.Millisecond):
+			return false
+		}
+	}, "upstream bindings in place")
+
+	m.Close()
+	uapi := startAPI(t, up)
+	const upq = "/api/queues/{vhost}/federation%3A%20fx%20-%3E%20down%40localhost"
+	publish(t, uch, "fx", "a.b", body("while stopped"))
+	eventually(t, func() bool {
+		r := uapi.do(http.MethodGet, upq, nil)
+		return r.status == 200 && r.obj(t)["messages"] == float64(1)
+	}, "the message waits in the upstream queue")
+
+	newManager()
+	for {
+		d := recv(t, got)
+		if string(d.Body) == "probe" {
+			continue
+		}
+		require.Equal(t, "while stopped", string(d.Body))
+		break
+	}
+}
