@@ -396,8 +396,8 @@ func receivedFrom(h amqp.Table, hop amqp.Table) amqp.Table {
 	return out
 }
 
-// hop is the x-received-from entry of a message from this session's
-// upstream (update_routing_headers): kind is "exchange" or "queue", name
+// hop is the x-received-from entry of a message from the upstream this
+// connection pair reads (update_routing_headers): kind is "exchange" or "queue", name
 // the local one.
 func (s *session) hop(kind, name string, redelivered bool) amqp.Table {
 	t := amqp.Table{"uri": s.ep.Redacted(), kind: name, "redelivered": redelivered}

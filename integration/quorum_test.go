@@ -21,24 +21,34 @@ import (
 	"github.com/warren-mq/warren/amqp/server"
 )
 
-// quorumArgs is x-queue-type quorum with extra.
-func quorumArgs(extra amqp.Table) amqp.Table {
-	a := amqp.Table{"x-queue-type": "quorum"}
+// typedArgs is x-queue-type kind with extra.
+func typedArgs(kind string, extra amqp.Table) amqp.Table {
+	a := amqp.Table{"x-queue-type": kind}
 	for k, v := range extra {
 		a[k] = v
 	}
 	return a
 }
 
+// declareTyped declares the durable queue b.name(base) of type kind with
+// args, deleted when the test ends.
+func declareTyped(t *testing.T, b *broker, ch *amqp.Channel, kind, base string, args amqp.Table) string {
+	t.Helper()
+	q := b.name(base)
+	_, err := ch.QueueDeclare(q, true, false, false, false, typedArgs(kind, args))
+	require.NoError(t, err)
+	deleteAfter(t, b, q)
+	return q
+}
+
+// quorumArgs is x-queue-type quorum with extra.
+func quorumArgs(extra amqp.Table) amqp.Table { return typedArgs("quorum", extra) }
+
 // declareQuorum declares the durable quorum queue b.name(base) with args,
 // deleted when the test ends.
 func declareQuorum(t *testing.T, b *broker, ch *amqp.Channel, base string, args amqp.Table) string {
 	t.Helper()
-	q := b.name(base)
-	_, err := ch.QueueDeclare(q, true, false, false, false, quorumArgs(args))
-	require.NoError(t, err)
-	deleteAfter(t, b, q)
-	return q
+	return declareTyped(t, b, ch, "quorum", base, args)
 }
 
 // declareClassic declares the durable classic queue b.name(base), deleted

@@ -22,23 +22,13 @@ import (
 )
 
 // streamArgs is x-queue-type stream with extra.
-func streamArgs(extra amqp.Table) amqp.Table {
-	a := amqp.Table{"x-queue-type": "stream"}
-	for k, v := range extra {
-		a[k] = v
-	}
-	return a
-}
+func streamArgs(extra amqp.Table) amqp.Table { return typedArgs("stream", extra) }
 
 // declareStream declares the stream b.name(base) with args, deleted when
 // the test ends.
 func declareStream(t *testing.T, b *broker, ch *amqp.Channel, base string, args amqp.Table) string {
 	t.Helper()
-	q := b.name(base)
-	_, err := ch.QueueDeclare(q, true, false, false, false, streamArgs(args))
-	require.NoError(t, err)
-	deleteAfter(t, b, q)
-	return q
+	return declareTyped(t, b, ch, "stream", base, args)
 }
 
 // streamPublish publishes bodies to q one at a time, each confirmed

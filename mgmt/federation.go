@@ -1,7 +1,6 @@
 package mgmt
 
 import (
-	"encoding/json"
 	"net/http"
 	"strings"
 
@@ -12,20 +11,6 @@ import (
 // the links this node runs (a cluster runs them all on its metadata
 // leader), each with its state. Without a federation manager the lists are
 // empty.
-
-func (a *api) federationLinks(p principal, vhost string) []federation.Status {
-	m, ok := a.b.ComponentOf(federation.UpstreamComponent).(*federation.Manager)
-	out := []federation.Status{}
-	if !ok {
-		return out
-	}
-	for _, s := range m.Status(vhost) {
-		if a.vhostVisible(p, s.Vhost) {
-			out = append(out, s)
-		}
-	}
-	return out
-}
 
 // listFederationLinks answers /api/federation-links[/{vhost}] and, under
 // .../state/down, only the links neither running nor starting.
@@ -51,18 +36,11 @@ func (a *api) listFederationLinks(w http.ResponseWriter, r *http.Request) {
 
 // federationItems are this node's links as list items.
 func (a *api) federationItems(p principal, vhost string) []item {
-	items := []item{}
-	for _, s := range a.federationLinks(p, vhost) {
-		raw, err := json.Marshal(s)
-		if err != nil {
-			continue // a Status always marshals
-		}
-		var it item
-		if json.Unmarshal(raw, &it) == nil {
-			items = append(items, it)
-		}
+	m, _ := a.b.ComponentOf(federation.UpstreamComponent).(*federation.Manager)
+	if m == nil {
+		return []item{}
 	}
-	return items
+	return visibleItems(a, p, m.Status(vhost), func(s federation.Status) string { return s.Vhost })
 }
 
 // restartFederationLink answers DELETE

@@ -2,7 +2,6 @@ package mgmt
 
 import (
 	"cmp"
-	"encoding/json"
 	"fmt"
 	"net/http"
 	"slices"
@@ -16,31 +15,13 @@ import (
 // metadata leader; any node lists them (gather asks the others). Without a
 // shovel manager (a broker started without one) the lists are empty.
 
-// shovelStatus lists the shovels of vhost ("" for all) the user may see.
-func (a *api) shovelStatus(p principal, vhost string) []shovel.Status {
-	m, ok := a.b.ComponentOf(shovel.Component).(*shovel.Manager)
-	out := []shovel.Status{}
-	if !ok {
-		return out
-	}
-	for _, s := range m.Status(vhost) {
-		if a.vhostVisible(p, s.Vhost) {
-			out = append(out, s)
-		}
-	}
-	return out
-}
-
 // shovelItems is this node's part of /api/shovels.
 func (a *api) shovelItems(p principal, vhost string) []item {
-	items := []item{}
-	for _, s := range a.shovelStatus(p, vhost) {
-		raw, _ := json.Marshal(s) // a Status always encodes
-		var it item
-		json.Unmarshal(raw, &it)
-		items = append(items, it)
+	m, _ := a.b.ComponentOf(shovel.Component).(*shovel.Manager)
+	if m == nil {
+		return []item{}
 	}
-	return items
+	return visibleItems(a, p, m.Status(vhost), func(s shovel.Status) string { return s.Vhost })
 }
 
 // allShovels lists the shovels of vhost ("" for all) on every node.

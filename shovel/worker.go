@@ -315,8 +315,8 @@ func (w *worker) session() (finished bool, err error) {
 
 	f := forwarder{w: w, src: srcEP, dst: dstEP}
 	var (
-		published int64    // forwarded in this session, nacked ones excepted
-		moved     int64    // acked at the source in this session
+		published int64    // forwarded over these connections, nacked ones excepted
+		moved     int64    // acked at the source over these connections
 		pending   []uint64 // source tags of unconfirmed publishes, in order
 	)
 	closed := func(side string, e *amqp.Error) error {
