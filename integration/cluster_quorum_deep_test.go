@@ -146,5 +146,29 @@ func TestClusterQuorumQueueDeep(t *testing.T) {
 	})
 	t.Logf("%s restarted with %d messages: serving after %v", lead.name, n, time.Since(began))
 	require.Less(t, time.Since(began), 15*time.Second)
+	// The drain checks exactly once, in order: it starts once every node
+	// names the same leader for a second (a leader that changes under a
+	// consumer gives its unsettled messages again, flagged redelivered).
+	settled, last := 0, ""
+	waitFor(t, "one leader for a second", func() bool {
+		names := map[string]bool{}
+		for _, nd := range nodes {
+			qi, ok := nd.quorumInfo("deep")
+			if !ok || qi.Leader == "" {
+				return false
+			}
+			names[qi.Leader] = true
+		}
+		var now string
+		for name := range names {
+			now = name
+		}
+		if len(names) != 1 || now != last {
+			settled, last = 0, now
+			return false
+		}
+		settled++
+		return settled >= 20
+	})
 	drainNumbered(t, lead.channel(), "deep", n)
 }
