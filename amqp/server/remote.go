@@ -333,7 +333,7 @@ func (ch *channel) remoteGet(m *amqp.BasicGet, q *Queue) error {
 	ch.nextTag++
 	tag := ch.nextTag
 	if !m.NoAck {
-		ch.unacked = append(ch.unacked, unackedEntry{tag: tag, q: q, e: queue.Entry{Seq: dtag}, home: q.Home()})
+		ch.unacked = append(ch.unacked, unackedEntry{tag: tag, q: q, e: queue.Entry{Seq: dtag}, at: ch.conn.srv.clock.Load(), home: q.Home()})
 		ch.unackedN.Add(1)
 	}
 	ch.conn.send(func(b []byte) []byte {
