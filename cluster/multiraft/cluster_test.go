@@ -58,6 +58,7 @@ func TestFollowerCatchesUpBySnapshot(t *testing.T) {
 	c := newTestCluster(t, 3, func(cfg *Config) {
 		cfg.SnapshotEntries = 16
 		cfg.CompactKeep = -1
+		cfg.CompactHold = -1 // the stopped follower still looks live for a moment
 		cfg.SegmentSize = 2 << 10
 	})
 	for id := uint64(1); id <= 3; id++ {

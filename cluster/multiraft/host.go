@@ -3,12 +3,14 @@ package multiraft
 import (
 	"errors"
 	"fmt"
+	"math"
 	"sync"
 	"sync/atomic"
 	"time"
 
 	"go.etcd.io/raft/v3"
 	pb "go.etcd.io/raft/v3/raftpb"
+	"go.etcd.io/raft/v3/tracker"
 	"go.uber.org/zap"
 
 	"github.com/warren-mq/warren/cluster/transport"
@@ -46,6 +48,11 @@ type Config struct {
 	// CompactKeep: entries kept in memory below a snapshot so slightly slow
 	// followers catch up without one [1000]; negative keeps none.
 	CompactKeep int
+	// CompactHold: a leader keeps up to this many more entries in memory
+	// below a snapshot for a live follower that has not got them yet, so a
+	// follower that falls behind a busy leader for a moment catches up from
+	// the log, not by a snapshot of the whole state [65536].
+	CompactHold int
 
 	// DisableQuiescence keeps every group ticking (and its leader
 	// heartbeating) even when it has nothing to do. By default an idle group
@@ -93,6 +100,12 @@ func (c *Config) setDefaults() {
 	}
 	if c.CompactKeep < 0 {
 		c.CompactKeep = 0
+	}
+	if c.CompactHold == 0 {
+		c.CompactHold = 65536
+	}
+	if c.CompactHold < 0 {
+		c.CompactHold = 0
 	}
 }
 
@@ -934,13 +947,36 @@ func (h *Host) snapshot(g *Group) error {
 	h.snapshots.Add(1)
 	if keep := uint64(h.cfg.CompactKeep); applied > keep {
 		g.mu.Lock()
-		err := g.storage.Compact(applied - keep)
+		to := applied - keep
+		if floor, ok := h.followerFloor(g); ok && floor < to {
+			to = max(floor, applied-min(applied, keep+uint64(h.cfg.CompactHold)))
+		}
+		err := g.storage.Compact(to)
 		g.mu.Unlock()
 		if err != nil && !errors.Is(err, raft.ErrCompacted) {
 			return fmt.Errorf("multiraft: group %d: compact: %w", g.id, err)
 		}
 	}
 	return nil
+}
+
+// followerFloor is, on a leader, the lowest index a live follower that is
+// replicating (not waiting for a snapshot) has: the log below it may be
+// compacted without sending that follower a snapshot. g.mu must be held.
+func (h *Host) followerFloor(g *Group) (uint64, bool) {
+	if g.rn.BasicStatus().RaftState != raft.StateLeader {
+		return 0, false
+	}
+	floor, ok := uint64(math.MaxUint64), false
+	g.rn.WithProgress(func(id uint64, _ raft.ProgressType, pr tracker.Progress) {
+		if id == h.cfg.NodeID || !pr.RecentActive || pr.State == tracker.StateSnapshot {
+			return
+		}
+		if pr.Match < floor {
+			floor, ok = pr.Match, true
+		}
+	})
+	return floor, ok
 }
 
 // release deletes WAL segments no group needs. When the WAL has rolled, the
