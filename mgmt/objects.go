@@ -240,6 +240,9 @@ func connItem(node string, c server.ConnectionInfo) item {
 	if n, ok := c.ClientProperties["connection_name"].(string); ok {
 		it["user_provided_name"] = n
 	}
+	if c.Flow {
+		it["state"] = "flow"
+	}
 	return it
 }
 

@@ -233,9 +233,12 @@ func (ch *channel) route(pm *amqp.BasicPublish, msg *queue.Message, seq uint64) 
 		seq = 0 // its confirm is settled by the answers
 	}
 	v.mu.RUnlock()
-	// Flow control: wait (bounded) for queues far behind their consumers.
+	// Flow control: wait (bounded) for queues far behind their consumers,
+	// and for replicated queues' logs (flowgate.go).
+	flow := false
 	for _, q := range qs {
 		if w := q.Throttle(); w != nil {
+			flow = true
 			t := time.NewTimer(queue.FlowMaxWait)
 			select {
 			case <-w:
@@ -243,6 +246,13 @@ func (ch *channel) route(pm *amqp.BasicPublish, msg *queue.Message, seq uint64) 
 			}
 			t.Stop()
 		}
+	}
+	if remoteN > 0 && flowWait(ch.conn, qs) {
+		flow = true
+		ch.conn.flowWaited = true
+	}
+	if flow {
+		ch.conn.flowAt.Store(time.Now().UnixNano())
 	}
 	if rejected && seq != 0 {
 		// A full reject-publish queue nacks the whole publish; other queues

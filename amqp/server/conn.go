@@ -69,7 +69,14 @@ type conn struct {
 	channelMax uint16
 	heartbeat  time.Duration
 	// hbWriter is heartbeat for the writer goroutine, set once at tune-ok.
-	hbWriter    atomic.Int64
+	hbWriter atomic.Int64
+	// flowWaited: a publish just waited for flow control (flowgate.go), so
+	// the reader's heartbeat deadline is stale; only the reader uses it.
+	flowWaited bool
+	// flowAt is when a publish last waited for flow control (unix ns);
+	// flowing, that one waits now.
+	flowAt      atomic.Int64
+	flowing     atomic.Bool
 	clientProps amqp.Table
 	// applying marks the in-process sessions that apply the cluster's
 	// metadata log: their topology changes are local (meta.go).
@@ -407,6 +414,16 @@ func (c *conn) readLoop() error {
 				return nil
 			}
 			return err
+		}
+		if c.flowWaited {
+			// The client was not read while its publish waited: its
+			// heartbeats are in the buffer, not missed.
+			c.flowWaited = false
+			if c.heartbeat > 0 {
+				now := time.Now()
+				c.nc.SetReadDeadline(now.Add(c.heartbeat * 2))
+				deadlineSet = now
+			}
 		}
 	}
 }

@@ -27,6 +27,9 @@ type ConnectionInfo struct {
 	SSL              bool   // TLS connection
 	SSLProtocol      string // e.g. "tlsv1.3"
 	PeerCertSubject  string // verified client certificate, if any
+	// Flow: a publish on it waits or waited for flow control in the last
+	// second (RabbitMQ's connection state "flow").
+	Flow bool
 }
 
 // connInfo is set once, after connection.open-ok; Channels is filled in
@@ -65,6 +68,7 @@ func (s *Server) Connections() []ConnectionInfo {
 		if info := c.info.Load(); info != nil {
 			i := *info
 			i.Channels = int(c.nchannels.Load())
+			i.Flow = c.flowing.Load() || time.Now().UnixNano()-c.flowAt.Load() < int64(time.Second)
 			out = append(out, i)
 		}
 	}

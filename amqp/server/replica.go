@@ -152,6 +152,8 @@ type replica struct {
 	waitMu   sync.Mutex
 	waiting  []waitingPublish // publishes waiting for a leader, in order; guarded by waitMu
 	draining bool             // a goroutine drains waiting; guarded by waitMu
+
+	flow flowGate // publishes taken and not yet answered (flow control)
 }
 
 // groupRef is this node's running member of the group; done ends its
@@ -355,6 +357,13 @@ func (r *replica) publish(msg *queue.Message, ttl int64, done func(bool)) {
 	if r.stopped.Load() {
 		done(false)
 		return
+	}
+	size := int64(len(msg.Header) + len(msg.Body))
+	r.flow.take(size)
+	answer := done
+	done = func(ok bool) {
+		r.flow.settle(size)
+		answer(ok)
 	}
 	p := waitingPublish{msg: msg, ttl: ttl, done: done, until: time.Now().Add(publishWait)}
 	r.waitMu.Lock()
