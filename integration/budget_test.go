@@ -14,6 +14,7 @@ import (
 
 	"github.com/warren-mq/warren/amqp/server"
 	"github.com/warren-mq/warren/mgmt"
+	"github.com/warren-mq/warren/queue"
 )
 
 func seqBody(i, size int) []byte {
@@ -157,4 +158,45 @@ func TestMemoryBudgetShrinksIdleQueue(t *testing.T) {
 		require.Equal(t, uint64(i), binary.BigEndian.Uint64(d.Body))
 	}
 	none(t, ds)
+}
+
+// A deep queue of large messages reads its paged-out tail back a budget's
+// worth at a time, not half a window of messages (300 messages of 64 KB
+// would be 19 MB in memory at once with a 1 MB budget); both kinds of
+// queue, spooled (transient) and journaled (durable).
+func TestMemoryBudgetPagesLargeMessagesInByBytes(t *testing.T) {
+	const budget = 1 << 20
+	b := startDurableCfg(t, t.TempDir(), server.Config{MemoryBudget: budget})
+	_, ch := b.channel(t)
+	require.NoError(t, ch.Confirm(false))
+	confirms := ch.NotifyPublish(make(chan amqp.Confirmation, 400))
+	const n, size = 300, 64 << 10
+	for _, q := range []struct {
+		name string
+		mode uint8
+	}{{"large-transient", amqp.Transient}, {"large-durable", amqp.Persistent}} {
+		_, err := ch.QueueDeclare(q.name, q.mode == amqp.Persistent, false, false, false, nil)
+		require.NoError(t, err)
+		for i := range n {
+			publishConfirmed(t, ch, confirms, q.name, i, size, q.mode)
+		}
+		for range n {
+			require.True(t, (<-confirms).Ack)
+		}
+		var u queue.Usage
+		eventually(t, func() bool { u, _ = b.MemoryUsage(); return u.MemoryBytes <= 2*budget }, "the queue pages out")
+		require.Positive(t, u.PagedMessages, "%+v", u)
+		peak := int64(0)
+		for i := range n {
+			d, ok, err := ch.Get(q.name, true)
+			require.NoError(t, err)
+			require.True(t, ok, "%s message %d", q.name, i)
+			require.Equal(t, uint64(i), binary.BigEndian.Uint64(d.Body), "%s message %d", q.name, i)
+			u, _ = b.MemoryUsage()
+			peak = max(peak, u.MemoryBytes)
+		}
+		// The budget plus the page-in that crossed it and one message.
+		require.LessOrEqual(t, peak, int64(2*budget+size), "%s: in memory at the peak", q.name)
+		t.Logf("%s: peak %d bytes in memory", q.name, peak)
+	}
 }

@@ -379,17 +379,26 @@ func (q *Queue) pageInCountLocked() int {
 		return 0
 	}
 	n := min(q.PageWindow/2, q.disk.N)
+	// Bounded by bytes too: half a window of large messages would be
+	// gigabytes, which the pager would then write out again.
+	per := entryOverhead + q.disk.Bytes/int64(q.disk.N)
 	b := q.ready.budget
-	if b == nil || !b.over() {
-		return n
+	if b == nil {
+		return min(n, max(1, int(pageInMaxBytes/per)))
 	}
 	share := b.share()
+	if !b.over() {
+		room := max(b.limit-b.used.Load(), share-q.ready.bytes)
+		return min(n, max(1, int(room/per)))
+	}
 	if q.ready.len() > 0 && q.ready.bytes >= share/2 {
 		return 0
 	}
-	per := entryOverhead + q.disk.Bytes/int64(q.disk.N)
-	return min(n, max(16, int((share-q.ready.bytes)/per)))
+	return min(n, max(1, int((share-q.ready.bytes)/per)))
 }
+
+// pageInMaxBytes bounds one page-in of a queue outside any budget.
+const pageInMaxBytes = 64 << 20
 
 // pageInLocked reads the next part of the paged-out tail into memory when
 // the in-memory part runs low. Lock must be held (it reads the disk: a
