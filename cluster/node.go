@@ -250,6 +250,16 @@ func (n *Node) Send(node string, payload []byte) error {
 	return n.tr.Send(m.ID, KindBroker, payload)
 }
 
+// Queued is how many bytes wait to be sent to the node named node
+// (server.PeerBacklog).
+func (n *Node) Queued(node string) int {
+	m, ok := n.sm.memberByName(node)
+	if !ok {
+		return 0
+	}
+	return n.tr.Queued(m.ID)
+}
+
 // Call sends a broker request to the node named node and waits for its
 // answer (server.PeerCaller).
 func (n *Node) Call(ctx context.Context, node string, payload []byte) ([]byte, error) {

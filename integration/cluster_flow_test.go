@@ -125,3 +125,63 @@ func TestClusterQuorumFlowControl(t *testing.T) {
 	}
 	t.Logf("all %d received, %d twice", n, dups)
 }
+
+// TestClusterForwardWaitsForSlowNode: copies for a classic queue on another
+// node wait in the cluster connection's buffer to that node; when that node
+// stalls (paused here for 3 s) a publisher on this node is held back once
+// 16 MiB wait, instead of its publishes failing on the full buffer and,
+// without confirms, being lost. Everything arrives, in order.
+func TestClusterForwardWaitsForSlowNode(t *testing.T) {
+	warrenOnly(t, "starts a cluster of bin/warren processes")
+	nodes := startTestCluster(t, 2, 0)
+	ch1 := nodes[0].channel()
+	_, err := ch1.QueueDeclare("slowhome", false, false, false, false, nil)
+	require.NoError(t, err)
+	ch2 := nodes[1].channel()
+	waitFor(t, "node 2 knows the queue", func() bool {
+		_, err := ch2.QueueDeclarePassive("slowhome", false, false, false, false, nil)
+		if err != nil {
+			ch2 = nodes[1].channel()
+		}
+		return err == nil
+	})
+
+	const n, size = 150, 1 << 20 // 150 MB: more than the 64 MiB buffer
+	var published atomic.Int64
+	pubErr := make(chan error, 1)
+	go func() {
+		body := make([]byte, size)
+		for i := range n {
+			copy(body, fmt.Sprintf("%06d", i))
+			if err := ch2.PublishWithContext(context.Background(), "", "slowhome", false, false, amqp.Publishing{Body: body}); err != nil {
+				pubErr <- err
+				return
+			}
+			published.Add(1)
+		}
+		pubErr <- nil
+	}()
+	for published.Load() < 10 {
+		time.Sleep(5 * time.Millisecond)
+	}
+	nodes[0].signal(syscall.SIGSTOP)
+	time.Sleep(3 * time.Second)
+	nodes[0].signal(syscall.SIGCONT)
+	select {
+	case err := <-pubErr:
+		require.NoError(t, err)
+	case <-time.After(60 * time.Second):
+		t.Fatalf("publisher stuck after %d of %d messages", published.Load(), n)
+	}
+
+	ds, err := ch1.Consume("slowhome", "", true, false, false, false, nil)
+	require.NoError(t, err)
+	for i := range n {
+		select {
+		case d := <-ds:
+			require.Equal(t, fmt.Sprintf("%06d", i), string(d.Body[:6]))
+		case <-time.After(30 * time.Second):
+			t.Fatalf("received %d of %d", i, n)
+		}
+	}
+}

@@ -247,9 +247,11 @@ func (ch *channel) route(pm *amqp.BasicPublish, msg *queue.Message, seq uint64) 
 			t.Stop()
 		}
 	}
-	if remoteN > 0 && flowWait(ch.conn, qs) {
-		flow = true
-		ch.conn.flowWaited = true
+	if remoteN > 0 {
+		if w1, w2 := flowWait(ch.conn, qs), ch.conn.srv.peerWait(ch.conn, qs); w1 || w2 {
+			flow = true
+			ch.conn.flowWaited = true
+		}
 	}
 	if flow {
 		ch.conn.flowAt.Store(time.Now().UnixNano())

@@ -110,3 +110,47 @@ func flowWait(c *conn, qs []*Queue) bool {
 	}
 	return waited
 }
+
+// Flow control on the links between nodes: a copy for a queue on another
+// node waits in the cluster connection's buffer to that node, which fails
+// new sends once full (64 MiB); a publish that found it full would be
+// nacked, or lost without confirms, and the group traffic sharing the
+// connection would be refused with it. So a publisher whose copies go to a
+// node with more than peerHighBytes waiting for it waits (polling, a
+// millisecond at a time) until that falls under peerLowBytes.
+const (
+	peerHighBytes = 16 << 20
+	peerLowBytes  = 8 << 20
+	// peerMaxWait bounds one wait on a link that does not drain (its node
+	// is going away: the connection's loss settles what is in it).
+	peerMaxWait = 5 * time.Second
+)
+
+// PeerBacklog is implemented by Peers that tell how many bytes wait to be
+// sent to a node (cluster.Node).
+type PeerBacklog interface {
+	Queued(node string) int
+}
+
+// peerWait holds a publish on c while a node that its copies in qs go to
+// has too much waiting for it; it reports whether it waited.
+func (s *Server) peerWait(c *conn, qs []*Queue) bool {
+	pb, ok := s.peers.(PeerBacklog)
+	if !ok {
+		return false
+	}
+	waited := false
+	for _, q := range qs {
+		home := q.Home()
+		if home == "" || home == s.cfg.NodeName || pb.Queued(home) <= peerHighBytes {
+			continue
+		}
+		waited = true
+		c.flowing.Store(true)
+		for deadline := time.Now().Add(peerMaxWait); pb.Queued(home) > peerLowBytes && time.Now().Before(deadline); {
+			time.Sleep(time.Millisecond)
+		}
+		c.flowing.Store(false)
+	}
+	return waited
+}

@@ -245,6 +245,19 @@ func (t *Transport) Send(to uint64, k Kind, payload []byte) error {
 	return c.enqueue(k, 0, 0, payload)
 }
 
+// Queued is how many bytes wait to be written to peer to (0 when no
+// connection is up): senders that can wait use it to slow down before
+// Send fails with ErrBackpressure.
+func (t *Transport) Queued(to uint64) int {
+	c, err := t.connTo(to)
+	if err != nil {
+		return 0
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return len(c.out)
+}
+
 // Request sends a request frame and waits for the peer's answer, ctx, or the
 // loss of the connection.
 func (t *Transport) Request(ctx context.Context, to uint64, k Kind, payload []byte) ([]byte, error) {
