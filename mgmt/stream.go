@@ -4,8 +4,8 @@ import "github.com/warren-mq/warren/amqp/server"
 
 // streamItem shows a stream queue as RabbitMQ does (type stream, its
 // messages, members and readers), plus Warren's view of its log: the
-// first and last offsets kept, its segments, and each consumer's position
-// and lag.
+// first and last offsets kept, its segments, each consumer's position
+// and lag, and the named consumers' stored offsets.
 func streamItem(it item, q server.QueueInfo) {
 	s := q.Stream
 	it["type"] = "stream"
@@ -20,9 +20,20 @@ func streamItem(it item, q server.QueueInfo) {
 	}
 	readers := make([]item, 0, len(s.Consumers))
 	for _, c := range s.Consumers {
-		readers = append(readers, item{"consumer_tag": c.Tag, "offset": c.Offset, "lag": c.Lag})
+		r := item{"consumer_tag": c.Tag, "offset": c.Offset, "lag": c.Lag}
+		if c.Name != "" {
+			r["name"] = c.Name
+		}
+		readers = append(readers, r)
 	}
 	it["stream_consumers"] = readers
+	// Named consumers' stored offsets (where each name resumes) and what
+	// of them is on disk, connected or not.
+	tracked := make([]item, 0, len(s.Tracking))
+	for _, t := range s.Tracking {
+		tracked = append(tracked, item{"name": t.Name, "offset": t.Offset, "synced_offset": t.Synced})
+	}
+	it["consumer_offsets"] = tracked
 	for _, k := range []string{"exclusive_consumer_tag", "idle_since", "owner_pid_details", "consumer_utilisation",
 		"backing_queue_status", "messages_paged_out", "head_message_timestamp"} {
 		delete(it, k)

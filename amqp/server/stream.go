@@ -9,6 +9,7 @@ import (
 
 	"github.com/warren-mq/warren/amqp"
 	"github.com/warren-mq/warren/queue"
+	"github.com/warren-mq/warren/queue/stream"
 )
 
 // Stream queues (x-queue-type stream) as a client sees RabbitMQ's over AMQP
@@ -128,6 +129,27 @@ func (ch *channel) checkStreamConsume(q *Queue, m *amqp.BasicConsume) error {
 	if v, ok := m.Arguments["x-stream-offset"]; ok {
 		if _, ok := queue.ParseStreamOffset(v, time.Now()); !ok {
 			return invalidArg("x-stream-offset", q.Name, vhost, fmt.Sprintf("{invalid_stream_offset_arg,{%s,%s}}", fieldTypeName(v), erlangValue(v)))
+		}
+	}
+	return checkStreamTracking(m.Arguments, q.Name, vhost)
+}
+
+// checkStreamTracking checks a named stream consumer's arguments
+// (Warren's, queue/streamtrack.go): x-stream-consumer-name a string of 1
+// to 255 bytes, x-stream-automatic-offset-tracking a boolean.
+func checkStreamTracking(args amqp.Table, name, vhost string) error {
+	if v, ok := args[queue.StreamConsumerNameArg]; ok {
+		s, isStr := v.(string)
+		switch {
+		case !isStr:
+			return invalidArg(queue.StreamConsumerNameArg, name, vhost, fmt.Sprintf("{unacceptable_type,%s}", fieldTypeName(v)))
+		case s == "" || len(s) > stream.MaxNameLen:
+			return invalidArg(queue.StreamConsumerNameArg, name, vhost, fmt.Sprintf("\"a name of 1 to %d bytes expected\"", stream.MaxNameLen))
+		}
+	}
+	if v, ok := args[queue.StreamAutoTrackingArg]; ok {
+		if _, isBool := v.(bool); !isBool {
+			return invalidArg(queue.StreamAutoTrackingArg, name, vhost, fmt.Sprintf("{unacceptable_type,%s}", fieldTypeName(v)))
 		}
 	}
 	return nil
