@@ -349,3 +349,32 @@ func TestStreamTrackingPikaSIGKILL(t *testing.T) {
 	_, amqpURL, _ = start()
 	pikaTracking(t, amqpURL, "kill-track", "Kill.test_after", "LOW=300", "HIGH=500")
 }
+
+// A name is scoped to its stream: the same name on two streams keeps two
+// offsets.
+func TestStreamTrackingScope(t *testing.T) {
+	warrenOnly(t, "offset tracking over AMQP 0-9-1 is Warren's (as LavinMQ)")
+	b := startBroker(t, server.Config{})
+	_, ch := b.channel(t)
+	qa := declareStream(t, b, ch, "a", nil)
+	qb := declareStream(t, b, ch, "b", nil)
+	streamPublish(t, b, qa, bodiesN("a", 0, 10)...)
+	streamPublish(t, b, qb, bodiesN("b", 0, 10)...)
+	first := amqp.Table{"x-stream-consumer-name": "x", "x-stream-offset": "first"}
+	ca, dsa := namedConsume(t, b.url, qa, "", 10, first)
+	cb, dsb := namedConsume(t, b.url, qb, "", 10, first)
+	dd, _ := recvOffsets(t, dsa, 3)
+	require.NoError(t, dd[2].Ack(true))
+	dd, _ = recvOffsets(t, dsb, 1)
+	require.NoError(t, dd[0].Ack(true))
+	ca.Close()
+	cb.Close()
+	waitTracked(t, b.api(t), b.vhost, qa, "x", 3)
+	waitTracked(t, b.api(t), b.vhost, qb, "x", 1)
+	_, dsa = namedConsume(t, b.url, qa, "", 1, amqp.Table{"x-stream-consumer-name": "x"})
+	_, dsb = namedConsume(t, b.url, qb, "", 1, amqp.Table{"x-stream-consumer-name": "x"})
+	_, offs := recvOffsets(t, dsa, 1)
+	require.Equal(t, []int64{3}, offs)
+	_, offs = recvOffsets(t, dsb, 1)
+	require.Equal(t, []int64{1}, offs)
+}

@@ -132,7 +132,8 @@ type streamQueue struct {
 	published, delivered, acked atomic.Uint64
 	names                       Names // the delivery goroutine's
 
-	// Named consumers' offsets (streamtrack.go).
+	// Named consumers' offsets (streamtrack.go). Lock order: mu, then
+	// tmu, then the Offsets' own lock; acks take tmu without mu.
 	offsets  *stream.Offsets
 	nTracked atomic.Int32 // len(trackers), read without tmu
 	tmu      sync.Mutex
