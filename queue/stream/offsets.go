@@ -43,9 +43,12 @@ type Offsets struct {
 	dirty  bool
 	err    error // the last write's failure, nil once a write succeeds
 
-	kick chan struct{}
-	stop chan struct{}
-	done chan struct{}
+	// The writer starts at the first Set, so a stream without named
+	// consumers has no goroutine for them.
+	start sync.Once
+	kick  chan struct{}
+	stop  chan struct{}
+	done  chan struct{}
 }
 
 // OffsetsFile is the name of the tracked offsets file in a stream's
@@ -64,8 +67,8 @@ const offsetsMagic = "WSO1"
 // ErrBadOffsets is a tracked offsets file or update that does not parse.
 var ErrBadOffsets = errors.New("stream: bad tracked offsets")
 
-// OpenOffsets reads dir's tracked offsets (none if the file is missing)
-// and starts the writer; flushEvery 0 takes DefaultFlushEvery.
+// OpenOffsets reads dir's tracked offsets (none if the file is missing);
+// flushEvery 0 takes DefaultFlushEvery.
 func OpenOffsets(dir string, flushEvery time.Duration) (*Offsets, error) {
 	if flushEvery <= 0 {
 		flushEvery = DefaultFlushEvery
@@ -87,7 +90,6 @@ func OpenOffsets(dir string, flushEvery time.Duration) (*Offsets, error) {
 		}
 	}
 	os.Remove(o.path + ".tmp") // what a crash mid-write left
-	go o.writer()
 	return o, nil
 }
 
@@ -110,6 +112,7 @@ func (o *Offsets) Set(name string, offset uint64) {
 	o.cur[name] = offset
 	o.dirty = true
 	o.mu.Unlock()
+	o.start.Do(func() { go o.writer() })
 	select {
 	case o.kick <- struct{}{}:
 	default:
@@ -144,6 +147,7 @@ func (o *Offsets) Err() error {
 
 // Close writes what is pending and stops the writer.
 func (o *Offsets) Close() error {
+	o.start.Do(func() { close(o.done) }) // never started: nothing to write
 	select {
 	case <-o.stop:
 	default:
