@@ -648,6 +648,9 @@ func TestWarrenctlStream(t *testing.T) {
 	require.Regexp(t, `(?m)^LAST OFFSET\s+4$`, out)
 	require.Regexp(t, `(?m)^NAMED CONSUMER\s+STORED OFFSET\s+ON DISK$`, out)
 	c.fails(1, "Not Found", "stream", "nosuch")
+	require.Equal(t, "stream events forgot consumer audit\n", c.ok("stream", "--forget", "audit", "events"))
+	require.NotRegexp(t, `(?m)^audit\s`, c.ok("stream", "events"))
+	c.fails(1, "Not Found", "stream", "--forget", "audit", "events")
 }
 
 // TestStreamPika runs pika (Debian's python3-pika) against a stream.

@@ -380,3 +380,30 @@ func TestStreamTrackingScope(t *testing.T) {
 	_, offs = recvOffsets(t, dsb, 1)
 	require.Equal(t, []int64{1}, offs)
 }
+
+// DELETE /api/queues/{vhost}/{name}/consumer-offsets/{consumer} forgets a
+// name: its next consumer starts at next; an unknown name is 404, and a
+// user without configure permission on the stream is refused.
+func TestStreamTrackingForget(t *testing.T) {
+	warrenOnly(t, "offset tracking over AMQP 0-9-1 is Warren's (as LavinMQ)")
+	b := startBroker(t, server.Config{})
+	_, ch := b.channel(t)
+	q := declareStream(t, b, ch, "s", nil)
+	streamPublish(t, b, q, bodiesN("m", 0, 5)...)
+	c, ds := namedConsume(t, b.url, q, "", 5, amqp.Table{"x-stream-consumer-name": "gone", "x-stream-offset": "first"})
+	dd, _ := recvOffsets(t, ds, 2)
+	require.NoError(t, dd[1].Ack(true))
+	c.Close()
+	waitTracked(t, b.api(t), b.vhost, q, "gone", 2)
+	path := "/api/queues/" + url.PathEscape(b.vhost) + "/" + url.PathEscape(q) + "/consumer-offsets/gone"
+	reader := addUser(t, b, "reader", server.Permission{Configure: "^$", Write: ".*", Read: ".*"}, "management")
+	(&apiClient{t: t, base: b.api(t), user: reader, pass: reader + "-pw"}).expect(http.StatusUnauthorized, http.MethodDelete, path, nil) // RabbitMQ's answer to a refused permission
+	require.Contains(t, consumerOffsets(t, b.api(t), b.vhost, q), "gone")
+	api := &apiClient{t: t, base: b.api(t), user: b.user, pass: b.pass}
+	api.expect(http.StatusNoContent, http.MethodDelete, path, nil)
+	_, ok := consumerOffsets(t, b.api(t), b.vhost, q)["gone"]
+	require.False(t, ok)
+	api.expect(http.StatusNotFound, http.MethodDelete, path, nil)
+	_, ds = namedConsume(t, b.url, q, "", 5, amqp.Table{"x-stream-consumer-name": "gone"})
+	none(t, ds) // a new name: next
+}

@@ -1,6 +1,10 @@
 package mgmt
 
-import "github.com/warren-mq/warren/amqp/server"
+import (
+	"net/http"
+
+	"github.com/warren-mq/warren/amqp/server"
+)
 
 // streamItem shows a stream queue as RabbitMQ does (type stream, its
 // messages, members and readers), plus Warren's view of its log: the
@@ -37,5 +41,26 @@ func streamItem(it item, q server.QueueInfo) {
 	for _, k := range []string{"exclusive_consumer_tag", "idle_since", "owner_pid_details", "consumer_utilisation",
 		"backing_queue_status", "messages_paged_out", "head_message_timestamp"} {
 		delete(it, k)
+	}
+}
+
+// forgetStreamConsumer is DELETE
+// /api/queues/{vhost}/{name}/consumer-offsets/{consumer} (Warren's): the
+// stream forgets a named consumer's stored offset, so names that will not
+// come back do not stay for the stream's life.
+func (a *api) forgetStreamConsumer(w http.ResponseWriter, r *http.Request) {
+	vhost := var_(r, "vhost")
+	if !a.vhostVisible(who(r), vhost) {
+		notFound(w)
+		return
+	}
+	found, err := a.b.ForgetStreamConsumer(who(r).name, vhost, var_(r, "name"), var_(r, "consumer"))
+	switch {
+	case err != nil:
+		amqpFailure(w, err)
+	case !found:
+		notFound(w)
+	default:
+		w.WriteHeader(http.StatusNoContent)
 	}
 }

@@ -235,6 +235,13 @@ func (sq *streamQueue) storeLocked(t *tracker) {
 	}
 }
 
+// ForgetStreamConsumer forgets the stored offset of the stream consumer
+// name; false when q is not a stream or does not track name. A consumer of
+// that name still connected stores it again at its next ack.
+func (q *Queue) ForgetStreamConsumer(name string) bool {
+	return q.sq != nil && q.sq.offsets.Delete(name)
+}
+
 // StreamTracking is a named consumer's stored offset.
 type StreamTracking struct {
 	Name string

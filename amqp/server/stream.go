@@ -155,6 +155,31 @@ func checkStreamTracking(args amqp.Table, name, vhost string) error {
 	return nil
 }
 
+// ForgetStreamConsumer forgets the stored offset of the named consumer
+// consumer of stream queue in vhost, for user, who needs configure
+// permission on the queue (as to delete it). found is false when there is
+// no such stream or name.
+func (s *Server) ForgetStreamConsumer(user, vhost, queue, consumer string) (found bool, err error) {
+	s.mu.Lock()
+	u := s.users[user]
+	s.mu.Unlock()
+	if u == nil {
+		return false, ErrAccessRefused
+	}
+	if err := s.newChecker(u, vhost).check(permConfigure, "queue", queue); err != nil {
+		return false, err
+	}
+	for _, v := range s.vhostList(vhost) {
+		v.mu.RLock()
+		q := v.queues[queue]
+		v.mu.RUnlock()
+		if q != nil {
+			return q.ForgetStreamConsumer(consumer), nil
+		}
+	}
+	return false, nil
+}
+
 // erlangValue prints v as RabbitMQ's error texts show a value.
 func erlangValue(v any) string {
 	if s, ok := v.(string); ok {

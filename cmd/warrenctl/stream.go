@@ -11,11 +11,20 @@ import (
 func streamCommand() *cli.Command {
 	return &cli.Command{
 		Name: "stream", Usage: "show a stream: its offsets, segments, consumers' lag and named consumers' stored offsets", ArgsUsage: "QUEUE",
-		Description: "Examples:\n   warrenctl stream events\n   warrenctl consume --name audit --offset first events   # a named consumer: resumes where it stopped",
+		Description: "Examples:\n   warrenctl stream events\n   warrenctl consume --name audit --offset first events   # a named consumer: resumes where it stopped\n" +
+			"   warrenctl stream --forget audit events                # forget a name's stored offset",
+		Flags: []cli.Flag{&cli.StringFlag{Name: "forget", Usage: "forget this named consumer's stored offset"}},
 		Action: func(c *cli.Context) error {
 			q, err := oneArg(c, "stream name")
 			if err != nil {
 				return err
+			}
+			if name := c.String("forget"); name != "" {
+				if err := newClient(c).do("DELETE", "/api/queues/"+esc(globals.vhost)+"/"+esc(q)+"/consumer-offsets/"+esc(name), nil, nil); err != nil {
+					return err
+				}
+				fmt.Printf("stream %s forgot consumer %s\n", q, name)
+				return nil
 			}
 			var it map[string]any
 			if err := newClient(c).do("GET", "/api/queues/"+esc(globals.vhost)+"/"+esc(q), nil, &it); err != nil {

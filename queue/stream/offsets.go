@@ -119,6 +119,27 @@ func (o *Offsets) Set(name string, offset uint64) {
 	}
 }
 
+// Delete forgets name (an operator's clean-up: a consumer of that name
+// then starts at next, or its explicit offset). It reports whether name
+// was tracked. A replicated stream carries it as an operation too.
+func (o *Offsets) Delete(name string) bool {
+	o.mu.Lock()
+	_, ok := o.cur[name]
+	if ok {
+		delete(o.cur, name)
+		o.dirty = true
+	}
+	o.mu.Unlock()
+	if ok {
+		o.start.Do(func() { go o.writer() })
+		select {
+		case o.kick <- struct{}{}:
+		default:
+		}
+	}
+	return ok
+}
+
 // Tracked is one name's offset: the latest, and the one on disk.
 type Tracked struct {
 	Name   string

@@ -30,6 +30,10 @@ func TestOffsetsReopen(t *testing.T) {
 	o.Set("a", 3) // an explicit offset moves a name back
 	long := strings.Repeat("n", MaxNameLen)
 	o.Set(long, 1<<40)
+	o.Set("gone", 1)
+	if !o.Delete("gone") || o.Delete("never") {
+		t.Fatal("Delete reports what it forgot")
+	}
 	if err := o.Close(); err != nil {
 		t.Fatal(err)
 	}
