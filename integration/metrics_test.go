@@ -96,3 +96,50 @@ func TestPrometheusMetrics(t *testing.T) {
 	resp.Body.Close()
 	require.Equal(t, 200, resp.StatusCode)
 }
+
+// A stream's per-object series: RabbitMQ's segments, bytes and highest
+// consumer lag, and Warren's offsets, per-consumer lag and named
+// consumers' stored offsets.
+func TestPrometheusStreamMetrics(t *testing.T) {
+	warrenOnly(t, "scrapes Warren's Prometheus handler (RabbitMQ's prometheus plugin is not enabled here)")
+	b := startBroker(t, server.Config{})
+	_, ch := b.channel(t)
+	q := declareStream(t, b, ch, "s", amqp.Table{"x-stream-max-segment-size-bytes": int32(1000)})
+	big := make([]byte, 300)
+	ps := make([]amqp.Publishing, 10)
+	for i := range ps {
+		ps[i] = amqp.Publishing{Body: big}
+	}
+	streamPublish(t, b, q, ps...)
+	hs := httptest.NewServer(mgmt.MetricsMux(b.Server))
+	t.Cleanup(hs.Close)
+
+	_, ds := streamConsume(t, b, q, 3, amqp.Table{"x-stream-offset": "first"})
+	recvOffsets(t, ds, 3)
+	_, ds2 := namedConsume(t, b.url, q, "tail", 5, amqp.Table{"x-stream-consumer-name": "audit", "x-stream-offset": int64(6)})
+	dd, _ := recvOffsets(t, ds2, 2)
+	require.NoError(t, dd[1].Ack(true))
+
+	lbl := func(name string) string { return name + `{queue="` + q + `",vhost="` + b.vhost + `"}` }
+	var per string
+	eventually(t, func() bool {
+		per, _ = scrape(t, hs.URL+"/metrics/per-object")
+		return metric(t, per, `warren_stream_tracked_offset{name="audit",queue="`+q+`",vhost="`+b.vhost+`"}`) == 8
+	}, "audit stored at 8")
+	require.Equal(t, 10.0, metric(t, per, lbl("rabbitmq_queue_messages")))
+	require.Equal(t, 10.0, metric(t, per, lbl("rabbitmq_queue_messages_ready")))
+	require.Equal(t, 2.0, metric(t, per, lbl("rabbitmq_queue_consumers")))
+	info := queueInfo(t, b, q)
+	require.Greater(t, info["segments"], float64(1))
+	require.Equal(t, info["segments"], metric(t, per, lbl("rabbitmq_stream_segments")))
+	require.Equal(t, info["message_bytes"], metric(t, per, lbl("rabbitmq_queue_messages_bytes")))
+	require.Equal(t, 0.0, metric(t, per, lbl("warren_stream_first_offset")))
+	require.Equal(t, 9.0, metric(t, per, lbl("warren_stream_last_offset")))
+	// The first consumer got 0-2 (its next is 3: 7 behind); "tail" got
+	// 6-9 (none behind) and acked 6-7, so "audit" resumes at 8.
+	require.Equal(t, 7.0, metric(t, per, lbl("rabbitmq_stream_consumer_max_offset_lag")))
+	require.Equal(t, 0.0, metric(t, per, `warren_stream_consumer_offset_lag{consumer_tag="tail",queue="`+q+`",vhost="`+b.vhost+`"}`))
+
+	agg, _ := scrape(t, hs.URL+"/metrics")
+	require.NotContains(t, agg, "warren_stream_", "no per-stream series in the aggregate")
+}

@@ -11,6 +11,7 @@ import (
 	"net/http"
 	"net/url"
 	"path/filepath"
+	"regexp"
 	"syscall"
 	"testing"
 	"time"
@@ -634,6 +635,22 @@ func TestWarrenctlStream(t *testing.T) {
 	require.Equal(t, "3\tevents\te3\n4\tevents\te4\n", c.ok("consume", "--offset", "-2", "--count", "2", "events"))
 	require.Equal(t, "2\tevents\te2\n", c.ok("consume", "--offset", "2", "--count", "1", "events"))
 	require.Contains(t, c.ok("--format", "json", "consume", "--offset", "last", "--count", "1", "events"), `"x-stream-offset":4`)
+	// A named consumer resumes after what it acked; stream shows where.
+	require.Equal(t, "0\tevents\te0\n1\tevents\te1\n", c.ok("consume", "--name", "audit", "--offset", "first", "--count", "2", "events"))
+	require.Equal(t, "2\tevents\te2\n", c.ok("consume", "--name", "audit", "--count", "1", "events"))
+	var out string
+	eventually(t, func() bool {
+		out = c.ok("stream", "events")
+		return regexp.MustCompile(`(?m)^audit\s+3\s+3\s*$`).MatchString(out)
+	}, "audit stored at 3")
+	require.Regexp(t, `(?m)^MESSAGES\s+5$`, out)
+	require.Regexp(t, `(?m)^FIRST OFFSET\s+0$`, out)
+	require.Regexp(t, `(?m)^LAST OFFSET\s+4$`, out)
+	require.Regexp(t, `(?m)^NAMED CONSUMER\s+STORED OFFSET\s+ON DISK$`, out)
+	c.fails(1, "Not Found", "stream", "nosuch")
+	require.Equal(t, "stream events forgot consumer audit\n", c.ok("stream", "--forget", "audit", "events"))
+	require.NotRegexp(t, `(?m)^audit\s`, c.ok("stream", "events"))
+	c.fails(1, "Not Found", "stream", "--forget", "audit", "events")
 }
 
 // TestStreamPika runs pika (Debian's python3-pika) against a stream.

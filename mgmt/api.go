@@ -198,6 +198,7 @@ func NewClusterHandler(b *server.Server, c Cluster) http.Handler {
 	h("/api/queues/{vhost}/{name}/get", levelManagement, a.getMessages, post)
 	h("/api/queues/{vhost}/{name}/bindings", levelManagement, a.bindingsOf("qdest"), get)
 	h("/api/queues/{vhost}/{name}/browse", levelManagement, a.browse, get)
+	h("/api/queues/{vhost}/{name}/consumer-offsets/{consumer}", levelManagement, a.forgetStreamConsumer, del)
 	h("/api/queues/{vhost}/{name}/members", levelAdministrator, a.addQueueMember, post)
 	h("/api/queues/{vhost}/{name}/members/{node}", levelAdministrator, a.deleteQueueMember, del)
 	h("/api/rebalance/queues", levelAdministrator, a.rebalanceQueues, post)

@@ -63,6 +63,20 @@ var (
 	dQBytes     = desc("rabbitmq_queue_messages_ready_bytes", "Size in bytes of ready messages", queueLabels)
 	dQPublished = desc("rabbitmq_queue_messages_published_total", "Total number of messages published to queues", queueLabels)
 	dXDelayed   = desc("warren_exchange_delayed_messages", "Messages pending in a delayed-message exchange", exchangeLbls)
+
+	// Streams (per object): RabbitMQ's names where it has them
+	// (rabbitmq_stream_segments, which RabbitMQ types as a counter though
+	// retention lowers it, and rabbitmq_stream_consumer_max_offset_lag),
+	// Warren's for the log's extent and each consumer.
+	dSBytes            = desc("rabbitmq_queue_messages_bytes", "Size in bytes of ready and unacknowledged messages", queueLabels)
+	dSSegments         = desc("rabbitmq_stream_segments", "Total number of stream segment files", queueLabels)
+	dSMaxLag           = desc("rabbitmq_stream_consumer_max_offset_lag", "Highest consumer offset lag", queueLabels)
+	dSFirst            = desc("warren_stream_first_offset", "Offset of the oldest message a stream keeps", queueLabels)
+	dSLast             = desc("warren_stream_last_offset", "Offset of the newest message of a stream (-1: none yet)", queueLabels)
+	dSLag              = desc("warren_stream_consumer_offset_lag", "Messages between a stream consumer's position and the end of the stream", streamConsumerLbls)
+	dSTracked          = desc("warren_stream_tracked_offset", "Offset a named stream consumer resumes from", streamNameLbls)
+	streamConsumerLbls = []string{"vhost", "queue", "consumer_tag"}
+	streamNameLbls     = []string{"vhost", "queue", "name"}
 )
 
 // Describe sends nothing: the collector is unchecked, as its series come and
@@ -125,6 +139,37 @@ func (c *collector) Collect(ch chan<- prometheus.Metric) {
 		gauge(dQConsumers, float64(len(q.Consumers)), q.Vhost, q.Name)
 		gauge(dQBytes, float64(q.ReadyBytes), q.Vhost, q.Name)
 		counter(dQPublished, q.Published, q.Vhost, q.Name)
+		if q.Stream != nil {
+			streamMetrics(gauge, q)
+		}
+	}
+}
+
+// streamMetrics sends a stream's per-object series. Consumer tags are
+// unique per channel only: two consumers of one stream with the same tag
+// share a series, showing the larger lag.
+func streamMetrics(gauge func(*prometheus.Desc, float64, ...string), q server.QueueInfo) {
+	s := q.Stream
+	gauge(dSBytes, float64(s.Bytes), q.Vhost, q.Name)
+	gauge(dSSegments, float64(s.Segments), q.Vhost, q.Name)
+	gauge(dSFirst, float64(s.First), q.Vhost, q.Name)
+	last := float64(s.Last)
+	if s.Messages == 0 {
+		last = -1
+	}
+	gauge(dSLast, last, q.Vhost, q.Name)
+	lags := map[string]uint64{}
+	var maxLag uint64
+	for _, c := range s.Consumers {
+		lags[c.Tag] = max(lags[c.Tag], c.Lag)
+		maxLag = max(maxLag, c.Lag)
+	}
+	gauge(dSMaxLag, float64(maxLag), q.Vhost, q.Name)
+	for tag, lag := range lags {
+		gauge(dSLag, float64(lag), q.Vhost, q.Name, tag)
+	}
+	for _, t := range s.Tracking {
+		gauge(dSTracked, float64(t.Offset), q.Vhost, q.Name, t.Name)
 	}
 }
 

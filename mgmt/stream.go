@@ -1,11 +1,15 @@
 package mgmt
 
-import "github.com/warren-mq/warren/amqp/server"
+import (
+	"net/http"
+
+	"github.com/warren-mq/warren/amqp/server"
+)
 
 // streamItem shows a stream queue as RabbitMQ does (type stream, its
 // messages, members and readers), plus Warren's view of its log: the
-// first and last offsets kept, its segments, and each consumer's position
-// and lag.
+// first and last offsets kept, its segments, each consumer's position
+// and lag, and the named consumers' stored offsets.
 func streamItem(it item, q server.QueueInfo) {
 	s := q.Stream
 	it["type"] = "stream"
@@ -20,11 +24,43 @@ func streamItem(it item, q server.QueueInfo) {
 	}
 	readers := make([]item, 0, len(s.Consumers))
 	for _, c := range s.Consumers {
-		readers = append(readers, item{"consumer_tag": c.Tag, "offset": c.Offset, "lag": c.Lag})
+		r := item{"consumer_tag": c.Tag, "offset": c.Offset, "lag": c.Lag}
+		if c.Name != "" {
+			r["name"] = c.Name
+		}
+		readers = append(readers, r)
 	}
 	it["stream_consumers"] = readers
+	// Named consumers' stored offsets (where each name resumes) and what
+	// of them is on disk, connected or not.
+	tracked := make([]item, 0, len(s.Tracking))
+	for _, t := range s.Tracking {
+		tracked = append(tracked, item{"name": t.Name, "offset": t.Offset, "synced_offset": t.Synced})
+	}
+	it["consumer_offsets"] = tracked
 	for _, k := range []string{"exclusive_consumer_tag", "idle_since", "owner_pid_details", "consumer_utilisation",
 		"backing_queue_status", "messages_paged_out", "head_message_timestamp"} {
 		delete(it, k)
+	}
+}
+
+// forgetStreamConsumer is DELETE
+// /api/queues/{vhost}/{name}/consumer-offsets/{consumer} (Warren's): the
+// stream forgets a named consumer's stored offset, so names that will not
+// come back do not stay for the stream's life.
+func (a *api) forgetStreamConsumer(w http.ResponseWriter, r *http.Request) {
+	vhost := var_(r, "vhost")
+	if !a.vhostVisible(who(r), vhost) {
+		notFound(w)
+		return
+	}
+	found, err := a.b.ForgetStreamConsumer(who(r).name, vhost, var_(r, "name"), var_(r, "consumer"))
+	switch {
+	case err != nil:
+		amqpFailure(w, err)
+	case !found:
+		notFound(w)
+	default:
+		w.WriteHeader(http.StatusNoContent)
 	}
 }

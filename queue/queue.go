@@ -848,7 +848,7 @@ func (q *Queue) Ack(es []Entry) {
 // redelivered set.
 func (q *Queue) Requeue(es []Entry) {
 	if q.sq != nil {
-		q.Kick() // the stream keeps them anyway; the credit is back
+		q.sq.requeue(es) // the stream keeps them anyway; the credit is back
 		return
 	}
 	q.mu.Lock()

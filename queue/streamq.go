@@ -131,6 +131,13 @@ type streamQueue struct {
 
 	published, delivered, acked atomic.Uint64
 	names                       Names // the delivery goroutine's
+
+	// Named consumers' offsets (streamtrack.go). Lock order: mu, then
+	// tmu, then the Offsets' own lock; acks take tmu without mu.
+	offsets  *stream.Offsets
+	nTracked atomic.Int32 // len(trackers), read without tmu
+	tmu      sync.Mutex
+	trackers map[int64]*tracker // by consumer id; guarded by tmu
 }
 
 type streamConsumer struct {
@@ -142,6 +149,7 @@ type streamConsumer struct {
 	matchUnfiltered bool
 	failed          bool
 	offset          atomic.Uint64 // the next offset it gets, for lag
+	track           *tracker      // a named consumer's; nil for others
 }
 
 // NewStream creates a stream queue whose log is in cfg.StreamDir (created
@@ -168,6 +176,10 @@ func NewStream(cfg Config) (*Queue, error) {
 		return nil, err
 	}
 	sq.log = l
+	if sq.offsets, err = stream.OpenOffsets(cfg.StreamDir, 0); err != nil {
+		l.Close()
+		return nil, err
+	}
 	q.sq = sq
 	go sq.loop()
 	return q, nil
@@ -241,6 +253,7 @@ func (sq *streamQueue) feedLocked(sc *streamConsumer) int {
 		return 0
 	}
 	q, n := sq.q, 0
+	var skipped uint64 // a named consumer's filter skipped the records below
 	for n < streamBatch && sc.c.Sink.CanTake(q, sc.c) {
 		rec, ok, err := sc.rd.Next()
 		if err != nil {
@@ -254,7 +267,11 @@ func (sq *streamQueue) feedLocked(sc *streamConsumer) int {
 		}
 		sc.offset.Store(rec.Offset + 1)
 		if !sc.matches(rec.Filter) {
+			skipped = rec.Offset + 1
 			continue
+		}
+		if sc.track != nil {
+			sq.trackDelivered(sc.track, rec.Offset)
 		}
 		m := sq.message(rec)
 		sc.c.Sink.Deliver(q, sc.c, Entry{Msg: m, Seq: rec.Offset, ExpiresAt: sc.id})
@@ -262,6 +279,9 @@ func (sq *streamQueue) feedLocked(sc *streamConsumer) int {
 	}
 	if n > 0 {
 		sq.delivered.Add(uint64(n))
+	}
+	if skipped > 0 && sc.track != nil {
+		sq.trackSkipped(sc.track, skipped)
 	}
 	return n
 }
@@ -361,6 +381,10 @@ func (sq *streamQueue) publish(m *Message) PublishResult {
 // addConsumer starts c at its x-stream-offset with its filter.
 func (sq *streamQueue) addConsumer(c *Consumer) bool {
 	start, _ := ParseStreamOffset(c.Args["x-stream-offset"], time.Now()) // checked by the server
+	name := StreamConsumerName(c.Tag, c.Args)
+	if name != "" && !explicitOffset(c.Args) {
+		start, _ = sq.trackedStart(name)
+	}
 	off, err := sq.resolve(start)
 	if err != nil {
 		return false
@@ -380,6 +404,9 @@ func (sq *streamQueue) addConsumer(c *Consumer) bool {
 	}
 	sq.nextID++
 	sc.id = sq.nextID
+	if name != "" {
+		sq.trackStart(sc, name, rd.Offset())
+	}
 	sq.consumers = append(sq.consumers, sc)
 	sq.mu.Unlock()
 	sq.q.Kick()
@@ -439,6 +466,7 @@ func (sq *streamQueue) removeConsumer(c *Consumer) bool {
 	defer sq.mu.Unlock()
 	for i, sc := range sq.consumers {
 		if sc.c == c {
+			sq.trackStop(sc)
 			sc.rd.Close()
 			sq.consumers = append(sq.consumers[:i], sq.consumers[i+1:]...)
 			if sq.rr > i {
@@ -452,6 +480,7 @@ func (sq *streamQueue) removeConsumer(c *Consumer) bool {
 
 func (sq *streamQueue) ack(es []Entry) {
 	sq.acked.Add(uint64(len(es)))
+	sq.trackAcks(es)
 	sq.q.Kick() // credit came back
 }
 
@@ -462,11 +491,14 @@ type StreamInfo struct {
 	Bytes       int64
 	Segments    int
 	Consumers   []StreamConsumerInfo
+	// Tracking lists the named consumers' stored offsets, by name.
+	Tracking []StreamTracking
 }
 
 // StreamConsumerInfo is one stream consumer's position.
 type StreamConsumerInfo struct {
 	Tag    string
+	Name   string // its tracking name; "" when not named
 	Offset uint64 // the next offset it gets
 	Lag    uint64 // records between it and the end of the stream
 }
@@ -484,9 +516,14 @@ func (sq *streamQueue) snapshot() Snapshot {
 		if info.Committed > off {
 			lag = info.Committed - off
 		}
-		si.Consumers = append(si.Consumers, StreamConsumerInfo{Tag: sc.c.Tag, Offset: off, Lag: lag})
+		ci := StreamConsumerInfo{Tag: sc.c.Tag, Offset: off, Lag: lag}
+		if sc.track != nil {
+			ci.Name = sc.track.name
+		}
+		si.Consumers = append(si.Consumers, ci)
 	}
 	sq.mu.Unlock()
+	si.Tracking = sq.tracking()
 	return s
 }
 
@@ -535,11 +572,15 @@ func (sq *streamQueue) stop(remove bool) []*Consumer {
 	sq.mu.Lock()
 	consumers := make([]*Consumer, 0, len(sq.consumers))
 	for _, sc := range sq.consumers {
+		sq.trackStop(sc)
 		sc.rd.Close()
 		consumers = append(consumers, sc.c)
 	}
 	sq.consumers = nil
 	sq.mu.Unlock()
+	if err := sq.offsets.Close(); err != nil {
+		_ = err // named consumers resume from the last offsets written
+	}
 	if remove {
 		if err := sq.log.Delete(); err != nil {
 			_ = err // the directory may be left behind; the next restart sweeps it

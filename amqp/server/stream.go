@@ -9,6 +9,7 @@ import (
 
 	"github.com/warren-mq/warren/amqp"
 	"github.com/warren-mq/warren/queue"
+	"github.com/warren-mq/warren/queue/stream"
 )
 
 // Stream queues (x-queue-type stream) as a client sees RabbitMQ's over AMQP
@@ -130,7 +131,53 @@ func (ch *channel) checkStreamConsume(q *Queue, m *amqp.BasicConsume) error {
 			return invalidArg("x-stream-offset", q.Name, vhost, fmt.Sprintf("{invalid_stream_offset_arg,{%s,%s}}", fieldTypeName(v), erlangValue(v)))
 		}
 	}
+	return checkStreamTracking(m.Arguments, q.Name, vhost)
+}
+
+// checkStreamTracking checks a named stream consumer's arguments
+// (Warren's, queue/streamtrack.go): x-stream-consumer-name a string of 1
+// to 255 bytes, x-stream-automatic-offset-tracking a boolean.
+func checkStreamTracking(args amqp.Table, name, vhost string) error {
+	if v, ok := args[queue.StreamConsumerNameArg]; ok {
+		s, isStr := v.(string)
+		switch {
+		case !isStr:
+			return invalidArg(queue.StreamConsumerNameArg, name, vhost, fmt.Sprintf("{unacceptable_type,%s}", fieldTypeName(v)))
+		case s == "" || len(s) > stream.MaxNameLen:
+			return invalidArg(queue.StreamConsumerNameArg, name, vhost, fmt.Sprintf("\"a name of 1 to %d bytes expected\"", stream.MaxNameLen))
+		}
+	}
+	if v, ok := args[queue.StreamAutoTrackingArg]; ok {
+		if _, isBool := v.(bool); !isBool {
+			return invalidArg(queue.StreamAutoTrackingArg, name, vhost, fmt.Sprintf("{unacceptable_type,%s}", fieldTypeName(v)))
+		}
+	}
 	return nil
+}
+
+// ForgetStreamConsumer forgets the stored offset of the named consumer
+// consumer of stream queue in vhost, for user, who needs configure
+// permission on the queue (as to delete it). found is false when there is
+// no such stream or name.
+func (s *Server) ForgetStreamConsumer(user, vhost, queue, consumer string) (found bool, err error) {
+	s.mu.Lock()
+	u := s.users[user]
+	s.mu.Unlock()
+	if u == nil {
+		return false, ErrAccessRefused
+	}
+	if err := s.newChecker(u, vhost).check(permConfigure, "queue", queue); err != nil {
+		return false, err
+	}
+	for _, v := range s.vhostList(vhost) {
+		v.mu.RLock()
+		q := v.queues[queue]
+		v.mu.RUnlock()
+		if q != nil {
+			return q.ForgetStreamConsumer(consumer), nil
+		}
+	}
+	return false, nil
 }
 
 // erlangValue prints v as RabbitMQ's error texts show a value.

@@ -152,10 +152,12 @@ func consumeCommand() *cli.Command {
 	return &cli.Command{
 		Name: "consume", Usage: "consume from a queue, printing messages until Ctrl-C (or --count)", ArgsUsage: "QUEUE",
 		Description: "Examples:\n   warrenctl consume orders\n   warrenctl --format json consume --count 100 orders > orders.jsonl\n" +
-			"   warrenctl consume --offset first events      # a stream, from its start (also last, next, an offset, -N for the last N, 1h, an RFC 3339 time)",
+			"   warrenctl consume --offset first events      # a stream, from its start (also last, next, an offset, -N for the last N, 1h, an RFC 3339 time)\n" +
+			"   warrenctl consume --name audit events        # a named stream consumer: resumes after what it acked last time",
 		Flags: []cli.Flag{
 			&cli.IntFlag{Name: "count", Aliases: []string{"n"}, Usage: "stop after this many messages (0: until Ctrl-C)"},
 			&cli.StringFlag{Name: "offset", Usage: "a stream's x-stream-offset: first, last, next, an offset, -N (the last N), an interval such as 1h, or an RFC 3339 time"},
+			&cli.StringFlag{Name: "name", Usage: "a stream consumer's name (x-stream-consumer-name): it resumes after what the last consumer of that name acked"},
 			&cli.IntFlag{Name: "prefetch", Value: 100},
 			&cli.BoolFlag{Name: "no-ack", Usage: "auto-ack (messages are gone once sent, even if this tool dies)"},
 		},
@@ -172,9 +174,12 @@ func consumeCommand() *cli.Command {
 			if err := ch.Qos(c.Int("prefetch"), 0, false); err != nil {
 				return err
 			}
-			var args amqp.Table
+			args := amqp.Table{}
 			if o := c.String("offset"); o != "" {
-				args = amqp.Table{"x-stream-offset": streamOffset(o)}
+				args["x-stream-offset"] = streamOffset(o)
+			}
+			if n := c.String("name"); n != "" {
+				args["x-stream-consumer-name"] = n
 			}
 			ds, err := ch.Consume(queue, "", c.Bool("no-ack"), false, false, false, args)
 			if err != nil {

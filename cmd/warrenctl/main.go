@@ -61,6 +61,7 @@ func newApp() *cli.App {
 			clusterCommand(),
 			quorumCommand(),
 			shovelCommand(),
+			streamCommand(),
 		},
 		ExitErrHandler: func(*cli.Context, error) {},
 	}

@@ -52,6 +52,16 @@
 // MaxBytes and MaxAge drop whole segments from the front, never the last
 // one, checked when a segment is closed and every RetentionEvery.
 //
+// # Tracked offsets
+//
+// Offsets (offsets.go) keeps named consumers' offsets in the sidecar file
+// "offsets" of the stream's directory: magic "WSO1", a count, one update
+// (name length u8, name, offset u64) per name, and a CRC-32C. It is
+// rewritten whole, at most once per FlushEvery, through a synced
+// temporary file renamed over it. An update is a small deterministic
+// operation (the last update of a name wins), encoded by AppendUpdate, so
+// a replicated stream can carry updates as log entries.
+//
 // # Recovery
 //
 // Open lists the segments, reads each index's last entry and scans forward

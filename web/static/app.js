@@ -394,10 +394,12 @@ function kv(rows) {
 }
 const jsonBlock = (v) => `<pre>${esc(JSON.stringify(v, null, 2))}</pre>`;
 
-function messageRows(items) {
+// messageRows lists messages numbered from 1, or by their stream offset
+// (m.position) when byOffset is set.
+function messageRows(items, byOffset = false) {
   if (!items.length) return '<p class="muted">No messages.</p>';
-  return '<table class="messages"><thead><tr><th class="nosort">#</th><th class="nosort">Routing key</th><th class="nosort">Properties</th><th class="nosort">Payload</th></tr></thead><tbody>' +
-    items.map((m, i) => `<tr><td class="num">${(m.position ?? i) + 1}${m.redelivered ? ' <span class="tag">redelivered</span>' : ''}</td><td>${esc(m.routing_key)}</td><td>${jsonBlock(m.properties)}</td>` +
+  return `<table class="messages"><thead><tr><th class="nosort">${byOffset ? 'Offset' : '#'}</th><th class="nosort">Routing key</th><th class="nosort">Properties</th><th class="nosort">Payload</th></tr></thead><tbody>` +
+    items.map((m, i) => `<tr><td class="num">${byOffset ? m.position : (m.position ?? i) + 1}${m.redelivered ? ' <span class="tag">redelivered</span>' : ''}</td><td>${esc(m.routing_key)}</td><td>${jsonBlock(m.properties)}</td>` +
       `<td><pre class="payload">${esc(m.payload)}</pre><span class="muted">${fmt(m.payload_bytes)} bytes, ${esc(m.payload_encoding)}</span></td></tr>`).join('') +
     '</tbody></table>';
 }
@@ -452,6 +454,7 @@ function wireUnbind(root, reload) {
 async function queuePage(vhost, name) {
   const base = `/api/queues/${enc(vhost)}/${enc(name)}`;
   const q = await get(base);
+  if (q.type === 'stream') return streamPage(vhost, name, base, q);
   view().innerHTML = `
     <h1>Queue ${esc(name)} <span class="muted">in vhost ${esc(vhost)}</span></h1>
     <div class="grid2">
@@ -523,6 +526,80 @@ async function queuePage(vhost, name) {
   });
   $('#delete').addEventListener('click', async () => {
     if (confirm(`Delete queue ${name}?`) && await act(() => api('DELETE', base), 'Queue deleted')) location.hash = '#/queues';
+  });
+  every(5000, refresh);
+}
+
+// A stream's page: the log's extent, each consumer's position and lag,
+// the named consumers' stored offsets, and browsing from any offset
+// (reading a stream takes nothing, so there is no get or purge).
+async function streamPage(vhost, name, base, q) {
+  view().innerHTML = `
+    <h1>Stream ${esc(name)} <span class="muted">in vhost ${esc(vhost)}</span></h1>
+    <div class="grid2">
+      <div class="card"><h2>Log</h2><div id="sdetails"></div></div>
+      <div class="card"><h2>Consumers</h2><div id="sconsumers"></div>
+        <h2>Named consumers <span class="muted">(where each name resumes)</span></h2><div id="soffsets"></div></div>
+    </div>
+    <div class="card"><h2>Browse <span class="muted">(from any offset; reading takes nothing)</span></h2>
+      <form class="toolbar" id="sbrowse-form"><label>From offset <input name="offset" id="sbrowse-offset" type="number" min="0" value="0"></label>
+        <button type="submit">Read</button><button class="secondary" type="button" id="sbrowse-first">First</button>
+        <button class="secondary" type="button" id="sbrowse-prev">‹</button><button class="secondary" type="button" id="sbrowse-next">›</button>
+        <button class="secondary" type="button" id="sbrowse-last">Last</button><span id="sbrowse-info" class="muted"></span></form>
+      <div id="sbrowse"></div></div>
+    <div class="grid2">
+      ${publishForm('', name)}
+      <div class="card"><h2>Bindings</h2><div id="qbindings"></div></div>
+    </div>
+    <div class="card"><h2>Danger zone</h2><button class="danger" id="delete">Delete stream</button></div>`;
+  let cur = q;
+  const empty = () => cur.last_offset == null;
+  const details = () => {
+    $('#sdetails').innerHTML = kv([
+      ['Messages', fmt(cur.messages)], ['Size', `${fmt(cur.message_bytes)} bytes (${mib(cur.message_bytes)} MiB)`],
+      ['Segments', fmt(cur.segments)], ['First offset', fmt(cur.first_offset)],
+      ['Last offset', empty() ? '<span class="muted">none yet</span>' : fmt(cur.last_offset)],
+      ['Consumers', fmt(cur.consumers)], ['Policy', esc(cur.policy || 'none')],
+      ['Arguments', jsonBlock(cur.arguments)], ['Effective policy definition', jsonBlock(cur.effective_policy_definition)],
+      ['Published / delivered / acked', `${fmt(cur.message_stats.publish)} / ${fmt(cur.message_stats.deliver_get)} / ${fmt(cur.message_stats.ack)}`],
+    ]);
+    const cs = cur.stream_consumers || [];
+    $('#sconsumers').innerHTML = cs.length ? '<table id="sconsumers-table"><thead><tr><th class="nosort">Consumer tag</th><th class="nosort">Name</th><th class="nosort num">Next offset</th><th class="nosort num">Lag</th></tr></thead><tbody>' +
+      cs.map((c) => `<tr><td>${esc(c.consumer_tag)}</td><td>${esc(c.name || '')}</td><td class="num">${fmt(c.offset)}</td><td class="num">${fmt(c.lag)}</td></tr>`).join('') +
+      '</tbody></table>' : '<p class="muted">No consumers.</p>';
+    const next = empty() ? cur.first_offset : cur.last_offset + 1;
+    const os = cur.consumer_offsets || [];
+    $('#soffsets').innerHTML = os.length ? '<table id="soffsets-table"><thead><tr><th class="nosort">Name</th><th class="nosort num">Stored offset</th><th class="nosort num">On disk</th><th class="nosort num">Lag</th></tr></thead><tbody>' +
+      os.map((o) => `<tr><td>${esc(o.name)}</td><td class="num">${fmt(o.offset)}</td><td class="num">${fmt(o.synced_offset)}</td><td class="num">${fmt(Math.max(0, next - o.offset))}</td></tr>`).join('') +
+      '</tbody></table>' : '<p class="muted">No named consumers (<code>x-stream-consumer-name</code>).</p>';
+  };
+  details();
+  $('#qbindings').innerHTML = bindingsTable(await get(base + '/bindings'), 'queue');
+  wireUnbind($('#qbindings'), async () => { $('#qbindings').innerHTML = bindingsTable(await get(base + '/bindings'), 'queue'); });
+  const pageSize = 20;
+  let from = cur.first_offset;
+  const browse = async () => {
+    const res = await get(`${base}/browse?offset=${from}&count=${pageSize}`);
+    const items = res.items.map((m) => ({ ...m, position: pick(m, 'properties.headers.x-stream-offset') }));
+    $('#sbrowse').innerHTML = messageRows(items, true);
+    if (items.length) from = items[0].position; // an offset retention dropped reads from the oldest kept
+    $('#sbrowse-offset').value = from;
+    $('#sbrowse-info').textContent = items.length ? `Offsets ${fmt(items[0].position)}–${fmt(items[items.length - 1].position)} of ${fmt(cur.first_offset)}–${fmt(cur.last_offset)}`
+      : (empty() ? 'The stream is empty' : `Nothing at offset ${fmt(from)} or after (the last is ${fmt(cur.last_offset)})`);
+    $('#sbrowse-prev').disabled = from <= cur.first_offset;
+    $('#sbrowse-next').disabled = empty() || from + pageSize > cur.last_offset;
+  };
+  const go = (off) => { from = Math.max(0, Math.floor(off)); return act(browse); };
+  $('#sbrowse-form').addEventListener('submit', (e) => { e.preventDefault(); go(+$('#sbrowse-offset').value); });
+  $('#sbrowse-first').addEventListener('click', () => go(cur.first_offset));
+  $('#sbrowse-last').addEventListener('click', () => go(empty() ? cur.first_offset : Math.max(cur.first_offset, cur.last_offset - pageSize + 1)));
+  $('#sbrowse-prev').addEventListener('click', () => go(Math.max(cur.first_offset, from - pageSize)));
+  $('#sbrowse-next').addEventListener('click', () => go(from + pageSize));
+  await act(browse);
+  const refresh = async () => { try { cur = await get(base); details(); } catch (e) { banner(describe(e)); } };
+  wirePublish(vhost, '', refresh);
+  $('#delete').addEventListener('click', async () => {
+    if (confirm(`Delete stream ${name}? Its log and its named consumers' offsets go with it.`) && await act(() => api('DELETE', base), 'Stream deleted')) location.hash = '#/queues';
   });
   every(5000, refresh);
 }

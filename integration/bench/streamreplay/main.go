@@ -9,6 +9,16 @@
 //
 // The same stream is replayed once per entry of -consumers; -keep leaves it
 // in place (and -reuse replays one already filled).
+//
+// -spread N (with -consumers "") instead starts N consumers at once at
+// offsets spread evenly over the stream (consumer i at i*messages/N), each
+// reading -spread-read messages (default: its messages/N slice) in order
+// from there and then staying connected until all are done, and reports
+// the broker's RSS before they start, its peak while they read and with
+// all N connected at the end: memory with many consumers at different
+// positions in a deep stream.
+//
+//	go run ./integration/bench/streamreplay -messages 1000000 -consumers "" -spread 100 -pid PID
 package main
 
 import (
@@ -40,6 +50,9 @@ func main() {
 	pid := flag.Int("pid", 0, "broker pid: CPU and RSS from /proc")
 	keep := flag.Bool("keep", false, "leave the stream")
 	reuse := flag.Bool("reuse", false, "replay the stream as it is (no fill)")
+	spreadN := flag.Int("spread", 0, "consumers at offsets spread over the stream, all at once (0: none)")
+	spreadRead := flag.Int("spread-read", 0, "messages each -spread consumer reads (0: messages/spread)")
+	hold := flag.Duration("hold", time.Second, "how long -spread consumers stay connected once done, before RSS is read")
 	flag.Parse()
 	if *size < 8 {
 		*size = 8
@@ -73,7 +86,17 @@ func main() {
 		fmt.Printf("fill    %d messages of %d bytes, %d producers: %.0f msg/s over %.1fs; broker cpu %.3f s per 100k; rss %d MB\n",
 			*messages, *size, *producers, float64(*messages)/d.Seconds(), d.Seconds(), per100k(cpu1-cpu0, *messages), rss/1024)
 	}
+	if *spreadN > 0 {
+		read := *spreadRead
+		if read <= 0 {
+			read = *messages / *spreadN
+		}
+		spread(*url, *name, *messages, *spreadN, read, *prefetch, *ackEvery, *pid, *hold)
+	}
 	for _, s := range strings.Split(*consumersList, ",") {
+		if strings.TrimSpace(s) == "" {
+			continue
+		}
 		n, err := strconv.Atoi(strings.TrimSpace(s))
 		if err != nil || n < 1 {
 			log.Fatalf("bad -consumers %q", s)
@@ -201,6 +224,109 @@ func replay(url, q string, total, n, prefetch, ackEvery, pid int) {
 	all := total * n
 	fmt.Printf("replay  %d consumers from first: %.0f msg/s in all (%.0f per consumer) over %.1fs; broker cpu %.3f s per 100k; rss peak %d MB\n",
 		n, float64(all)/d.Seconds(), float64(total)/d.Seconds(), d.Seconds(), per100k(cpu1-cpu0, all), peak.Load()/1024)
+}
+
+// rssSampler samples pid's RSS every 100 ms until stopped and keeps the
+// peak (kB).
+type rssSampler struct {
+	peak atomic.Int64
+	stop chan struct{}
+	done chan struct{}
+}
+
+func sampleRSS(pid int) *rssSampler {
+	s := &rssSampler{stop: make(chan struct{}), done: make(chan struct{})}
+	go func() {
+		defer close(s.done)
+		t := time.NewTicker(100 * time.Millisecond)
+		defer t.Stop()
+		for {
+			if r, err := procRSS(pid); err == nil && r > s.peak.Load() {
+				s.peak.Store(r)
+			}
+			select {
+			case <-s.stop:
+				return
+			case <-t.C:
+			}
+		}
+	}()
+	return s
+}
+
+func (s *rssSampler) end() int64 {
+	close(s.stop)
+	<-s.done
+	return s.peak.Load()
+}
+
+// spread starts n consumers at once at offsets spread over the stream of
+// total messages, each reading read messages in order (fewer near the
+// end), and reports the broker's RSS before, at peak, and with all n
+// connected once done.
+func spread(url, q string, total, n, read, prefetch, ackEvery, pid int, hold time.Duration) {
+	rss0, _ := procRSS(pid)
+	cpu0, _ := procCPU(pid)
+	sampler := sampleRSS(pid)
+	start := time.Now()
+	var wg sync.WaitGroup
+	var delivered atomic.Int64
+	conns := make(chan *amqp.Connection, n)
+	for i := 0; i < n; i++ {
+		from := int64(i) * int64(total) / int64(n)
+		want := int64(read)
+		if from+want > int64(total) {
+			want = int64(total) - from
+		}
+		wg.Add(1)
+		go func(from, want int64) {
+			defer wg.Done()
+			conn, err := amqp.Dial(url)
+			if err != nil {
+				log.Fatal(err)
+			}
+			conns <- conn
+			ch, err := conn.Channel()
+			if err != nil {
+				log.Fatal(err)
+			}
+			if err := ch.Qos(prefetch, 0, false); err != nil {
+				log.Fatal(err)
+			}
+			closed := ch.NotifyClose(make(chan *amqp.Error, 1))
+			ds, err := ch.Consume(q, "", false, false, false, false, amqp.Table{"x-stream-offset": from})
+			if err != nil {
+				log.Fatal(err)
+			}
+			for got := int64(0); got < want; got++ {
+				d, ok := <-ds
+				if !ok {
+					log.Fatalf("consumer from %d: deliveries ended after %d: %v", from, got, <-closed)
+				}
+				if off, _ := d.Headers["x-stream-offset"].(int64); off != from+got {
+					log.Fatalf("consumer from %d: delivery %d has offset %d", from, got, off)
+				}
+				if (got+1)%int64(ackEvery) == 0 || got+1 == want {
+					d.Ack(true)
+				}
+			}
+			delivered.Add(want)
+		}(from, want)
+	}
+	wg.Wait()
+	d := time.Since(start)
+	cpu1, _ := procCPU(pid)
+	// All n still connected, done reading: what they hold at rest.
+	time.Sleep(hold)
+	rssIdle, _ := procRSS(pid)
+	peak := max(sampler.end(), rssIdle)
+	close(conns)
+	for c := range conns {
+		c.Close()
+	}
+	all := int(delivered.Load())
+	fmt.Printf("spread  %d consumers at offsets 0, %d, …, %d reading %d each: %d deliveries, %.0f msg/s in all over %.1fs; broker cpu %.3f s per 100k; rss %d MB before, peak %d MB, %d MB with all %d connected after\n",
+		n, total/n, (n-1)*(total/n), read, all, float64(all)/d.Seconds(), d.Seconds(), per100k(cpu1-cpu0, all), rss0/1024, peak/1024, rssIdle/1024, n)
 }
 
 // procCPU is the process's user+system CPU seconds.
