@@ -628,6 +628,7 @@ func (h *Host) restoreSpooled(g *Group, cp Checkpointer, sp *spooled, snap *pb.S
 	if !ok {
 		return nil, fmt.Errorf("group %d: a streamed snapshot for a state machine that takes none", g.id)
 	}
+	start := time.Now()
 	f, err := os.Open(sp.path)
 	if err != nil {
 		return nil, fmt.Errorf("group %d: %w", g.id, err)
@@ -641,6 +642,8 @@ func (h *Host) restoreSpooled(g *Group, cp Checkpointer, sp *spooled, snap *pb.S
 	if err != nil {
 		return nil, fmt.Errorf("group %d: checkpoint after a snapshot: %w", g.id, err)
 	}
+	h.log.Info("snapshot restored", zap.Uint64("group", g.id), zap.Uint64("index", snap.GetMetadata().GetIndex()),
+		zap.Duration("took", time.Since(start)))
 	return &pb.Snapshot{Data: data, Metadata: snap.GetMetadata()}, nil
 }
 
