@@ -53,7 +53,9 @@ type SnapshotPolicy interface {
 //     host asks SnapshotData for the whole state as of the last applied
 //     entry, sends it and drops it. The follower's Restore takes it (and
 //     writes it to its own storage), then the follower checkpoints at once,
-//     so that no member keeps the whole state in memory.
+//     so that no member keeps the whole state in memory. (A Checkpointer
+//     that is also a SnapshotStreamer streams it instead, to every peer
+//     that takes chunks.)
 type Checkpointer interface {
 	StateMachine
 	// SnapshotData returns the whole state as of the last applied entry.
