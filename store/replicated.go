@@ -297,3 +297,83 @@ func (s *Store) SweepGroups(live map[uint64]bool) error {
 	}
 	return nil
 }
+
+// GroupSnapshot is a consistent read of one group's messages and return
+// counts: what the store held when it was opened, after everything queued
+// for writing before was written out, whatever is written after. It pins
+// a Badger read transaction (and keeps the store from closing) until
+// Close.
+type GroupSnapshot struct {
+	s     *Store
+	txn   *badger.Txn
+	group uint64
+}
+
+// OpenGroupSnapshot opens a GroupSnapshot of group. Writes queued after it
+// returns are not in it.
+func (s *Store) OpenGroupSnapshot(group uint64) (*GroupSnapshot, error) {
+	s.WriteOut()
+	s.viewMu.RLock()
+	if s.viewClosed {
+		s.viewMu.RUnlock()
+		return nil, ErrClosed
+	}
+	return &GroupSnapshot{s: s, txn: s.db.NewTransaction(false), group: group}, nil
+}
+
+// Each calls fn with each message of the snapshot in id order: its id, its
+// return count (0 for none) and its value as stored (at(8) ttl(8) record;
+// valid only during the call). It stops at fn's first error and returns
+// it.
+func (gs *GroupSnapshot) Each(fn func(id uint64, returns uint32, val []byte) error) error {
+	msgs := gs.txn.NewIterator(badger.IteratorOptions{PrefetchValues: true, PrefetchSize: 64, Prefix: idKey(prefixGroupMessage, gs.group)})
+	defer msgs.Close()
+	rets := gs.txn.NewIterator(badger.IteratorOptions{PrefetchValues: true, Prefix: idKey(prefixGroupReturns, gs.group)})
+	defer rets.Close()
+	rets.Rewind()
+	for msgs.Rewind(); msgs.Valid(); msgs.Next() {
+		item := msgs.Item()
+		k := item.Key()
+		if len(k) != 17 {
+			continue
+		}
+		id := binary.BigEndian.Uint64(k[9:])
+		var n uint32
+		// Both prefixes sort by id: the return count, if any, is where
+		// the second iterator stands once past the smaller ids.
+		for ; rets.Valid(); rets.Next() {
+			rk := rets.Item().Key()
+			if len(rk) != 17 {
+				continue
+			}
+			rid := binary.BigEndian.Uint64(rk[9:])
+			if rid < id {
+				continue
+			}
+			if rid == id {
+				if err := rets.Item().Value(func(v []byte) error {
+					if len(v) == 4 {
+						n = binary.BigEndian.Uint32(v)
+					}
+					return nil
+				}); err != nil {
+					return fmt.Errorf("store: group %d in %s: returns of %d: %w", gs.group, gs.s.dir, id, err)
+				}
+			}
+			break
+		}
+		if err := item.Value(func(v []byte) error { return fn(id, n, v) }); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// Close releases the snapshot.
+func (gs *GroupSnapshot) Close() {
+	if gs.txn != nil {
+		gs.txn.Discard()
+		gs.txn = nil
+		gs.s.viewMu.RUnlock()
+	}
+}

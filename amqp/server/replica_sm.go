@@ -4,6 +4,7 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"io"
 	"maps"
 	"math/bits"
 	"slices"
@@ -422,6 +423,133 @@ func (sm *qsm) SnapshotData() ([]byte, error) {
 }
 
 var errSnapshot = errors.New("bad queue snapshot")
+
+// OpenSnapshot implements multiraft.SnapshotStreamer: the whole state
+// (SnapshotData's form) as a stream, for a follower's node that takes
+// chunked snapshots. The host calls it on its ready loop between two
+// cycles' applies: every store write of the entries applied so far was
+// queued before it (the store writes them out before the read opens), and
+// none of a later entry was, so the store read and the counters taken
+// here are both exactly the state as of the last applied entry. The read
+// then streams from a Badger read transaction while entries go on
+// applying.
+func (sm *qsm) OpenSnapshot() (multiraft.SnapshotSource, error) {
+	if sm.st == nil {
+		b, err := sm.SnapshotData()
+		if err != nil {
+			return nil, err
+		}
+		return &qsmSource{head: b}, nil
+	}
+	gs, err := sm.st.OpenGroupSnapshot(sm.r.id)
+	if err != nil {
+		return nil, err
+	}
+	sm.mu.Lock()
+	head := sm.appendCountersLocked([]byte{snapFull})
+	sm.mu.Unlock()
+	return &qsmSource{head: head, gs: gs}, nil
+}
+
+// qsmSource is a queue's state pinned by OpenSnapshot.
+type qsmSource struct {
+	head []byte               // snapFull and the counters (without a store: everything)
+	gs   *store.GroupSnapshot // nil without a store
+}
+
+func (s *qsmSource) WriteTo(w io.Writer) (int64, error) {
+	n, err := w.Write(s.head)
+	total := int64(n)
+	if err != nil || s.gs == nil {
+		return total, err
+	}
+	var hdr [16]byte
+	err = s.gs.Each(func(id uint64, returns uint32, v []byte) error {
+		binary.BigEndian.PutUint64(hdr[:], id)
+		binary.BigEndian.PutUint32(hdr[8:], returns)
+		binary.BigEndian.PutUint32(hdr[12:], uint32(len(v)))
+		n, err := w.Write(hdr[:])
+		total += int64(n)
+		if err != nil {
+			return err
+		}
+		n, err = w.Write(v)
+		total += int64(n)
+		return err
+	})
+	return total, err
+}
+
+func (s *qsmSource) Close() error {
+	if s.gs != nil {
+		s.gs.Close()
+	}
+	return nil
+}
+
+// maxSnapshotRecord bounds one message's record in a streamed snapshot.
+const maxSnapshotRecord = 1 << 30
+
+// RestoreFrom implements multiraft.SnapshotStreamer: the whole state as
+// OpenSnapshot wrote it, read a message at a time into the store (which
+// bounds what it holds unwritten), replacing what it held.
+func (sm *qsm) RestoreFrom(r io.Reader) error {
+	if sm.st == nil {
+		b, err := io.ReadAll(r)
+		if err != nil {
+			return err
+		}
+		return sm.Restore(b)
+	}
+	var head [25]byte
+	if _, err := io.ReadFull(r, head[:]); err != nil {
+		return fmt.Errorf("%w: %w", errSnapshot, err)
+	}
+	if head[0] != snapFull {
+		return fmt.Errorf("%w: format %d", errSnapshot, head[0])
+	}
+	rd := &peerReader{b: head[1:]}
+	next, delivered, leaders := rd.u64(), rd.u64(), rd.u64()
+	if err := sm.st.DropGroup(sm.r.id); err != nil {
+		return err
+	}
+	var ids idSet
+	var returns map[uint64]uint32
+	var hdr [16]byte
+	for {
+		if _, err := io.ReadFull(r, hdr[:]); err == io.EOF {
+			break
+		} else if err != nil {
+			return fmt.Errorf("%w: %w", errSnapshot, err)
+		}
+		id, n, size := binary.BigEndian.Uint64(hdr[:]), binary.BigEndian.Uint32(hdr[8:]), binary.BigEndian.Uint32(hdr[12:])
+		if size > maxSnapshotRecord {
+			return fmt.Errorf("%w: message %d of %d bytes", errSnapshot, id, size)
+		}
+		rec := make([]byte, size)
+		if _, err := io.ReadFull(r, rec); err != nil {
+			return fmt.Errorf("%w: message %d: %w", errSnapshot, id, err)
+		}
+		_, _, msg, err := decodeRecord(rec)
+		if err != nil {
+			return fmt.Errorf("%w: message %d: %w", errSnapshot, id, err)
+		}
+		ids.add(id, len(msg.Body))
+		sm.st.PutGroupMessage(sm.r.id, id, rec)
+		if n > 0 {
+			if returns == nil {
+				returns = map[uint64]uint32{}
+			}
+			returns[id] = n
+			sm.st.SetGroupReturns(sm.r.id, id, n)
+		}
+	}
+	sm.mu.Lock()
+	sm.next, sm.delivered, sm.leaders = next, delivered, leaders
+	sm.ids, sm.returns, sm.mem, sm.loaded = ids, returns, nil, true
+	sm.mu.Unlock()
+	return nil
+}
 
 // Restore implements multiraft.StateMachine: a checkpoint at a restart
 // (the store has the messages), or the whole state (from the leader, or

@@ -3,6 +3,7 @@ package multiraft
 import (
 	"errors"
 	"fmt"
+	"io"
 )
 
 // Entry is a committed, applied log entry as the state machine sees it.
@@ -52,11 +53,44 @@ type SnapshotPolicy interface {
 //     host asks SnapshotData for the whole state as of the last applied
 //     entry, sends it and drops it. The follower's Restore takes it (and
 //     writes it to its own storage), then the follower checkpoints at once,
-//     so that no member keeps the whole state in memory.
+//     so that no member keeps the whole state in memory. (A Checkpointer
+//     that is also a SnapshotStreamer streams it instead, to every peer
+//     that takes chunks.)
 type Checkpointer interface {
 	StateMachine
 	// SnapshotData returns the whole state as of the last applied entry.
 	SnapshotData() ([]byte, error)
+}
+
+// SnapshotStreamer is implemented by Checkpointers whose whole state may
+// be too large to build in memory or to send in one frame. To a peer that
+// takes chunked snapshots (see snapstream.go) the host then sends the
+// state as a stream, in chunks of Config.SnapshotChunkSize, from a
+// goroutine of its own; the peer spools it to a file and restores from
+// that. A peer of an earlier version still gets SnapshotData in one frame.
+type SnapshotStreamer interface {
+	Checkpointer
+	// OpenSnapshot pins the whole state as of the last applied entry (a
+	// read transaction of the storage, and the few counters kept in
+	// memory) and returns it to be written out later. It is called on the
+	// ready loop, between applies, so it must be quick; the source is then
+	// read on another goroutine while entries go on applying, and must
+	// not see them.
+	OpenSnapshot() (SnapshotSource, error)
+	// RestoreFrom replaces the state with one a SnapshotSource wrote,
+	// read from r to its end (a spooled, checksummed copy). The host then
+	// checkpoints at once, as after Restore.
+	RestoreFrom(r io.Reader) error
+}
+
+// SnapshotSource is a state pinned by OpenSnapshot.
+type SnapshotSource interface {
+	// WriteTo writes the state to w, once. An error from w is returned
+	// as is.
+	WriteTo(w io.Writer) (int64, error)
+	// Close releases what the source pins; it is called once, whether or
+	// not WriteTo ran or finished.
+	Close() error
 }
 
 // Errors.

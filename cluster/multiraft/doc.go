@@ -92,6 +92,37 @@
 // checkpoint of its own instead. So no member holds a whole queue in memory
 // for its snapshot.
 //
+// # Chunked snapshots
+//
+// A Checkpointer that is also a SnapshotStreamer (quorum queues) sends
+// its whole state as a stream instead (snapstream.go has the protocol):
+//
+//   - The ready loop, where raft emits the MsgSnap, only pins the state:
+//     OpenSnapshot takes it as of the last applied entry (a quorum queue:
+//     its queued store writes written out, a Badger read transaction and
+//     its counters). A goroutine of the transfer's own (at most
+//     SnapshotSends at once) writes it out in SnapshotChunkSize chunks
+//     (1 MiB), each a transport request answered before the next, so
+//     neither side holds more than a few chunks whatever the state's size,
+//     and the ready loop never waits for it. While it runs the group's
+//     in-memory log is kept from the snapshot's index on, so the follower
+//     goes on with entries.
+//   - The follower spools the chunks to a file in Dir/spool, checks the
+//     stream's size and CRC-32C, and only then steps the MsgSnap into raft
+//     (its data a token for the file). When raft hands it back in a Ready,
+//     the ready loop restores the state machine by reading the file
+//     (RestoreFrom), deletes it and checkpoints, as above.
+//   - The outcome is reported to raft (ReportSnapshot); a failure (the
+//     connection lost, either node stopped, a chunk unanswered for
+//     SnapshotIdleTimeout) makes raft send the MsgSnap again, and a new
+//     transfer starts from a new pin. The follower drops a transfer whose
+//     sender went silent, and empties the spool when it starts: nothing of
+//     a transfer reaches the state machine before it is whole.
+//   - Each node announces per connection and per run that it takes chunks
+//     (as coalesced heartbeats are announced); a node that did not (an
+//     earlier version) gets the whole state in one frame as before, when
+//     it fits within MaxSnapshotFrame.
+//
 // # Heartbeats
 //
 // All the messages a cycle produces for one peer travel in one frame and one
@@ -205,10 +236,17 @@
 //   - Pipelining the ready loop: collect and write batch n+1 while batch n
 //     is being sent and applied; apply on worker goroutines sharded by group
 //     so one slow state machine does not hold the rest.
-//   - Snapshots stream in chunks over Request instead of one frame
-//     (MaxFrameSize bounds them today), and are taken off the ready loop.
-//   - A Checkpointer's snapshot for a follower streamed in chunks from a
-//     consistent read of its storage, instead of built in memory.
+//   - Snapshots of plain state machines (and of Checkpointers that do not
+//     stream) still travel in one frame, bounded by MaxFrameSize.
+//   - A follower restores a streamed snapshot on the ready loop (a million
+//     small messages take a few seconds there, while its other groups
+//     wait): restoring into a staging area off the loop, then swapping it
+//     in, would spare them; a node that dies midway through a restore
+//     leaves the group's storage half-written until the leader's next
+//     snapshot replaces it (its log is behind, so it cannot lead
+//     meanwhile).
+//   - A transfer slower than the group's log growth holds the leader's
+//     in-memory log from the snapshot's index until it ends.
 //   - ReadIndex reads for linearizable reads without a log entry.
 //   - Learners for adding members without touching the quorum.
 //   - Log entries held only in the WAL rather than in memory as well, for

@@ -34,6 +34,9 @@ type Group struct {
 	idleTicks int           // ticks in a row this leader found the group idle
 	busy      bool          // a Ready is out with the ready loop, not yet advanced
 	outbox    []*pb.Message // quiesce notices and wake requests for the next cycle
+	// Chunked snapshots (snapstream.go). Lock must be held for both.
+	pins  map[uint64]uint64 // follower → index of the state being sent to it
+	spool *spooled          // a received snapshot stepped into raft, on disk
 
 	queued    bool // in Host.ready. Host.readyMu must be held.
 	activeIdx int  // index in Host.active, -1 if not there. Host.activeMu must be held.

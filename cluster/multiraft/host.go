@@ -1,9 +1,13 @@
 package multiraft
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"math"
+	"os"
+	"path/filepath"
+	"strconv"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -64,6 +68,26 @@ type Config struct {
 	// behaves as one of a version without coalescing.
 	DisableCoalescing bool
 
+	// SnapshotChunkSize is the size of the chunks a SnapshotStreamer's
+	// state travels in to a follower [1 MiB, or WARREN_RAFT_SNAPSHOT_CHUNK
+	// bytes when set, for tests]; see snapstream.go.
+	SnapshotChunkSize int
+	// MaxSnapshotFrame bounds a Checkpointer's whole state sent in one
+	// frame, to a peer that takes no chunked snapshots [the transport's
+	// MaxFrameSize less 64 KiB, or WARREN_RAFT_SNAPSHOT_FRAME_MAX bytes
+	// when set, for tests]: a larger one is not sent and raft tries again
+	// later.
+	MaxSnapshotFrame int
+	// SnapshotSends and SnapshotReceives bound the chunked snapshot
+	// transfers under way at once from and to this node [2 and 4].
+	SnapshotSends, SnapshotReceives int
+	// SnapshotIdleTimeout: a transfer whose chunk waits this long for its
+	// answer, or whose next chunk does not come within it, fails [30 s].
+	SnapshotIdleTimeout time.Duration
+	// DisableChunkedSnapshots sends every snapshot in one frame and takes
+	// no chunked one, as a node of a version before them.
+	DisableChunkedSnapshots bool
+
 	// OnUnknownGroup, if set, is called (on a transport goroutine, without
 	// locks) when a Raft message arrives for a group this host does not run,
 	// e.g. so the broker can start a replica it was just added to.
@@ -107,6 +131,33 @@ func (c *Config) setDefaults() {
 	if c.CompactHold < 0 {
 		c.CompactHold = 0
 	}
+	if c.SnapshotChunkSize == 0 {
+		c.SnapshotChunkSize = envInt("WARREN_RAFT_SNAPSHOT_CHUNK", 1<<20)
+	}
+	if c.MaxSnapshotFrame == 0 {
+		c.MaxSnapshotFrame = envInt("WARREN_RAFT_SNAPSHOT_FRAME_MAX", 0)
+	}
+	if c.MaxSnapshotFrame == 0 && c.Transport != nil {
+		c.MaxSnapshotFrame = int(c.Transport.MaxFrameSize()) - 64<<10
+	}
+	if c.SnapshotSends == 0 {
+		c.SnapshotSends = 2
+	}
+	if c.SnapshotReceives == 0 {
+		c.SnapshotReceives = 4
+	}
+	if c.SnapshotIdleTimeout == 0 {
+		c.SnapshotIdleTimeout = 30 * time.Second
+	}
+}
+
+// envInt reads a positive integer from the environment variable name, or
+// returns def. Such variables are test knobs, not settings.
+func envInt(name string, def int) int {
+	if n, err := strconv.Atoi(os.Getenv(name)); err == nil && n > 0 {
+		return n
+	}
+	return def
 }
 
 // Stats are a Host's counters: cumulative but for Groups, Quiesced and
@@ -121,6 +172,10 @@ type Stats struct {
 	SkippedTicks uint64 // ticks skipped while a ready cycle ran long
 	Snapshots    uint64 // snapshots taken
 	Restores     uint64 // snapshots received and restored
+	// StreamedSnapshots: snapshots sent to followers in chunks and taken
+	// by them; SpooledSnapshots: snapshots received in chunks, handed to
+	// raft (snapstream.go).
+	StreamedSnapshots, SpooledSnapshots uint64
 
 	Groups   int    // groups running
 	Quiesced int    // groups quiesced now
@@ -149,7 +204,7 @@ type Host struct {
 	failed  atomic.Pointer[error]
 
 	cycles, applied, messages, frames, sendFailures, snapshots, restores, skippedTicks atomic.Uint64
-	heartbeats                                                                         atomic.Uint64
+	heartbeats, streamed, spooledIn                                                    atomic.Uint64
 	groupTicks, quiesces, wakes, beats                                                 atomic.Uint64
 	nQuiesced                                                                          atomic.Int64
 	tickNo                                                                             atomic.Uint64 // host ticks so far
@@ -176,6 +231,16 @@ type Host struct {
 	peersMu sync.RWMutex
 	peers   map[uint64]*peerState // liveness of the nodes this one exchanges Raft frames with. peersMu must be held.
 	beat    []byte                // this run's liveness beat payload
+	epoch   uint64                // this run's epoch, in its beats
+
+	// Chunked snapshots (snapstream.go).
+	sendSlots  chan struct{}   // one per transfer being sent
+	sendCtx    context.Context // ends at Close
+	sendCancel context.CancelFunc
+	sendWG     sync.WaitGroup
+	recvMu     sync.Mutex
+	recvs      map[[2]uint64]*snapRecv // by sender and transfer. recvMu must be held.
+	recvWG     sync.WaitGroup
 
 	// Owned by the ready loop.
 	batch    wal.Batch
@@ -192,6 +257,7 @@ type work struct {
 	rd       raft.Ready
 	has      bool
 	restored bool          // the state machine has rd.Snapshot already (a Checkpointer)
+	spool    *spooled      // rd.Snapshot's state, spooled (snapstream.go)
 	extra    []*pb.Message // quiesce notices and wake requests, sent after rd.Messages
 	snapReqs []chan error
 }
@@ -211,8 +277,14 @@ func NewHost(cfg Config) (*Host, error) {
 	if err != nil {
 		return nil, fmt.Errorf("multiraft: %w", err)
 	}
+	if err := resetSpool(filepath.Join(cfg.Dir, "spool")); err != nil {
+		w.Close()
+		return nil, fmt.Errorf("multiraft: %w", err)
+	}
 	h := &Host{
 		cfg:       cfg,
+		sendSlots: make(chan struct{}, cfg.SnapshotSends),
+		recvs:     make(map[[2]uint64]*snapRecv),
 		log:       log,
 		raftLog:   newRaftLogger(log),
 		wal:       w,
@@ -227,10 +299,15 @@ func NewHost(cfg Config) (*Host, error) {
 	// Proposal numbers must not repeat across restarts: an entry proposed
 	// before a restart may be applied after it.
 	h.seq.Store(uint64(time.Now().UnixNano()))
-	h.beat = appendBeat(nil, h.seq.Load()|1) // the run's epoch: any unique non-zero number
+	h.epoch = h.seq.Load() | 1 // any unique non-zero number
+	h.beat = appendBeat(nil, h.epoch)
 	h.tr.Handle(KindRaft, h.onRaft)
 	if !cfg.DisableCoalescing {
 		h.tr.Handle(KindHeartbeats, h.onHeartbeats)
+	}
+	h.sendCtx, h.sendCancel = context.WithCancel(context.Background())
+	if !cfg.DisableChunkedSnapshots {
+		h.tr.Handle(KindSnapshot, h.onSnapshot)
 	}
 	h.wg.Add(2)
 	go func() {
@@ -371,6 +448,12 @@ func (h *Host) RemoveGroup(id uint64) error {
 	h.mu.Unlock()
 	if g != nil {
 		g.stopWith(fmt.Errorf("%w: %d", ErrGroupStopped, id))
+		g.mu.Lock()
+		if g.spool != nil {
+			os.Remove(g.spool.path)
+			g.spool = nil
+		}
+		g.mu.Unlock()
 	}
 	h.kickLoop()
 	return nil
@@ -407,6 +490,9 @@ func (h *Host) Stats() Stats {
 		SkippedTicks: h.skippedTicks.Load(),
 		Snapshots:    h.snapshots.Load(),
 		Restores:     h.restores.Load(),
+
+		StreamedSnapshots: h.streamed.Load(),
+		SpooledSnapshots:  h.spooledIn.Load(),
 	}
 }
 
@@ -418,7 +504,10 @@ func (h *Host) Close() error {
 		return nil
 	}
 	close(h.stop)
+	h.sendCancel()
 	h.wg.Wait()
+	h.sendWG.Wait()
+	h.recvWG.Wait()
 	h.mu.Lock()
 	groups := h.list
 	h.list, h.groups = nil, map[uint64]*Group{}
@@ -642,6 +731,7 @@ func (h *Host) cycle() error {
 					w.rd.Messages = dropHeartbeatResps(w.rd.Messages)
 				}
 			}
+			w.spool = g.takeSpooledLocked(&w.rd, w.has)
 			w.snapReqs, g.snapReqs = g.snapReqs, nil
 			w.extra, g.outbox = g.outbox, nil
 		}
@@ -675,7 +765,13 @@ func (h *Host) cycle() error {
 			if cp, ok := w.g.sm.(Checkpointer); ok {
 				// Restored now and checkpointed: what is saved and kept is
 				// the checkpoint, not the whole state.
-				cut, err := h.restoreCheckpointed(w.g, cp, rd.Snapshot)
+				var cut *pb.Snapshot
+				var err error
+				if w.spool != nil {
+					cut, err = h.restoreSpooled(w.g, cp, w.spool, rd.Snapshot)
+				} else {
+					cut, err = h.restoreCheckpointed(w.g, cp, rd.Snapshot)
+				}
 				if err != nil {
 					return err
 				}
@@ -787,7 +883,10 @@ func (h *Host) fullSnapshot(g *Group, m *pb.Message) bool {
 	term, err := g.storage.Term(applied)
 	if err == nil {
 		var data []byte
-		if data, err = cp.SnapshotData(); err == nil {
+		if data, err = cp.SnapshotData(); err == nil && len(data) > h.cfg.MaxSnapshotFrame {
+			err = fmt.Errorf("whole state of %d bytes, above the %d a frame carries; the follower's node takes no chunked snapshot", len(data), h.cfg.MaxSnapshotFrame)
+		}
+		if err == nil {
 			cs := g.confState
 			if cs == nil {
 				_, cs, _ = g.storage.InitialState()
@@ -841,6 +940,18 @@ func (h *Host) send() {
 		w := &h.work[i]
 		for _, m := range w.rd.Messages {
 			to := m.GetTo()
+			if m.GetType() == pb.MsgSnap {
+				if st, ok := w.g.sm.(SnapshotStreamer); ok && h.takesChunks(to) {
+					if !h.streamSnapshot(w.g, st, m) {
+						w.g.mu.Lock()
+						if w.g.stopErr == nil {
+							w.g.rn.ReportSnapshot(to, raft.SnapshotFailure)
+						}
+						w.g.mu.Unlock()
+					}
+					continue
+				}
+			}
 			if m.GetType() == pb.MsgSnap && !h.fullSnapshot(w.g, m) {
 				w.g.mu.Lock()
 				if w.g.stopErr == nil {
@@ -862,6 +973,10 @@ func (h *Host) send() {
 			continue
 		}
 		all := msgs
+		p := h.peer(to)
+		if p != nil {
+			h.announceChunks(to, p) // first: the peer may answer with a MsgSnap
+		}
 		msgs = h.sendHeartbeats(to, msgs)
 		var err error
 		if len(msgs) > 0 {
@@ -871,9 +986,12 @@ func (h *Host) send() {
 			}
 		}
 		msgs = all
-		if h.quiescence() {
-			if p := h.peer(to); p != nil {
+		if p != nil {
+			if h.quiescence() {
 				p.sent.Store(err == nil)
+			}
+			if err != nil {
+				p.snapAnnounced.Store(false) // the next connection may be to a new run
 			}
 		}
 		if err == nil {
@@ -950,6 +1068,11 @@ func (h *Host) snapshot(g *Group) error {
 		to := applied - keep
 		if floor, ok := h.followerFloor(g); ok && floor < to {
 			to = max(floor, applied-min(applied, keep+uint64(h.cfg.CompactHold)))
+		}
+		for _, pin := range g.pins {
+			// A follower being sent the state as of pin goes on from
+			// there with entries.
+			to = min(to, pin)
 		}
 		err := g.storage.Compact(to)
 		g.mu.Unlock()

@@ -26,6 +26,11 @@ type peerState struct {
 	down      atomic.Bool   // judged down; written by the ticker only
 	coalesce  atomic.Bool   // the peer reads coalesced heartbeats (heartbeats.go)
 	announced atomic.Bool   // this node announced that it reads them to the peer's run
+	// chunkedRun: the epoch of the peer's run that announced it takes
+	// chunked snapshots (0: none did); snapAnnounced: this node told the
+	// peer's run that it does (snapstream.go).
+	chunkedRun    atomic.Uint64
+	snapAnnounced atomic.Bool
 }
 
 // onBeat records a peer's beat. A new epoch means the peer restarted: for
@@ -46,6 +51,7 @@ func (h *Host) onBeat(from uint64, payload []byte) {
 		// A new run, perhaps of another version: learn again what it reads.
 		p.coalesce.Store(false)
 		p.announced.Store(false)
+		p.snapAnnounced.Store(false)
 	}
 }
 

@@ -390,3 +390,33 @@ func TestDisableQuiescence(t *testing.T) {
 		}
 	}
 }
+
+// The leader of a quiesced group that removes itself from the group leaves
+// the other members to elect a leader among themselves, although its node
+// stays up: whether it then stops running the group (as a broker does when
+// the queue's member on the leader's node is deleted) or not.
+func TestQuiescedLeaderRemovesItself(t *testing.T) {
+	for _, stop := range []bool{true, false} {
+		t.Run(fmt.Sprintf("stop=%v", stop), func(t *testing.T) {
+			c := newTestCluster(t, 3, nil)
+			c.startGroups(1)
+			c.leadAll(1, 1)
+			c.waitQuiesced(1, 15*time.Second, all3()...)
+			ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+			defer cancel()
+			if err := c.nodes[1].h.Group(1).RemoveNode(ctx, 1); err != nil {
+				t.Fatal(err)
+			}
+			if stop {
+				if err := c.nodes[1].h.RemoveGroup(1); err != nil {
+					t.Fatal(err)
+				}
+			}
+			c.newLeader(1, 10*time.Second, 2, 3)
+			if err := c.proposeAnywhere(1, "after"); err != nil {
+				t.Fatal(err)
+			}
+			c.settled(1, 2, 2, 3)
+		})
+	}
+}

@@ -20,8 +20,9 @@
 //	payload
 //
 // Kinds from FirstUserKind up are registered with Handle. multiraft takes
-// FirstUserKind for Raft message batches and FirstUserKind+3 for coalesced
-// heartbeats, the cluster package the two between; the broker is meant to register
+// FirstUserKind for Raft message batches, FirstUserKind+3 for coalesced
+// heartbeats and FirstUserKind+4 for chunked snapshots, the cluster package
+// the two between; the broker is meant to register
 // its own (forwarded publishes, deliveries, RPC to a queue's leader) on the
 // same connection. Request sends a FlagRequest frame and waits for the
 // KindResponse or KindError frame with its ID, ctx, or the connection's loss

@@ -130,6 +130,10 @@ func New(cfg Config) *Transport {
 	}
 }
 
+// MaxFrameSize returns the largest frame payload this transport sends and
+// accepts.
+func (t *Transport) MaxFrameSize() uint32 { return t.cfg.MaxFrameSize }
+
 // NodeID returns this node's ID.
 func (t *Transport) NodeID() uint64 { return t.cfg.NodeID }
 
