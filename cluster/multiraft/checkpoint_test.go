@@ -88,6 +88,7 @@ func TestCheckpointerFollowerGetsStateOnDemand(t *testing.T) {
 	c := newTestCluster(t, 3, func(cfg *Config) {
 		cfg.SnapshotEntries = 16
 		cfg.CompactKeep = -1
+		cfg.CompactHold = -1 // the stopped follower looks live for a moment
 		cfg.SegmentSize = 2 << 10
 	})
 	disks := map[uint64]map[uint64]string{1: {}, 2: {}, 3: {}}

@@ -115,6 +115,7 @@ func newStreamCluster(t *testing.T, perNode func(uint64, *Config)) *streamCluste
 		testCluster: newTestClusterPerNode(t, 3, func(cfg *Config) {
 			cfg.SnapshotEntries = 16
 			cfg.CompactKeep = -1
+			cfg.CompactHold = -1 // a stopped follower looks live for a moment
 			cfg.SnapshotChunkSize = 4 << 10
 			cfg.MaxSnapshotFrame = 32 << 10
 			cfg.SnapshotIdleTimeout = time.Second
