@@ -360,3 +360,54 @@ func TestClusterStreamNonMember(t *testing.T) {
 	require.Zero(t, rd.bodies["x-99"])
 	require.Equal(t, 1, rd.bodies["x-100"])
 }
+
+// TestClusterStreamRetentionAndDelete: retention drops the same segments on
+// every member (segments are cut at the same records), so a consumer from
+// first starts at the same offset on each node; a deleted stream is gone
+// from every node, and one declared again under its name starts empty.
+func TestClusterStreamRetentionAndDelete(t *testing.T) {
+	warrenOnly(t, "starts a cluster of bin/warren processes")
+	nodes := startTestCluster(t, 3, 0)
+	ch1 := nodes[0].channel()
+	_, err := ch1.QueueDeclare("s4", true, false, false, false, amqp.Table{"x-queue-type": "stream",
+		"x-stream-max-segment-size-bytes": int64(4096), "x-max-length-bytes": int64(20000)})
+	require.NoError(t, err)
+	waitStreamMembers(t, nodes[1], "s4", 3)
+	require.NoError(t, ch1.Confirm(false))
+	pub := newStreamPublisher()
+	require.NoError(t, pub.publish(ch1, "s4", "r", 0, 1000, 100))
+	// The first offset a consumer gets on each node once that node's log
+	// holds the last message.
+	offsetOn := func(nd *clusterNode, spec string) int64 {
+		ch := nd.channel()
+		defer ch.Close()
+		require.NoError(t, ch.Qos(10, 0, false))
+		ds, err := ch.Consume("s4", "", false, false, false, false, amqp.Table{"x-stream-offset": spec})
+		require.NoError(t, err)
+		return recv(t, ds).Headers["x-stream-offset"].(int64)
+	}
+	firsts := make([]int64, 3)
+	for i, nd := range nodes {
+		waitFor(t, nd.name+" holding offset 999", func() bool { return offsetOn(nd, "last") == 999 })
+		firsts[i] = offsetOn(nd, "first")
+	}
+	require.Greater(t, firsts[0], int64(0), "retention dropped the oldest segments")
+	require.Equal(t, []int64{firsts[0], firsts[0], firsts[0]}, firsts, "the same first offset on every member")
+
+	_, err = ch1.QueueDelete("s4", false, false, false)
+	require.NoError(t, err)
+	for _, nd := range nodes {
+		waitFor(t, "s4 gone from "+nd.name, func() bool { _, ok := nd.quorumInfo("s4"); return !ok })
+	}
+	_, err = ch1.QueueDeclare("s4", true, false, false, false, clusterStreamArgs)
+	require.NoError(t, err)
+	waitStreamMembers(t, nodes[2], "s4", 3)
+	pub2 := newStreamPublisher()
+	require.NoError(t, pub2.publish(ch1, "s4", "new", 0, 5, 5))
+	rd := readStream(t, nodes[2].channel(), "s4", "first", 10)
+	waitRead(t, "the new stream's messages on node 3", rd, pub2)
+	rd.mu.Lock()
+	defer rd.mu.Unlock()
+	require.Equal(t, int64(5), rd.next, "offsets 0..4: the new stream starts empty")
+	require.Equal(t, 5, rd.offs)
+}

@@ -444,10 +444,10 @@ func (l *Log) flush() {
 			l.room.Broadcast()
 			l.mu.Unlock()
 		} else {
-			l.committed.Store(l.lastWritten())
 			if rolled {
-				l.retain()
+				l.retain() // before the records show: a reader never sees them with what they push out
 			}
+			l.committed.Store(l.lastWritten())
 			l.notify()
 		}
 	}
@@ -560,7 +560,11 @@ func syncDir(dir string) {
 }
 
 // retain drops segments beyond MaxBytes and MaxAge, never the last one.
-// It reports whether it dropped any.
+// It reports whether it dropped any. MaxBytes counts the closed segments
+// only (the one written to is kept anyway), so that which segments go
+// depends on the records alone, not on when this runs: the members of a
+// replicated stream, whose segments end at the same records, drop the same
+// ones.
 func (l *Log) retain() bool {
 	if l.opts.MaxBytes <= 0 && l.opts.MaxAge <= 0 {
 		return false
@@ -569,7 +573,7 @@ func (l *Log) retain() bool {
 	var drop []*segment
 	l.mu.Lock()
 	var total int64
-	for _, s := range l.segs {
+	for _, s := range l.segs[:len(l.segs)-1] {
 		total += s.size
 	}
 	for len(l.segs) > 1 {
