@@ -355,10 +355,34 @@ func TestClusterStreamNonMember(t *testing.T) {
 	})
 	rd.check(t)
 	rd.mu.Lock()
-	defer rd.mu.Unlock()
 	require.Equal(t, 200, rd.offs)
 	require.Zero(t, rd.bodies["x-99"])
 	require.Equal(t, 1, rd.bodies["x-100"])
+	rd.mu.Unlock()
+
+	// The member it reads through (the first) dies: its consumer moves to
+	// the other member, from where it started, without being cancelled.
+	ch2 := nodes[outside].channel()
+	require.NoError(t, ch2.Qos(20, 0, false))
+	ds, err := ch2.Consume("s3", "moving", false, false, false, false, amqp.Table{"x-stream-offset": int64(250)})
+	require.NoError(t, err)
+	cancelled := ch2.NotifyCancel(make(chan string, 1))
+	for want := int64(250); want < 300; want++ {
+		d := recv(t, ds)
+		require.Equal(t, want, d.Headers["x-stream-offset"])
+		require.NoError(t, d.Ack(false))
+	}
+	nodes[nodeNamed(nodes, qi.Members[0])].kill()
+	for want := int64(250); want < 300; want++ {
+		d := recv(t, ds)
+		require.Equal(t, want, d.Headers["x-stream-offset"], "read again from its start through the other member")
+		require.NoError(t, d.Ack(false))
+	}
+	select {
+	case tag := <-cancelled:
+		t.Fatalf("consumer %s cancelled", tag)
+	default:
+	}
 }
 
 // TestClusterStreamRetentionAndDelete: retention drops the same segments on

@@ -33,7 +33,9 @@ import (
 // ever holds committed entries, so what it serves is committed, and nothing
 // moves when the leader changes (a consumer carries on at its offset while
 // the members elect a new leader). On a node that is not a member, the
-// stream's home is a member, read through the remote-consumer path.
+// stream's home is a member, read through the remote-consumer path (with
+// the consumer's arguments); when that member goes away, the home moves to
+// another and the consumers attach there again from where they started.
 //
 // The log is the state machine's state (a multiraft.Checkpointer): a
 // checkpoint waits until the log has synced what was applied and records
@@ -172,13 +174,15 @@ func (r *streamReplica) stop() {
 	}
 }
 
-// leaderLost starts an election at once in the groups of streams that node
-// led, on the first surviving member by name, rather than after the
-// election timeout.
+// streamLeaderLost is told that node's connection dropped: an election
+// starts at once in the groups of streams that node led, on the first
+// surviving member by name, rather than after the election timeout; and
+// streams at home there for this node move (streamHomeLost).
 func (s *Server) streamLeaderLost(node string) {
 	if s.groups == nil {
 		return
 	}
+	s.streamHomeLost(node)
 	for _, q := range s.replicatedStreams() {
 		r := q.srepl
 		g := r.g.Load()
@@ -194,6 +198,54 @@ func (s *Server) streamLeaderLost(node string) {
 			}
 			break
 		}
+	}
+}
+
+// streamHomeLost is told (before the consumers of queues at home on node
+// are cancelled) that node's connection dropped: on this node, if it is
+// not a member of a stream whose home was node, the stream's home moves to
+// another member that is up, and this node's consumers of it attach there
+// again, from where each started (they may get messages again, never miss
+// one). Publishes go to any member already.
+func (s *Server) streamHomeLost(node string) {
+	for _, q := range s.replicatedStreams() {
+		r := q.srepl
+		if r.member() || q.Home() != node {
+			continue
+		}
+		for _, m := range r.members {
+			if m != node && s.reachable(m) {
+				q.setHome(m)
+				for _, ci := range s.remotes.ofQueue(q) {
+					go s.reattachStream(r, ci)
+				}
+				break
+			}
+		}
+	}
+}
+
+// reattachStream attaches ci (a consumer here of r's stream) to the
+// stream's home again, its delivery tags above every tag it had (so that
+// settling an old delivery cannot touch a new one). Retried while the home
+// does not take it, up to publishWait; then the client is told.
+func (s *Server) reattachStream(r *streamReplica, ci *consumerInfo) {
+	deadline := time.Now().Add(publishWait)
+	for time.Now().Before(deadline) {
+		if s.remotes.get(ci.remote) != ci || r.stopped.Load() {
+			return // cancelled meanwhile
+		}
+		if home := r.q.Home(); home != "" {
+			out, err := s.callPeer(home, consumeRequest(ci, r.v.Name, ci.attach.Add(1)<<40))
+			if err == nil && len(out) > 0 && out[0] == 0 {
+				s.sendPeer(home, binary.BigEndian.AppendUint64([]byte{peerActivate}, ci.remote))
+				return
+			}
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+	if s.remotes.take(ci.remote) == ci {
+		remoteCancelled([]*consumerInfo{ci})
 	}
 }
 
