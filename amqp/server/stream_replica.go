@@ -63,6 +63,8 @@ type streamReplica struct {
 	g       atomic.Pointer[groupRef] // this node's member; nil on other nodes
 	stopped atomic.Bool
 
+	flow flowGate // publishes taken and not yet answered (flow control)
+
 	mu       sync.Mutex
 	waiting  []streamPublish // publishes waiting for a leader, in order; guarded by mu
 	draining bool            // a goroutine drains waiting; guarded by mu
@@ -270,6 +272,18 @@ func (s *Server) replicatedStreams() []*Queue {
 // quorum queue or a stream of a cluster).
 func (q *Queue) replicated() bool { return q.repl != nil || q.srepl != nil }
 
+// flowGate is the publisher flow control of a replicated queue or stream
+// (flowgate.go), nil for other queues.
+func (q *Queue) flowGate() *flowGate {
+	switch {
+	case q.repl != nil:
+		return &q.repl.flow
+	case q.srepl != nil:
+		return &q.srepl.flow
+	}
+	return nil
+}
+
 // publishReplicated enqueues msg into a replicated queue or stream; done
 // (if set) gets the outcome once committed.
 func (q *Queue) publishReplicated(msg *queue.Message, ttl int64, done func(bool)) {
@@ -291,6 +305,15 @@ func (r *streamReplica) publish(msg *queue.Message, done func(bool)) {
 	if r.stopped.Load() {
 		done(false)
 		return
+	}
+	// Counted until answered: a publisher that outruns the group waits at
+	// the gate (flowgate.go) instead of the node buffering without bound.
+	size := int64(len(msg.Header) + len(msg.Body))
+	r.flow.take(size)
+	answer := done
+	done = func(ok bool) {
+		r.flow.settle(size)
+		answer(ok)
 	}
 	p := streamPublish{msg: msg, done: done, until: time.Now().Add(publishWait)}
 	r.mu.Lock()
