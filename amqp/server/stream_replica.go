@@ -128,7 +128,7 @@ func (r *streamReplica) start() {
 	}
 	ref := &groupRef{g, make(chan struct{})}
 	if !r.g.CompareAndSwap(nil, ref) {
-		return // started twice (a restore and a declare applied again)
+		return // already started (start runs once per member; defensive)
 	}
 	if r.stopped.Load() {
 		r.stop()
