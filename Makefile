@@ -163,23 +163,27 @@ ROUNDS ?= 10
 cluster-faults:
 	WARREN_CLUSTER_FAULT_ROUNDS=$(ROUNDS) $(GO) test -race -count=1 -timeout 60m -run TestClusterFault -v ./integration
 
-# The quorum queue chaos test (integration/chaos_test.go), Jepsen-style: a
-# three-node cluster under confirmed publishing and acked consuming, with
+# The chaos test of quorum queues and streams (integration/chaos_test.go),
+# Jepsen-style: a three-node cluster under confirmed publishing and acked
+# consuming (stream consumers read from first and resume after the last
+# offset they acked), with
 # every kind of fault (kill -9 of the leader, of a follower, of two nodes in
 # turn or at once, of all three; SIGSTOP of the leader; the leader, a
 # follower or one link cut off) for CHAOS_ROUNDS rounds each on a cluster of
 # its own, then as many random faults; each run checks that no confirmed
 # message was lost and nothing unpublished delivered, and logs one "CHAOS
 # key=value ..." line. Also the short run of make test and the minimal
-# reproductions of what it found. CHAOS_SEED and CHAOS_FAULTS (comma
-# separated kinds, or mixed) pick the seed and the runs; CHAOS_DURATION
-# bounds the whole (faults stop once a run's share is spent).
+# reproductions of what it found. CHAOS_TYPES (quorum, stream or both,
+# comma separated) picks the queue types, CHAOS_SEED and CHAOS_FAULTS (comma
+# separated kinds, or mixed) the seed and the runs; CHAOS_DURATION bounds
+# each type's runs (faults stop once a run's share is spent).
 CHAOS_ROUNDS ?= 10
 CHAOS_DURATION ?= 90m
+CHAOS_TYPES ?= quorum,stream
 .PHONY: chaos
 chaos:
 	WARREN_CHAOS_ROUNDS=$(CHAOS_ROUNDS) WARREN_CHAOS_DURATION=$(CHAOS_DURATION) WARREN_CHAOS_SEED=$(CHAOS_SEED) WARREN_CHAOS_FAULTS=$(CHAOS_FAULTS) \
-	  $(GO) test -count=1 -timeout 150m -run 'TestChaos' -v ./integration
+	  WARREN_CHAOS_TYPES=$(CHAOS_TYPES) $(GO) test -count=1 -timeout 300m -run 'TestChaos' -v ./integration
 
 # The shovel tests against RabbitMQ 3.10.8 at full size: SHOVEL_MESSAGES
 # (default 100,000) persistent messages RabbitMQ → Warren → RabbitMQ through

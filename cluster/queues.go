@@ -9,10 +9,12 @@ import (
 	"github.com/warren-mq/warren/cluster/multiraft"
 )
 
-// The Raft groups of replicated (quorum) queues run on the node's
-// multiraft host next to the metadata group: the same write-ahead log, the
-// same connection per peer. The broker (amqp/server) owns what a group's
-// log means; the node maps its members' names to node IDs.
+// The Raft groups of replicated queues (quorum queues, and streams: one
+// group per stream, whose state machine appends to the member's stream log)
+// run on the node's multiraft host next to the metadata group: the same
+// write-ahead log, the same connection per peer. The broker (amqp/server)
+// owns what a group's log means; the node maps its members' names to node
+// IDs.
 
 // StartQueueGroup starts this node's member of a queue's group
 // (server.QueueGroups): a new group of the named members, or the one the

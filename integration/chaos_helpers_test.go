@@ -244,6 +244,16 @@ type chaosClient struct {
 
 	mu       sync.Mutex
 	connects int // guarded by mu
+
+	// A stream consumer's progress (guarded by mu): the offset it resumes
+	// at after a reconnect (the one after the last it acked; -1 before the
+	// first: it starts from first), the messages it read, and the
+	// deliveries whose offset was not the one expected next (a gap, or one
+	// read twice within a session).
+	resume  int64
+	expect  int64 // the offset expected next in this session (-1: any)
+	seen    map[msgKey]bool
+	skipped []string
 }
 
 type chaosClientConfig struct {
@@ -254,6 +264,9 @@ type chaosClientConfig struct {
 	// connection (the publish is then unknown). Above the broker's own
 	// bound (a replicated publish is nacked after 10 s without a leader).
 	confirmWait time.Duration
+	// stream: the queues are streams; consumers read from first, and after
+	// a reconnect from the offset after the last they acked.
+	stream bool
 }
 
 func (c *chaosClient) name() string { return fmt.Sprintf("%s%d", c.kind, c.id) }
@@ -450,7 +463,11 @@ func (c *chaosClient) consume(conn *amqp.Connection, node int) {
 		if err = ch.Qos(c.cfg.prefetch, 0, false); err != nil {
 			return err
 		}
-		ds, err = ch.Consume(c.h.queues[c.q], c.name(), false, false, false, false, nil)
+		var args amqp.Table
+		if c.cfg.stream {
+			args = amqp.Table{"x-stream-offset": c.streamStart()}
+		}
+		ds, err = ch.Consume(c.h.queues[c.q], c.name(), false, false, false, false, args)
 		return err
 	})
 	if err != nil {
@@ -476,8 +493,14 @@ func (c *chaosClient) consume(conn *amqp.Connection, node int) {
 				return
 			}
 			c.h.delivered(&d, c.q, node, c.name())
+			if c.cfg.stream {
+				c.streamRead(&d, node)
+			}
 			if err := d.Ack(false); err != nil {
 				return
+			}
+			if c.cfg.stream {
+				c.streamAcked(&d)
 			}
 		}
 	}
@@ -515,4 +538,69 @@ func chaosRaw(nd *clusterNode, path string) string {
 	}
 	b, _ := json.Marshal(v)
 	return string(b)
+}
+
+// streamStart is where a stream consumer's session starts: first, or the
+// offset after the last it acked.
+func (c *chaosClient) streamStart() any {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.seen == nil {
+		c.seen, c.resume = map[msgKey]bool{}, -1
+	}
+	c.expect = c.resume
+	if c.resume < 0 {
+		return "first"
+	}
+	return c.resume
+}
+
+// streamRead records a stream delivery: its message, and whether its
+// offset is the one expected (the session's start, then one more each).
+func (c *chaosClient) streamRead(d *amqp.Delivery, node int) {
+	off, ok := d.Headers["x-stream-offset"].(int64)
+	k, _, _ := parseChaosBody(d.Body)
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.seen[k] = true
+	switch {
+	case !ok:
+		c.skipped = append(c.skipped, fmt.Sprintf("node %d: a delivery without x-stream-offset", node+1))
+	case c.expect >= 0 && off != c.expect:
+		c.skipped = append(c.skipped, fmt.Sprintf("node %d: offset %d where %d was next", node+1, off, c.expect))
+	}
+	c.expect = off + 1
+}
+
+// streamAcked moves the resume point past an acked delivery: a session
+// that fails before the next ack reads the deliveries after it again.
+func (c *chaosClient) streamAcked(d *amqp.Delivery) {
+	if off, ok := d.Headers["x-stream-offset"].(int64); ok {
+		c.mu.Lock()
+		c.resume = off + 1
+		c.mu.Unlock()
+	}
+}
+
+// streamMissing is the confirmed messages of the consumer's stream it has
+// not read.
+func (c *chaosClient) streamMissing() []msgKey {
+	c.h.mu.Lock()
+	var want []msgKey
+	for k, p := range c.h.pubs {
+		if p.state == pubConfirmed && int(p.q) == c.q {
+			want = append(want, k)
+		}
+	}
+	c.h.mu.Unlock()
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	var out []msgKey
+	for _, k := range want {
+		if !c.seen[k] {
+			out = append(out, k)
+		}
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].p < out[j].p || out[i].p == out[j].p && out[i].s < out[j].s })
+	return out
 }

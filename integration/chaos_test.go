@@ -34,9 +34,17 @@ import (
 // may be lost and nothing unpublished delivered; duplicates (at-least-once)
 // are counted. Each run logs one "CHAOS key=value ..." summary line.
 //
-// TestChaosQuorumQueues is the short run of make test; TestChaosQuorumLong
-// (make chaos) runs each kind of fault for WARREN_CHAOS_ROUNDS rounds on a
-// fresh cluster, then a mixed run. WARREN_CHAOS_FAULTS picks kinds (comma
+// Streams run the same faults: their consumers read from first with manual
+// acks and, after a failed connection, from the offset after the last they
+// acked; the checker wants every confirmed message read by every consumer
+// of its stream, and each consumer's offsets in order with no gap within a
+// session (duplicated then counts the deliveries to the stream's other
+// consumers too).
+//
+// TestChaosQuorumQueues and TestChaosStreams are the short runs of make
+// test; TestChaosQuorumLong and TestChaosStreamsLong (make chaos,
+// WARREN_CHAOS_TYPES picks them) run each kind of fault for
+// WARREN_CHAOS_ROUNDS rounds on a fresh cluster, then a mixed run. WARREN_CHAOS_FAULTS picks kinds (comma
 // separated, "mixed" included), WARREN_CHAOS_SEED the seed (logged by every
 // run: it picks the victims, fault durations and the mixed run's faults),
 // WARREN_CHAOS_DURATION bounds the whole (faults stop being injected once a
@@ -48,8 +56,8 @@ var chaosFaultKinds = []string{
 	"pause-leader", "partition-leader", "partition-follower", "partition-bridge",
 }
 
-// knownChaosBugs names the long runs that fail on a known broker bug (run
-// name: the bug); they skip. The short test never skips.
+// knownChaosBugs names the long runs that fail on a known broker bug
+// ("quorum/run" or "stream/run": the bug); they skip. The short test never skips.
 var knownChaosBugs = map[string]string{}
 
 type chaosConfig struct {
@@ -63,6 +71,10 @@ type chaosConfig struct {
 	budget               time.Duration                      // no new fault after this long
 	drainWait            time.Duration
 	client               chaosClientConfig
+	// stream: the queues are streams (x-queue-type stream); every consumer
+	// reads its stream whole, and the checker wants every confirmed message
+	// read by every consumer of its stream.
+	stream bool
 }
 
 // TestChaosQuorumQueues is the short chaos run (make test): five faults
@@ -87,14 +99,49 @@ func TestChaosQuorumQueues(t *testing.T) {
 	})
 }
 
+// TestChaosStreams is the short chaos run of streams (make test): the
+// faults of TestChaosQuorumQueues under producers with confirms and
+// consumers reading from first with manual acks, each resuming after the
+// last offset it acked when its connection fails. About 40 s.
+func TestChaosStreams(t *testing.T) {
+	warrenOnly(t, "starts a cluster of bin/warren processes behind fault-injecting proxies")
+	seed := chaosSeed(t)
+	runChaos(t, chaosConfig{
+		name:      "short-stream",
+		seed:      seed,
+		faults:    []string{"kill-leader", "partition-bridge", "pause-leader", "partition-leader", "kill-two"},
+		queues:    2,
+		producers: 3,
+		consumers: 4,
+		hold:      func(string, *rand.Rand) time.Duration { return 3 * time.Second },
+		between:   func(*rand.Rand) time.Duration { return time.Second },
+		budget:    40 * time.Second,
+		drainWait: 30 * time.Second,
+		client:    chaosClientConfig{window: 10, interval: 5 * time.Millisecond, prefetch: 20, confirmWait: 20 * time.Second, stream: true},
+		stream:    true,
+	})
+}
+
 // TestChaosQuorumLong is make chaos: every kind of fault for
 // WARREN_CHAOS_ROUNDS rounds (each kind on a cluster of its own), then as
 // many random faults of every kind.
-func TestChaosQuorumLong(t *testing.T) {
+func TestChaosQuorumLong(t *testing.T) { runChaosLong(t, false) }
+
+// TestChaosStreamsLong is TestChaosQuorumLong's runs on streams.
+func TestChaosStreamsLong(t *testing.T) { runChaosLong(t, true) }
+
+// runChaosLong runs the long chaos test on quorum queues or streams, if
+// WARREN_CHAOS_TYPES (comma separated: quorum, stream; both by default)
+// asks for that type.
+func runChaosLong(t *testing.T, stream bool) {
 	warrenOnly(t, "starts a cluster of bin/warren processes behind fault-injecting proxies")
 	rs := os.Getenv("WARREN_CHAOS_ROUNDS")
 	if rs == "" {
 		t.Skip("make chaos runs it (WARREN_CHAOS_ROUNDS=N)")
+	}
+	typ := map[bool]string{false: "quorum", true: "stream"}[stream]
+	if ts := os.Getenv("WARREN_CHAOS_TYPES"); ts != "" && !slices.Contains(strings.Split(ts, ","), typ) {
+		t.Skipf("WARREN_CHAOS_TYPES=%s", ts)
 	}
 	rounds, err := strconv.Atoi(rs)
 	require.NoError(t, err, "WARREN_CHAOS_ROUNDS")
@@ -114,7 +161,7 @@ func TestChaosQuorumLong(t *testing.T) {
 	deadline := time.Now().Add(total)
 	for i, run := range runs {
 		t.Run(run, func(t *testing.T) {
-			if bug := knownChaosBugs[run]; bug != "" {
+			if bug := knownChaosBugs[typ+"/"+run]; bug != "" {
 				t.Skip("KNOWN BUG: " + bug)
 			}
 			h := fnv.New64a()
@@ -132,8 +179,12 @@ func TestChaosQuorumLong(t *testing.T) {
 			// This run's share of what is left, less its start and drain.
 			budget := time.Until(deadline)/time.Duration(len(runs)-i) - 40*time.Second
 			t.Logf("reproduce: WARREN_CHAOS_SEED=%d WARREN_CHAOS_FAULTS=%s WARREN_CHAOS_ROUNDS=%d (this run's seed %d)", base, run, rounds, seed)
+			name := run
+			if stream {
+				name += "-stream"
+			}
 			runChaos(t, chaosConfig{
-				name:      run,
+				name:      name,
 				seed:      seed,
 				faults:    faults,
 				queues:    2,
@@ -155,7 +206,8 @@ func TestChaosQuorumLong(t *testing.T) {
 				},
 				budget:    max(budget, 0),
 				drainWait: 60 * time.Second,
-				client:    chaosClientConfig{window: 10, interval: 5 * time.Millisecond, prefetch: 20, confirmWait: 20 * time.Second},
+				client:    chaosClientConfig{window: 10, interval: 5 * time.Millisecond, prefetch: 20, confirmWait: 20 * time.Second, stream: stream},
+				stream:    stream,
 			})
 		})
 	}
@@ -207,10 +259,14 @@ func runChaos(t *testing.T, cfg chaosConfig) {
 	// Each queue declared on another node: their leaders differ.
 	for i, q := range c.queues {
 		ch := nodes[i%3].channel()
-		_, err := ch.QueueDeclare(q, true, false, false, false, amqp.Table{"x-queue-type": "quorum",
+		args := amqp.Table{"x-queue-type": "quorum",
 			// Far above what the faults cause: a message dropped at the
 			// delivery limit would count as lost.
-			"x-delivery-limit": 1000})
+			"x-delivery-limit": 1000}
+		if cfg.stream {
+			args = amqp.Table{"x-queue-type": "stream"}
+		}
+		_, err := ch.QueueDeclare(q, true, false, false, false, args)
 		require.NoError(t, err)
 	}
 	require.True(t, c.waitHealthy("the queues declared"), "the cluster never became healthy")
@@ -253,14 +309,21 @@ func runChaos(t *testing.T, cfg chaosConfig) {
 		time.Sleep(cfg.between(c.rng))
 	}
 
-	stuck, left := c.drain()
+	var stuck, left, streamLost int
+	var skipped []string
+	if cfg.stream {
+		streamLost, skipped = c.drainStreams()
+	} else {
+		stuck, left = c.drain()
+	}
 	r := c.h.check()
 	t.Logf("CHAOS run=%s seed=%d faults=%d kinds=%s queues=%d producers=%d consumers=%d attempted=%d confirmed=%d nacked=%d unknown=%d "+
 		"deliveries=%d distinct=%d lost=%d unexpected=%d duplicated=%d dup_extra=%d dup_unflagged=%d redelivered=%d unknown_delivered=%d nacked_delivered=%d "+
-		"max_delivery_count=%d stuck=%d left=%d reconnects=%d healed=%t secs=%.0f",
+		"max_delivery_count=%d stuck=%d left=%d stream_lost=%d stream_skipped=%d reconnects=%d healed=%t secs=%.0f",
 		cfg.name, cfg.seed, injected, strings.Join(uniq(cfg.faults[:injected]), ","), cfg.queues, cfg.producers, cfg.consumers,
 		r.Attempted, r.Confirmed, r.Nacked, r.Unknown, r.Deliveries, r.Distinct, r.Lost, r.Unexpected, r.Duplicated, r.DupExtra,
-		r.DupUnflagged, r.Redelivered, r.UnknownDelivered, r.NackedDelivered, r.MaxDeliveryCount, stuck, left, c.reconnects(), !c.broken, time.Since(c.start).Seconds())
+		r.DupUnflagged, r.Redelivered, r.UnknownDelivered, r.NackedDelivered, r.MaxDeliveryCount, stuck, left, streamLost, len(skipped),
+		c.reconnects(), !c.broken, time.Since(c.start).Seconds())
 	if r.Lost > 0 {
 		t.Errorf("%d confirmed messages never delivered:\n%s", r.Lost, c.h.describeLost(r.lost, c.nodeName))
 	}
@@ -275,6 +338,13 @@ func runChaos(t *testing.T, cfg chaosConfig) {
 	}
 	if r.Confirmed == 0 {
 		t.Errorf("nothing was confirmed")
+	}
+	if streamLost > 0 {
+		t.Errorf("stream consumers missed %d confirmed messages of their streams", streamLost)
+	}
+	if len(skipped) > 0 {
+		t.Errorf("stream consumers got %d deliveries out of offset order (a gap, or an offset twice in a session):\n%s",
+			len(skipped), strings.Join(skipped[:min(len(skipped), 20)], "\n"))
 	}
 }
 
@@ -683,6 +753,55 @@ func (c *chaosRun) drain() (stuck, left int) {
 		}
 	}
 	return stuck, left
+}
+
+// drainStreams stops the producers and waits until every stream consumer
+// has read every confirmed message of its stream (or nothing came for 10 s,
+// or drainWait), then stops the consumers. lost counts, over the
+// consumers, the confirmed messages of its stream each never read; skipped
+// are the deliveries out of offset order they saw.
+func (c *chaosRun) drainStreams() (lost int, skipped []string) {
+	c.note("drain: producers stop")
+	c.stopKind("producer", time.Minute)
+	var consumers []*chaosClient
+	for _, cl := range c.clients {
+		if cl.kind == "consumer" {
+			consumers = append(consumers, cl)
+		}
+	}
+	missing := func() (n int, some string) {
+		for _, cl := range consumers {
+			m := cl.streamMissing()
+			n += len(m)
+			if len(m) > 0 && some == "" {
+				some = fmt.Sprintf("%s misses %d, the first %s", cl.name(), len(m), chaosBody(m[0], cl.q))
+			}
+		}
+		return n, some
+	}
+	start := time.Now()
+	for {
+		_, _, last := c.h.progress()
+		n, some := missing()
+		if n == 0 {
+			break
+		}
+		if time.Since(last) > 10*time.Second && time.Since(start) > 10*time.Second || time.Since(start) > c.cfg.drainWait {
+			c.note("drain: the consumers still miss %d confirmed messages (%s); nothing delivered for %v", n, some, time.Since(last).Round(time.Millisecond))
+			c.dump()
+			break
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+	c.note("drain: consumers stop")
+	c.stopKind("consumer", time.Minute)
+	for _, cl := range consumers {
+		lost += len(cl.streamMissing())
+		cl.mu.Lock()
+		skipped = append(skipped, cl.skipped...)
+		cl.mu.Unlock()
+	}
+	return lost, skipped
 }
 
 // dump logs what each node says of the queues and their consumers.

@@ -14,6 +14,9 @@ func streamItem(it item, q server.QueueInfo) {
 	s := q.Stream
 	it["type"] = "stream"
 	it["leader"], it["members"], it["online"] = q.Node, []string{q.Node}, []string{q.Node}
+	if q.Members != nil { // replicated on a cluster
+		it["members"], it["online"] = q.Members, q.Online
+	}
 	it["readers"] = map[string]any{q.Node: len(q.Consumers)}
 	it["messages"], it["messages_ready"], it["messages_unacknowledged"] = s.Messages, s.Messages, 0
 	it["message_bytes"] = s.Bytes

@@ -597,3 +597,18 @@ func (sq *streamQueue) setPolicy(def map[string]any) {
 
 // StreamDirName is the directory of stream queue id under a data directory.
 func StreamDirName(id uint64) string { return fmt.Sprintf("%d", id) }
+
+// StreamLog is the log of the stream queue q: a replicated stream's
+// members read and restore it directly (amqp/server/stream_replica.go).
+func (q *Queue) StreamLog() *stream.Log { return q.sq.log }
+
+// AppendStream appends m to the stream queue q's log with the timestamp ts
+// (Unix ms) its group's log gave it, and returns its offset: how a member
+// of a replicated stream applies a publish.
+func (q *Queue) AppendStream(ts int64, m *Message) (uint64, error) {
+	off, err := q.sq.log.AppendAt(ts, filterValue(m), m.Exchange, m.RoutingKey, m.Header, m.Body)
+	if err == nil {
+		q.sq.published.Add(1)
+	}
+	return off, err
+}

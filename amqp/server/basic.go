@@ -207,7 +207,7 @@ func (ch *channel) route(pm *amqp.BasicPublish, msg *queue.Message, seq uint64) 
 	}
 	remoteN := 0
 	for _, q := range qs {
-		if q.repl != nil || q.remote(v.node) {
+		if q.replicated() || q.remote(v.node) {
 			remoteN++ // replicated or forwarded to its home node below (forward.go)
 			continue
 		}

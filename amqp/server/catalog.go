@@ -166,6 +166,9 @@ func queueInfo(v *Vhost, q *Queue) QueueInfo {
 			}
 		}
 	}
+	if r := q.srepl; r != nil {
+		streamInfo(&qi, r)
+	}
 	return qi
 }
 

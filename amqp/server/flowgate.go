@@ -93,10 +93,11 @@ func (f *flowGate) throttle() <-chan struct{} {
 func flowWait(c *conn, qs []*Queue) bool {
 	waited := false
 	for _, q := range qs {
-		if q.repl == nil {
+		g := q.flowGate()
+		if g == nil {
 			continue
 		}
-		if w := q.repl.flow.throttle(); w != nil {
+		if w := g.throttle(); w != nil {
 			waited = true
 			c.flowing.Store(true)
 			t := time.NewTimer(flowMaxWait)

@@ -99,6 +99,7 @@ func (f *forwards) failNode(node string) {
 // clients had not acked here requeued.
 func (s *Server) PeerDown(node string) {
 	s.leaderLost(node)
+	s.streamLeaderLost(node)
 	s.forwards.failNode(node)
 	remoteCancelled(s.remotes.onNode(node))
 	for _, p := range s.proxies.ofNode(node) {
@@ -309,11 +310,11 @@ func (s *Server) enqueueForwarded(vhost, qname, exch, key string, header, body [
 	msg := queue.NewMessage(exch, key, header, body)
 	v.mu.RLock()
 	q := v.queues[qname]
-	if q != nil && q.repl != nil {
-		// A replicated queue: proposed here if this node leads its group,
-		// else sent on to the leader.
+	if q != nil && q.replicated() {
+		// A replicated queue or stream: proposed here if this node leads
+		// its group, else sent on to the leader.
 		v.mu.RUnlock()
-		q.repl.publish(msg, ttl, done)
+		q.publishReplicated(msg, ttl, done)
 		return true
 	}
 	if q == nil || q.remote(v.node) {
@@ -372,12 +373,12 @@ func (ch *channel) forwardCopies(v *Vhost, qs []*Queue, remoteN int, msg *queue.
 	}
 	for _, q := range qs {
 		switch {
-		case q.repl != nil:
+		case q.replicated():
 			var done func(bool)
 			if c != nil {
 				done = func(ok bool) { c.settleRemote(seq, ok) }
 			}
-			q.repl.publish(msg, ttl, done)
+			q.publishReplicated(msg, ttl, done)
 		case q.remote(v.node) && !s.forward(v, q, msg, ttl, c, seq) && c != nil:
 			c.settleRemote(seq, false)
 		}
@@ -397,8 +398,8 @@ func zapNode(node string) zap.Field { return zap.String("node", node) }
 // (without a confirm: as RabbitMQ's at-most-once dead-lettering). Vhost
 // read lock held.
 func (v *Vhost) publishTo(q *Queue, msg *queue.Message, ttl int64) queue.PublishResult {
-	if q.repl != nil {
-		q.repl.publish(msg, ttl, nil)
+	if q.replicated() {
+		q.publishReplicated(msg, ttl, nil)
 		return queue.Enqueued
 	}
 	if q.remote(v.node) {

@@ -208,13 +208,14 @@ func (ch *channel) proposeMethod(m amqp.Method) error {
 			}
 			m.Queue, generated = genName("amq.gen-"), true
 		}
-		if queue.IsStream(m.Arguments) && !m.Passive {
-			return errStreamCluster(m.Queue, ch.vhost().Name)
-		}
 		home = ch.conn.srv.locateQueue(ch.vhost(), m.Queue, m.Arguments)
 		if s := ch.conn.srv; s.groups != nil && isQuorum(m.Arguments) && !m.Passive {
 			members = s.chooseMembers(home, m.Arguments)
 			group = rand.Uint64() | 1<<63 // never the metadata group's id
+		}
+		if s := ch.conn.srv; s.groups != nil && queue.IsStream(m.Arguments) && !m.Passive {
+			members = s.streamMembers(home, m.Arguments) // stream_replica.go
+			group = rand.Uint64() | 1<<63
 		}
 	case *amqp.ExchangeDeclare:
 		if s := ch.conn.srv; s.groups != nil && !m.Passive && queue.DedupEnabled(m.Arguments) {

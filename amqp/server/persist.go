@@ -189,17 +189,23 @@ func (v *Vhost) newReplicatedQueue(cfg queue.Config, group uint64, members []str
 
 // groupID and groupMembers are a replicated queue's group, for its record.
 func (q *Queue) groupID() uint64 {
-	if q.repl == nil {
-		return 0
+	switch {
+	case q.repl != nil:
+		return q.repl.id
+	case q.srepl != nil:
+		return q.srepl.id
 	}
-	return q.repl.id
+	return 0
 }
 
 func (q *Queue) groupMembers() []string {
-	if q.repl == nil {
-		return nil
+	switch {
+	case q.repl != nil:
+		return q.repl.memberList()
+	case q.srepl != nil:
+		return q.srepl.members
 	}
-	return q.repl.memberList()
+	return nil
 }
 
 // StartReplicas starts this node's members of the replicated queues it
@@ -213,6 +219,9 @@ func (s *Server) StartReplicas() {
 		for _, q := range v.queues {
 			if q.repl != nil {
 				go q.repl.start()
+			}
+			if q.srepl != nil {
+				go q.srepl.start()
 			}
 		}
 		for _, x := range v.exchanges {
@@ -383,7 +392,7 @@ func (s *Server) Restore() error {
 		if r.ID > s.lastQueueID.Load() {
 			s.lastQueueID.Store(r.ID)
 		}
-		if r.Group != 0 && len(r.Members) > 0 {
+		if r.Group != 0 && len(r.Members) > 0 && !queue.IsStream(args) {
 			// A replicated queue: its messages come back from its log when
 			// its group starts (StartReplicas).
 			q := v.newReplicatedQueue(queue.Config{Name: r.Name, Vhost: v.Name, AutoDelete: r.AutoDelete, Args: args}, r.Group, r.Members)
@@ -396,8 +405,12 @@ func (s *Server) Restore() error {
 		}
 		if queue.IsStream(args) {
 			// A stream's messages are in its log, which serves at once.
-			if _, err := v.newStreamQueue(queue.Config{Name: r.Name, Vhost: v.Name, Durable: true, Args: args, ID: r.ID}); err != nil {
+			q, err := v.newStreamQueue(queue.Config{Name: r.Name, Vhost: v.Name, Durable: true, Args: args, ID: r.ID})
+			if err != nil {
 				return fmt.Errorf("stream %q: %w", r.Name, err)
+			}
+			if r.Group != 0 && len(r.Members) > 0 {
+				v.replicateStream(q, r.Group, r.Members) // its group starts with StartReplicas
 			}
 			live[r.ID] = true
 			continue

@@ -311,17 +311,23 @@ func (ch *channel) queueDeclare(m *amqp.QueueDeclare) error {
 				ch.conn.log.Error("creating a stream's log", zap.String("queue", name), zap.Error(err))
 				return amqp.Errorf(amqp.InternalError, "cannot create the log of stream '%s' in vhost '%s'", name, v.Name)
 			}
+			if ch.conn.group != 0 {
+				v.replicateStream(q, ch.conn.group, ch.conn.members) // declared through the cluster
+			}
 		} else if ch.conn.group != 0 {
 			q = v.newReplicatedQueue(cfg, ch.conn.group, ch.conn.members)
 		} else {
 			q = v.newQueue(cfg, owner)
 		}
-		if h := ch.conn.home; h != "" && q.repl == nil {
+		if h := ch.conn.home; h != "" && !q.replicated() {
 			q.setHome(h) // declared through the cluster by that node (meta.go)
 		}
 		v.persistQueue(q)
 		if q.repl != nil {
 			go q.repl.start()
+		}
+		if q.srepl != nil {
+			go q.srepl.start()
 		}
 	}
 	v.mu.Unlock()

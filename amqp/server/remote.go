@@ -175,6 +175,9 @@ func (ch *channel) remoteConsume(m *amqp.BasicConsume, q *Queue, tag string, pri
 	s := ch.conn.srv
 	ci := &consumerInfo{ch: ch, q: q, prefetch: ch.prefetch}
 	ci.c = &queue.Consumer{Tag: tag, NoAck: m.NoAck, Exclusive: m.Exclusive, Priority: prio, Sink: ch, Owner: ci}
+	if q.IsStream() {
+		ci.c.Args = m.Arguments // its x-stream-offset and filter, for the home's reader
+	}
 	ci.remote = s.remotes.add(ci)
 	out, err := ch.call(q, consumeRequest(ci, ch.vhost().Name, 0))
 	if err == nil && (len(out) == 0 || out[0] != 0) {
@@ -215,8 +218,11 @@ func consumeRequest(ci *consumerInfo, vhost string, base uint64) []byte {
 	b = appendShortstr(b, vhost)
 	b = appendShortstr(b, ci.q.Name)
 	b = appendShortstr(b, ci.c.Tag)
-	if base > 0 {
+	if base > 0 || len(ci.c.Args) > 0 {
 		b = binary.BigEndian.AppendUint64(b, base)
+	}
+	if len(ci.c.Args) > 0 {
+		b = amqp.AppendTable(b, ci.c.Args) // a stream consumer's arguments
 	}
 	return b
 }
@@ -600,6 +606,13 @@ func (s *Server) handleRemoteRequest(from string, op byte, r *peerReader) []byte
 		if len(r.b) >= 8 {
 			base = r.u64()
 		}
+		var args amqp.Table
+		if len(r.b) > 0 {
+			var err error
+			if args, err = amqp.DecodeTable(r.b); err != nil {
+				return replyErr(amqp.Errorf(amqp.FrameError, "malformed consume"))
+			}
+		}
 		q, err := s.localQueue(vhost, qname)
 		if err != nil {
 			return replyErr(err)
@@ -610,7 +623,7 @@ func (s *Server) handleRemoteRequest(from string, op byte, r *peerReader) []byte
 			// the old attachment's deliveries go back to the queue.
 			old.cancel(true)
 		}
-		p.c = &queue.Consumer{Tag: tag, NoAck: p.noAck, Exclusive: flags[0]&flagExclusive != 0, Priority: prio, Sink: p, Owner: p}
+		p.c = &queue.Consumer{Tag: tag, NoAck: p.noAck, Exclusive: flags[0]&flagExclusive != 0, Priority: prio, Sink: p, Owner: p, Args: args}
 		s.proxies.put(p.key, p)
 		if !q.AddConsumer(p.c) {
 			s.proxies.remove(p.key, p)

@@ -103,12 +103,6 @@ func errServerNamedStream() error {
 	return amqp.Errorf(amqp.PreconditionFailed, "Cannot declare a server-named queue for type rabbit_stream_queue")
 }
 
-// errStreamCluster refuses a stream on a cluster: Warren's streams are
-// single-node for now (their log is not replicated).
-func errStreamCluster(name, vhost string) error {
-	return amqp.Errorf(amqp.NotImplemented, "cannot declare queue '%s' in vhost '%s': stream queues are single-node for now (Warren does not replicate them across a cluster yet)", name, vhost)
-}
-
 func errStreamUnsupported(what string, q *Queue, vhost string) error {
 	return amqp.Errorf(amqp.NotImplemented, "%s not supported by stream queues queue '%s' in vhost '%s'", what, q.Name, vhost)
 }

@@ -56,6 +56,9 @@ type Queue struct {
 	// repl is a replicated (quorum) queue's group state in a cluster; nil
 	// for every other queue (replica.go).
 	repl *replica
+	// srepl is a replicated stream's group state in a cluster; nil for
+	// every other queue (stream_replica.go).
+	srepl *streamReplica
 	// dlx holds a quorum queue's unroutable at-least-once dead letters
 	// (deadletter.go).
 	dlx dlxHeld
@@ -378,6 +381,9 @@ func (v *Vhost) removeQueueLocked(q *Queue) bool {
 	v.forgetQueue(q)
 	if q.repl != nil {
 		q.repl.stop()
+	}
+	if q.srepl != nil {
+		q.srepl.stop()
 	}
 	if v.retired != nil {
 		v.retired.addQueue(q.Snapshot().Stats)

@@ -50,7 +50,9 @@
 // # Retention
 //
 // MaxBytes and MaxAge drop whole segments from the front, never the last
-// one, checked when a segment is closed and every RetentionEvery.
+// one, checked when a segment is closed and every RetentionEvery. MaxBytes
+// counts the closed segments, so what it drops depends on the records
+// only (the members of a replicated stream drop the same segments).
 //
 // # Tracked offsets
 //

@@ -106,9 +106,10 @@ type Log struct {
 	wIndexed int64 // position of its last index entry, -1 none
 	idxBuf   []byte
 
-	kick chan struct{}
-	stop chan struct{}
-	done chan struct{}
+	kick  chan struct{}
+	reset chan resetRequest // ResetTo, served by the flusher
+	stop  chan struct{}
+	done  chan struct{}
 }
 
 // Open opens (creating if needed) the log in dir and recovers it.
@@ -128,7 +129,7 @@ func Open(dir string, opts Options) (*Log, error) {
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return nil, fmt.Errorf("stream: %w", err)
 	}
-	l := &Log{dir: dir, opts: opts, kick: make(chan struct{}, 1), stop: make(chan struct{}), done: make(chan struct{})}
+	l := &Log{dir: dir, opts: opts, kick: make(chan struct{}, 1), reset: make(chan resetRequest), stop: make(chan struct{}), done: make(chan struct{})}
 	l.room = sync.NewCond(&l.mu)
 	if err := l.recover(); err != nil {
 		return nil, err
@@ -315,6 +316,19 @@ func (l *Log) openActive(s *segment) error {
 // Append adds one record and returns its offset. It blocks while the write
 // buffer is full.
 func (l *Log) Append(filter, exchange, key string, header, body []byte) (uint64, error) {
+	return l.append(-1, filter, exchange, key, header, body)
+}
+
+// AppendAt is Append with the record's timestamp given (Unix ms; raised to
+// the previous record's if older), not read from the clock: the members of
+// a replicated stream append what their group's log decided, so that their
+// logs are the same.
+func (l *Log) AppendAt(ts int64, filter, exchange, key string, header, body []byte) (uint64, error) {
+	return l.append(max(ts, 0), filter, exchange, key, header, body)
+}
+
+// append appends one record stamped ts, or now if ts < 0.
+func (l *Log) append(ts int64, filter, exchange, key string, header, body []byte) (uint64, error) {
 	if len(filter) > 0xffff {
 		filter = filter[:0xffff]
 	}
@@ -335,7 +349,9 @@ func (l *Log) Append(filter, exchange, key string, header, body []byte) (uint64,
 	}
 	off := l.next
 	l.next++
-	ts := l.opts.Now().UnixMilli()
+	if ts < 0 {
+		ts = l.opts.Now().UnixMilli()
+	}
 	if ts < l.lastTs {
 		ts = l.lastTs // offsets and times grow together, so a time seek is a binary search
 	}
@@ -390,6 +406,9 @@ func (l *Log) flusher() {
 		select {
 		case <-l.kick:
 			l.flush()
+		case r := <-l.reset:
+			l.flush()
+			r.done <- l.resetTo(r.base)
 		case <-t.C:
 			if l.retain() {
 				l.notify()
@@ -425,10 +444,10 @@ func (l *Log) flush() {
 			l.room.Broadcast()
 			l.mu.Unlock()
 		} else {
-			l.committed.Store(l.lastWritten())
 			if rolled {
-				l.retain()
+				l.retain() // before the records show: a reader never sees them with what they push out
 			}
+			l.committed.Store(l.lastWritten())
 			l.notify()
 		}
 	}
@@ -541,7 +560,11 @@ func syncDir(dir string) {
 }
 
 // retain drops segments beyond MaxBytes and MaxAge, never the last one.
-// It reports whether it dropped any.
+// It reports whether it dropped any. MaxBytes counts the closed segments
+// only (the one written to is kept anyway), so that which segments go
+// depends on the records alone, not on when this runs: the members of a
+// replicated stream, whose segments end at the same records, drop the same
+// ones.
 func (l *Log) retain() bool {
 	if l.opts.MaxBytes <= 0 && l.opts.MaxAge <= 0 {
 		return false
@@ -550,7 +573,7 @@ func (l *Log) retain() bool {
 	var drop []*segment
 	l.mu.Lock()
 	var total int64
-	for _, s := range l.segs {
+	for _, s := range l.segs[:len(l.segs)-1] {
 		total += s.size
 	}
 	for len(l.segs) > 1 {
@@ -653,4 +676,56 @@ func (l *Log) Close() error {
 func (l *Log) Delete() error {
 	l.Close()
 	return os.RemoveAll(l.dir)
+}
+
+type resetRequest struct {
+	base uint64
+	done chan error
+}
+
+// ResetTo drops every record and goes on at offset base, with no previous
+// timestamp: a member of a replicated stream whose log ends before the
+// first record of a snapshot it restores. Readers go on at base.
+func (l *Log) ResetTo(base uint64) error {
+	done := make(chan error, 1)
+	select {
+	case l.reset <- resetRequest{base, done}:
+		return <-done
+	case <-l.done:
+		return ErrClosed
+	}
+}
+
+// resetTo does ResetTo on the flusher, with the buffer flushed.
+func (l *Log) resetTo(base uint64) error {
+	l.mu.Lock()
+	if l.err != nil {
+		err := l.err
+		l.mu.Unlock()
+		return err
+	}
+	old := l.segs
+	for _, s := range old {
+		s.gone = true
+	}
+	s := &segment{base: base, path: segPath(l.dir, base, ".seg"), end: base}
+	l.segs = []*segment{s}
+	l.next, l.lastTs = base, 0
+	l.committed.Store(base)
+	l.mu.Unlock()
+	l.w.Close()
+	l.wIdx.Close()
+	for _, o := range old {
+		os.Remove(o.path)
+		os.Remove(segPath(l.dir, o.base, ".idx"))
+	}
+	if err := l.openActive(s); err != nil {
+		l.mu.Lock()
+		l.err = err
+		l.mu.Unlock()
+		return err
+	}
+	syncDir(l.dir)
+	l.notify()
+	return nil
 }
