@@ -1,6 +1,7 @@
 package server
 
 import (
+	"cmp"
 	"context"
 	"encoding/binary"
 	"errors"
@@ -152,6 +153,13 @@ type replica struct {
 	waitMu   sync.Mutex
 	waiting  []waitingPublish // publishes waiting for a leader, in order; guarded by waitMu
 	draining bool             // a goroutine drains waiting; guarded by waitMu
+	pubSeq   uint64           // publishes taken; guarded by waitMu
+	// sent publishes (to sentTo) have no outcome yet; a publish for
+	// another target waits until they have, so that one that comes back
+	// to be sent again is not overtaken. Guarded by waitMu.
+	sent   int
+	sentTo sendTarget
+	epoch  atomic.Uint64 // this node's leaderships of the group
 
 	flow flowGate // publishes taken and not yet answered (flow control)
 }
@@ -322,6 +330,7 @@ func (r *replica) becomeLeader() {
 	}
 	r.q.Queue.Reset()
 	r.q.Queue.Restore(es, disk, watermark)
+	r.epoch.Add(1)
 	r.leading.Store(true)
 	r.q.setHome(r.s.cfg.NodeName)
 	r.log.Info("leading quorum queue", zap.String("queue", r.q.Name), zap.String("vhost", r.v.Name), zap.Int("messages", len(es)+disk.N), zap.Int("in_memory", len(es)))
@@ -367,9 +376,19 @@ func (r *replica) publish(msg *queue.Message, ttl int64, done func(bool)) {
 	}
 	p := waitingPublish{msg: msg, ttl: ttl, done: done, until: time.Now().Add(publishWait)}
 	r.waitMu.Lock()
-	if len(r.waiting) > 0 {
+	r.pubSeq++
+	p.seq = r.pubSeq
+	if len(r.waiting) > 0 || r.sent > 0 && r.sentTo != r.target() {
+		// Behind publishes waiting for a leader, or sent elsewhere with
+		// their outcome unknown (they may come back to be sent again):
+		// it goes after them.
 		r.waiting = append(r.waiting, p)
+		start := !r.draining
+		r.draining = true
 		r.waitMu.Unlock()
+		if start {
+			go r.drain()
+		}
 		return
 	}
 	r.waitMu.Unlock()
@@ -384,20 +403,57 @@ type waitingPublish struct {
 	ttl   int64
 	done  func(bool)
 	until time.Time // nacked after this
+	seq   uint64    // publish order on this node
+}
+
+// sendTarget is where a publish goes: this node while it leads (epoch
+// counts its leaderships), or the leader's node.
+type sendTarget struct {
+	node  string
+	epoch uint64
+}
+
+// target is where a publish would go now.
+func (r *replica) target() sendTarget {
+	if r.g.Load() != nil && r.leading.Load() {
+		return sendTarget{r.s.cfg.NodeName, r.epoch.Load()}
+	}
+	return sendTarget{node: r.q.Home()}
+}
+
+// track counts a publish sent to t whose outcome is not known yet; untrack
+// counts its outcome known.
+func (r *replica) track(t sendTarget) {
+	r.waitMu.Lock()
+	r.sent++
+	r.sentTo = t
+	r.waitMu.Unlock()
+}
+
+func (r *replica) untrack() {
+	r.waitMu.Lock()
+	r.sent--
+	r.waitMu.Unlock()
 }
 
 // try proposes p here if this node serves the queue, or sends it to the
 // node that does; false when there is none to take it now.
 func (r *replica) try(p waitingPublish) bool {
 	if g := r.g.Load(); g != nil && r.leading.Load() {
+		r.track(sendTarget{r.s.cfg.NodeName, r.epoch.Load()})
 		err := g.ProposeAsync(appendEnqueue(p.msg, p.ttl), func(v any, err error) {
 			if err != nil {
 				r.wait(p) // leadership lost: the next leader takes it
+				r.untrack()
 				return
 			}
+			r.untrack()
 			res, _ := v.(queue.PublishResult)
 			p.done(res != queue.Rejected && res != queue.Gone)
 		})
+		if err != nil {
+			r.untrack()
+		}
 		return err == nil
 	}
 	home := r.q.Home()
@@ -406,15 +462,24 @@ func (r *replica) try(p waitingPublish) bool {
 	}
 	// A node that stops leading forwards what it gets to the next leader
 	// itself; the copy is sent again from here only if that node is lost.
-	w := forwardWait{done: p.done, resend: func() { r.wait(p) }}
-	return r.s.forwardTo(home, r.v, r.q, p.msg, p.ttl, w)
+	r.track(sendTarget{node: home})
+	w := forwardWait{
+		done:   func(ok bool) { r.untrack(); p.done(ok) },
+		resend: func() { r.wait(p); r.untrack() },
+	}
+	if !r.s.forwardTo(home, r.v, r.q, p.msg, p.ttl, w) {
+		r.untrack()
+		return false
+	}
+	return true
 }
 
-// wait queues p until a leader takes it; one goroutine drains the queue in
-// order.
+// wait queues p, in publish order, until a leader takes it; one goroutine
+// drains the queue in order.
 func (r *replica) wait(p waitingPublish) {
 	r.waitMu.Lock()
-	r.waiting = append(r.waiting, p)
+	i, _ := slices.BinarySearchFunc(r.waiting, p.seq, func(w waitingPublish, seq uint64) int { return cmp.Compare(w.seq, seq) })
+	r.waiting = slices.Insert(r.waiting, i, p)
 	start := !r.draining
 	r.draining = true
 	r.waitMu.Unlock()
@@ -423,6 +488,9 @@ func (r *replica) wait(p waitingPublish) {
 	}
 }
 
+// drain sends the waiting publishes in order, each once the publishes sent
+// before it elsewhere have their outcome (a publish that comes back goes
+// before it).
 func (r *replica) drain() {
 	for {
 		r.waitMu.Lock()
@@ -436,7 +504,12 @@ func (r *replica) drain() {
 			return
 		}
 		p := r.waiting[0]
+		hold := r.sent > 0 && r.sentTo != r.target()
 		r.waitMu.Unlock()
+		if hold && time.Now().Before(p.until) {
+			time.Sleep(2 * time.Millisecond)
+			continue
+		}
 		if !r.try(p) {
 			if time.Now().Before(p.until) {
 				time.Sleep(20 * time.Millisecond)
@@ -445,7 +518,9 @@ func (r *replica) drain() {
 			p.done(false) // no leader in time: nacked
 		}
 		r.waitMu.Lock()
-		r.waiting = r.waiting[1:]
+		if i := slices.IndexFunc(r.waiting, func(w waitingPublish) bool { return w.seq == p.seq }); i >= 0 {
+			r.waiting = slices.Delete(r.waiting, i, i+1)
+		}
 		r.waitMu.Unlock()
 	}
 }
