@@ -5,6 +5,7 @@ import (
 	"slices"
 	"strings"
 	"testing"
+	"time"
 
 	amqp "github.com/rabbitmq/amqp091-go"
 	"github.com/stretchr/testify/require"
@@ -20,7 +21,7 @@ func TestClusterQuorumSnapshotStreamed(t *testing.T) {
 	warrenOnly(t, "starts a cluster of bin/warren processes")
 	t.Setenv("WARREN_RAFT_SNAPSHOT_FRAME_MAX", "262144")
 	t.Setenv("WARREN_RAFT_SNAPSHOT_CHUNK", "65536")
-	const n = 12000 // about 700 KiB of state: above the frame limit
+	const n = 20000 // about 1.2 MB of state: above the frame limit
 	nodes := startTestCluster(t, 3, 0)
 	ch1 := nodes[0].channel()
 	_, err := ch1.QueueDeclare("snap", true, false, false, false, amqp.Table{"x-queue-type": "quorum"})
@@ -30,8 +31,14 @@ func TestClusterQuorumSnapshotStreamed(t *testing.T) {
 		return ok && qi.Leader == nodes[0].name && len(qi.Online) == 3
 	})
 	// Node 3 misses the fill; the leader checkpoints every 4,096 entries
-	// and trims its log past it.
+	// and trims its log past it once node 3 no longer counts as live (a
+	// leader holds its log a while for a live follower that is behind).
 	nodes[2].kill()
+	waitFor(t, "node 3 offline", func() bool {
+		qi, ok := nodes[0].quorumInfo("snap")
+		return ok && len(qi.Online) == 2
+	})
+	time.Sleep(2 * time.Second) // a few election timeouts at the 50 ms tick
 	publishNumbered(t, ch1, "snap", 0, n)
 
 	nodes[2].start()
