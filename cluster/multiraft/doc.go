@@ -16,7 +16,8 @@
 // bootstraps a new one with its initial peers, or, with no peers, starts an
 // empty replica that a leader's AddNode will fill. Propose returns once the
 // entry is committed and applied here, with the state machine's Result.
-// AddNode/RemoveNode go through ConfChangeV2; TransferLeadership, Campaign,
+// AddNode/RemoveNode go through ConfChangeV2, one at a time per node
+// (raft drops a change proposed while another is unapplied); TransferLeadership, Campaign,
 // Snapshot, Leader, LeaderChanged and Status do what they say. Every group
 // runs with CheckQuorum (a leader cut off from a quorum steps down) and
 // PreVote (a node rejoining after a partition cannot force an election), and

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"sync"
 	"sync/atomic"
+	"time"
 
 	"go.etcd.io/raft/v3"
 	pb "go.etcd.io/raft/v3/raftpb"
@@ -34,6 +35,8 @@ type Group struct {
 	idleTicks int           // ticks in a row this leader found the group idle
 	busy      bool          // a Ready is out with the ready loop, not yet advanced
 	outbox    []*pb.Message // quiesce notices and wake requests for the next cycle
+	// confMu is held by changeConf while its change is under way.
+	confMu sync.Mutex
 	// Chunked snapshots (snapstream.go). Lock must be held for both.
 	pins  map[uint64]uint64 // follower → index of the state being sent to it
 	spool *spooled          // a received snapshot stepped into raft, on disk
@@ -142,14 +145,38 @@ func (g *Group) RemoveNode(ctx context.Context, node uint64) error {
 	return g.changeConf(ctx, pb.ConfChangeRemoveNode, node)
 }
 
+// changeConf proposes one configuration change and waits until it is
+// applied. Changes on one node go one at a time: raft drops a change
+// proposed while another is still unapplied (it turns it into an empty
+// entry, which would leave its caller waiting for ever), so the next one
+// is proposed only once raft has applied the previous one.
 func (g *Group) changeConf(ctx context.Context, typ pb.ConfChangeType, node uint64) error {
+	g.confMu.Lock()
+	defer g.confMu.Unlock()
 	seq := g.h.seq.Add(1)
 	cc := &pb.ConfChangeV2{
 		Changes: []*pb.ConfChangeSingle{{Type: typ.Enum(), NodeId: new(node)}},
 		Context: appendProposal(nil, g.h.cfg.NodeID, seq, nil),
 	}
-	_, err := g.wait(ctx, seq, func() error { return g.rn.ProposeConfChange(cc) })
-	return err
+	if _, err := g.wait(ctx, seq, func() error { return g.rn.ProposeConfChange(cc) }); err != nil {
+		return err
+	}
+	// The state machine has applied it; raft counts it applied at the
+	// cycle's Advance, which comes next.
+	target := g.applied.Load()
+	for {
+		g.mu.Lock()
+		done := g.stopErr != nil || g.rn.BasicStatus().Applied >= target
+		g.mu.Unlock()
+		if done {
+			return nil
+		}
+		select {
+		case <-ctx.Done():
+			return nil // applied all the same
+		case <-time.After(time.Millisecond):
+		}
+	}
 }
 
 // wait registers a waiter for seq, runs propose under the lock if this node
