@@ -276,6 +276,13 @@ func TestClusterStreamCatchUp(t *testing.T) {
 	require.NoError(t, pub.publish(ch1, "s2", "a", 0, 100, 50))
 
 	nodes[2].kill()
+	// A leader holds its log a while for a follower that still looks live
+	// (a few election timeouts): fill once node 3 no longer does.
+	waitFor(t, "node 3 offline", func() bool {
+		qi, ok := nodes[0].quorumInfo("s2")
+		return ok && len(qi.Online) == 2
+	})
+	time.Sleep(2 * time.Second) // a few election timeouts at the 50 ms tick
 	require.NoError(t, pub.publish(ch1, "s2", "b", 0, 6000, 200)) // past a checkpoint (4,096 entries)
 	nodes[2].start()
 	nodes[2].waitHTTP()
