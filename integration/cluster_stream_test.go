@@ -341,6 +341,55 @@ func TestClusterStreamCatchUp(t *testing.T) {
 	}
 }
 
+// TestClusterStreamMemberBehind: node 1 is paused while nodes 2 and 3 take
+// more publishes, then they are killed and node 1 resumes, behind its
+// group with no quorum to catch up from. A consumer there asking for the
+// offset after the group's last (where a client that read everything on
+// node 2 resumes) gets that offset first once node 1 catches up, not node
+// 1's end and then the offsets it had read already.
+func TestClusterStreamMemberBehind(t *testing.T) {
+	warrenOnly(t, "starts a cluster of bin/warren processes")
+	nodes := startTestCluster(t, 3, 0)
+	ch1 := nodes[0].channel()
+	_, err := ch1.QueueDeclare("s5", true, false, false, false, clusterStreamArgs)
+	require.NoError(t, err)
+	waitStreamMembers(t, nodes[0], "s5", 3)
+	ch2 := nodes[1].channel()
+	require.NoError(t, ch2.Confirm(false))
+	pub := newStreamPublisher()
+	require.NoError(t, pub.publish(ch2, "s5", "a", 0, 100, 50))
+	waitRead(t, "node 1 has the first 100", readStream(t, nodes[0].channel(), "s5", "first", 200), pub)
+
+	nodes[0].signal(syscall.SIGSTOP)
+	require.NoError(t, pub.publish(ch2, "s5", "b", 0, 200, 50)) // nodes 2 and 3 commit them
+	require.Equal(t, 300, pub.count())
+	nodes[1].kill()
+	nodes[2].kill()
+	nodes[0].signal(syscall.SIGCONT)
+
+	rd := readStream(t, nodes[0].channel(), "s5", int64(300), 50)
+	nodes[1].start()
+	nodes[2].start()
+	nodes[1].waitHTTP()
+	nodes[2].waitHTTP()
+	waitStreamMembers(t, nodes[1], "s5", 3)
+	ch2 = nodes[1].channel()
+	require.NoError(t, ch2.Confirm(false))
+	require.NoError(t, pub.publish(ch2, "s5", "c", 0, 10, 10))
+	waitFor(t, "node 1 delivers up to offset 309", func() bool {
+		rd.mu.Lock()
+		defer rd.mu.Unlock()
+		return rd.next >= 310
+	})
+	rd.check(t)
+	rd.mu.Lock()
+	defer rd.mu.Unlock()
+	require.Equal(t, 10, rd.offs, "node 1 delivers offsets 300 to 309 only, not again those before 300")
+	for i := range 10 {
+		require.Equal(t, 1, rd.bodies[fmt.Sprintf("c-%d", i)], "c-%d", i)
+	}
+}
+
 // TestClusterStreamNonMember: with x-initial-cluster-size 2 of three
 // nodes, the node outside the group publishes through a member and reads
 // through one with its x-stream-offset.

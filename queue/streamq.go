@@ -131,6 +131,10 @@ type streamQueue struct {
 
 	published, delivered, acked atomic.Uint64
 	names                       Names // the delivery goroutine's
+	// replicated: the log is a member's of a replicated stream, which may
+	// be behind its group; a consumer asking an offset past its end waits
+	// there (SetStreamReplicated).
+	replicated atomic.Bool
 
 	// Named consumers' offsets (streamtrack.go). Lock order: mu, then
 	// tmu, then the Offsets' own lock; acks take tmu without mu.
@@ -389,7 +393,11 @@ func (sq *streamQueue) addConsumer(c *Consumer) bool {
 	if err != nil {
 		return false
 	}
-	rd, err := sq.log.NewReader(off)
+	newReader := sq.log.NewReader
+	if sq.replicated.Load() {
+		newReader = sq.log.NewReaderAhead
+	}
+	rd, err := newReader(off)
 	if err != nil {
 		return false
 	}
@@ -601,6 +609,15 @@ func StreamDirName(id uint64) string { return fmt.Sprintf("%d", id) }
 // StreamLog is the log of the stream queue q: a replicated stream's
 // members read and restore it directly (amqp/server/stream_replica.go).
 func (q *Queue) StreamLog() *stream.Log { return q.sq.log }
+
+// SetStreamReplicated marks the stream queue q's log as a member's of a
+// replicated stream. Its offsets are the group's, but it may be behind the
+// group (partitioned, or restarted and catching up): a consumer asking for
+// an offset past its end (one it read on another member, a reconnecting
+// client's next) then starts there once the log gets to it, rather than at
+// the log's end, which would hand it again what it had and take its offsets
+// back within one subscription.
+func (q *Queue) SetStreamReplicated() { q.sq.replicated.Store(true) }
 
 // AppendStream appends m to the stream queue q's log with the timestamp ts
 // (Unix ms) its group's log gave it, and returns its offset: how a member

@@ -32,7 +32,10 @@ import (
 // read their own node's log when the node is a member: a member's log only
 // ever holds committed entries, so what it serves is committed, and nothing
 // moves when the leader changes (a consumer carries on at its offset while
-// the members elect a new leader). On a node that is not a member, the
+// the members elect a new leader). A member may be behind the group: a
+// consumer that asks it for an offset past its log's end (one it read on
+// another member) waits there until the member applies it, rather than
+// start at the member's end and get again what it had. On a node that is not a member, the
 // stream's home is a member, read through the remote-consumer path (with
 // the consumer's arguments); when that member goes away, the home moves to
 // another and the consumers attach there again from where they started.
@@ -86,6 +89,7 @@ func (v *Vhost) replicateStream(q *Queue, id uint64, members []string) {
 	r.log = v.srv.log.With(zap.Uint64("group", id))
 	r.sm.r = r
 	q.srepl = r
+	q.SetStreamReplicated() // a member behind its group: consumers wait for their offset
 	if r.member() || len(members) == 0 {
 		q.setHome(v.node)
 	} else {

@@ -36,11 +36,26 @@ type Reader struct {
 // NewReader returns a reader positioned at offset: the first record kept
 // if offset is older, the next record written if it is newer than the log.
 func (l *Log) NewReader(offset uint64) (*Reader, error) {
+	return l.newReader(offset, false)
+}
+
+// NewReaderAhead is NewReader except for an offset newer than the log: the
+// reader stays there, returning nothing until the log reaches it, and then
+// goes on from that very record. A member of a replicated stream that is
+// behind its group will get the records up to it (every member's offsets
+// are the group's), so a consumer that read up to there on another member
+// carries on where it asked instead of being handed again the records
+// between this member's end and its offset.
+func (l *Log) NewReaderAhead(offset uint64) (*Reader, error) {
+	return l.newReader(offset, true)
+}
+
+func (l *Log) newReader(offset uint64, ahead bool) (*Reader, error) {
 	l.mu.Lock()
 	if offset < l.segs[0].base {
 		offset = l.segs[0].base
 	}
-	if offset > l.next {
+	if offset > l.next && !ahead {
 		offset = l.next
 	}
 	i := sort.Search(len(l.segs), func(i int) bool { return l.segs[i].base > offset }) - 1

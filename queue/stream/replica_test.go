@@ -62,3 +62,39 @@ func TestResetTo(t *testing.T) {
 	require.Equal(t, uint64(50), l2.Info().First)
 	require.Equal(t, uint64(55), l2.Next())
 }
+
+// A reader made by NewReaderAhead at an offset past the log's end returns
+// nothing until the log gets there and then starts at that very offset,
+// across segment rolls; NewReader clamps the same offset to the end.
+func TestNewReaderAhead(t *testing.T) {
+	l := open(t, t.TempDir(), Options{MaxSegmentBytes: 200})
+	appendAtSync(t, l, 0, 5, 5)
+	rd, err := l.NewReaderAhead(12)
+	require.NoError(t, err)
+	defer rd.Close()
+	require.Equal(t, uint64(12), rd.Offset())
+	_, ok, err := rd.Next()
+	require.NoError(t, err)
+	require.False(t, ok)
+	clamped, err := l.NewReader(12)
+	require.NoError(t, err)
+	defer clamped.Close()
+	require.Equal(t, uint64(5), clamped.Offset())
+
+	appendAtSync(t, l, 5, 4, 2) // 5..8: still short of 12
+	_, ok, err = rd.Next()
+	require.NoError(t, err)
+	require.False(t, ok)
+	appendAtSync(t, l, 9, 8, 3) // 9..16, several segments on
+	require.Greater(t, l.Info().Segments, 2)
+	var got []uint64
+	for {
+		rec, ok, err := rd.Next()
+		require.NoError(t, err)
+		if !ok {
+			break
+		}
+		got = append(got, rec.Offset)
+	}
+	require.Equal(t, []uint64{12, 13, 14, 15, 16}, got)
+}
