@@ -282,7 +282,7 @@ func TestClusterStreamCatchUp(t *testing.T) {
 		qi, ok := nodes[0].quorumInfo("s2")
 		return ok && len(qi.Online) == 2
 	})
-	time.Sleep(2 * time.Second) // a few election timeouts at the 50 ms tick
+	time.Sleep(2 * time.Second)                                   // a few election timeouts at the 50 ms tick
 	require.NoError(t, pub.publish(ch1, "s2", "b", 0, 6000, 200)) // past a checkpoint (4,096 entries)
 	nodes[2].start()
 	nodes[2].waitHTTP()
