@@ -245,7 +245,19 @@ func TestShovelReportsTerminatedAndRetries(t *testing.T) {
 	require.Contains(t, st["reason"], "destination: failed_to_connect_using_provided_uris")
 	require.Contains(t, st["reason"], "127.0.0.1:2")
 	require.NotContains(t, st["reason"], "guest:guest", "no credentials in the reason")
-	awaitShovel(t, api, "nowhere", "state", "starting")
+	// It keeps retrying: each attempt sets its status again (starting, for
+	// the millisecond a refused connection takes, then terminated), so a
+	// later status shows a later timestamp (second-grained, as RabbitMQ's).
+	first := st["timestamp"]
+	require.NotEmpty(t, first)
+	eventually(t, func() bool {
+		for _, s := range api.expect(200, http.MethodGet, "/api/shovels/{vhost}", nil).list(t) {
+			if m := s.(map[string]any); m["name"] == "nowhere" && m["timestamp"] != first {
+				return true
+			}
+		}
+		return false
+	}, "the shovel retries")
 }
 
 func TestWarrenctlShovel(t *testing.T) {
