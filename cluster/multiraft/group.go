@@ -49,6 +49,9 @@ type Group struct {
 	snapIndex uint64
 	confState *pb.ConfState
 	snapWant  atomic.Bool
+	// The Term and Vote of the HardState last written to the WAL: a Ready
+	// that changes either sends nothing before its write is synced.
+	hsTerm, hsVote uint64
 }
 
 // ID returns the group ID.
