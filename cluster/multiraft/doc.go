@@ -46,7 +46,12 @@
 //
 // # The cycle
 //
-//  1. Ready from every marked group with work.
+//  1. Ready from every marked group with work, once the entries
+//     ProposeAsync queued for it since the last cycle are stepped into raft
+//     as one proposal. raft sends each follower an append per proposal and
+//     caps those in flight at MaxInflightMsgs: stepped one by one, a
+//     stream's publishes made one append and one answer per entry and
+//     follower, and held at most 256 entries in flight per follower.
 //  2. Early sends: the messages of each Ready that holds only appends and
 //     heartbeats (only a leader sends them), changes no Term or Vote and
 //     holds no snapshot, one frame per peer for all such groups.
@@ -91,9 +96,9 @@
 // is applied, the proposing node hands Apply's Result to the waiting caller.
 // A leader that steps down fails its waiters with ErrLeadershipLost (outcome
 // unknown: the entry may still commit) wrapped around a NotLeaderError.
-// ProposeAsync steps the proposal in the caller's goroutine (so one
-// caller's proposals keep their order) and calls back with the result on
-// the ready loop, off every group lock: a broker confirms publishes that
+// ProposeAsync queues the proposal for the next cycle, in call order (so
+// one caller's proposals keep their order), and calls back with the result
+// on the ready loop, off every group lock: a broker confirms publishes that
 // way without a goroutine per message. ForceCampaign starts an election the
 // way a leadership transfer does (MsgTimeoutNow: voters grant it within the
 // old leader's lease), for a leader whose node is known to be gone.

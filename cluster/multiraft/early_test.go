@@ -2,10 +2,10 @@ package multiraft
 
 import (
 	"errors"
+	"fmt"
+	"sync/atomic"
 	"testing"
 	"time"
-
-	"sync/atomic"
 )
 
 // syncGate holds a node's ready loop before its next synced WAL write,
@@ -222,4 +222,47 @@ func TestEntryCommittedByFollowersSurvivesLeaderCrash(t *testing.T) {
 	c.startGroup(lead, 1, nil)
 	c.waitApplied(1, 4, all3()...)
 	c.agree(1, all3()...)
+}
+
+// The entries ProposeAsync queues between two cycles go into raft as one
+// proposal: the leader sends each follower one append for all of them, not
+// one per entry, and they commit in the order of the calls.
+func TestProposeAsyncBatchesAppends(t *testing.T) {
+	c, gates, lead, _, _ := newGatedCluster(t)
+	g := c.nodes[lead].h.Group(1)
+	gates[lead].armed.Store(true)
+	_, first := c.proposeNext(lead, "first")
+	gates[lead].held(t) // the ready loop waits: what follows queues up
+
+	const n = 200
+	results := make(chan error, n)
+	for i := range n {
+		if err := g.ProposeAsync([]byte(fmt.Sprintf("e%03d", i)), func(_ any, err error) { results <- err }); err != nil {
+			t.Fatal(err)
+		}
+	}
+	before := c.nodes[lead].h.Stats().Messages
+	gates[lead].out <- nil
+	if err := <-first; err != nil {
+		t.Fatal(err)
+	}
+	for range n {
+		if err := <-results; err != nil {
+			t.Fatal(err)
+		}
+	}
+	// One append per follower for the batch, another or two to carry the
+	// commit index, and heartbeats (a tick is 10 ms): far below the n per
+	// follower that stepping the entries one by one makes raft send.
+	if sent := c.nodes[lead].h.Stats().Messages - before; sent >= n/2 {
+		t.Fatalf("the leader sent %d messages for %d entries", sent, n)
+	}
+	c.waitApplied(1, 4+n, all3()...)
+	c.agree(1, all3()...)
+	got := c.nodes[lead].sms[1].copy()
+	for i := range n {
+		if want := fmt.Sprintf("e%03d", i); string(got[4+i]) != want {
+			t.Fatalf("entry %d is %q, want %q", 4+i, got[4+i], want)
+		}
+	}
 }

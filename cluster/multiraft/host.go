@@ -735,6 +735,7 @@ func (h *Host) cycle() error {
 		w := work{g: g}
 		g.mu.Lock()
 		if g.stopErr == nil {
+			g.stepProposalsLocked()
 			if g.rn.HasReady() {
 				w.rd, w.has = g.rn.Ready(), true
 				g.busy = true
