@@ -33,14 +33,9 @@
 //     on answers it has not read yet (nor beat: to its peers it looks as
 //     silent as it is).
 //   - ready loop (1): takes the marked groups (a slice under readyMu plus a
-//     1-slot kick channel; idle groups are never visited), and for every one
-//     with work: Ready; then one WAL Append with one fsync for all of them
-//     (snapshots received are saved first); entries and HardState into each
-//     group's MemoryStorage; every message sent, one transport frame per
-//     peer holding all groups' messages; committed entries applied to each
-//     state machine, in runs between configuration changes; Advance; due
-//     snapshots taken. Failed sends are reported with ReportUnreachable, and
-//     MsgSnap outcomes with ReportSnapshot.
+//     1-slot kick channel; idle groups are never visited), and runs one
+//     cycle for all of them (see The cycle). Failed sends are reported with
+//     ReportUnreachable, and MsgSnap outcomes with ReportSnapshot.
 //   - the transport's reader goroutines step inbound messages into their
 //     groups inline (under the group's lock), waking or quiescing them, and
 //     mark them.
@@ -48,6 +43,44 @@
 // Proposals are stepped by the caller's goroutine under the group's lock.
 // Nothing is per group but memory: a Group is a RawNode, a MemoryStorage and
 // a few fields.
+//
+// # The cycle
+//
+//  1. Ready from every marked group with work, once the entries
+//     ProposeAsync queued for it since the last cycle are stepped into raft
+//     as one proposal. raft sends each follower an append per proposal and
+//     caps those in flight at MaxInflightMsgs: stepped one by one, a
+//     stream's publishes made one append and one answer per entry and
+//     follower, and held at most 256 entries in flight per follower.
+//  2. Early sends: the messages of each Ready that holds only appends and
+//     heartbeats (only a leader sends them), changes no Term or Vote and
+//     holds no snapshot, one frame per peer for all such groups.
+//  3. One WAL Append with one fsync for all groups (snapshots received are
+//     saved and restored first).
+//  4. Entries and HardState into each group's MemoryStorage.
+//  5. The other messages (answers to appends, votes, snapshots, anything
+//     after a term change), quiesce notices and wake requests, one frame
+//     per peer.
+//  6. Committed entries applied to each state machine, in runs between
+//     configuration changes; proposers called back.
+//  7. Advance; due snapshots taken.
+//
+// Step 2 is the Raft thesis' §10.2.1 (etcd's server does the same): a
+// leader writes its log in parallel with its followers instead of before
+// them, so a commit waits for one fsync on the critical path instead of
+// two. It is safe because raft counts the leader's own entries toward
+// commitment only once they are persisted (its self-acknowledgement is
+// stepped at Advance): until then an entry commits only when a majority of
+// voters other than the leader has persisted it, and a crash of the leader
+// loses nothing committed. An entry is applied, and its proposer told,
+// only after the leader's own write (step 6 follows step 3). raft's rule
+// that no message goes out before the HardState and the entries of earlier
+// Readies are persisted holds: step 2 sends only when Term and Vote are
+// unchanged, and the previous cycle's write is synced. Everything that
+// speaks for this node's persisted state (MsgAppResp, votes and their
+// answers) waits for step 3, so a follower acknowledges only what it has
+// on disk. Stats.EarlyMessages counts step 2's messages; the tests in
+// early_test.go hold a node's fsync and watch what is sent meanwhile.
 //
 // # Locks
 //
@@ -63,9 +96,9 @@
 // is applied, the proposing node hands Apply's Result to the waiting caller.
 // A leader that steps down fails its waiters with ErrLeadershipLost (outcome
 // unknown: the entry may still commit) wrapped around a NotLeaderError.
-// ProposeAsync steps the proposal in the caller's goroutine (so one
-// caller's proposals keep their order) and calls back with the result on
-// the ready loop, off every group lock: a broker confirms publishes that
+// ProposeAsync queues the proposal for the next cycle, in call order (so
+// one caller's proposals keep their order), and calls back with the result
+// on the ready loop, off every group lock: a broker confirms publishes that
 // way without a goroutine per message. ForceCampaign starts an election the
 // way a leadership transfer does (MsgTimeoutNow: voters grant it within the
 // old leader's lease), for a leader whose node is known to be gone.
@@ -235,8 +268,9 @@
 //   - Judge a peer down as soon as the transport loses its connection and
 //     fails to redial, rather than after ElectionTicks ticks of silence.
 //   - Pipelining the ready loop: collect and write batch n+1 while batch n
-//     is being sent and applied; apply on worker goroutines sharded by group
-//     so one slow state machine does not hold the rest.
+//     is being applied; apply on worker goroutines sharded by group so one
+//     slow state machine does not hold the rest (a stream's checkpoint
+//     waits on the ready loop for its log's fsync).
 //   - Snapshots of plain state machines (and of Checkpointers that do not
 //     stream) still travel in one frame, bounded by MaxFrameSize.
 //   - A follower restores a streamed snapshot on the ready loop (a million

@@ -35,6 +35,7 @@ type Group struct {
 	idleTicks int           // ticks in a row this leader found the group idle
 	busy      bool          // a Ready is out with the ready loop, not yet advanced
 	outbox    []*pb.Message // quiesce notices and wake requests for the next cycle
+	props     []*pb.Entry   // ProposeAsync's entries, for the next cycle to step
 	// confMu is held by changeConf while its change is under way.
 	confMu sync.Mutex
 	// Chunked snapshots (snapstream.go). Lock must be held for both.
@@ -49,6 +50,9 @@ type Group struct {
 	snapIndex uint64
 	confState *pb.ConfState
 	snapWant  atomic.Bool
+	// The Term and Vote of the HardState last written to the WAL: a Ready
+	// that changes either sends nothing before its write is synced.
+	hsTerm, hsVote uint64
 }
 
 // ID returns the group ID.
@@ -94,12 +98,19 @@ func (g *Group) Propose(ctx context.Context, data []byte) (any, error) {
 }
 
 // ProposeAsync proposes data as Propose does but does not wait: the entry
-// is in raft's log when it returns (proposals of one caller keep their
-// order), and done is called once with what Propose would have returned.
-// done runs on the ready loop (or, when leadership is lost or the group
-// stops, on a goroutine of its own), never under the group's lock; it must
-// not block. An error returned here (not the leader: a *NotLeaderError;
-// stopped) means done is never called.
+// is queued for the group's next Ready, after those of earlier calls (so
+// one caller's proposals keep their order), and done is called once with
+// what Propose would have returned. done runs on the ready loop (or, when
+// leadership is lost or the group stops, on a goroutine of its own), never
+// under the group's lock; it must not block. An error returned here (not
+// the leader: a *NotLeaderError; stopped) means done is never called.
+//
+// The ready loop steps every entry queued since its last cycle into raft
+// as one proposal, so that the leader sends each follower one append for
+// all of them rather than one per entry (raft sends an append per
+// proposal, and caps those in flight at MaxInflightMsgs). If raft drops
+// them (leadership lost meanwhile, the uncommitted size limit), done gets
+// the error.
 func (g *Group) ProposeAsync(data []byte, done func(any, error)) error {
 	seq := g.h.seq.Add(1)
 	buf := appendProposal(make([]byte, 0, proposalHeaderSize+len(data)), g.h.cfg.NodeID, seq, data)
@@ -108,14 +119,43 @@ func (g *Group) ProposeAsync(data []byte, done func(any, error)) error {
 		g.mu.Unlock()
 		return err
 	}
-	if err := g.rn.Propose(buf); err != nil {
-		delete(g.waiters, seq)
-		g.mu.Unlock()
-		return fmt.Errorf("multiraft: group %d: %w", g.id, err)
-	}
+	g.props = append(g.props, &pb.Entry{Data: buf})
 	g.mu.Unlock()
 	g.h.markReady(g)
 	return nil
+}
+
+// stepProposalsLocked steps the entries ProposeAsync queued into raft as
+// one proposal; if raft drops it, their waiters fail. g.mu must be held.
+func (g *Group) stepProposalsLocked() {
+	if len(g.props) == 0 {
+		return
+	}
+	ents := g.props
+	g.props = nil
+	err := g.rn.Step(&pb.Message{Type: pb.MsgProp.Enum(), From: new(g.h.cfg.NodeID), Entries: ents})
+	if err == nil {
+		return
+	}
+	if st := g.rn.BasicStatus(); st.RaftState != raft.StateLeader {
+		err = fmt.Errorf("%w: %w", ErrLeadershipLost, &NotLeaderError{Group: g.id, Leader: st.Lead})
+	} else {
+		err = fmt.Errorf("multiraft: group %d: %w", g.id, err)
+	}
+	var fns []func(Result)
+	for _, e := range ents {
+		if _, seq, _, ok := parseProposal(e.GetData()); ok {
+			if fn := g.waiters[seq]; fn != nil {
+				fns = append(fns, fn)
+				delete(g.waiters, seq)
+			}
+		}
+	}
+	go func() {
+		for _, fn := range fns {
+			fn(Result{Err: err})
+		}
+	}()
 }
 
 // registerLocked adds a waiter for seq if this node leads the group.
@@ -267,6 +307,7 @@ func (g *Group) afterAdvanceLocked(ss *raft.SoftState) {
 // failWaitersLocked fails every waiting proposal with err, off the lock
 // (on a goroutine: callers hold g.mu). g.mu must be held.
 func (g *Group) failWaitersLocked(err error) {
+	g.props = nil // never stepped: they will not commit
 	fns := make([]func(Result), 0, len(g.waiters))
 	for seq, fn := range g.waiters {
 		fns = append(fns, fn)

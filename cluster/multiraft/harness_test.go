@@ -353,8 +353,11 @@ func (c *testCluster) leader(group uint64, among ...uint64) uint64 {
 				return false
 			}
 		}
+		if !slices.Contains(among, lead) {
+			return false // a node left out, e.g. a stopped one
+		}
 		_, local := c.nodes[lead].h.Group(group).Leader()
-		return slices.Contains(among, lead) && local
+		return local
 	}, fmt.Sprintf("leader of group %d among %v", group, among))
 	return lead
 }

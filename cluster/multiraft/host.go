@@ -92,6 +92,11 @@ type Config struct {
 	// locks) when a Raft message arrives for a group this host does not run,
 	// e.g. so the broker can start a replica it was just added to.
 	OnUnknownGroup func(group, from uint64)
+
+	// beforeSync, in tests, is called by the ready loop before each WAL
+	// write that is synced, after the early sends; an error fails the host
+	// as a failed write would.
+	beforeSync func() error
 }
 
 func (c *Config) setDefaults() {
@@ -163,15 +168,18 @@ func envInt(name string, def int) int {
 // Stats are a Host's counters: cumulative but for Groups, Quiesced and
 // PeersDown, which are gauges.
 type Stats struct {
-	WAL          wal.Stats
-	Cycles       uint64 // ready-loop iterations that did work
-	Applied      uint64 // entries applied to state machines
-	Messages     uint64 // Raft messages sent
-	Frames       uint64 // transport frames of Raft messages sent (one per peer per cycle)
-	SendFailures uint64 // messages reported unreachable
-	SkippedTicks uint64 // ticks skipped while a ready cycle ran long
-	Snapshots    uint64 // snapshots taken
-	Restores     uint64 // snapshots received and restored
+	WAL      wal.Stats
+	Cycles   uint64 // ready-loop iterations that did work
+	Applied  uint64 // entries applied to state machines
+	Messages uint64 // Raft messages sent
+	// EarlyMessages: those of Messages a leader sent before its cycle's WAL
+	// write was synced (appends and heartbeats; see doc.go).
+	EarlyMessages uint64
+	Frames        uint64 // transport frames of Raft messages sent (one per peer per cycle)
+	SendFailures  uint64 // messages reported unreachable
+	SkippedTicks  uint64 // ticks skipped while a ready cycle ran long
+	Snapshots     uint64 // snapshots taken
+	Restores      uint64 // snapshots received and restored
 	// StreamedSnapshots: snapshots sent to followers in chunks and taken
 	// by them; SpooledSnapshots: snapshots received in chunks, handed to
 	// raft (snapstream.go).
@@ -204,7 +212,7 @@ type Host struct {
 	failed  atomic.Pointer[error]
 
 	cycles, applied, messages, frames, sendFailures, snapshots, restores, skippedTicks atomic.Uint64
-	heartbeats, streamed, spooledIn                                                    atomic.Uint64
+	heartbeats, streamed, spooledIn, early                                             atomic.Uint64
 	groupTicks, quiesces, wakes, beats                                                 atomic.Uint64
 	nQuiesced                                                                          atomic.Int64
 	tickNo                                                                             atomic.Uint64 // host ticks so far
@@ -256,6 +264,7 @@ type work struct {
 	g        *Group
 	rd       raft.Ready
 	has      bool
+	early    bool          // rd.Messages go out before the WAL write is synced (see sendsEarly)
 	restored bool          // the state machine has rd.Snapshot already (a Checkpointer)
 	spool    *spooled      // rd.Snapshot's state, spooled (snapstream.go)
 	extra    []*pb.Message // quiesce notices and wake requests, sent after rd.Messages
@@ -382,6 +391,7 @@ func (h *Host) StartGroup(id uint64, peers []uint64, sm StateMachine) (*Group, e
 			if err := g.storage.SetHardState(rs.HardState); err != nil {
 				return nil, fmt.Errorf("multiraft: group %d: %w", id, err)
 			}
+			g.hsTerm, g.hsVote = rs.HardState.GetTerm(), rs.HardState.GetVote()
 		}
 		if err := g.storage.Append(rs.Entries); err != nil {
 			return nil, fmt.Errorf("multiraft: group %d: %w", id, err)
@@ -473,23 +483,24 @@ func (h *Host) Stats() Stats {
 	}
 	h.peersMu.RUnlock()
 	return Stats{
-		Groups:       groups,
-		Quiesced:     int(h.nQuiesced.Load()),
-		Ticks:        h.groupTicks.Load(),
-		Quiesces:     h.quiesces.Load(),
-		Wakes:        h.wakes.Load(),
-		Beats:        h.beats.Load(),
-		Heartbeats:   h.heartbeats.Load(),
-		PeersDown:    down,
-		WAL:          h.wal.Stats(),
-		Cycles:       h.cycles.Load(),
-		Applied:      h.applied.Load(),
-		Messages:     h.messages.Load(),
-		Frames:       h.frames.Load(),
-		SendFailures: h.sendFailures.Load(),
-		SkippedTicks: h.skippedTicks.Load(),
-		Snapshots:    h.snapshots.Load(),
-		Restores:     h.restores.Load(),
+		Groups:        groups,
+		Quiesced:      int(h.nQuiesced.Load()),
+		Ticks:         h.groupTicks.Load(),
+		Quiesces:      h.quiesces.Load(),
+		Wakes:         h.wakes.Load(),
+		Beats:         h.beats.Load(),
+		Heartbeats:    h.heartbeats.Load(),
+		PeersDown:     down,
+		WAL:           h.wal.Stats(),
+		Cycles:        h.cycles.Load(),
+		Applied:       h.applied.Load(),
+		Messages:      h.messages.Load(),
+		EarlyMessages: h.early.Load(),
+		Frames:        h.frames.Load(),
+		SendFailures:  h.sendFailures.Load(),
+		SkippedTicks:  h.skippedTicks.Load(),
+		Snapshots:     h.snapshots.Load(),
+		Restores:      h.restores.Load(),
 
 		StreamedSnapshots: h.streamed.Load(),
 		SpooledSnapshots:  h.spooledIn.Load(),
@@ -724,6 +735,7 @@ func (h *Host) cycle() error {
 		w := work{g: g}
 		g.mu.Lock()
 		if g.stopErr == nil {
+			g.stepProposalsLocked()
 			if g.rn.HasReady() {
 				w.rd, w.has = g.rn.Ready(), true
 				g.busy = true
@@ -744,6 +756,19 @@ func (h *Host) cycle() error {
 		return nil
 	}
 	h.cycles.Add(1)
+
+	// A leader's appends and heartbeats go out now, while its own write
+	// and fsync run (Raft thesis §10.2.1): the followers persist in
+	// parallel with it. Everything else waits for the fsync below.
+	early := false
+	for i := range h.work {
+		w := &h.work[i]
+		w.early = w.sendsEarly()
+		early = early || w.early
+	}
+	if early {
+		h.send(true)
+	}
 
 	// Persist.
 	h.batch.Reset()
@@ -792,7 +817,13 @@ func (h *Host) cycle() error {
 		}
 		mustSync = mustSync || rd.MustSync
 	}
-	if err := h.wal.Append(&h.batch, mustSync || len(removals) > 0); err != nil {
+	mustSync = mustSync || len(removals) > 0
+	if mustSync && h.cfg.beforeSync != nil {
+		if err := h.cfg.beforeSync(); err != nil {
+			return err
+		}
+	}
+	if err := h.wal.Append(&h.batch, mustSync); err != nil {
 		return err
 	}
 
@@ -807,7 +838,7 @@ func (h *Host) cycle() error {
 		}
 	}
 
-	h.send()
+	h.send(false)
 
 	for i := range h.work {
 		w := &h.work[i]
@@ -913,6 +944,7 @@ func (h *Host) store(g *Group, rd *raft.Ready, restored bool) error {
 	}
 	if err == nil && !raft.IsEmptyHardState(rd.HardState) {
 		err = g.storage.SetHardState(rd.HardState)
+		g.hsTerm, g.hsVote = rd.HardState.GetTerm(), rd.HardState.GetVote()
 	}
 	g.mu.Unlock()
 	if err != nil {
@@ -933,38 +965,55 @@ func (h *Host) store(g *Group, rd *raft.Ready, restored bool) error {
 	return nil
 }
 
-// send writes every message of this cycle, one frame per peer, and reports
-// failures to raft.
-func (h *Host) send() {
+// sendsEarly reports whether w's messages may be sent before the cycle's
+// WAL write is synced. They may when they are all appends and heartbeats
+// (which only a leader sends) from a Ready that changes no Term or Vote and
+// holds no snapshot: the leader then writes its own entries in parallel
+// with its followers (Raft thesis §10.2.1, as etcd's server does). That is
+// safe because raft counts the leader's own entries toward commitment only
+// once they are persisted: its self-acknowledgement is stepped at Advance,
+// after the write. Until then an entry commits only if a majority of
+// voters without the leader has persisted it, so no entry is acknowledged
+// that a crash of the leader could lose; and entries apply only after the
+// cycle's write. raft's rule that nothing is sent before the HardState and
+// the entries of earlier Readies are persisted holds: the HardState term
+// and vote are unchanged, and the previous cycle's write is synced.
+// Answers (MsgAppResp, votes), which speak for what this node has
+// persisted, always wait for the write.
+func (w *work) sendsEarly() bool {
+	rd := &w.rd
+	if !w.has || len(rd.Messages) == 0 || !raft.IsEmptySnap(rd.Snapshot) || w.spool != nil {
+		return false
+	}
+	if hs := rd.HardState; !raft.IsEmptyHardState(hs) && (hs.GetTerm() != w.g.hsTerm || hs.GetVote() != w.g.hsVote) {
+		return false
+	}
+	for _, m := range rd.Messages {
+		if t := m.GetType(); t != pb.MsgApp && t != pb.MsgHeartbeat {
+			return false
+		}
+	}
+	return true
+}
+
+// send writes this cycle's messages, one frame per peer, and reports
+// failures to raft. With early, it sends only the Readies' messages that
+// may go out before the WAL write is synced (work.early); otherwise the
+// others, and the quiesce notices and wake requests.
+func (h *Host) send(early bool) {
 	for i := range h.work {
 		w := &h.work[i]
-		for _, m := range w.rd.Messages {
-			to := m.GetTo()
-			if m.GetType() == pb.MsgSnap {
-				if st, ok := w.g.sm.(SnapshotStreamer); ok && h.takesChunks(to) {
-					if !h.streamSnapshot(w.g, st, m) {
-						w.g.mu.Lock()
-						if w.g.stopErr == nil {
-							w.g.rn.ReportSnapshot(to, raft.SnapshotFailure)
-						}
-						w.g.mu.Unlock()
-					}
-					continue
-				}
+		if w.early == early {
+			h.queueMessages(w)
+			if early {
+				h.early.Add(uint64(len(w.rd.Messages)))
 			}
-			if m.GetType() == pb.MsgSnap && !h.fullSnapshot(w.g, m) {
-				w.g.mu.Lock()
-				if w.g.stopErr == nil {
-					w.g.rn.ReportSnapshot(to, raft.SnapshotFailure)
-				}
-				w.g.mu.Unlock()
-				continue
-			}
-			h.out[to] = append(h.out[to], groupMsg{group: w.g.id, g: w.g, msg: m})
 		}
-		for _, m := range w.extra {
-			to := m.GetTo()
-			h.out[to] = append(h.out[to], groupMsg{group: w.g.id, g: w.g, msg: m})
+		if !early {
+			for _, m := range w.extra {
+				to := m.GetTo()
+				h.out[to] = append(h.out[to], groupMsg{group: w.g.id, g: w.g, msg: m})
+			}
 		}
 	}
 	for to, msgs := range h.out {
@@ -1030,6 +1079,35 @@ func (h *Host) send() {
 	}
 	if cap(h.sendBuf) > 4<<20 {
 		h.sendBuf = nil
+	}
+}
+
+// queueMessages queues w's Ready messages in h.out by peer; a MsgSnap to a
+// peer that takes chunks starts a streamed transfer instead.
+func (h *Host) queueMessages(w *work) {
+	for _, m := range w.rd.Messages {
+		to := m.GetTo()
+		if m.GetType() == pb.MsgSnap {
+			if st, ok := w.g.sm.(SnapshotStreamer); ok && h.takesChunks(to) {
+				if !h.streamSnapshot(w.g, st, m) {
+					w.g.mu.Lock()
+					if w.g.stopErr == nil {
+						w.g.rn.ReportSnapshot(to, raft.SnapshotFailure)
+					}
+					w.g.mu.Unlock()
+				}
+				continue
+			}
+		}
+		if m.GetType() == pb.MsgSnap && !h.fullSnapshot(w.g, m) {
+			w.g.mu.Lock()
+			if w.g.stopErr == nil {
+				w.g.rn.ReportSnapshot(to, raft.SnapshotFailure)
+			}
+			w.g.mu.Unlock()
+			continue
+		}
+		h.out[to] = append(h.out[to], groupMsg{group: w.g.id, g: w.g, msg: m})
 	}
 }
 

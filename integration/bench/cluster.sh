@@ -34,7 +34,8 @@
 # the time until the next confirm. IDLE_QUORUM=N (before FAILOVER) declares N
 # quorum queues through node 1 in each broker, lets them sit idle for 30 s,
 # and reports the three nodes' RSS growth per 1,000 queues and their CPU
-# while idle.
+# while idle. BROKERS=warren runs Warren alone (RabbitMQ is not started; the
+# table's RabbitMQ columns stay empty).
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 root=$(cd "$here/../.." && pwd)
@@ -43,6 +44,9 @@ rounds=${1:-3}
 duration=${2:-10s}
 declares=${3:-10000}
 scenarios=${SCENARIOS-"transient confirm"}
+brokers=${BROKERS:-warren rabbitmq}
+with_rmq=0
+case " $brokers " in *" rabbitmq "*) with_rmq=1 ;; esac
 qtype=${QUEUE_TYPE:-}
 qflag=()
 if [ -n "$qtype" ]; then qflag=(-queue-type "$qtype"); fi
@@ -116,10 +120,12 @@ done
 [ $ok = 3 ] || { echo "the Warren cluster did not form; logs in $logs" >&2; exit 1; }
 
 # RabbitMQ: three nodes clustered by rabbitmq-cluster.sh, fresh directories.
-rm -rf /tmp/rabbitmq-oracle-$rbase /tmp/rabbitmq-oracle-$((rbase + 1)) /tmp/rabbitmq-oracle-$((rbase + 2))
-rmq_started=1
-timeout 300 bash "$shared/tools/rabbitmq-cluster.sh" start "$rbase" >/dev/null
-mapfile -t rpids < <(bash "$shared/tools/rabbitmq-cluster.sh" pids "$rbase")
+if [ $with_rmq = 1 ]; then
+  rm -rf /tmp/rabbitmq-oracle-$rbase /tmp/rabbitmq-oracle-$((rbase + 1)) /tmp/rabbitmq-oracle-$((rbase + 2))
+  rmq_started=1
+  timeout 300 bash "$shared/tools/rabbitmq-cluster.sh" start "$rbase" >/dev/null
+  mapfile -t rpids < <(bash "$shared/tools/rabbitmq-cluster.sh" pids "$rbase")
+fi
 echo "$(date +%T) warren pids ${wpids[*]}, rabbitmq pids ${rpids[*]}" >&2
 
 # Placement: the min-masters policy, placeholders on nodes 1 and 3, and a
@@ -146,7 +152,7 @@ place() { # place HTTP0 HTTP1 HTTP2 NODE2NAME
   [ "$node" = "$4" ] || { echo "placement failed: expected $4" >&2; exit 1; }
 }
 place "$(whttp 0)" "$(whttp 1)" "$(whttp 2)" "warren2@localhost"
-place "$(rhttp 0)" "$(rhttp 1)" "$(rhttp 2)" "$(curl -fsS -u guest:guest "$(rhttp 1)/api/overview" | python3 -c 'import json,sys; print(json.load(sys.stdin)["node"])')"
+[ $with_rmq = 0 ] || place "$(rhttp 0)" "$(rhttp 1)" "$(rhttp 2)" "$(curl -fsS -u guest:guest "$(rhttp 1)/api/overview" | python3 -c 'import json,sys; print(json.load(sys.stdin)["node"])')"
 
 ticks() { local p s=""; for p in "$@"; do s+="$(awk '{print $14 + $15}' "/proc/$p/stat") "; done; echo "$s"; }
 rss() { local p s=""; for p in "$@"; do s+="$(awk '/^VmRSS/ {print $2}' "/proc/$p/status") "; done; echo "$s"; }
@@ -172,7 +178,7 @@ print(json.dumps(r))' "$@"
 failed=0
 for s in $scenarios; do
   for r in $(seq 1 "$rounds"); do
-    for b in warren rabbitmq; do
+    for b in $brokers; do
       if [ $b = warren ]; then pids=("${wpids[@]}"); u0=$(wurl 0); u1=$(wurl 2)
       else pids=("${rpids[@]}"); u0=$(rurl 0); u1=$(rurl 2); fi
       echo "$(date +%T) $s round $r $b" >&2
@@ -195,7 +201,7 @@ for s in $scenarios; do
 done
 
 if [ "${SKIP_DECLARE:-}" != 1 ]; then
-  for b in warren rabbitmq; do
+  for b in $brokers; do
     if [ $b = warren ]; then pids=("${wpids[@]}"); u0=$(wurl 0); v="$(whttp 0),$(whttp 1),$(whttp 2)"
     else pids=("${rpids[@]}"); u0=$(rurl 0); v="$(rhttp 0),$(rhttp 1),$(rhttp 2)"; fi
     echo "$(date +%T) declare $declares queues + bindings, $channels channels, $b" >&2
@@ -212,7 +218,7 @@ if [ "${SKIP_DECLARE:-}" != 1 ]; then
 fi
 
 if [ -n "${IDLE_QUORUM:-}" ]; then
-  for b in warren rabbitmq; do
+  for b in $brokers; do
     if [ $b = warren ]; then pids=("${wpids[@]}"); u0=$(wurl 0); else pids=("${rpids[@]}"); u0=$(rurl 0); fi
     echo "$(date +%T) $IDLE_QUORUM idle quorum queues, $b" >&2
     r0=$(rss "${pids[@]}")
@@ -245,7 +251,7 @@ print(json.dumps({"scenario": "idle-quorum", "label": b, "queues": int(n), "ok":
 fi
 
 if [ "${FAILOVER:-}" = 1 ]; then
-  for b in warren rabbitmq; do
+  for b in $brokers; do
     if [ $b = warren ]; then
       us="$(wurl 0),$(wurl 1),$(wurl 2)"; hs="$(whttp 0),$(whttp 1),$(whttp 2)"
       ns="warren1@localhost,warren2@localhost,warren3@localhost"; ps=$(IFS=,; echo "${wpids[*]}")
