@@ -442,6 +442,13 @@ type proxyConsumer struct {
 	gone    bool                   // cancelled; removed once nothing is unacked. Guarded by mu
 }
 
+// live reports whether p is attached (not cancelled).
+func (p *proxyConsumer) live() bool {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return !p.gone
+}
+
 // CanTake implements queue.Sink: the client's prefetch, counted here.
 func (p *proxyConsumer) CanTake(*queue.Queue, *queue.Consumer) bool {
 	if !p.active.Load() {
@@ -619,6 +626,15 @@ func (s *Server) handleRemoteRequest(from string, op byte, r *peerReader) []byte
 		}
 		p := &proxyConsumer{s: s, key: proxyKey{from, id}, q: q, noAck: flags[0]&flagNoAck != 0, prefetch: int(prefetch), next: base}
 		if old := s.proxies.get(p.key); old != nil {
+			if old.q == q && old.live() {
+				// Attached here already, and the queue has run here since
+				// (a replicated queue that stops running here drops its
+				// proxies): the consumer's node saw a change of leader
+				// that was none here, such as its member learning the
+				// leader after the consumer attached. The attachment
+				// stands, with its unacked deliveries.
+				return []byte{0}
+			}
 			// The consumer attached again (it followed a new leader here):
 			// the old attachment's deliveries go back to the queue.
 			old.cancel(true)
