@@ -177,14 +177,7 @@ func (l *link) target() target {
 // replaces) has ended.
 func (l *link) run(prev <-chan struct{}) {
 	defer close(l.done)
-	if prev != nil {
-		select {
-		case <-prev:
-		case <-l.ctx.Done():
-			return
-		}
-	}
-	for {
+	shovel.Run(l.ctx, prev, func() (bool, time.Duration) {
 		l.setStatus("starting", "", "", nil)
 		var err error
 		if l.key.kind == "exchange" {
@@ -193,19 +186,15 @@ func (l *link) run(prev <-chan struct{}) {
 			err = l.queueSession()
 		}
 		if l.ctx.Err() != nil {
-			return
+			return false, 0
 		}
 		l.log.Warn("federation link failed", zap.Error(err))
 		l.setStatus("error", "", err.Error(), nil)
 		if len(l.eps) > 0 {
 			l.next = (l.next + 1) % len(l.eps)
 		}
-		select {
-		case <-l.ctx.Done():
-			return
-		case <-time.After(max(l.up.ReconnectDelay, 100*time.Millisecond)):
-		}
-	}
+		return true, max(l.up.ReconnectDelay, 100*time.Millisecond)
+	})
 }
 
 // session is what both kinds of link hold while connected.
@@ -231,23 +220,12 @@ func (l *link) open() (*session, error) {
 	if s.local, err = localEP.Dial(l.ctx, l.m.srv, l.key.vhost, props); err != nil {
 		return nil, fmt.Errorf("local connection: %w", err)
 	}
-	var errs []error
-	for i := range l.eps {
-		j := (l.next + i) % len(l.eps)
-		c, err := l.eps[j].Dial(l.ctx, l.m.srv, l.key.vhost, props)
-		if err == nil {
-			l.next, s.up, s.ep = j, c, l.eps[j]
-			break
-		}
-		errs = append(errs, fmt.Errorf("%s: %w", l.eps[j].Redacted(), err))
-		if l.ctx.Err() != nil {
-			break
-		}
-	}
-	if s.up == nil {
+	up, j, err := shovel.DialFirst(l.ctx, l.m.srv, l.eps, l.next, l.key.vhost, props)
+	if err != nil {
 		s.local.Close()
-		return nil, fmt.Errorf("upstream: %w", errors.Join(errs...))
+		return nil, fmt.Errorf("upstream: %w", err)
 	}
+	l.next, s.up, s.ep = j, up, l.eps[j]
 	s.upVhost = s.ep.Vhost(l.key.vhost)
 	s.upCluster, _ = s.up.Properties["cluster_name"].(string)
 	if s.dch, err = s.local.Channel(); err == nil {
