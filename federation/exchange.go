@@ -94,12 +94,7 @@ type upBinding struct {
 	args amqp.Table
 }
 
-func (l *link) exchangeSession() error {
-	s, err := l.open()
-	if err != nil {
-		return err
-	}
-	defer s.close()
+func (l *link) exchangeSession(s *session) error {
 	closed := s.closed()
 	tgt := l.target()
 	upX := l.upstreamName()

@@ -179,12 +179,7 @@ func (l *link) run(prev <-chan struct{}) {
 	defer close(l.done)
 	shovel.Run(l.ctx, prev, func() (bool, time.Duration) {
 		l.setStatus("starting", "", "", nil)
-		var err error
-		if l.key.kind == "exchange" {
-			err = l.exchangeSession()
-		} else {
-			err = l.queueSession()
-		}
+		err := l.session()
 		if l.ctx.Err() != nil {
 			return false, 0
 		}
@@ -195,6 +190,20 @@ func (l *link) run(prev <-chan struct{}) {
 		}
 		return true, max(l.up.ReconnectDelay, 100*time.Millisecond)
 	})
+}
+
+// session connects and moves messages as the link's kind does, until an
+// error or the link's end.
+func (l *link) session() error {
+	s, err := l.open()
+	if err != nil {
+		return err
+	}
+	defer s.close()
+	if l.key.kind == "exchange" {
+		return l.exchangeSession(s)
+	}
+	return l.queueSession(s)
 }
 
 // session is what both kinds of link hold while connected.

@@ -14,8 +14,8 @@ import (
 
 // What package federation shares with the shovels: RabbitMQ's URIs (with
 // their TLS options and "amqp://" for this broker), the dialing of them,
-// and rabbit_parameter_validation's proplist checks with their texts (and
-// lifecycle.go: how their tasks run).
+// ensure_queue, and rabbit_parameter_validation's proplist checks with
+// their texts (and lifecycle.go: how their tasks run).
 
 // Endpoint is a parsed AMQP URI of a shovel or federation upstream.
 type Endpoint struct{ e *endpoint }
@@ -92,6 +92,13 @@ func DialFirst(ctx context.Context, srv *server.Server, eps []*Endpoint, next in
 		}
 	}
 	return nil, 0, errors.Join(errs...)
+}
+
+// EnsureQueue declares queue name on c passively and, when it does not
+// exist, durable with args, as RabbitMQ's shovel and federation do
+// (ensure_queue): an existing queue of any type is used as it is.
+func EnsureQueue(c *amqp.Connection, name string, args amqp.Table) error {
+	return ensureQueue(c, name, args)
 }
 
 // Check is one key of a proplist validation: its kind is "binary",
