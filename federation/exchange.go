@@ -221,10 +221,7 @@ func (l *link) exchangeSession(s *session) error {
 				return err
 			}
 		case c, ok := <-s.confirms:
-			if !ok {
-				return errors.New("local channel closed")
-			}
-			if err := s.confirmed(c); err != nil {
+			if err := s.confirmed(c, ok); err != nil {
 				return err
 			}
 		}

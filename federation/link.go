@@ -335,8 +335,12 @@ func (s *session) drop(dl *amqp.Delivery) error {
 }
 
 // confirmed settles upstream what this broker confirmed: acks up to the
-// last confirmed one at once, nacks (requeues) what it refused.
-func (s *session) confirmed(c amqp.Confirmation) error {
+// last confirmed one at once, nacks (requeues) what it refused. ok is
+// false when the confirms channel closed: the local channel did.
+func (s *session) confirmed(c amqp.Confirmation, ok bool) error {
+	if !ok {
+		return errors.New("local channel closed")
+	}
 	var ackTo uint64
 	for {
 		if len(s.pending) == 0 {

@@ -76,10 +76,7 @@ func (l *link) queueSession(s *session) error {
 				return err
 			}
 		case c, ok := <-s.confirms:
-			if !ok {
-				return fmt.Errorf("local channel closed")
-			}
-			if err := s.confirmed(c); err != nil {
+			if err := s.confirmed(c, ok); err != nil {
 				return err
 			}
 		}
