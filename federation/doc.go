@@ -21,6 +21,8 @@
 // loops and counts hops) is the broker's (amqp/server/federation.go), so
 // that RabbitMQ's own federation plugin can use Warren as its upstream.
 //
-// URIs, dialing (this broker through server.DialLocal for "amqp://") and
-// the validation helpers are package shovel's.
+// URIs, dialing (this broker through server.DialLocal for "amqp://"), the
+// validation helpers and the life of a link (Options.Watch, Run, DialFirst
+// and Collect: a link lives as a shovel's worker does) are package
+// shovel's.
 package federation

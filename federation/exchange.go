@@ -94,12 +94,7 @@ type upBinding struct {
 	args amqp.Table
 }
 
-func (l *link) exchangeSession() error {
-	s, err := l.open()
-	if err != nil {
-		return err
-	}
-	defer s.close()
+func (l *link) exchangeSession(s *session) error {
 	closed := s.closed()
 	tgt := l.target()
 	upX := l.upstreamName()
@@ -226,10 +221,7 @@ func (l *link) exchangeSession() error {
 				return err
 			}
 		case c, ok := <-s.confirms:
-			if !ok {
-				return errors.New("local channel closed")
-			}
-			if err := s.confirmed(c); err != nil {
+			if err := s.confirmed(c, ok); err != nil {
 				return err
 			}
 		}

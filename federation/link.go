@@ -177,35 +177,33 @@ func (l *link) target() target {
 // replaces) has ended.
 func (l *link) run(prev <-chan struct{}) {
 	defer close(l.done)
-	if prev != nil {
-		select {
-		case <-prev:
-		case <-l.ctx.Done():
-			return
-		}
-	}
-	for {
+	shovel.Run(l.ctx, prev, func() (bool, time.Duration) {
 		l.setStatus("starting", "", "", nil)
-		var err error
-		if l.key.kind == "exchange" {
-			err = l.exchangeSession()
-		} else {
-			err = l.queueSession()
-		}
+		err := l.session()
 		if l.ctx.Err() != nil {
-			return
+			return false, 0
 		}
 		l.log.Warn("federation link failed", zap.Error(err))
 		l.setStatus("error", "", err.Error(), nil)
 		if len(l.eps) > 0 {
 			l.next = (l.next + 1) % len(l.eps)
 		}
-		select {
-		case <-l.ctx.Done():
-			return
-		case <-time.After(max(l.up.ReconnectDelay, 100*time.Millisecond)):
-		}
+		return true, max(l.up.ReconnectDelay, 100*time.Millisecond)
+	})
+}
+
+// session connects and moves messages as the link's kind does, until an
+// error or the link's end.
+func (l *link) session() error {
+	s, err := l.open()
+	if err != nil {
+		return err
 	}
+	defer s.close()
+	if l.key.kind == "exchange" {
+		return l.exchangeSession(s)
+	}
+	return l.queueSession(s)
 }
 
 // session is what both kinds of link hold while connected.
@@ -231,23 +229,12 @@ func (l *link) open() (*session, error) {
 	if s.local, err = localEP.Dial(l.ctx, l.m.srv, l.key.vhost, props); err != nil {
 		return nil, fmt.Errorf("local connection: %w", err)
 	}
-	var errs []error
-	for i := range l.eps {
-		j := (l.next + i) % len(l.eps)
-		c, err := l.eps[j].Dial(l.ctx, l.m.srv, l.key.vhost, props)
-		if err == nil {
-			l.next, s.up, s.ep = j, c, l.eps[j]
-			break
-		}
-		errs = append(errs, fmt.Errorf("%s: %w", l.eps[j].Redacted(), err))
-		if l.ctx.Err() != nil {
-			break
-		}
-	}
-	if s.up == nil {
+	up, j, err := shovel.DialFirst(l.ctx, l.m.srv, l.eps, l.next, l.key.vhost, props)
+	if err != nil {
 		s.local.Close()
-		return nil, fmt.Errorf("upstream: %w", errors.Join(errs...))
+		return nil, fmt.Errorf("upstream: %w", err)
 	}
+	l.next, s.up, s.ep = j, up, l.eps[j]
 	s.upVhost = s.ep.Vhost(l.key.vhost)
 	s.upCluster, _ = s.up.Properties["cluster_name"].(string)
 	if s.dch, err = s.local.Channel(); err == nil {
@@ -348,8 +335,12 @@ func (s *session) drop(dl *amqp.Delivery) error {
 }
 
 // confirmed settles upstream what this broker confirmed: acks up to the
-// last confirmed one at once, nacks (requeues) what it refused.
-func (s *session) confirmed(c amqp.Confirmation) error {
+// last confirmed one at once, nacks (requeues) what it refused. ok is
+// false when the confirms channel closed: the local channel did.
+func (s *session) confirmed(c amqp.Confirmation, ok bool) error {
+	if !ok {
+		return errors.New("local channel closed")
+	}
 	var ackTo uint64
 	for {
 		if len(s.pending) == 0 {

@@ -3,27 +3,19 @@ package federation
 import (
 	"cmp"
 	"regexp"
-	"slices"
 	"strings"
 	"sync"
-	"time"
 
 	amqp "github.com/rabbitmq/amqp091-go"
 	"go.uber.org/zap"
 
 	"github.com/warren-mq/warren/amqp/server"
+	"github.com/warren-mq/warren/shovel"
 )
 
-// Options configure a Manager.
-type Options struct {
-	Logger *zap.Logger
-	// Runs reports whether this node runs the links. A cluster runs every
-	// link on one node, the leader of its metadata group; nil means always
-	// (a single node).
-	Runs func() bool
-	// Check is how often Runs is asked (default 1s).
-	Check time.Duration
-}
+// Options configure a Manager: Runs reports whether this node runs the
+// links (a cluster runs them all on its metadata leader), as the shovels'.
+type Options = shovel.Options
 
 // Manager keeps one link per federated exchange or queue and upstream,
 // while this node runs federation. It is the broker's
@@ -35,11 +27,10 @@ type Manager struct {
 	log  *zap.Logger
 	opts Options
 
-	mu      sync.Mutex
-	links   map[key]*link
-	suffix  map[key]string // the active internal exchange suffix of an exchange link
-	started bool
-	closed  bool
+	mu     sync.Mutex
+	links  map[key]*link
+	suffix map[key]string // the active internal exchange suffix of an exchange link
+	closed bool
 
 	kick chan struct{} // 1-slot: something changed, reconcile
 	stop chan struct{} // closed by Close
@@ -50,12 +41,7 @@ type Manager struct {
 // register it before srv.Restore so that stored upstreams are known, and
 // Start it once the broker serves.
 func New(srv *server.Server, o Options) *Manager {
-	if o.Logger == nil {
-		o.Logger = zap.NewNop()
-	}
-	if o.Check <= 0 {
-		o.Check = time.Second
-	}
+	o = o.WithDefaults()
 	m := &Manager{srv: srv, log: o.Logger, opts: o, links: map[key]*link{}, suffix: map[key]string{},
 		kick: make(chan struct{}, 1), stop: make(chan struct{})}
 	srv.RegisterComponent(UpstreamComponent, m)
@@ -85,34 +71,9 @@ func (c setComponent) Changed(server.Parameter, bool)               { c.m.poke()
 
 // Start runs the links (on a cluster: while this node leads).
 func (m *Manager) Start() {
-	m.mu.Lock()
-	m.started = true
-	m.mu.Unlock()
-	m.wg.Add(1)
-	go func() {
-		defer m.wg.Done()
-		t := time.NewTicker(m.opts.Check)
-		defer t.Stop()
-		runs := func() bool { return m.opts.Runs == nil || m.opts.Runs() }
-		active := runs()
-		for {
-			m.reconcile(active)
-			// Reconcile again on a change, or when this node starts or
-			// stops running the links; the ticker only asks Runs.
-			for again := false; !again; {
-				select {
-				case <-m.stop:
-					return
-				case <-m.kick:
-					again = true
-				case <-t.C:
-				}
-				if now := runs(); now != active {
-					active, again = now, true
-				}
-			}
-		}
-	}()
+	// Reconcile on a change, and when this node starts or stops running
+	// the links.
+	m.wg.Go(func() { m.opts.Watch(m.stop, m.kick, m.reconcile) })
 }
 
 // Close stops every link and waits for them.
@@ -325,21 +286,9 @@ func (m *Manager) Restart(vhost, id string) bool {
 // Status lists this node's links in vhost ("" for all), by vhost, kind,
 // name and upstream, as /api/federation-links shows them.
 func (m *Manager) Status(vhost string) []Status {
-	m.mu.Lock()
-	ls := make([]*link, 0, len(m.links))
-	for k, l := range m.links {
-		if vhost == "" || k.vhost == vhost {
-			ls = append(ls, l)
-		}
-	}
-	m.mu.Unlock()
-	out := make([]Status, 0, len(ls))
-	for _, l := range ls {
-		out = append(out, l.status())
-	}
-	slices.SortFunc(out, func(a, b Status) int {
-		return cmp.Or(strings.Compare(a.Vhost, b.Vhost), strings.Compare(a.Type, b.Type),
-			strings.Compare(a.Exchange+a.Queue, b.Exchange+b.Queue), strings.Compare(a.Upstream, b.Upstream))
-	})
-	return out
+	return shovel.Collect(&m.mu, m.links, func(k key) bool { return vhost == "" || k.vhost == vhost }, (*link).status,
+		func(a, b Status) int {
+			return cmp.Or(strings.Compare(a.Vhost, b.Vhost), strings.Compare(a.Type, b.Type),
+				strings.Compare(a.Exchange+a.Queue, b.Exchange+b.Queue), strings.Compare(a.Upstream, b.Upstream))
+		})
 }

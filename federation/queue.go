@@ -8,6 +8,7 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/warren-mq/warren/amqp/server"
+	"github.com/warren-mq/warren/shovel"
 )
 
 // A queue link (rabbit_federation_queue_link) consumes from the upstream
@@ -25,26 +26,11 @@ func (l *link) wantsMessages() bool {
 	return ok && q.Ready == 0 && len(q.Consumers) > 0
 }
 
-func (l *link) queueSession() error {
-	s, err := l.open()
-	if err != nil {
-		return err
-	}
-	defer s.close()
+func (l *link) queueSession(s *session) error {
 	closed := s.closed()
-	tgt := l.target()
 	upQ := l.upstreamName()
-	err = disposable(s.up, func(ch *amqp.Channel) error {
-		_, err := ch.QueueDeclarePassive(upQ, true, false, false, false, nil)
-		return err
-	})
-	if isCode(err, amqp.NotFound) {
-		err = disposable(s.up, func(ch *amqp.Channel) error {
-			_, err := ch.QueueDeclare(upQ, true, false, false, false, tgt.queueArgs)
-			return err
-		})
-	}
-	if err != nil {
+	// Declared as the local queue is when it is missing.
+	if err := shovel.EnsureQueue(s.up, upQ, l.target().queueArgs); err != nil {
 		return fmt.Errorf("upstream queue %q: %w", upQ, err)
 	}
 	l.setStatus("running", l.connectionName(), "", s.ep)
@@ -65,12 +51,12 @@ func (l *link) queueSession() error {
 			run := l.wantsMessages()
 			switch {
 			case run && !consuming && deliveries == nil: // the last consumer's deliveries all forwarded
-				deliveries, err = s.uch.Consume(upQ, l.up.ConsumerTag, l.up.AckMode == NoAck, false, false, false,
+				d, err := s.uch.Consume(upQ, l.up.ConsumerTag, l.up.AckMode == NoAck, false, false, false,
 					amqp.Table{"x-priority": int32(-1)})
 				if err != nil {
 					return fmt.Errorf("consuming from upstream queue %q: %w", upQ, err)
 				}
-				consuming = true
+				deliveries, consuming = d, true
 			case !run && consuming:
 				if err := s.uch.Cancel(l.up.ConsumerTag, false); err != nil {
 					return err
@@ -90,10 +76,7 @@ func (l *link) queueSession() error {
 				return err
 			}
 		case c, ok := <-s.confirms:
-			if !ok {
-				return fmt.Errorf("local channel closed")
-			}
-			if err := s.confirmed(c); err != nil {
+			if err := s.confirmed(c, ok); err != nil {
 				return err
 			}
 		}

@@ -3,7 +3,6 @@ package integration
 import (
 	"context"
 	"fmt"
-	"net/http/httptest"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -15,24 +14,54 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/warren-mq/warren/amqp/server"
-	"github.com/warren-mq/warren/mgmt"
 )
 
-// TestWebConsole drives the console in headless Chromium (Debian's
-// chromium package, through playwright-core from npm): login, overview
-// charts, paged lists, queue page actions, admin forms, definitions. `make
-// client-deps` installs both.
-func TestWebConsole(t *testing.T) {
+// consoleTools are what a console test needs: Debian's chromium and
+// playwright-core from npm in integration/web; `make client-deps` installs
+// both.
+type consoleTools struct{ chromium, dir string }
+
+// needConsole finds the console tools before a test builds its fixture,
+// and fails the test (a console test that does not run shows nothing) when
+// one is missing.
+func needConsole(t *testing.T) consoleTools {
+	t.Helper()
 	warrenOnly(t, "drives Warren's own web console")
 	chromium, err := exec.LookPath("chromium")
 	if err != nil {
 		t.Fatalf("chromium not found (run `make client-deps`): %v", err)
 	}
-	dir, err := filepath.Abs(filepath.Join("web"))
+	dir, err := filepath.Abs("web")
 	require.NoError(t, err)
 	if _, err := os.Stat(filepath.Join(dir, "node_modules", "playwright-core")); err != nil {
 		t.Fatalf("playwright-core is not installed in %s (run `make client-deps`)", dir)
 	}
+	return consoleTools{chromium, dir}
+}
+
+// run runs the node test file script of integration/web against the
+// console served at base (a management API's URL), with CONSOLE_URL,
+// CHROMIUM and env set, and requires that its tests ran and all passed.
+func (c consoleTools) run(t *testing.T, script, base string, timeout time.Duration, env ...string) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), timeout)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, "node", "--test", "--test-reporter=spec", script)
+	cmd.Dir = c.dir
+	cmd.Env = append(append(os.Environ(), "CONSOLE_URL="+base+"/", "CHROMIUM="+c.chromium), env...)
+	cmd.WaitDelay = 5 * time.Second
+	out, err := cmd.CombinedOutput()
+	t.Logf("%s", out)
+	require.NoError(t, err, "console tests failed")
+	require.Contains(t, string(out), "ℹ fail 0")
+	require.False(t, strings.Contains(string(out), "ℹ pass 0"))
+}
+
+// TestWebConsole drives the console in headless Chromium (Debian's
+// chromium package, through playwright-core from npm): login, overview
+// charts, paged lists, queue page actions, admin forms, definitions.
+func TestWebConsole(t *testing.T) {
+	console := needConsole(t)
 	b := startBroker(t, server.Config{})
 	startShovels(t, b)
 	c, err := amqp.DialConfig(b.url, amqp.Config{Properties: amqp.Table{"connection_name": "console-fixture"}})
@@ -49,18 +78,5 @@ func TestWebConsole(t *testing.T) {
 	for i := range 3 {
 		require.NoError(t, ch.PublishWithContext(context.Background(), "", "orders", false, false, amqp.Publishing{Body: []byte(fmt.Sprint(i))}))
 	}
-	hs := httptest.NewServer(mgmt.NewHandler(b.Server))
-	t.Cleanup(hs.Close)
-
-	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
-	defer cancel()
-	cmd := exec.CommandContext(ctx, "node", "--test", "--test-reporter=spec", "console.test.js")
-	cmd.Dir = dir
-	cmd.Env = append(os.Environ(), "CONSOLE_URL="+hs.URL+"/", "CHROMIUM="+chromium)
-	cmd.WaitDelay = 5 * time.Second
-	out, err := cmd.CombinedOutput()
-	t.Logf("%s", out)
-	require.NoError(t, err, "console tests failed")
-	require.Contains(t, string(out), "ℹ fail 0")
-	require.False(t, strings.Contains(string(out), "ℹ pass 0"))
+	console.run(t, "console.test.js", b.api(t), 3*time.Minute)
 }

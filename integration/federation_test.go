@@ -1,11 +1,7 @@
 package integration
 
 import (
-	"context"
 	"net/http"
-	"os"
-	"os/exec"
-	"path/filepath"
 	"testing"
 	"time"
 
@@ -326,16 +322,7 @@ func TestFederationWarrenctl(t *testing.T) {
 // TestWebConsoleFederation drives the console's Federation page in
 // headless Chromium (as TestWebConsole; `make client-deps` installs it).
 func TestWebConsoleFederation(t *testing.T) {
-	warrenOnly(t, "drives Warren's own web console")
-	chromium, err := exec.LookPath("chromium")
-	if err != nil {
-		t.Fatalf("chromium not found (run `make client-deps`): %v", err)
-	}
-	dir, err := filepath.Abs("web")
-	require.NoError(t, err)
-	if _, err := os.Stat(filepath.Join(dir, "node_modules", "playwright-core")); err != nil {
-		t.Fatalf("playwright-core is not installed in %s (run `make client-deps`)", dir)
-	}
+	console := needConsole(t)
 	up, _ := fedBroker(t, "wup@localhost")
 	down, api := fedBroker(t, "wdown@localhost")
 	_, dch := down.channel(t)
@@ -345,17 +332,7 @@ func TestWebConsoleFederation(t *testing.T) {
 	api.expect(201, http.MethodPut, "/api/policies/{vhost}/fed", map[string]any{
 		"pattern": "^orders$", "apply-to": "exchanges", "definition": map[string]any{"federation-upstream": "origin"}})
 	awaitLink(t, api, 1)
-
-	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
-	defer cancel()
-	cmd := exec.CommandContext(ctx, "node", "--test", "--test-reporter=spec", "federation.console.test.js")
-	cmd.Dir = dir
-	cmd.Env = append(os.Environ(), "CONSOLE_URL="+api.base+"/", "CHROMIUM="+chromium)
-	cmd.WaitDelay = 5 * time.Second
-	out, err := cmd.CombinedOutput()
-	t.Logf("%s", out)
-	require.NoError(t, err, "console tests failed")
-	require.Contains(t, string(out), "ℹ fail 0")
+	console.run(t, "federation.console.test.js", api.base, 2*time.Minute)
 }
 
 // A link whose upstream cannot be reached reports error with the reason

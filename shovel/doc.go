@@ -9,7 +9,9 @@
 // this broker, reached through server.DialLocal; amqp:// and amqps:// with
 // RabbitMQ's TLS query options are other brokers), one worker per shovel
 // (worker.go) and the Manager that starts and stops workers as parameters
-// change and reports their state for /api/shovels (manager.go).
+// change and reports their state for /api/shovels (manager.go). How a
+// worker runs sessions one after another and how the manager follows the
+// node that runs them (lifecycle.go) is package federation's too.
 //
 // Both ends use github.com/rabbitmq/amqp091-go, the client RabbitMQ's own
 // Go users run: a shovel is an AMQP client of both brokers, and a

@@ -2,8 +2,9 @@ package shovel
 
 import (
 	"context"
+	"errors"
+	"fmt"
 	"net"
-	"net/url"
 	"time"
 
 	amqp "github.com/rabbitmq/amqp091-go"
@@ -13,7 +14,8 @@ import (
 
 // What package federation shares with the shovels: RabbitMQ's URIs (with
 // their TLS options and "amqp://" for this broker), the dialing of them,
-// and rabbit_parameter_validation's proplist checks with their texts.
+// ensure_queue, and rabbit_parameter_validation's proplist checks with
+// their texts (and lifecycle.go: how their tasks run).
 
 // Endpoint is a parsed AMQP URI of a shovel or federation upstream.
 type Endpoint struct{ e *endpoint }
@@ -48,24 +50,55 @@ func (e *Endpoint) Vhost(def string) string {
 // properties props; a local endpoint goes through srv.DialLocal. Canceling
 // ctx stops a dial under way.
 func (e *Endpoint) Dial(ctx context.Context, srv *server.Server, def string, props amqp.Table) (*amqp.Connection, error) {
+	// cfg.Vhost, not the URL, names the vhost amqp091-go opens.
 	cfg := amqp.Config{Properties: props, Locale: "en_US", Vhost: e.Vhost(def)}
 	if e.e.local {
 		cfg.SASL = []amqp.Authentication{&amqp.PlainAuth{Username: e.e.user()}}
 		cfg.Dial = func(string, string) (net.Conn, error) { return srv.DialLocal() }
-		return amqp.DialConfig("amqp://localhost/"+url.PathEscape(cfg.Vhost), cfg)
-	}
-	cfg.Dial = func(network, addr string) (net.Conn, error) {
-		d := net.Dialer{Timeout: 30 * time.Second}
-		return d.DialContext(ctx, network, addr)
-	}
-	if e.e.url.Scheme == "amqps" {
-		tc, err := e.e.tlsConfig()
-		if err != nil {
-			return nil, err
+	} else {
+		cfg.Dial = func(network, addr string) (net.Conn, error) {
+			d := net.Dialer{Timeout: 30 * time.Second}
+			return d.DialContext(ctx, network, addr)
 		}
-		cfg.TLSClientConfig = tc
+		if e.e.url.Scheme == "amqps" {
+			tc, err := e.e.tlsConfig()
+			if err != nil {
+				return nil, err
+			}
+			cfg.TLSClientConfig = tc
+		}
 	}
-	return amqp.DialConfig(e.e.raw, cfg)
+	return amqp.DialConfig(e.e.dialURL(), cfg)
+}
+
+// DialFirst connects to the first of eps that answers, trying them in turn
+// from eps[next] on, as a shovel or federation upstream with several URIs
+// does; it returns the one that connected, by index, or when none did each
+// URI's error. Canceling ctx ends the round.
+func DialFirst(ctx context.Context, srv *server.Server, eps []*Endpoint, next int, def string, props amqp.Table) (*amqp.Connection, int, error) {
+	if len(eps) == 0 {
+		return nil, 0, errors.New("no URI")
+	}
+	var errs []error
+	for i := range eps {
+		j := (next + i) % len(eps)
+		c, err := eps[j].Dial(ctx, srv, def, props)
+		if err == nil {
+			return c, j, nil
+		}
+		errs = append(errs, fmt.Errorf("%s: %w", eps[j].Redacted(), err))
+		if ctx.Err() != nil {
+			break
+		}
+	}
+	return nil, 0, errors.Join(errs...)
+}
+
+// EnsureQueue declares queue name on c passively and, when it does not
+// exist, durable with args, as RabbitMQ's shovel and federation do
+// (ensure_queue): an existing queue of any type is used as it is.
+func EnsureQueue(c *amqp.Connection, name string, args amqp.Table) error {
+	return ensureQueue(c, name, args)
 }
 
 // Check is one key of a proplist validation: its kind is "binary",

@@ -2,10 +2,8 @@ package shovel
 
 import (
 	"cmp"
-	"slices"
 	"strings"
 	"sync"
-	"time"
 
 	"go.uber.org/zap"
 
@@ -14,17 +12,6 @@ import (
 
 // Component is the runtime-parameter component shovels are stored under.
 const Component = "shovel"
-
-// Options configure a Manager.
-type Options struct {
-	Logger *zap.Logger
-	// Runs reports whether this node runs the shovels. A cluster runs every
-	// shovel on one node, the leader of its metadata group; nil means
-	// always (a single node).
-	Runs func() bool
-	// Check is how often Runs is asked (default 1s).
-	Check time.Duration
-}
 
 type key struct{ vhost, name string }
 
@@ -50,12 +37,7 @@ type Manager struct {
 // component; register it before srv.Restore so that stored shovels are
 // known, and Start it once the broker serves.
 func New(srv *server.Server, o Options) *Manager {
-	if o.Logger == nil {
-		o.Logger = zap.NewNop()
-	}
-	if o.Check <= 0 {
-		o.Check = time.Second
-	}
+	o = o.WithDefaults()
 	m := &Manager{srv: srv, log: o.Logger, opts: o, defs: map[key]*Def{}, workers: map[key]*worker{}, stop: make(chan struct{})}
 	srv.RegisterComponent(Component, m)
 	return m
@@ -70,20 +52,7 @@ func (m *Manager) Start() {
 		m.setActive(true)
 		return
 	}
-	m.wg.Add(1)
-	go func() {
-		defer m.wg.Done()
-		t := time.NewTicker(m.opts.Check)
-		defer t.Stop()
-		for {
-			m.setActive(m.opts.Runs())
-			select {
-			case <-m.stop:
-				return
-			case <-t.C:
-			}
-		}
-	}()
+	m.wg.Go(func() { m.opts.Watch(m.stop, nil, m.setActive) })
 }
 
 // Close stops every shovel and waits for them: their unacknowledged
@@ -209,20 +178,8 @@ func (m *Manager) finished(w *worker) {
 // Status lists the shovels this node runs in vhost ("" for all), by vhost
 // and name, as /api/shovels shows them.
 func (m *Manager) Status(vhost string) []Status {
-	m.mu.Lock()
-	ws := make([]*worker, 0, len(m.workers))
-	for k, w := range m.workers {
-		if vhost == "" || k.vhost == vhost {
-			ws = append(ws, w)
-		}
-	}
-	m.mu.Unlock()
-	out := make([]Status, 0, len(ws))
-	for _, w := range ws {
-		out = append(out, w.status())
-	}
-	slices.SortFunc(out, func(a, b Status) int {
-		return cmp.Or(strings.Compare(a.Vhost, b.Vhost), strings.Compare(a.Name, b.Name))
-	})
-	return out
+	return Collect(&m.mu, m.workers, func(k key) bool { return vhost == "" || k.vhost == vhost }, (*worker).status,
+		func(a, b Status) int {
+			return cmp.Or(strings.Compare(a.Vhost, b.Vhost), strings.Compare(a.Name, b.Name))
+		})
 }

@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"net"
 	"sync"
 	"time"
 
@@ -43,7 +42,7 @@ type worker struct {
 	m        *Manager
 	key      key
 	def      *Def
-	src, dst []*endpoint
+	src, dst []*Endpoint
 	log      *zap.Logger
 
 	ctx    context.Context
@@ -64,11 +63,11 @@ func newWorker(m *Manager, k key, d *Def) *worker {
 	w := &worker{m: m, key: k, def: d, done: make(chan struct{}),
 		log: m.log.With(zap.String("shovel", k.name), zap.String("vhost", k.vhost))}
 	for _, u := range d.SrcURIs {
-		e, _ := parseURI(u) // Parse checked every URI
+		e, _ := ParseURI(u) // Parse checked every URI
 		w.src = append(w.src, e)
 	}
 	for _, u := range d.DestURIs {
-		e, _ := parseURI(u)
+		e, _ := ParseURI(u)
 		w.dst = append(w.dst, e)
 	}
 	w.ctx, w.cancel = context.WithCancel(context.Background())
@@ -89,13 +88,13 @@ func (w *worker) setState(state, reason string) {
 		Name: w.key.name, Vhost: w.key.vhost, Type: "dynamic", State: state, Reason: reason}
 }
 
-func (w *worker) setRunning(src, dst *endpoint) {
+func (w *worker) setRunning(src, dst *Endpoint) {
 	d := w.def
 	w.mu.Lock()
 	defer w.mu.Unlock()
 	st := Status{Node: w.m.srv.NodeName(), Timestamp: time.Now().Format(timestampLayout),
 		Name: w.key.name, Vhost: w.key.vhost, Type: "dynamic", State: "running",
-		SrcURI: src.redacted(), SrcProtocol: "amqp091", DestProtocol: "amqp091", DestURI: dst.redacted(),
+		SrcURI: src.Redacted(), SrcProtocol: "amqp091", DestProtocol: "amqp091", DestURI: dst.Redacted(),
 		DestQueue: d.DestQueue, DestExchange: d.DestExchange, DestExchangeKey: d.DestExchangeKey}
 	if d.SrcQueue != "" {
 		st.SrcQueue = &d.SrcQueue
@@ -109,90 +108,52 @@ func (w *worker) setRunning(src, dst *endpoint) {
 // replaces) has ended.
 func (w *worker) run(prev <-chan struct{}) {
 	defer close(w.done)
-	if prev != nil {
-		select {
-		case <-prev:
-		case <-w.ctx.Done():
-			return
-		}
-	}
 	base := w.def.ReconnectDelay
-	delay := base
-	for {
+	var delay time.Duration // the last wait; 0 before the first
+	Run(w.ctx, prev, func() (bool, time.Duration) {
 		w.setState("starting", "")
 		began := time.Now()
 		movedBefore := w.moved
 		finished, err := w.session()
 		if w.ctx.Err() != nil {
-			return
+			return false, 0
 		}
 		if finished {
 			w.log.Info("shovel moved what src-delete-after asked; deleting it", zap.Int64("moved", w.moved))
 			w.setState("terminated", "src-delete-after reached")
 			w.m.finished(w)
-			return
+			return false, 0
 		}
 		w.log.Warn("shovel stopped", zap.Error(err))
 		w.setState("terminated", err.Error())
 		if base == 0 {
-			return // reconnect-delay 0: no restart, as RabbitMQ
+			return false, 0 // reconnect-delay 0: no restart, as RabbitMQ
 		}
-		// Back off while sessions fail at once; a session that moved
-		// messages or lasted resets the delay to reconnect-delay.
-		if w.moved > movedBefore || time.Since(began) > 4*base {
+		// Back off while sessions fail at once, doubling the wait up to
+		// 8 reconnect-delays (a minute at most, unless reconnect-delay is
+		// longer); a session that moved messages or lasted starts over at
+		// reconnect-delay.
+		if delay == 0 || w.moved > movedBefore || time.Since(began) > 4*base {
 			delay = base
+		} else {
+			delay = min(2*delay, max(base, min(8*base, time.Minute)))
 		}
-		select {
-		case <-w.ctx.Done():
-			return
-		case <-time.After(delay):
-		}
-		delay = min(2*delay, max(base, min(8*base, time.Minute)))
-	}
+		return true, delay
+	})
 }
 
 // connect tries the URIs in turn, from *next on, and leaves *next on the
 // one that connected.
-func (w *worker) connect(eps []*endpoint, next *int) (*amqp.Connection, *endpoint, error) {
-	var errs []error
-	for i := range eps {
-		j := (*next + i) % len(eps)
-		c, err := w.dial(eps[j])
-		if err == nil {
-			*next = j
-			return c, eps[j], nil
-		}
-		errs = append(errs, fmt.Errorf("%s: %w", eps[j].redacted(), err))
-		if w.ctx.Err() != nil {
-			break
-		}
+func (w *worker) connect(eps []*Endpoint, next *int) (*amqp.Connection, *Endpoint, error) {
+	// A URI without a vhost opens "/" (uri.go).
+	props := amqp.Table{"connection_name": "Shovel " + w.key.name, "product": "Warren shovel"}
+	c, j, err := DialFirst(w.ctx, w.m.srv, eps, *next, "/", props)
+	if err != nil {
+		*next = (*next + 1) % len(eps)
+		return nil, nil, fmt.Errorf("%w: %w", errNoURI, err)
 	}
-	*next = (*next + 1) % len(eps)
-	return nil, nil, fmt.Errorf("%w: %w", errNoURI, errors.Join(errs...))
-}
-
-func (w *worker) dial(e *endpoint) (*amqp.Connection, error) {
-	cfg := amqp.Config{
-		Properties: amqp.Table{"connection_name": "Shovel " + w.key.name, "product": "Warren shovel"},
-		Locale:     "en_US",
-	}
-	if e.local {
-		cfg.SASL = []amqp.Authentication{&amqp.PlainAuth{Username: e.user()}}
-		cfg.Dial = func(string, string) (net.Conn, error) { return w.m.srv.DialLocal() }
-	} else {
-		cfg.Dial = func(network, addr string) (net.Conn, error) {
-			d := net.Dialer{Timeout: 30 * time.Second}
-			return d.DialContext(w.ctx, network, addr)
-		}
-		if e.url.Scheme == "amqps" {
-			tc, err := e.tlsConfig()
-			if err != nil {
-				return nil, err
-			}
-			cfg.TLSClientConfig = tc
-		}
-	}
-	return amqp.DialConfig(e.dialURL(), cfg)
+	*next = j
+	return c, eps[j], nil
 }
 
 // ensureQueue declares a queue passively and, when it does not exist,
@@ -311,7 +272,7 @@ func (w *worker) session() (finished bool, err error) {
 		return false, fmt.Errorf("source: consuming from %q: %w", queue, err)
 	}
 	w.setRunning(srcEP, dstEP)
-	w.log.Info("shovel running", zap.String("src", srcEP.redacted()), zap.String("dest", dstEP.redacted()))
+	w.log.Info("shovel running", zap.String("src", srcEP.Redacted()), zap.String("dest", dstEP.Redacted()))
 
 	f := forwarder{w: w, src: srcEP, dst: dstEP}
 	var (
@@ -424,7 +385,7 @@ func (w *worker) session() (finished bool, err error) {
 // destination.
 type forwarder struct {
 	w        *worker
-	src, dst *endpoint
+	src, dst *Endpoint
 }
 
 func (f *forwarder) publish(ch *amqp.Channel, dl *amqp.Delivery) error {
@@ -478,8 +439,8 @@ func (f *forwarder) forwardHeaders(h amqp.Table) amqp.Table {
 		"shovel-type":  "dynamic",
 		"shovel-name":  k.name,
 		"shovel-vhost": k.vhost,
-		"src-uri":      f.src.redacted(),
-		"dest-uri":     f.dst.redacted(),
+		"src-uri":      f.src.Redacted(),
+		"dest-uri":     f.dst.Redacted(),
 	}
 	if d.SrcQueue != "" {
 		hop["src-queue"] = d.SrcQueue

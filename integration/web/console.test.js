@@ -1,41 +1,19 @@
 // The Warren console end to end in headless Chromium (Debian's chromium,
-// driven by playwright-core). integration/console_test.go starts a broker
-// with some queues and sets CONSOLE_URL (and CHROMIUM, the browser path).
+// driven by playwright-core; harness.js opens it). integration
+// console_test.go (TestWebConsole) starts a broker with some queues and sets
+// CONSOLE_URL (and CHROMIUM, the browser path).
 'use strict';
-const { test, before, after } = require('node:test');
+const { test } = require('node:test');
 const assert = require('node:assert/strict');
 const fs = require('node:fs');
 const os = require('node:os');
 const path = require('node:path');
-const { chromium } = require('playwright-core');
+const { URL, useBrowser, login: submitLogin } = require('./harness');
 
-const URL = process.env.CONSOLE_URL;
-if (!URL) throw new Error('CONSOLE_URL is not set');
+let page;
+const pageErrors = useBrowser((p) => { page = p; }, { acceptDownloads: true });
 
-let browser, page;
-const pageErrors = [];
-
-before(async () => {
-  browser = await chromium.launch({
-    executablePath: process.env.CHROMIUM || '/usr/bin/chromium',
-    headless: true,
-    args: ['--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run', '--disable-background-networking',
-      '--disable-component-update', '--disable-sync'],
-  });
-  const ctx = await browser.newContext({ acceptDownloads: true });
-  page = await ctx.newPage();
-  page.on('pageerror', (e) => pageErrors.push(String(e)));
-  page.on('dialog', (d) => d.accept());
-  page.setDefaultTimeout(10000);
-});
-
-after(async () => { await browser.close(); });
-
-async function login(user, pass) {
-  await page.fill('#login-form input[name=username]', user);
-  await page.fill('#login-form input[name=password]', pass);
-  await page.click('#login-form button[type=submit]');
-}
+const login = (user, pass) => submitLogin(page, user, pass);
 
 // bannerSays waits until the banner shows a text matching re (an earlier
 // banner may still be up) and returns it.

@@ -3,34 +3,16 @@
 // federating exchange "orders" from the other (upstream "origin"), and sets
 // CONSOLE_URL to the downstream's console.
 'use strict';
-const { test, before, after } = require('node:test');
+const { test } = require('node:test');
 const assert = require('node:assert/strict');
-const { chromium } = require('playwright-core');
+const { URL, useBrowser, login } = require('./harness');
 
-const URL = process.env.CONSOLE_URL;
-if (!URL) throw new Error('CONSOLE_URL is not set');
-
-let browser, page;
-const pageErrors = [];
-
-before(async () => {
-  browser = await chromium.launch({
-    executablePath: process.env.CHROMIUM || '/usr/bin/chromium',
-    headless: true,
-    args: ['--no-sandbox', '--disable-gpu', '--no-first-run', '--disable-background-networking'],
-  });
-  page = await (await browser.newContext()).newPage();
-  page.on('pageerror', (e) => pageErrors.push(String(e)));
-  page.setDefaultTimeout(10000);
-});
-
-after(async () => { await browser.close(); });
+let page;
+const pageErrors = useBrowser((p) => { page = p; });
 
 test('the Federation page lists the links with their state', async () => {
   await page.goto(URL);
-  await page.fill('#login-form input[name=username]', 'guest');
-  await page.fill('#login-form input[name=password]', 'guest');
-  await page.click('#login-form button[type=submit]');
+  await login(page, 'guest', 'guest');
   await page.click('#nav a[href="#/federation"]');
   await page.waitForSelector('#fed-links td[data-state="running"]');
   const cells = await page.$$eval('#fed-links tbody tr td', (tds) => tds.map((td) => td.textContent.trim()));

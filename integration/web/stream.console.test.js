@@ -4,29 +4,12 @@
 // "reader" 5 in (lag 95) and a named consumer "audit" stored at 40, and sets
 // CONSOLE_URL.
 'use strict';
-const { test, before, after } = require('node:test');
+const { test } = require('node:test');
 const assert = require('node:assert/strict');
-const { chromium } = require('playwright-core');
+const { URL, useBrowser, login } = require('./harness');
 
-const URL = process.env.CONSOLE_URL;
-if (!URL) throw new Error('CONSOLE_URL is not set');
-
-let browser, page;
-const pageErrors = [];
-
-before(async () => {
-  browser = await chromium.launch({
-    executablePath: process.env.CHROMIUM || '/usr/bin/chromium',
-    headless: true,
-    args: ['--no-sandbox', '--disable-gpu', '--no-first-run', '--disable-background-networking'],
-  });
-  page = await (await browser.newContext()).newPage();
-  page.on('pageerror', (e) => pageErrors.push(String(e)));
-  page.on('dialog', (d) => d.accept());
-  page.setDefaultTimeout(10000);
-});
-
-after(async () => { await browser.close(); });
+let page;
+const pageErrors = useBrowser((p) => { page = p; });
 
 // rows returns the text of each cell of each body row of table sel.
 const rows = (sel) => page.$$eval(`${sel} tbody tr`, (trs) => trs.map((tr) => [...tr.children].map((td) => td.textContent.trim())));
@@ -38,9 +21,7 @@ const offsetsShown = () => page.$$eval('#sbrowse tbody tr', (trs) => trs.map((tr
 
 test('the stream page shows the log, its consumers and named offsets', async () => {
   await page.goto(URL);
-  await page.fill('#login-form input[name=username]', 'guest');
-  await page.fill('#login-form input[name=password]', 'guest');
-  await page.click('#login-form button[type=submit]');
+  await login(page, 'guest', 'guest');
   await page.waitForSelector('#st-queues b');
   await page.click('nav a[href="#/queues"]');
   await page.click('#list tbody a:text("events")');
