@@ -2,12 +2,9 @@ package integration
 
 import (
 	"context"
-	"encoding/json"
 	"fmt"
 	"slices"
-	"strings"
 	"sync"
-	"sync/atomic"
 	"syscall"
 	"testing"
 	"time"
@@ -516,95 +513,5 @@ func TestClusterStreamFlowControl(t *testing.T) {
 	ch1 := nodes[0].channel()
 	_, err := ch1.QueueDeclare("flows", true, false, false, false, clusterStreamArgs)
 	require.NoError(t, err)
-	waitFor(t, "the stream led by node 1 with three members online", func() bool {
-		qi, ok := nodes[0].quorumInfo("flows")
-		return ok && qi.Leader == nodes[0].name && len(qi.Online) == 3
-	})
-	const n = 60000
-	pad := make([]byte, 1000)
-	var published atomic.Int64
-	paused := make(chan struct{})
-	pubErr := make(chan error, 1)
-	go func() {
-		for i := range n {
-			if i == 1000 {
-				<-paused
-			}
-			err := ch1.PublishWithContext(context.Background(), "", "flows", false, false,
-				amqp.Publishing{Body: append(fmt.Appendf(nil, "m-%d ", i), pad...)})
-			if err != nil {
-				pubErr <- err
-				return
-			}
-			published.Add(1)
-		}
-		pubErr <- nil
-	}()
-	for published.Load() < 1000 {
-		time.Sleep(5 * time.Millisecond)
-	}
-	nodes[1].signal(syscall.SIGSTOP)
-	nodes[2].signal(syscall.SIGSTOP)
-	resumed := false
-	resume := func() {
-		if !resumed {
-			resumed = true
-			nodes[1].signal(syscall.SIGCONT)
-			nodes[2].signal(syscall.SIGCONT)
-		}
-	}
-	defer resume()
-	close(paused)
-	waitFor(t, "node 1 shows the publishing connection in flow", func() bool {
-		code, raw := nodes[0].api("GET", "/api/connections", "")
-		if code != 200 {
-			return false
-		}
-		var conns []struct {
-			State string `json:"state"`
-		}
-		require.NoError(t, json.Unmarshal(raw, &conns))
-		return slices.ContainsFunc(conns, func(c struct {
-			State string `json:"state"`
-		}) bool {
-			return c.State == "flow"
-		})
-	})
-	held := published.Load()
-	require.Less(t, held, int64(n), "the publisher was not held back")
-	t.Logf("publisher held after %d of %d messages", held, n)
-	resume()
-	select {
-	case err := <-pubErr:
-		require.NoError(t, err)
-	case <-time.After(60 * time.Second):
-		t.Fatalf("publisher stuck after %d of %d messages", published.Load(), n)
-	}
-
-	// Everything is in the stream, each message first seen in publish order
-	// (publishes caught in a change of leader may be there twice).
-	ch3 := nodes[2].channel()
-	require.NoError(t, ch3.Qos(1000, 0, false))
-	msgs, err := ch3.Consume("flows", "", false, false, false, false, amqp.Table{"x-stream-offset": "first"})
-	require.NoError(t, err)
-	seen := make(map[string]bool, n)
-	next, dups := 0, 0
-	deadline := time.After(90 * time.Second)
-	for next < n {
-		select {
-		case d := <-msgs:
-			b, _, _ := strings.Cut(string(d.Body), " ")
-			if seen[b] {
-				dups++
-			} else {
-				require.Equal(t, fmt.Sprintf("m-%d", next), b, "out of order")
-				seen[b] = true
-				next++
-			}
-			require.NoError(t, d.Ack(false))
-		case <-deadline:
-			t.Fatalf("read %d of %d", next, n)
-		}
-	}
-	t.Logf("all %d read, %d twice", n, dups)
+	checkFlowControl(t, nodes, ch1, "flows", amqp.Table{"x-stream-offset": "first"})
 }
