@@ -26,8 +26,22 @@ func TestClusterQuorumFlowControl(t *testing.T) {
 	ch1 := nodes[0].channel()
 	_, err := ch1.QueueDeclare("flowq", true, false, false, false, amqp.Table{"x-queue-type": "quorum"})
 	require.NoError(t, err)
-	waitFor(t, "the queue led by node 1 with three members online", func() bool {
-		qi, ok := nodes[0].quorumInfo("flowq")
+	checkFlowControl(t, nodes, ch1, "flowq", nil)
+}
+
+// checkFlowControl runs a flow control test on queue, a quorum queue or a
+// stream that node 1 of nodes declared on ch1: once node 1 leads it with
+// its three members online, a publisher without confirms on ch1 sends 1 KB
+// messages, and nodes 2 and 3 are paused after the first thousand (the
+// group cannot commit). Node 1 must show the publishing connection in flow
+// before the publisher is done; once they resume, the publisher finishes
+// and a consumer on node 3 (with consumeArgs) gets every message, each
+// first seen in publish order (publishes caught in the pause's change of
+// leader may come again: at least once).
+func checkFlowControl(t *testing.T, nodes []*clusterNode, ch1 *amqp.Channel, queue string, consumeArgs amqp.Table) {
+	t.Helper()
+	waitFor(t, fmt.Sprintf("%s led by node 1 with three members online", queue), func() bool {
+		qi, ok := nodes[0].quorumInfo(queue)
 		return ok && qi.Leader == nodes[0].name && len(qi.Online) == 3
 	})
 
@@ -43,7 +57,7 @@ func TestClusterQuorumFlowControl(t *testing.T) {
 			if i == 1000 {
 				<-paused
 			}
-			err := ch1.PublishWithContext(context.Background(), "", "flowq", false, false,
+			err := ch1.PublishWithContext(context.Background(), "", queue, false, false,
 				amqp.Publishing{Body: append(fmt.Appendf(nil, "m-%d ", i), pad...), DeliveryMode: amqp.Persistent})
 			if err != nil {
 				pubErr <- err
@@ -97,12 +111,9 @@ func TestClusterQuorumFlowControl(t *testing.T) {
 		t.Fatalf("publisher stuck after %d of %d messages", published.Load(), n)
 	}
 
-	// Everything arrives, each message first seen in publish order
-	// (publishes caught in the pause's change of leader may be re-sent:
-	// at least once).
 	ch3 := nodes[2].channel()
 	require.NoError(t, ch3.Qos(1000, 0, false))
-	msgs, err := ch3.Consume("flowq", "", false, false, false, false, nil)
+	msgs, err := ch3.Consume(queue, "", false, false, false, false, consumeArgs)
 	require.NoError(t, err)
 	seen := make(map[string]bool, n)
 	next, dups := 0, 0

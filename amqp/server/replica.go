@@ -1,7 +1,6 @@
 package server
 
 import (
-	"cmp"
 	"context"
 	"encoding/binary"
 	"errors"
@@ -150,16 +149,8 @@ type replica struct {
 	ops  []byte // journal operations waiting to be proposed; guarded by mu
 	kick chan struct{}
 
-	waitMu   sync.Mutex
-	waiting  []waitingPublish // publishes waiting for a leader, in order; guarded by waitMu
-	draining bool             // a goroutine drains waiting; guarded by waitMu
-	pubSeq   uint64           // publishes taken; guarded by waitMu
-	// sent publishes (to sentTo) have no outcome yet; a publish for
-	// another target waits until they have, so that one that comes back
-	// to be sent again is not overtaken. Guarded by waitMu.
-	sent   int
-	sentTo sendTarget
-	epoch  atomic.Uint64 // this node's leaderships of the group
+	pubs  *pubQueue     // publishes on their way to the leader, in order (pubqueue.go)
+	epoch atomic.Uint64 // this node's leaderships of the group
 
 	flow flowGate // publishes taken and not yet answered (flow control)
 }
@@ -176,6 +167,7 @@ func newReplica(s *Server, v *Vhost, id uint64, members []string) *replica {
 	r.members.Store(&members)
 	r.log = s.log.With(zap.Uint64("group", id))
 	r.sm.r, r.sm.st = r, s.store
+	r.pubs = newPubQueue(r.try, r.target, &r.stopped)
 	return r
 }
 
@@ -275,6 +267,7 @@ func (r *replica) run(ref *groupRef) {
 			if lead == r.s.cfg.NodeName {
 				go r.claim(g)
 			}
+			r.pubs.leaderChanged()
 		}
 		select {
 		case <-ch:
@@ -333,6 +326,7 @@ func (r *replica) becomeLeader() {
 	r.epoch.Add(1)
 	r.leading.Store(true)
 	r.q.setHome(r.s.cfg.NodeName)
+	r.pubs.leaderChanged() // publishes waiting for a leader go to this node now
 	r.log.Info("leading quorum queue", zap.String("queue", r.q.Name), zap.String("vhost", r.v.Name), zap.Int("messages", len(es)+disk.N), zap.Int("in_memory", len(es)))
 	go r.s.reattach(r.q)
 	if len(r.memberList()) < r.clusterSize() {
@@ -374,43 +368,7 @@ func (r *replica) publish(msg *queue.Message, ttl int64, done func(bool)) {
 		r.flow.settle(size)
 		answer(ok)
 	}
-	p := waitingPublish{msg: msg, ttl: ttl, done: done, until: time.Now().Add(publishWait)}
-	r.waitMu.Lock()
-	r.pubSeq++
-	p.seq = r.pubSeq
-	if len(r.waiting) > 0 || r.sent > 0 && r.sentTo != r.target() {
-		// Behind publishes waiting for a leader, or sent elsewhere with
-		// their outcome unknown (they may come back to be sent again):
-		// it goes after them.
-		r.waiting = append(r.waiting, p)
-		start := !r.draining
-		r.draining = true
-		r.waitMu.Unlock()
-		if start {
-			go r.drain()
-		}
-		return
-	}
-	r.waitMu.Unlock()
-	if !r.try(p) {
-		r.wait(p)
-	}
-}
-
-// waitingPublish is a publish waiting for the group's leader.
-type waitingPublish struct {
-	msg   *queue.Message
-	ttl   int64
-	done  func(bool)
-	until time.Time // nacked after this
-	seq   uint64    // publish order on this node
-}
-
-// sendTarget is where a publish goes: this node while it leads (epoch
-// counts its leaderships), or the leader's node.
-type sendTarget struct {
-	node  string
-	epoch uint64
+	r.pubs.publish(waitingPublish{msg: msg, ttl: ttl, done: done, until: time.Now().Add(publishWait)})
 }
 
 // target is where a publish would go now.
@@ -421,38 +379,23 @@ func (r *replica) target() sendTarget {
 	return sendTarget{node: r.q.Home()}
 }
 
-// track counts a publish sent to t whose outcome is not known yet; untrack
-// counts its outcome known.
-func (r *replica) track(t sendTarget) {
-	r.waitMu.Lock()
-	r.sent++
-	r.sentTo = t
-	r.waitMu.Unlock()
-}
-
-func (r *replica) untrack() {
-	r.waitMu.Lock()
-	r.sent--
-	r.waitMu.Unlock()
-}
-
 // try proposes p here if this node serves the queue, or sends it to the
 // node that does; false when there is none to take it now.
 func (r *replica) try(p waitingPublish) bool {
 	if g := r.g.Load(); g != nil && r.leading.Load() {
-		r.track(sendTarget{r.s.cfg.NodeName, r.epoch.Load()})
+		r.pubs.track(sendTarget{r.s.cfg.NodeName, r.epoch.Load()})
 		err := g.ProposeAsync(appendEnqueue(p.msg, p.ttl), func(v any, err error) {
 			if err != nil {
-				r.wait(p) // leadership lost: the next leader takes it
-				r.untrack()
+				r.pubs.wait(p) // leadership lost: the next leader takes it
+				r.pubs.untrack()
 				return
 			}
-			r.untrack()
+			r.pubs.untrack()
 			res, _ := v.(queue.PublishResult)
 			p.done(res != queue.Rejected && res != queue.Gone)
 		})
 		if err != nil {
-			r.untrack()
+			r.pubs.untrack()
 		}
 		return err == nil
 	}
@@ -462,67 +405,16 @@ func (r *replica) try(p waitingPublish) bool {
 	}
 	// A node that stops leading forwards what it gets to the next leader
 	// itself; the copy is sent again from here only if that node is lost.
-	r.track(sendTarget{node: home})
+	r.pubs.track(sendTarget{node: home})
 	w := forwardWait{
-		done:   func(ok bool) { r.untrack(); p.done(ok) },
-		resend: func() { r.wait(p); r.untrack() },
+		done:   func(ok bool) { r.pubs.untrack(); p.done(ok) },
+		resend: func() { r.pubs.wait(p); r.pubs.untrack() },
 	}
 	if !r.s.forwardTo(home, r.v, r.q, p.msg, p.ttl, w) {
-		r.untrack()
+		r.pubs.untrack()
 		return false
 	}
 	return true
-}
-
-// wait queues p, in publish order, until a leader takes it; one goroutine
-// drains the queue in order.
-func (r *replica) wait(p waitingPublish) {
-	r.waitMu.Lock()
-	i, _ := slices.BinarySearchFunc(r.waiting, p.seq, func(w waitingPublish, seq uint64) int { return cmp.Compare(w.seq, seq) })
-	r.waiting = slices.Insert(r.waiting, i, p)
-	start := !r.draining
-	r.draining = true
-	r.waitMu.Unlock()
-	if start {
-		go r.drain()
-	}
-}
-
-// drain sends the waiting publishes in order, each once the publishes sent
-// before it elsewhere have their outcome (a publish that comes back goes
-// before it).
-func (r *replica) drain() {
-	for {
-		r.waitMu.Lock()
-		if len(r.waiting) == 0 || r.stopped.Load() {
-			left := r.waiting
-			r.waiting, r.draining = nil, false
-			r.waitMu.Unlock()
-			for _, p := range left {
-				p.done(false)
-			}
-			return
-		}
-		p := r.waiting[0]
-		hold := r.sent > 0 && r.sentTo != r.target()
-		r.waitMu.Unlock()
-		if hold && time.Now().Before(p.until) {
-			time.Sleep(2 * time.Millisecond)
-			continue
-		}
-		if !r.try(p) {
-			if time.Now().Before(p.until) {
-				time.Sleep(20 * time.Millisecond)
-				continue
-			}
-			p.done(false) // no leader in time: nacked
-		}
-		r.waitMu.Lock()
-		if i := slices.IndexFunc(r.waiting, func(w waitingPublish) bool { return w.seq == p.seq }); i >= 0 {
-			r.waiting = slices.Delete(r.waiting, i, i+1)
-		}
-		r.waitMu.Unlock()
-	}
 }
 
 // publishWait bounds how long a publish to a replicated queue waits for

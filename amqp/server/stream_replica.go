@@ -66,28 +66,18 @@ type streamReplica struct {
 	g       atomic.Pointer[groupRef] // this node's member; nil on other nodes
 	stopped atomic.Bool
 
-	flow flowGate // publishes taken and not yet answered (flow control)
-
-	mu       sync.Mutex
-	waiting  []streamPublish // publishes waiting for a leader, in order; guarded by mu
-	draining bool            // a goroutine drains waiting; guarded by mu
-	kick     chan struct{}   // the leader changed: retry the waiting
-}
-
-// streamPublish is a publish waiting for the group's leader.
-type streamPublish struct {
-	msg   *queue.Message
-	done  func(bool)
-	until time.Time // nacked after this
+	flow flowGate  // publishes taken and not yet answered (flow control)
+	pubs *pubQueue // publishes on their way to the leader, in order (pubqueue.go)
 }
 
 // replicateStream makes the stream q (its log opened by newStreamQueue) a
 // replicated one of group id with the given members, and sets its home:
 // this node on a member, else the first member. Lock must be held.
 func (v *Vhost) replicateStream(q *Queue, id uint64, members []string) {
-	r := &streamReplica{s: v.srv, v: v, q: q, id: id, members: slices.Clone(members), kick: make(chan struct{}, 1)}
+	r := &streamReplica{s: v.srv, v: v, q: q, id: id, members: slices.Clone(members)}
 	r.log = v.srv.log.With(zap.Uint64("group", id))
 	r.sm.r = r
+	r.pubs = newPubQueue(r.try, r.target, &r.stopped)
 	q.srepl = r
 	q.SetStreamReplicated() // a member behind its group: consumers wait for their offset
 	if r.member() || len(members) == 0 {
@@ -155,10 +145,7 @@ func (r *streamReplica) run(ref *groupRef) {
 			if lead != "" {
 				r.log.Debug("stream leader", zap.String("queue", r.q.Name), zap.String("leader", lead))
 			}
-			select {
-			case r.kick <- struct{}{}:
-			default:
-			}
+			r.pubs.leaderChanged()
 		}
 		select {
 		case <-ch:
@@ -301,7 +288,8 @@ func (q *Queue) publishReplicated(msg *queue.Message, ttl int64, done func(bool)
 // publish appends msg through the group: proposed here when this node
 // leads, otherwise sent to the node that does (or, from a node that is not
 // a member, to the stream's home, which sends it on). Publishes keep their
-// order: while some wait for a leader, the ones after them wait behind.
+// order (pubQueue): behind those waiting for a leader, and across a change
+// of leader.
 func (r *streamReplica) publish(msg *queue.Message, done func(bool)) {
 	if done == nil {
 		done = func(bool) {}
@@ -319,101 +307,71 @@ func (r *streamReplica) publish(msg *queue.Message, done func(bool)) {
 		r.flow.settle(size)
 		answer(ok)
 	}
-	p := streamPublish{msg: msg, done: done, until: time.Now().Add(publishWait)}
-	r.mu.Lock()
-	if len(r.waiting) > 0 {
-		r.waiting = append(r.waiting, p)
-		r.mu.Unlock()
-		return
+	r.pubs.publish(waitingPublish{msg: msg, ttl: -1, done: done, until: time.Now().Add(publishWait)})
+}
+
+// target is where a publish would go now: this node while it leads (the
+// term tells its leaderships apart), the leader, or from a node that is
+// not a member the home or another member that is up ("" when there is
+// none).
+func (r *streamReplica) target() sendTarget {
+	self := r.s.cfg.NodeName
+	if g := r.g.Load(); g != nil {
+		if lead := g.Leader(); lead != self {
+			return sendTarget{node: lead}
+		}
+		// Read before the proposal: a leadership since then has a later
+		// term, which only holds later publishes until these are answered.
+		return sendTarget{self, g.Term()}
 	}
-	r.mu.Unlock()
-	if !r.try(p) {
-		r.wait(p)
+	for _, m := range append([]string{r.q.Home()}, r.members...) {
+		if m != self && r.s.reachable(m) {
+			return sendTarget{node: m}
+		}
 	}
+	return sendTarget{}
 }
 
 // try proposes p here if this node leads, or sends it to the node that
 // should take it; false when there is none now.
-func (r *streamReplica) try(p streamPublish) bool {
+func (r *streamReplica) try(p waitingPublish) bool {
 	self := r.s.cfg.NodeName
-	g := r.g.Load()
-	if g != nil && g.Leader() == self {
+	t := r.target()
+	if g := r.g.Load(); g != nil && t.node == self {
+		r.pubs.track(t)
 		err := g.ProposeAsync(appendStreamEntry(p.msg), func(_ any, err error) {
 			switch {
 			case err == nil:
+				r.pubs.untrack()
 				p.done(true)
 			case errors.Is(err, multiraft.ErrNotLeader) || errors.Is(err, multiraft.ErrLeadershipLost):
 				// Its outcome is unknown: the next leader takes it again
 				// (a duplicate if it did commit, never a loss).
-				r.wait(p)
+				r.pubs.wait(p)
+				r.pubs.untrack()
 			default:
+				r.pubs.untrack()
 				p.done(false)
 			}
 		})
+		if err != nil {
+			r.pubs.untrack()
+		}
 		return err == nil
 	}
-	to := ""
-	if g != nil {
-		to = g.Leader()
-	} else {
-		// Not a member: the home, or another member that is up.
-		for _, m := range append([]string{r.q.Home()}, r.members...) {
-			if m != self && r.s.reachable(m) {
-				to = m
-				break
-			}
-		}
-	}
-	if to == "" || to == self || !r.s.reachable(to) {
+	if t.node == "" || t.node == self || !r.s.reachable(t.node) {
 		return false
 	}
-	w := forwardWait{done: p.done, resend: func() { r.wait(p) }}
-	return r.s.forwardTo(to, r.v, r.q, p.msg, -1, w)
-}
-
-// wait queues p until a leader takes it; one goroutine drains the queue in
-// order.
-func (r *streamReplica) wait(p streamPublish) {
-	r.mu.Lock()
-	r.waiting = append(r.waiting, p)
-	start := !r.draining
-	r.draining = true
-	r.mu.Unlock()
-	if start {
-		go r.drain()
+	r.pubs.track(t)
+	w := forwardWait{
+		done:   func(ok bool) { r.pubs.untrack(); p.done(ok) },
+		resend: func() { r.pubs.wait(p); r.pubs.untrack() },
 	}
-}
-
-func (r *streamReplica) drain() {
-	for {
-		r.mu.Lock()
-		if len(r.waiting) == 0 || r.stopped.Load() {
-			left := r.waiting
-			r.waiting, r.draining = nil, false
-			r.mu.Unlock()
-			for _, p := range left {
-				p.done(false)
-			}
-			return
-		}
-		p := r.waiting[0]
-		r.mu.Unlock()
-		if !r.try(p) {
-			if time.Now().Before(p.until) {
-				t := time.NewTimer(20 * time.Millisecond)
-				select {
-				case <-r.kick:
-				case <-t.C:
-				}
-				t.Stop()
-				continue
-			}
-			p.done(false) // no leader in time: nacked
-		}
-		r.mu.Lock()
-		r.waiting = r.waiting[1:]
-		r.mu.Unlock()
+	if !r.s.forwardTo(t.node, r.v, r.q, p.msg, -1, w) {
+		r.pubs.untrack()
+		return false
 	}
+	return true
 }
 
 // opStreamPublish is a stream's publish entry: ts(8, Unix ms) exchange key

@@ -87,14 +87,49 @@ func TestNewReaderAhead(t *testing.T) {
 	require.False(t, ok)
 	appendAtSync(t, l, 9, 8, 3) // 9..16, several segments on
 	require.Greater(t, l.Info().Segments, 2)
+	require.Equal(t, []uint64{12, 13, 14, 15, 16}, readOffsets(t, rd))
+}
+
+// A reader made by NewReaderAhead past the log's end keeps its offset when
+// the log is reset under it (a member restoring a snapshot whose first
+// record is past its end): it starts at its offset when the reset log
+// reaches it, or at the reset log's first record if that is later, and
+// never returns a record below its offset.
+func TestNewReaderAheadAcrossReset(t *testing.T) {
+	for _, tc := range []struct {
+		name      string
+		ask, base uint64
+		want      []uint64
+	}{
+		{"reset below the offset", 12, 10, []uint64{12, 13, 14, 15, 16}},
+		{"reset past the offset", 12, 14, []uint64{14, 15, 16}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			l := open(t, t.TempDir(), Options{MaxSegmentBytes: 200})
+			appendAtSync(t, l, 0, 8, 4)
+			rd, err := l.NewReaderAhead(tc.ask)
+			require.NoError(t, err)
+			defer rd.Close()
+			require.NoError(t, l.ResetTo(tc.base))
+			_, ok, err := rd.Next()
+			require.NoError(t, err)
+			require.False(t, ok)
+			appendAtSync(t, l, int(tc.base), int(17-tc.base), 2)
+			require.Equal(t, tc.want, readOffsets(t, rd))
+		})
+	}
+}
+
+// readOffsets reads rd up to the log's end and returns the offsets read.
+func readOffsets(t *testing.T, rd *Reader) []uint64 {
+	t.Helper()
 	var got []uint64
 	for {
 		rec, ok, err := rd.Next()
 		require.NoError(t, err)
 		if !ok {
-			break
+			return got
 		}
 		got = append(got, rec.Offset)
 	}
-	require.Equal(t, []uint64{12, 13, 14, 15, 16}, got)
 }
