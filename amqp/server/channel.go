@@ -38,6 +38,10 @@ type consumerInfo struct {
 	// attach counts the times a replicated queue's consumer attached to a
 	// leader (replica.go).
 	attach atomic.Uint64
+	// streamNext is, for a consumer of a stream at home on another node,
+	// the offset after the last one delivered (0 before any): where it
+	// resumes if it attaches to another member (stream_replica.go).
+	streamNext atomic.Uint64
 }
 
 // unackedEntry is one delivery awaiting ack. c is nil for basic.get.

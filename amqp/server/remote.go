@@ -179,7 +179,7 @@ func (ch *channel) remoteConsume(m *amqp.BasicConsume, q *Queue, tag string, pri
 		ci.c.Args = m.Arguments // its x-stream-offset and filter, for the home's reader
 	}
 	ci.remote = s.remotes.add(ci)
-	out, err := ch.call(q, consumeRequest(ci, ch.vhost().Name, 0))
+	out, err := ch.call(q, consumeRequest(ci, ch.vhost().Name, 0, ci.c.Args))
 	if err == nil && (len(out) == 0 || out[0] != 0) {
 		err = decodeReplyErr(out)
 	}
@@ -202,7 +202,7 @@ func (ch *channel) remoteConsume(m *amqp.BasicConsume, q *Queue, tag string, pri
 // consumeRequest is the peerConsume request attaching ci to its queue's
 // home; base (above 0 for an attachment again) is the first delivery tag
 // less one.
-func consumeRequest(ci *consumerInfo, vhost string, base uint64) []byte {
+func consumeRequest(ci *consumerInfo, vhost string, base uint64, args amqp.Table) []byte {
 	var flags byte
 	if ci.c.NoAck {
 		flags |= flagNoAck
@@ -218,11 +218,11 @@ func consumeRequest(ci *consumerInfo, vhost string, base uint64) []byte {
 	b = appendShortstr(b, vhost)
 	b = appendShortstr(b, ci.q.Name)
 	b = appendShortstr(b, ci.c.Tag)
-	if base > 0 || len(ci.c.Args) > 0 {
+	if base > 0 || len(args) > 0 {
 		b = binary.BigEndian.AppendUint64(b, base)
 	}
-	if len(ci.c.Args) > 0 {
-		b = amqp.AppendTable(b, ci.c.Args) // a stream consumer's arguments
+	if len(args) > 0 {
+		b = amqp.AppendTable(b, args) // a stream consumer's arguments
 	}
 	return b
 }
@@ -289,8 +289,12 @@ func (s *Server) remoteDelivery(from string, r *peerReader) {
 		s.sendPeer(from, binary.BigEndian.AppendUint64(b, dtag))
 		return
 	}
-	if _, err := amqp.DecodeContentHeader(header); err != nil {
+	h, err := amqp.DecodeContentHeader(header)
+	if err != nil {
 		return
+	}
+	if off, ok := h.Properties.Headers["x-stream-offset"].(int64); ok && ci.q.IsStream() {
+		ci.streamNext.Store(uint64(off) + 1)
 	}
 	msg := queue.NewMessage(exch, key, header, body)
 	ci.ch.deliver(ci.q.Queue, ci.c, queue.Entry{Msg: msg, Seq: dtag, Redelivered: red[0] == 1}, from)

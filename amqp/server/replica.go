@@ -559,7 +559,7 @@ func (s *Server) reattachOne(ci *consumerInfo) {
 		}
 		home := q.Home()
 		if home != "" {
-			out, err := s.callPeer(home, consumeRequest(ci, q.repl.v.Name, ci.attach.Add(1)<<40))
+			out, err := s.callPeer(home, consumeRequest(ci, q.repl.v.Name, ci.attach.Add(1)<<40, ci.c.Args))
 			if err == nil && len(out) > 0 && out[0] == 0 {
 				a := []byte{peerActivate}
 				s.sendPeer(home, binary.BigEndian.AppendUint64(a, ci.remote))

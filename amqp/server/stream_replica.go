@@ -4,6 +4,7 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"maps"
 	"slices"
 	"sync"
 	"sync/atomic"
@@ -198,8 +199,8 @@ func (s *Server) streamLeaderLost(node string) {
 // are cancelled) that node's connection dropped: on this node, if it is
 // not a member of a stream whose home was node, the stream's home moves to
 // another member that is up, and this node's consumers of it attach there
-// again, from where each started (they may get messages again, never miss
-// one). Publishes go to any member already.
+// again, each from the offset after the last one it delivered.
+// Publishes go to any member already.
 func (s *Server) streamHomeLost(node string) {
 	for _, q := range s.replicatedStreams() {
 		r := q.srepl
@@ -220,16 +221,26 @@ func (s *Server) streamHomeLost(node string) {
 
 // reattachStream attaches ci (a consumer here of r's stream) to the
 // stream's home again, its delivery tags above every tag it had (so that
-// settling an old delivery cannot touch a new one). Retried while the home
-// does not take it, up to publishWait; then the client is told.
+// settling an old delivery cannot touch a new one), reading on from the
+// offset after the last one it delivered (from its own x-stream-offset if
+// none came yet). Retried while the home does not take it, up to
+// publishWait; then the client is told.
 func (s *Server) reattachStream(r *streamReplica, ci *consumerInfo) {
+	args := ci.c.Args
+	if next := ci.streamNext.Load(); next > 0 {
+		args = maps.Clone(args)
+		if args == nil {
+			args = amqp.Table{}
+		}
+		args["x-stream-offset"] = int64(next)
+	}
 	deadline := time.Now().Add(publishWait)
 	for time.Now().Before(deadline) {
 		if s.remotes.get(ci.remote) != ci || r.stopped.Load() {
 			return // cancelled meanwhile
 		}
 		if home := r.q.Home(); home != "" {
-			out, err := s.callPeer(home, consumeRequest(ci, r.v.Name, ci.attach.Add(1)<<40))
+			out, err := s.callPeer(home, consumeRequest(ci, r.v.Name, ci.attach.Add(1)<<40, args))
 			if err == nil && len(out) > 0 && out[0] == 0 {
 				s.sendPeer(home, binary.BigEndian.AppendUint64([]byte{peerActivate}, ci.remote))
 				return
