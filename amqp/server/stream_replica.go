@@ -355,9 +355,11 @@ func (r *streamReplica) try(p waitingPublish) bool {
 			case err == nil:
 				r.pubs.untrack()
 				p.done(true)
-			case errors.Is(err, multiraft.ErrNotLeader) || errors.Is(err, multiraft.ErrLeadershipLost):
-				// Its outcome is unknown: the next leader takes it again
-				// (a duplicate if it did commit, never a loss).
+			case errors.Is(err, multiraft.ErrNotLeader) || errors.Is(err, multiraft.ErrLeadershipLost) ||
+				errors.Is(err, multiraft.ErrProposalDropped):
+				// Not proposed, or its outcome is unknown: proposed again,
+				// here or by the next leader (a duplicate if it did
+				// commit, never a loss).
 				r.pubs.wait(p)
 				r.pubs.untrack()
 			default:

@@ -101,9 +101,13 @@ var (
 	// flight; it may or may not commit. It comes wrapped with a
 	// *NotLeaderError naming the new leader if known.
 	ErrLeadershipLost = errors.New("multiraft: leadership lost, outcome unknown")
-	ErrGroupExists    = errors.New("multiraft: group already started")
-	ErrGroupStopped   = errors.New("multiraft: group stopped")
-	ErrClosed         = errors.New("multiraft: host closed")
+	// ErrProposalDropped: the leader's raft refused a queued proposal (a
+	// leadership transfer under way, or MaxUncommittedEntriesSize reached);
+	// it is not in the log and may be proposed again.
+	ErrProposalDropped = errors.New("multiraft: proposal dropped")
+	ErrGroupExists     = errors.New("multiraft: group already started")
+	ErrGroupStopped    = errors.New("multiraft: group stopped")
+	ErrClosed          = errors.New("multiraft: host closed")
 )
 
 // NotLeaderError says this node does not lead the group, and who does

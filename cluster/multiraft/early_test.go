@@ -3,9 +3,12 @@ package multiraft
 import (
 	"errors"
 	"fmt"
+	"slices"
 	"sync/atomic"
 	"testing"
 	"time"
+
+	pb "go.etcd.io/raft/v3/raftpb"
 )
 
 // syncGate holds a node's ready loop before its next synced WAL write,
@@ -234,7 +237,7 @@ func TestProposeAsyncBatchesAppends(t *testing.T) {
 	_, first := c.proposeNext(lead, "first")
 	gates[lead].held(t) // the ready loop waits: what follows queues up
 
-	const n = 200
+	const n = 1000
 	results := make(chan error, n)
 	for i := range n {
 		if err := g.ProposeAsync([]byte(fmt.Sprintf("e%03d", i)), func(_ any, err error) { results <- err }); err != nil {
@@ -252,8 +255,9 @@ func TestProposeAsyncBatchesAppends(t *testing.T) {
 		}
 	}
 	// One append per follower for the batch, another or two to carry the
-	// commit index, and heartbeats (a tick is 10 ms): far below the n per
-	// follower that stepping the entries one by one makes raft send.
+	// commit index, and heartbeats (a tick is 10 ms: 200 a second to the
+	// two followers): far below the n per follower that stepping the
+	// entries one by one makes raft send.
 	if sent := c.nodes[lead].h.Stats().Messages - before; sent >= n/2 {
 		t.Fatalf("the leader sent %d messages for %d entries", sent, n)
 	}
@@ -263,6 +267,40 @@ func TestProposeAsyncBatchesAppends(t *testing.T) {
 	for i := range n {
 		if want := fmt.Sprintf("e%03d", i); string(got[4+i]) != want {
 			t.Fatalf("entry %d is %q, want %q", 4+i, got[4+i], want)
+		}
+	}
+}
+
+// TestProposalChunk: queued entries are stepped in proposals of at most
+// MaxSizePerMsg bytes of data, at least one entry each, in order.
+func TestProposalChunk(t *testing.T) {
+	ents := func(sizes ...int) []*pb.Entry {
+		var out []*pb.Entry
+		for _, n := range sizes {
+			out = append(out, &pb.Entry{Data: make([]byte, n)})
+		}
+		return out
+	}
+	for _, tc := range []struct {
+		sizes []int
+		max   uint64
+		want  []int
+	}{
+		{[]int{10, 10, 10}, 100, []int{3}},
+		{[]int{40, 40, 40}, 100, []int{2, 1}},
+		{[]int{200, 10, 10}, 100, []int{1, 2}},
+		{[]int{50, 50, 50, 50}, 100, []int{2, 2}},
+		{[]int{10, 200, 10}, 100, []int{1, 1, 1}},
+	} {
+		es := ents(tc.sizes...)
+		var got []int
+		for len(es) > 0 {
+			n := proposalChunk(es, tc.max)
+			got = append(got, n)
+			es = es[n:]
+		}
+		if !slices.Equal(got, tc.want) {
+			t.Errorf("sizes %v max %d: chunks %v, want %v", tc.sizes, tc.max, got, tc.want)
 		}
 	}
 }

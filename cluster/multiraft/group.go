@@ -109,8 +109,9 @@ func (g *Group) Propose(ctx context.Context, data []byte) (any, error) {
 // as one proposal, so that the leader sends each follower one append for
 // all of them rather than one per entry (raft sends an append per
 // proposal, and caps those in flight at MaxInflightMsgs). If raft drops
-// them (leadership lost meanwhile, the uncommitted size limit), done gets
-// the error.
+// them, done gets ErrLeadershipLost (leadership lost meanwhile) or
+// ErrProposalDropped (a transfer under way, the uncommitted size limit:
+// not in the log).
 func (g *Group) ProposeAsync(data []byte, done func(any, error)) error {
 	seq := g.h.seq.Add(1)
 	buf := appendProposal(make([]byte, 0, proposalHeaderSize+len(data)), g.h.cfg.NodeID, seq, data)
@@ -125,22 +126,34 @@ func (g *Group) ProposeAsync(data []byte, done func(any, error)) error {
 	return nil
 }
 
-// stepProposalsLocked steps the entries ProposeAsync queued into raft as
-// one proposal; if raft drops it, their waiters fail. g.mu must be held.
+// stepProposalsLocked steps the entries ProposeAsync queued into raft, in
+// proposals of up to MaxSizePerMsg bytes (raft sends a follower one append
+// per proposal, the rest of a larger one only after it answers, and admits
+// or drops a proposal whole against MaxUncommittedEntriesSize). If raft
+// drops one, its waiters and those of every later one fail, so that no
+// entry gets into the log ahead of one queued before it. g.mu must be held.
 func (g *Group) stepProposalsLocked() {
 	if len(g.props) == 0 {
 		return
 	}
 	ents := g.props
 	g.props = nil
-	err := g.rn.Step(&pb.Message{Type: pb.MsgProp.Enum(), From: new(g.h.cfg.NodeID), Entries: ents})
+	var err error
+	for len(ents) > 0 && err == nil {
+		n := proposalChunk(ents, g.h.cfg.MaxSizePerMsg)
+		if err = g.rn.Step(&pb.Message{Type: pb.MsgProp.Enum(), From: new(g.h.cfg.NodeID), Entries: ents[:n]}); err == nil {
+			ents = ents[n:]
+		}
+	}
 	if err == nil {
 		return
 	}
 	if st := g.rn.BasicStatus(); st.RaftState != raft.StateLeader {
 		err = fmt.Errorf("%w: %w", ErrLeadershipLost, &NotLeaderError{Group: g.id, Leader: st.Lead})
 	} else {
-		err = fmt.Errorf("multiraft: group %d: %w", g.id, err)
+		// A leadership transfer under way, or too much uncommitted: not
+		// in the log, to be proposed again.
+		err = fmt.Errorf("multiraft: group %d: %w: %w", g.id, ErrProposalDropped, err)
 	}
 	var fns []func(Result)
 	for _, e := range ents {
@@ -156,6 +169,21 @@ func (g *Group) stepProposalsLocked() {
 			fn(Result{Err: err})
 		}
 	}()
+}
+
+// proposalChunk is how many of ents (at least one) make a proposal of at
+// most max bytes of data.
+func proposalChunk(ents []*pb.Entry, max uint64) int {
+	size := uint64(len(ents[0].GetData()))
+	n := 1
+	for n < len(ents) {
+		size += uint64(len(ents[n].GetData()))
+		if size > max {
+			break
+		}
+		n++
+	}
+	return n
 }
 
 // registerLocked adds a waiter for seq if this node leads the group.
