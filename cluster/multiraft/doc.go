@@ -40,7 +40,10 @@
 //     groups inline (under the group's lock), waking or quiescing them, and
 //     mark them.
 //
-// Proposals are stepped by the caller's goroutine under the group's lock.
+// Propose and configuration changes are stepped by the caller's goroutine
+// under the group's lock; ProposeAsync queues its entry for the ready loop
+// (cycle step 1), so call order holds among ProposeAsync calls, not between
+// them and Propose.
 // Nothing is per group but memory: a Group is a RawNode, a MemoryStorage and
 // a few fields.
 //
@@ -48,12 +51,13 @@
 //
 //  1. Ready from every marked group with work, once the entries
 //     ProposeAsync queued for it since the last cycle are stepped into raft
-//     as one proposal. raft sends each follower an append per proposal and
+//     as one proposal (or several of up to MaxSizePerMsg each). raft sends each follower an append per proposal and
 //     caps those in flight at MaxInflightMsgs: stepped one by one, a
 //     stream's publishes made one append and one answer per entry and
 //     follower, and held at most 256 entries in flight per follower.
 //  2. Early sends: the messages of each Ready that holds only appends and
-//     heartbeats (only a leader sends them), changes no Term or Vote and
+//     heartbeats (a leader's, or one that stepped down within the same
+//     term: harmless), changes no Term or Vote and
 //     holds no snapshot, one frame per peer for all such groups.
 //  3. One WAL Append with one fsync for all groups (snapshots received are
 //     saved and restored first).
