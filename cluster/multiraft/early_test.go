@@ -8,6 +8,7 @@ import (
 	"testing"
 	"time"
 
+	"go.etcd.io/raft/v3"
 	pb "go.etcd.io/raft/v3/raftpb"
 )
 
@@ -301,6 +302,35 @@ func TestProposalChunk(t *testing.T) {
 		}
 		if !slices.Equal(got, tc.want) {
 			t.Errorf("sizes %v max %d: chunks %v, want %v", tc.sizes, tc.max, got, tc.want)
+		}
+	}
+}
+
+// TestSendsEarly: only a Ready of appends and heartbeats that changes no
+// Term or Vote and holds no snapshot goes out before the WAL write.
+func TestSendsEarly(t *testing.T) {
+	g := &Group{hsTerm: 2, hsVote: 1}
+	msg := func(ty pb.MessageType) *pb.Message { return &pb.Message{Type: ty.Enum()} }
+	hs := func(term, vote uint64) *pb.HardState {
+		return &pb.HardState{Term: new(term), Vote: new(vote), Commit: new(uint64(7))}
+	}
+	for _, tc := range []struct {
+		name string
+		rd   raft.Ready
+		want bool
+	}{
+		{"appends", raft.Ready{Messages: []*pb.Message{msg(pb.MsgApp), msg(pb.MsgApp)}}, true},
+		{"appends and heartbeats, commit moved", raft.Ready{HardState: hs(2, 1), Messages: []*pb.Message{msg(pb.MsgApp), msg(pb.MsgHeartbeat)}}, true},
+		{"new term", raft.Ready{HardState: hs(3, 1), Messages: []*pb.Message{msg(pb.MsgApp)}}, false},
+		{"new vote", raft.Ready{HardState: hs(2, 3), Messages: []*pb.Message{msg(pb.MsgApp)}}, false},
+		{"an answer among them", raft.Ready{Messages: []*pb.Message{msg(pb.MsgApp), msg(pb.MsgAppResp)}}, false},
+		{"a vote", raft.Ready{Messages: []*pb.Message{msg(pb.MsgVote)}}, false},
+		{"a snapshot", raft.Ready{Snapshot: &pb.Snapshot{Metadata: &pb.SnapshotMetadata{Index: new(uint64(5)), Term: new(uint64(2))}}, Messages: []*pb.Message{msg(pb.MsgApp)}}, false},
+		{"no messages", raft.Ready{HardState: hs(2, 1)}, false},
+	} {
+		w := work{g: g, rd: tc.rd, has: true}
+		if got := w.sendsEarly(); got != tc.want {
+			t.Errorf("%s: sendsEarly %v, want %v", tc.name, got, tc.want)
 		}
 	}
 }
