@@ -1,6 +1,7 @@
 package integration
 
 import (
+	"fmt"
 	"net/http"
 	"testing"
 	"time"
@@ -456,32 +457,65 @@ func TestFederationKeepsUpstreamQueueAcrossStops(t *testing.T) {
 	api.expect(201, http.MethodPut, "/api/policies/{vhost}/fed", map[string]any{
 		"pattern": "^fx$", "apply-to": "exchanges", "definition": map[string]any{"federation-upstream-set": "all"}})
 	awaitLink(t, api, 1)
+	// Probes until one arrives: the upstream bindings are in place. They
+	// are numbered: the first to arrive, first, was the first routed
+	// upstream (those before it found no binding there), and every probe
+	// from it on must arrive once.
+	probes, first := 0, 0
 	eventually(t, func() bool {
-		publish(t, uch, "fx", "a.b", body("probe"))
+		publish(t, uch, "fx", "a.b", body(fmt.Sprint("probe ", probes)))
+		probes++
 		select {
-		case <-got:
+		case d := <-got:
+			_, err := fmt.Sscanf(string(d.Body), "probe %d", &first)
+			require.NoError(t, err, string(d.Body))
 			return true
 		case <-time.After(100 * time.Millisecond):
 			return false
 		}
 	}, "upstream bindings in place")
-
-	m.Close()
+	// The later probes may still be on their way (upstream, in the link,
+	// unconfirmed here or not yet acked upstream) and a stop hands back
+	// what the link has not acked: it waits upstream for the next run, as
+	// an AMQP consumer's unacked deliveries do. So the link stops once the
+	// upstream queue is empty, for it to hold only what is published while
+	// the link is stopped.
 	uapi := startAPI(t, up)
 	const upq = "/api/queues/{vhost}/federation%3A%20fx%20-%3E%20down%40localhost"
-	publish(t, uch, "fx", "a.b", body("while stopped"))
-	eventually(t, func() bool {
+	upMessages := func() any {
 		r := uapi.do(http.MethodGet, upq, nil)
-		return r.status == 200 && r.obj(t)["messages"] == float64(1)
-	}, "the message waits in the upstream queue")
+		if r.status != 200 {
+			return r.status
+		}
+		return r.obj(t)["messages"]
+	}
+	eventually(t, func() bool { return upMessages() == float64(0) }, "every probe acked upstream")
+
+	m.Close()
+	publish(t, uch, "fx", "a.b", body("while stopped"))
+	eventually(t, func() bool { return upMessages() == float64(1) }, "the message waits in the upstream queue")
 
 	newManager()
+	seen := make([]int, probes)
+	seen[first] = 1
 	for {
 		d := recv(t, got)
-		if string(d.Body) == "probe" {
+		var i int
+		if _, err := fmt.Sscanf(string(d.Body), "probe %d", &i); err == nil {
+			require.Less(t, i, probes)
+			seen[i]++
 			continue
 		}
 		require.Equal(t, "while stopped", string(d.Body))
 		break
 	}
+	// Every probe routed upstream arrived, once, before what was
+	// published after them; none came twice.
+	for i, n := range seen {
+		if i >= first {
+			require.Equal(t, 1, n, "probe %d", i)
+		}
+		require.LessOrEqual(t, n, 1, "probe %d", i)
+	}
+	eventually(t, func() bool { return upMessages() == float64(0) }, "the upstream queue drained")
 }
