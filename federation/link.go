@@ -398,7 +398,15 @@ func (s *session) settle() {
 			return
 		}
 	}
-	s.uch.Close() // returns once the upstream has the acks
+	closed := make(chan struct{})
+	go func() {
+		s.uch.Close() // returns once the upstream has the acks
+		close(closed)
+	}()
+	select {
+	case <-closed:
+	case <-limit: // an unresponsive upstream: the connection's close follows
+	}
 }
 
 // receivedFrom prepends this hop to a message's x-received-from.
