@@ -194,6 +194,7 @@ func (l *link) exchangeSession(s *session) error {
 	for {
 		select {
 		case <-l.ctx.Done():
+			s.settle()
 			if !l.up.KeepResources && !l.keep.Load() {
 				s.cleanup(q, internal)
 			}

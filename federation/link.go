@@ -376,6 +376,39 @@ func (s *session) confirmed(c amqp.Confirmation, ok bool) error {
 	return nil
 }
 
+// settleWait bounds how long a stopping link waits for this broker's
+// confirms of what it forwarded.
+const settleWait = 5 * time.Second
+
+// settle is a session's end when its link stops: what it forwarded and
+// this broker confirms (within settleWait) is acked upstream, then the
+// upstream channel closes, which hands back only what was never forwarded.
+// Without it a link stopping between a local confirm and its ack upstream
+// left there a message already delivered here, delivered again at the
+// next run: a clean stop must not duplicate.
+func (s *session) settle() {
+	limit := time.After(settleWait)
+	for len(s.pending) > 0 {
+		select {
+		case c, ok := <-s.confirms:
+			if s.confirmed(c, ok) != nil {
+				return
+			}
+		case <-limit:
+			return
+		}
+	}
+	closed := make(chan struct{})
+	go func() {
+		s.uch.Close() // returns once the upstream has the acks
+		close(closed)
+	}()
+	select {
+	case <-closed:
+	case <-limit: // an unresponsive upstream: the connection's close follows
+	}
+}
+
 // receivedFrom prepends this hop to a message's x-received-from.
 func receivedFrom(h amqp.Table, hop amqp.Table) amqp.Table {
 	out := make(amqp.Table, len(h)+1)

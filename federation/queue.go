@@ -43,6 +43,7 @@ func (l *link) queueSession(s *session) error {
 	for {
 		select {
 		case <-l.ctx.Done():
+			s.settle()
 			return l.ctx.Err()
 		case err := <-closed:
 			return err

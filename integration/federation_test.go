@@ -1,6 +1,7 @@
 package integration
 
 import (
+	"fmt"
 	"net/http"
 	"testing"
 	"time"
@@ -456,32 +457,71 @@ func TestFederationKeepsUpstreamQueueAcrossStops(t *testing.T) {
 	api.expect(201, http.MethodPut, "/api/policies/{vhost}/fed", map[string]any{
 		"pattern": "^fx$", "apply-to": "exchanges", "definition": map[string]any{"federation-upstream-set": "all"}})
 	awaitLink(t, api, 1)
+	// Probes until one arrives: the upstream bindings are in place. They
+	// are numbered: the first to arrive, first, was the first routed
+	// upstream (those before it found no binding there), and every probe
+	// from it on must arrive once.
+	probes, first := 0, 0
 	eventually(t, func() bool {
-		publish(t, uch, "fx", "a.b", body("probe"))
+		publish(t, uch, "fx", "a.b", body(fmt.Sprint("probe ", probes)))
+		probes++
 		select {
-		case <-got:
+		case d := <-got:
+			_, err := fmt.Sscanf(string(d.Body), "probe %d", &first)
+			require.NoError(t, err, string(d.Body))
 			return true
 		case <-time.After(100 * time.Millisecond):
 			return false
 		}
 	}, "upstream bindings in place")
-
+	// Stopped just after a probe arrived here: the link must not leave
+	// upstream what it forwarded (its local confirm and upstream ack may
+	// still be under way), or the next run delivers it again. Probes it
+	// had not forwarded (received, or still upstream) wait there.
 	m.Close()
 	uapi := startAPI(t, up)
 	const upq = "/api/queues/{vhost}/federation%3A%20fx%20-%3E%20down%40localhost"
+	var q map[string]any
+	eventually(t, func() bool {
+		r := uapi.do(http.MethodGet, upq, nil)
+		if r.status != 200 {
+			return false
+		}
+		q = r.obj(t)
+		return q["consumers"] == float64(0) && q["messages_unacknowledged"] == float64(0)
+	}, "the link's consumer gone from the upstream queue")
+	waiting := q["messages"].(float64)
+	require.LessOrEqual(t, waiting, float64(probes-1-first), "only probes not yet forwarded wait upstream")
 	publish(t, uch, "fx", "a.b", body("while stopped"))
 	eventually(t, func() bool {
 		r := uapi.do(http.MethodGet, upq, nil)
-		return r.status == 200 && r.obj(t)["messages"] == float64(1)
+		return r.status == 200 && r.obj(t)["messages"] == waiting+1
 	}, "the message waits in the upstream queue")
 
 	newManager()
+	seen := make([]int, probes)
+	seen[first] = 1
 	for {
 		d := recv(t, got)
-		if string(d.Body) == "probe" {
+		var i int
+		if _, err := fmt.Sscanf(string(d.Body), "probe %d", &i); err == nil {
+			require.Less(t, i, probes)
+			seen[i]++
 			continue
 		}
 		require.Equal(t, "while stopped", string(d.Body))
 		break
 	}
+	// Every probe routed upstream arrived, once, before what was
+	// published after them; none came twice.
+	for i, n := range seen {
+		if i >= first {
+			require.Equal(t, 1, n, "probe %d", i)
+		}
+		require.LessOrEqual(t, n, 1, "probe %d", i)
+	}
+	eventually(t, func() bool {
+		r := uapi.do(http.MethodGet, upq, nil)
+		return r.status == 200 && r.obj(t)["messages"] == float64(0)
+	}, "the upstream queue drained")
 }
