@@ -47,18 +47,25 @@ func TestClusterQuorumConsumerAttachedOnce(t *testing.T) {
 			require.True(t, ok)
 		}
 		// Held unacked: exactly a prefetch's worth, each once, none
-		// redelivered, for as long as a heartbeat or two takes.
+		// redelivered, and then nothing more for as long as a heartbeat
+		// or two takes.
 		got := map[string]int{}
-		deadline := time.After(3 * time.Second)
-	collect:
+		take := func(d amqp.Delivery) {
+			require.False(t, d.Redelivered, "queue %s: %q delivered again, redelivered (deliveries so far %v)", name, d.Body, got)
+			got[string(d.Body)]++
+			require.Equal(t, 1, got[string(d.Body)], "queue %s: %q delivered twice", name, d.Body)
+		}
+		for len(got) < prefetch {
+			take(recv(t, ds))
+		}
+		quiet := time.After(2 * time.Second)
+	watch:
 		for {
 			select {
 			case d := <-ds:
-				require.False(t, d.Redelivered, "queue %s: %q delivered again, redelivered (deliveries so far %v)", name, d.Body, got)
-				got[string(d.Body)]++
-				require.Equal(t, 1, got[string(d.Body)], "queue %s: %q delivered twice", name, d.Body)
-			case <-deadline:
-				break collect
+				take(d)
+			case <-quiet:
+				break watch
 			}
 		}
 		require.Len(t, got, prefetch, "queue %s", name)
