@@ -28,6 +28,7 @@ type pubQueue struct {
 	try     func(p waitingPublish) bool // false: nowhere to send p now
 	target  func() sendTarget
 	stopped *atomic.Bool // the owner's: waiting publishes are nacked
+	flow    *flowGate    // the owner's: publishes counted until answered
 
 	kick chan struct{} // the leader changed: try the waiting again
 
@@ -52,6 +53,7 @@ type waitingPublish struct {
 	done  func(bool)
 	until time.Time // nacked after this
 	seq   uint64    // publish order on this node
+	size  int64     // counted at the flow gate until answered
 }
 
 // sendTarget is where a publish goes: this node while it leads (epoch
@@ -61,8 +63,35 @@ type sendTarget struct {
 	epoch uint64
 }
 
-func newPubQueue(try func(waitingPublish) bool, target func() sendTarget, stopped *atomic.Bool) *pubQueue {
-	return &pubQueue{try: try, target: target, stopped: stopped, kick: make(chan struct{}, 1)}
+func newPubQueue(try func(waitingPublish) bool, target func() sendTarget, stopped *atomic.Bool, flow *flowGate) *pubQueue {
+	return &pubQueue{try: try, target: target, stopped: stopped, flow: flow, kick: make(chan struct{}, 1)}
+}
+
+// take is a publish to the owner's group: counted at its flow gate until
+// answered (a publisher that outruns the group waits there, flowgate.go,
+// instead of the node buffering without bound), then sent in order; nacked
+// at once when the owner stopped. done may be nil.
+func (pq *pubQueue) take(msg *queue.Message, ttl int64, done func(bool)) {
+	if done == nil {
+		done = func(bool) {}
+	}
+	if pq.stopped.Load() {
+		done(false)
+		return
+	}
+	size := int64(len(msg.Header) + len(msg.Body))
+	if pq.flow != nil {
+		pq.flow.take(size)
+	}
+	pq.publish(waitingPublish{msg: msg, ttl: ttl, done: done, until: time.Now().Add(publishWait), size: size})
+}
+
+// answer gives p its outcome and releases its count at the flow gate.
+func (pq *pubQueue) answer(p waitingPublish, ok bool) {
+	if pq.flow != nil {
+		pq.flow.settle(p.size)
+	}
+	p.done(ok)
 }
 
 // publish numbers p and sends it, or queues it behind the publishes it
@@ -155,7 +184,7 @@ func (pq *pubQueue) drain() {
 			pq.waiting, pq.draining = nil, false
 			pq.mu.Unlock()
 			for _, p := range left {
-				p.done(false)
+				pq.answer(p, false)
 			}
 			return
 		}
@@ -175,7 +204,7 @@ func (pq *pubQueue) drain() {
 				t.Stop()
 				continue
 			}
-			p.done(false) // no leader in time: nacked
+			pq.answer(p, false) // no leader in time: nacked
 		}
 		pq.mu.Lock()
 		if i := slices.IndexFunc(pq.waiting, func(w waitingPublish) bool { return w.seq == p.seq }); i >= 0 {

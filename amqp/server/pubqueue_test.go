@@ -28,7 +28,7 @@ type fakeLeaders struct {
 func newFakeLeaders() *fakeLeaders {
 	f := &fakeLeaders{to: sendTarget{node: "a"}, answered: map[uint64]bool{}}
 	var stopped atomic.Bool
-	f.pq = newPubQueue(f.try, f.target, &stopped)
+	f.pq = newPubQueue(f.try, f.target, &stopped, nil)
 	return f
 }
 
@@ -107,7 +107,7 @@ func TestPubQueueOrderAcrossLeaderChange(t *testing.T) {
 // queued when the owner stops are nacked too.
 func TestPubQueueNacks(t *testing.T) {
 	var stopped atomic.Bool
-	pq := newPubQueue(func(waitingPublish) bool { return false }, func() sendTarget { return sendTarget{} }, &stopped)
+	pq := newPubQueue(func(waitingPublish) bool { return false }, func() sendTarget { return sendTarget{} }, &stopped, nil)
 	got := make(chan bool, 2)
 	pq.publish(waitingPublish{until: time.Now().Add(30 * time.Millisecond), done: func(ok bool) { got <- ok }})
 	require.False(t, <-got)
@@ -122,24 +122,26 @@ func TestPubQueueNacks(t *testing.T) {
 	}
 }
 
-// BenchmarkPubQueuePublish is a publish's bookkeeping when a leader takes
-// it at once (sent, tracked and answered), from parallel publishers.
+// BenchmarkPubQueuePublish is a publish's bookkeeping (flow gate, deadline,
+// send, tracking, answer) when a leader takes it at once, from parallel
+// publishers.
 func BenchmarkPubQueuePublish(b *testing.B) {
 	var stopped atomic.Bool
 	t := sendTarget{node: "self", epoch: 1}
 	var pq *pubQueue
+	var gate flowGate
 	pq = newPubQueue(func(p waitingPublish) bool {
 		pq.track(t)
 		pq.untrack()
-		p.done(true)
+		pq.answer(p, true)
 		return true
-	}, func() sendTarget { return t }, &stopped)
+	}, func() sendTarget { return t }, &stopped, &gate)
 	msg := queue.NewMessage("", "k", nil, nil)
 	done := func(bool) {}
 	b.ReportAllocs()
 	b.RunParallel(func(pb *testing.PB) {
 		for pb.Next() {
-			pq.publish(waitingPublish{msg: msg, done: done})
+			pq.take(msg, -1, done)
 		}
 	})
 }

@@ -167,7 +167,7 @@ func newReplica(s *Server, v *Vhost, id uint64, members []string) *replica {
 	r.members.Store(&members)
 	r.log = s.log.With(zap.Uint64("group", id))
 	r.sm.r, r.sm.st = r, s.store
-	r.pubs = newPubQueue(r.try, r.target, &r.stopped)
+	r.pubs = newPubQueue(r.try, r.target, &r.stopped, &r.flow)
 	return r
 }
 
@@ -354,21 +354,7 @@ func (r *replica) clusterSize() int {
 // their order: while some wait for a leader, the ones after them wait
 // behind them.
 func (r *replica) publish(msg *queue.Message, ttl int64, done func(bool)) {
-	if done == nil {
-		done = func(bool) {}
-	}
-	if r.stopped.Load() {
-		done(false)
-		return
-	}
-	size := int64(len(msg.Header) + len(msg.Body))
-	r.flow.take(size)
-	answer := done
-	done = func(ok bool) {
-		r.flow.settle(size)
-		answer(ok)
-	}
-	r.pubs.publish(waitingPublish{msg: msg, ttl: ttl, done: done, until: time.Now().Add(publishWait)})
+	r.pubs.take(msg, ttl, done)
 }
 
 // target is where a publish would go now.
@@ -392,7 +378,7 @@ func (r *replica) try(p waitingPublish) bool {
 			}
 			r.pubs.untrack()
 			res, _ := v.(queue.PublishResult)
-			p.done(res != queue.Rejected && res != queue.Gone)
+			r.pubs.answer(p, res != queue.Rejected && res != queue.Gone)
 		})
 		if err != nil {
 			r.pubs.untrack()
@@ -407,7 +393,7 @@ func (r *replica) try(p waitingPublish) bool {
 	// itself; the copy is sent again from here only if that node is lost.
 	r.pubs.track(sendTarget{node: home})
 	w := forwardWait{
-		done:   func(ok bool) { r.pubs.untrack(); p.done(ok) },
+		done:   func(ok bool) { r.pubs.untrack(); r.pubs.answer(p, ok) },
 		resend: func() { r.pubs.wait(p); r.pubs.untrack() },
 	}
 	if !r.s.forwardTo(home, r.v, r.q, p.msg, p.ttl, w) {

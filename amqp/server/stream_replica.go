@@ -78,7 +78,7 @@ func (v *Vhost) replicateStream(q *Queue, id uint64, members []string) {
 	r := &streamReplica{s: v.srv, v: v, q: q, id: id, members: slices.Clone(members)}
 	r.log = v.srv.log.With(zap.Uint64("group", id))
 	r.sm.r = r
-	r.pubs = newPubQueue(r.try, r.target, &r.stopped)
+	r.pubs = newPubQueue(r.try, r.target, &r.stopped, &r.flow)
 	q.srepl = r
 	q.SetStreamReplicated() // a member behind its group: consumers wait for their offset
 	if r.member() || len(members) == 0 {
@@ -302,23 +302,7 @@ func (q *Queue) publishReplicated(msg *queue.Message, ttl int64, done func(bool)
 // order (pubQueue): behind those waiting for a leader, and across a change
 // of leader.
 func (r *streamReplica) publish(msg *queue.Message, done func(bool)) {
-	if done == nil {
-		done = func(bool) {}
-	}
-	if r.stopped.Load() {
-		done(false)
-		return
-	}
-	// Counted until answered: a publisher that outruns the group waits at
-	// the gate (flowgate.go) instead of the node buffering without bound.
-	size := int64(len(msg.Header) + len(msg.Body))
-	r.flow.take(size)
-	answer := done
-	done = func(ok bool) {
-		r.flow.settle(size)
-		answer(ok)
-	}
-	r.pubs.publish(waitingPublish{msg: msg, ttl: -1, done: done, until: time.Now().Add(publishWait)})
+	r.pubs.take(msg, -1, done)
 }
 
 // target is where a publish would go now: this node while it leads (the
@@ -354,7 +338,7 @@ func (r *streamReplica) try(p waitingPublish) bool {
 			switch {
 			case err == nil:
 				r.pubs.untrack()
-				p.done(true)
+				r.pubs.answer(p, true)
 			case errors.Is(err, multiraft.ErrNotLeader) || errors.Is(err, multiraft.ErrLeadershipLost) ||
 				errors.Is(err, multiraft.ErrProposalDropped):
 				// Not proposed, or its outcome is unknown: proposed again,
@@ -364,7 +348,7 @@ func (r *streamReplica) try(p waitingPublish) bool {
 				r.pubs.untrack()
 			default:
 				r.pubs.untrack()
-				p.done(false)
+				r.pubs.answer(p, false)
 			}
 		})
 		if err != nil {
@@ -377,7 +361,7 @@ func (r *streamReplica) try(p waitingPublish) bool {
 	}
 	r.pubs.track(t)
 	w := forwardWait{
-		done:   func(ok bool) { r.pubs.untrack(); p.done(ok) },
+		done:   func(ok bool) { r.pubs.untrack(); r.pubs.answer(p, ok) },
 		resend: func() { r.pubs.wait(p); r.pubs.untrack() },
 	}
 	if !r.s.forwardTo(t.node, r.v, r.q, p.msg, -1, w) {
