@@ -83,10 +83,15 @@ type chaosConfig struct {
 // follower at once) under traffic, then the check. About 40 s.
 func TestChaosQuorumQueues(t *testing.T) {
 	warrenOnly(t, "starts a cluster of bin/warren processes behind fault-injecting proxies")
-	seed := chaosSeed(t)
-	runChaos(t, chaosConfig{
-		name:      "short",
-		seed:      seed,
+	runChaos(t, shortChaos(t, "short", false))
+}
+
+// shortChaos is the short run's configuration: five faults of 3 s, one of
+// each kind but the follower's, on two queues (of streams with stream).
+func shortChaos(t *testing.T, name string, stream bool) chaosConfig {
+	return chaosConfig{
+		name:      name,
+		seed:      chaosSeed(t),
 		faults:    []string{"kill-leader", "partition-bridge", "pause-leader", "partition-leader", "kill-two"},
 		queues:    2,
 		producers: 3,
@@ -95,8 +100,9 @@ func TestChaosQuorumQueues(t *testing.T) {
 		between:   func(*rand.Rand) time.Duration { return time.Second },
 		budget:    40 * time.Second,
 		drainWait: 30 * time.Second,
-		client:    chaosClientConfig{window: 10, interval: 5 * time.Millisecond, prefetch: 20, confirmWait: 20 * time.Second},
-	})
+		client:    chaosClientConfig{window: 10, interval: 5 * time.Millisecond, prefetch: 20, confirmWait: 20 * time.Second, stream: stream},
+		stream:    stream,
+	}
 }
 
 // TestChaosStreams is the short chaos run of streams (make test): the
@@ -105,21 +111,7 @@ func TestChaosQuorumQueues(t *testing.T) {
 // last offset it acked when its connection fails. About 40 s.
 func TestChaosStreams(t *testing.T) {
 	warrenOnly(t, "starts a cluster of bin/warren processes behind fault-injecting proxies")
-	seed := chaosSeed(t)
-	runChaos(t, chaosConfig{
-		name:      "short-stream",
-		seed:      seed,
-		faults:    []string{"kill-leader", "partition-bridge", "pause-leader", "partition-leader", "kill-two"},
-		queues:    2,
-		producers: 3,
-		consumers: 4,
-		hold:      func(string, *rand.Rand) time.Duration { return 3 * time.Second },
-		between:   func(*rand.Rand) time.Duration { return time.Second },
-		budget:    40 * time.Second,
-		drainWait: 30 * time.Second,
-		client:    chaosClientConfig{window: 10, interval: 5 * time.Millisecond, prefetch: 20, confirmWait: 20 * time.Second, stream: true},
-		stream:    true,
-	})
+	runChaos(t, shortChaos(t, "short-stream", true))
 }
 
 // TestChaosQuorumLong is make chaos: every kind of fault for

@@ -878,13 +878,23 @@ func (s *Server) replacementFor(members, nodes []string, lost map[string]time.Ti
 	return best
 }
 
-// replicatedQueues lists the replicated queues of every vhost.
+// replicatedQueues lists the quorum queues of a cluster, in every vhost.
 func (s *Server) replicatedQueues() []*Queue {
+	return s.queuesWhere(func(q *Queue) bool { return q.repl != nil })
+}
+
+// replicatedStreams lists the replicated streams of every vhost.
+func (s *Server) replicatedStreams() []*Queue {
+	return s.queuesWhere(func(q *Queue) bool { return q.srepl != nil })
+}
+
+// queuesWhere lists the queues of every vhost that keep says to.
+func (s *Server) queuesWhere(keep func(*Queue) bool) []*Queue {
 	var out []*Queue
 	for _, v := range s.vhostList("") {
 		v.mu.RLock()
 		for _, q := range v.queues {
-			if q.repl != nil {
+			if keep(q) {
 				out = append(out, q)
 			}
 		}

@@ -16,12 +16,7 @@ import (
 func TestQuorumStateMachineStreamedSnapshot(t *testing.T) {
 	st := openStore(t)
 	r := testReplicaStore(t, st, 0, nil)
-	var es []multiraft.Entry
-	for i := 1; i <= 10; i++ {
-		es = append(es, enqueueEntry(i))
-	}
-	es = append(es, batchEntry(byte('S'), 2, byte('S'), 5, byte('D'), 4, byte('R'), 7, byte('F'), 9))
-	r.sm.Apply(es)
+	r.sm.Apply(sampleEntries())
 	want := smIDs(&r.sm)
 	whole, err := r.sm.SnapshotData()
 	require.NoError(t, err)

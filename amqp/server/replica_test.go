@@ -45,12 +45,7 @@ func batchEntry(ops ...any) multiraft.Entry {
 // return counts and the delivered watermark, and a snapshot restores them.
 func TestQuorumStateMachine(t *testing.T) {
 	r := testReplica(t)
-	var es []multiraft.Entry
-	for i := 1; i <= 10; i++ {
-		es = append(es, enqueueEntry(i))
-	}
-	es = append(es, batchEntry(byte('S'), 2, byte('S'), 5, byte('D'), 4, byte('R'), 7, byte('F'), 9))
-	r.sm.Apply(es)
+	r.sm.Apply(sampleEntries())
 	ids := func(sm *qsm) []string {
 		var out []string
 		for _, e := range sm.entries() {
@@ -102,6 +97,16 @@ func smIDs(sm *qsm) []string {
 	return out
 }
 
+// sampleEntries enqueue ten messages, then one batch of settles and
+// returns among them.
+func sampleEntries() []multiraft.Entry {
+	var es []multiraft.Entry
+	for i := 1; i <= 10; i++ {
+		es = append(es, enqueueEntry(i))
+	}
+	return append(es, batchEntry(byte('S'), 2, byte('S'), 5, byte('D'), 4, byte('R'), 7, byte('F'), 9))
+}
+
 // With a store the state machine keeps the messages there, snapshots are
 // checkpoints, the entries after a checkpoint apply again at a restart to
 // the same state, and the whole state made for a follower replaces what
@@ -109,12 +114,7 @@ func smIDs(sm *qsm) []string {
 func TestQuorumStateMachineStore(t *testing.T) {
 	st := openStore(t)
 	r := testReplicaStore(t, st, 0, nil)
-	var es []multiraft.Entry
-	for i := 1; i <= 10; i++ {
-		es = append(es, enqueueEntry(i))
-	}
-	es = append(es, batchEntry(byte('S'), 2, byte('S'), 5, byte('D'), 4, byte('R'), 7, byte('F'), 9))
-	r.sm.Apply(es)
+	r.sm.Apply(sampleEntries())
 	want := []string{"1:1:0:true", "3:3:0:true", "4:4:0:true", "6:6:0:false", "7:7:3:true", "8:8:0:false"}
 	require.Equal(t, want, smIDs(&r.sm))
 	require.False(t, r.sm.SnapshotDue(100))
@@ -152,7 +152,7 @@ func TestQuorumStateMachineStore(t *testing.T) {
 
 	// A snapshot of an earlier version (messages inline) is read too.
 	old := testReplica(t)
-	old.sm.Apply(es)
+	old.sm.Apply(sampleEntries())
 	legacy := binary.BigEndian.AppendUint64(nil, 10)
 	legacy = binary.BigEndian.AppendUint64(legacy, 4)
 	legacy = binary.BigEndian.AppendUint64(legacy, 1)

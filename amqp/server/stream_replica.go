@@ -253,21 +253,6 @@ func (s *Server) reattachStream(r *streamReplica, ci *consumerInfo) {
 	}
 }
 
-// replicatedStreams lists the replicated streams of every vhost.
-func (s *Server) replicatedStreams() []*Queue {
-	var out []*Queue
-	for _, v := range s.vhostList("") {
-		v.mu.RLock()
-		for _, q := range v.queues {
-			if q.srepl != nil {
-				out = append(out, q)
-			}
-		}
-		v.mu.RUnlock()
-	}
-	return out
-}
-
 // --- publishing: through the leader ---
 
 // replicated reports whether q's messages go through a Raft group (a

@@ -197,6 +197,19 @@ func (c *streamCluster) waitSame(n int) {
 	}, fmt.Sprintf("%d values, the same, on %v", n, alive))
 }
 
+// restoredStreamedOnce fails the test unless node id's state machine was
+// restored once, from a streamed snapshot, and never from a single frame.
+func (c *streamCluster) restoredStreamedOnce(id uint64) {
+	c.t.Helper()
+	sm := c.sms[id]
+	sm.mu.Lock()
+	streamed, whole := sm.streamRestores, sm.full
+	sm.mu.Unlock()
+	if streamed != 1 || whole != 0 {
+		c.t.Fatalf("follower restored %d streamed and %d single-frame states; want 1 and 0", streamed, whole)
+	}
+}
+
 // spoolFiles lists what node id's spool directory holds.
 func (c *streamCluster) spoolFiles(id uint64) []string {
 	des, err := os.ReadDir(filepath.Join(c.nodes[id].dir, "spool"))
@@ -227,13 +240,7 @@ func TestStreamedSnapshotCatchUp(t *testing.T) {
 	c.start(down)
 	c.startSM(down, nil)
 	c.waitSame(305)
-	sm := c.sms[down]
-	sm.mu.Lock()
-	streamed, whole := sm.streamRestores, sm.full
-	sm.mu.Unlock()
-	if streamed != 1 || whole != 0 {
-		t.Fatalf("follower restored %d streamed and %d single-frame states; want 1 and 0", streamed, whole)
-	}
+	c.restoredStreamedOnce(down)
 	// The sender counts its transfer once the follower has answered it.
 	var streamedOut uint64
 	waitFor(t, 5*time.Second, func() bool {
@@ -339,13 +346,7 @@ func TestStreamedSnapshotInterrupted(t *testing.T) {
 			}
 			c.waitSame(205)
 			waitFor(t, 5*time.Second, func() bool { return len(c.spoolFiles(down)) == 0 }, "spool emptied")
-			sm := c.sms[down]
-			sm.mu.Lock()
-			streamed, whole := sm.streamRestores, sm.full
-			sm.mu.Unlock()
-			if streamed != 1 || whole != 0 {
-				t.Fatalf("follower restored %d streamed and %d single-frame states; want 1 and 0", streamed, whole)
-			}
+			c.restoredStreamedOnce(down)
 			opens := 0
 			for id := uint64(1); id <= 3; id++ {
 				c.sms[id].mu.Lock()
