@@ -293,8 +293,10 @@ func (s *Server) remoteDelivery(from string, r *peerReader) {
 	if err != nil {
 		return
 	}
-	if off, ok := h.Properties.Headers["x-stream-offset"].(int64); ok && ci.q.IsStream() {
-		ci.streamNext.Store(uint64(off) + 1)
+	if ci.q.IsStream() {
+		if off, ok := h.Properties.Headers["x-stream-offset"].(int64); ok {
+			ci.streamNext.Store(uint64(off) + 1)
+		}
 	}
 	msg := queue.NewMessage(exch, key, header, body)
 	ci.ch.deliver(ci.q.Queue, ci.c, queue.Entry{Msg: msg, Seq: dtag, Redelivered: red[0] == 1}, from)
